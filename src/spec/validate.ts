@@ -1,0 +1,152 @@
+/**
+ * Validation returns data, never prints: the typed spec, or every error at
+ * once, each with its spec path, file:line:column and how to fix it.
+ */
+import type { z } from "zod";
+import { formatPath, loadSpecText, type LoadedSpec, type SpecDiagnostic } from "./load.js";
+import { specSchema, type Spec } from "./schema.js";
+
+export interface ValidationResult {
+  spec?: Spec;
+  warnings: SpecDiagnostic[];
+  errors: SpecDiagnostic[];
+}
+
+/** Text -> validated spec (pure). */
+export function validateSpecText(text: string, file: string): ValidationResult {
+  const loaded = loadSpecText(text, file);
+  if (!loaded.ok) return { warnings: [], errors: loaded.errors };
+  return validateLoaded(loaded.spec);
+}
+
+export function validateLoaded(loaded: LoadedSpec): ValidationResult {
+  const diag = (path: readonly PropertyKey[], message: string): SpecDiagnostic => ({
+    path: formatPath(path),
+    position: loaded.locate(path),
+    message,
+  });
+
+  const parsed = specSchema.safeParse(loaded.data);
+  if (!parsed.success) {
+    return { warnings: [], errors: parsed.error.issues.flatMap((issue) => issueDiagnostics(issue, diag)) };
+  }
+  const spec = parsed.data;
+  const { errors, warnings } = crossCheck(spec, diag);
+  return errors.length > 0 ? { warnings, errors } : { spec, warnings, errors };
+}
+
+type Diag = (path: readonly PropertyKey[], message: string) => SpecDiagnostic;
+
+function issueDiagnostics(issue: z.core.$ZodIssue, diag: Diag): SpecDiagnostic[] {
+  const path = issue.path as PropertyKey[];
+  switch (issue.code) {
+    case "unrecognized_keys":
+      return issue.keys.map((key) => diag([...path, key], `unknown key "${key}"; check its spelling against \`gen-lb schema\``));
+    case "invalid_union":
+      return [diag(path, unionMessage(issue))];
+    case "invalid_type":
+      return [
+        diag(
+          path,
+          issue.input === undefined ? `missing required key (expected ${issue.expected})` : `expected ${issue.expected}, got ${describe(issue.input)}`,
+        ),
+      ];
+    case "invalid_value":
+      return [diag(path, `expected one of ${issue.values.map((v) => JSON.stringify(v)).join(", ")}, got ${describe(issue.input)}`)];
+    default:
+      return [diag(path, issue.message)];
+  }
+}
+
+/** A union's branches each fail; say the most specific thing any of them said. */
+function unionMessage(issue: z.core.$ZodIssueInvalidUnion): string {
+  const branches = issue.errors.flat();
+  const specific = branches.find((b) => b.code !== "invalid_type" && b.path.length === 0);
+  if (specific) return specific.message;
+  const expected = [...new Set(branches.flatMap((b) => (b.code === "invalid_type" ? [b.expected] : [])))];
+  return `expected ${expected.join(" or ")}, got ${describe(issue.input)}`;
+}
+
+function describe(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "a list";
+  if (typeof value === "object") return "a mapping";
+  if (typeof value === "string") return `the string ${JSON.stringify(value)}`;
+  return `${typeof value} ${String(value)}`;
+}
+
+/** Checks that span keys, which a per-field schema cannot express. */
+function crossCheck(spec: Spec, diag: Diag): { errors: SpecDiagnostic[]; warnings: SpecDiagnostic[] } {
+  const errors: SpecDiagnostic[] = [];
+  const warnings: SpecDiagnostic[] = [];
+  const upstreamNames = Object.keys(spec.upstreams);
+  const used = new Set<string>();
+  const formats = new Set(["combined", ...Object.keys(spec.nginx.http.log_formats)]);
+
+  const checkLogs = (logs: typeof spec.nginx.http.access_log, path: PropertyKey[]) => {
+    if (!Array.isArray(logs)) return;
+    logs.forEach((log, i) => {
+      if (log.format !== undefined && !formats.has(log.format)) {
+        errors.push(diag([...path, i, "format"], `unknown log format "${log.format}"; define it under nginx.http.log_formats (known: ${[...formats].join(", ")})`));
+      }
+    });
+  };
+  checkLogs(spec.nginx.http.access_log, ["nginx", "http", "access_log"]);
+
+  for (const [name, up] of Object.entries(spec.upstreams)) {
+    const path = ["upstreams", name];
+    if (up.balance === "chash" && up.hash_key === undefined) {
+      errors.push(diag([...path, "balance"], 'balance "chash" needs a hash_key, e.g. hash_key: $remote_addr'));
+    }
+    if (up.hash_key !== undefined && up.balance !== "chash") {
+      errors.push(diag([...path, "hash_key"], `hash_key is used only by balance "chash" (this upstream uses "${up.balance}"); remove it or set balance: chash`));
+    }
+  }
+
+  // nginx picks a server by listen address, then server_name: two servers on
+  // one address with the same names can never both be reached.
+  const listeners = new Map<string, string>();
+  const claim = (listen: string, names: readonly string[], path: PropertyKey[]) => {
+    const key = `${normaliseListen(listen)} ${[...names].sort().join(",")}`;
+    const first = listeners.get(key);
+    if (first !== undefined) {
+      errors.push(diag(path, `listen ${listen}${names.length ? ` with server_name ${names.join(" ")}` : ""} is already used by ${first}; give each server its own address or server_name`));
+    } else {
+      listeners.set(key, formatPath(path));
+    }
+  };
+
+  spec.servers.forEach((server, si) => {
+    const listens = Array.isArray(server.listen) ? server.listen : [server.listen];
+    listens.forEach((l, li) => claim(String(l), server.server_name, Array.isArray(server.listen) ? ["servers", si, "listen", li] : ["servers", si, "listen"]));
+    checkLogs(server.access_log, ["servers", si, "access_log"]);
+    const seen = new Map<string, number>();
+    server.locations.forEach((loc, li) => {
+      const path = ["servers", si, "locations", li];
+      if (loc.upstream !== undefined) {
+        used.add(loc.upstream);
+        if (!(loc.upstream in spec.upstreams)) {
+          errors.push(diag([...path, "upstream"], `unknown upstream "${loc.upstream}"; defined upstreams: ${upstreamNames.length ? upstreamNames.join(", ") : "(none)"}`));
+        }
+      }
+      const key = `${loc.match} ${loc.path}`;
+      const dup = seen.get(key);
+      if (dup !== undefined) errors.push(diag([...path, "path"], `duplicate location "${loc.path}" (also servers[${si}].locations[${dup}])`));
+      else seen.set(key, li);
+    });
+  });
+
+  if (spec.status.enabled) claim(String(spec.status.listen), [], ["status", "listen"]);
+
+  for (const name of upstreamNames) {
+    if (!used.has(name)) warnings.push(diag(["upstreams", name], `upstream "${name}" is not used by any location (it is still discovered and health-checked)`));
+  }
+  return { errors, warnings };
+}
+
+/** 8080, "8080", "*:8080" and "0.0.0.0:8080" are one address to nginx. */
+export function normaliseListen(listen: string): string {
+  const s = String(listen);
+  if (/^\d+$/.test(s)) return `*:${s}`;
+  return s.replace(/^0\.0\.0\.0:/, "*:");
+}
