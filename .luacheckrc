@@ -1,0 +1,4 @@
+-- luacheck config for the generated runtime (templates/lua).
+std = "ngx_lua"
+max_line_length = 120
+codes = true

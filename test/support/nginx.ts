@@ -1,0 +1,129 @@
+/**
+ * Build a gen-lb prefix from a spec object and run the real nginx on it.
+ * Every master started here is stopped when the test process exits, even
+ * when a test fails half-way.
+ */
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, readdirSync, existsSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { execa } from "execa";
+import { buildFileSet } from "../../src/pipeline.js";
+import type { SpecInput } from "../../src/spec/schema.js";
+import { formatDiagnostic } from "../../src/spec/load.js";
+import { validateSpecText } from "../../src/spec/validate.js";
+import { writeFileSet } from "../../src/util/files.js";
+import { waitFor } from "./ports.js";
+
+export const NGINX_BIN = process.env.GEN_LB_TEST_NGINX ?? "/usr/sbin/nginx";
+
+const running = new Set<number>();
+process.on("exit", () => {
+  for (const pid of running) {
+    try {
+      process.kill(pid, "SIGTERM");
+    } catch {
+      /* already gone */
+    }
+  }
+});
+
+export function tempDir(prefix = "gen-lb-test-"): string {
+  return mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+/** Validate and render `spec` (target nginx unless it says otherwise) into a fresh prefix. */
+export async function buildPrefix(spec: SpecInput, dir = tempDir()): Promise<{ dir: string; buildId: string }> {
+  const result = validateSpecText(JSON.stringify({ target: "nginx", ...spec }), "spec.json");
+  if (!result.spec) throw new Error(`test spec is invalid:\n${result.errors.map(formatDiagnostic).join("\n")}`);
+  const set = buildFileSet(result.spec, "spec.json");
+  await writeFileSet(dir, set);
+  return { dir, buildId: set.buildId };
+}
+
+export class Nginx {
+  private constructor(
+    readonly prefix: string,
+    public masterPid: number,
+  ) {}
+
+  static async start(prefix: string, env: Record<string, string> = {}): Promise<Nginx> {
+    const pidFile = path.join(prefix, "logs/nginx.pid");
+    const r = await execa(NGINX_BIN, ["-p", `${prefix}/`, "-c", "conf/nginx.conf"], { reject: false, env, extendEnv: true });
+    if (r.exitCode !== 0) throw new Error(`nginx failed to start (${r.exitCode}): ${r.stderr}\n${readLog(prefix)}`);
+    const pid = await waitFor(() => existsSync(pidFile) && Number(readFileSync(pidFile, "utf8").trim()), "nginx pid file");
+    running.add(pid);
+    const nginx = new Nginx(prefix, pid);
+    await waitFor(() => nginx.workerPids().length > 0, "nginx workers");
+    return nginx;
+  }
+
+  /** Pids of the master's current worker processes (not cache managers). */
+  workerPids(): number[] {
+    const pids: number[] = [];
+    for (const entry of readdirSync("/proc")) {
+      if (!/^\d+$/.test(entry)) continue;
+      try {
+        const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+        const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+        const cmdline = readFileSync(`/proc/${entry}/cmdline`, "utf8");
+        if (ppid === this.masterPid && cmdline.startsWith("nginx: worker process")) pids.push(Number(entry));
+      } catch {
+        /* raced with an exiting process */
+      }
+    }
+    return pids.sort((a, b) => a - b);
+  }
+
+  errorLog(): string {
+    return readLog(this.prefix);
+  }
+
+  async reload(): Promise<void> {
+    process.kill(this.masterPid, "SIGHUP");
+  }
+
+  async stop(): Promise<void> {
+    if (!running.has(this.masterPid)) return;
+    try {
+      process.kill(this.masterPid, "SIGTERM");
+    } catch {
+      running.delete(this.masterPid);
+      return;
+    }
+    await waitFor(() => !isAlive(this.masterPid), "nginx to stop", 10_000).catch(() => {
+      process.kill(this.masterPid, "SIGKILL");
+    });
+    running.delete(this.masterPid);
+  }
+}
+
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    // A zombie still answers kill 0; its /proc state says Z.
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+  } catch {
+    return false;
+  }
+}
+
+function readLog(prefix: string): string {
+  try {
+    return readFileSync(path.join(prefix, "logs/error.log"), "utf8");
+  } catch {
+    return "";
+  }
+}
+
+/** `nginx -t` on a prefix; returns nginx's combined output and exit code. */
+export function nginxTest(prefix: string): { ok: boolean; output: string } {
+  try {
+    const out = execFileSync(NGINX_BIN, ["-t", "-p", `${prefix}/`, "-c", "conf/nginx.conf"], { stdio: "pipe" });
+    return { ok: true, output: out.toString() };
+  } catch (error) {
+    const e = error as { stderr?: Buffer; stdout?: Buffer };
+    return { ok: false, output: `${e.stdout?.toString() ?? ""}${e.stderr?.toString() ?? ""}` };
+  }
+}
