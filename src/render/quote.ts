@@ -17,8 +17,11 @@ export function nginxArg(value: string | number | boolean): string {
   if (CONTROL_RE.test(text)) throw new UnsafeValueError(`cannot put a control character (newline, tab...) into nginx.conf: ${JSON.stringify(text)}`);
   if (text.includes("${")) throw new UnsafeValueError(`"\${" would be read by nginx as a variable: ${JSON.stringify(text)}`);
   if (text !== "" && BARE_NGINX_RE.test(text)) return text;
-  // Inside double quotes nginx unescapes \" and \\ and nothing else we emit.
-  return `"${text.replace(/\\/g, "\\\\").replace(/"/g, '\\"')}"`;
+  // Inside quotes nginx unescapes \\ and the quote character, nothing else we
+  // emit. Single quotes keep log formats full of "..." readable.
+  const escaped = text.replace(/\\/g, "\\\\");
+  if (text.includes('"') && !text.includes("'")) return `'${escaped}'`;
+  return `"${escaped.replace(/"/g, '\\"')}"`;
 }
 
 export function nginxName(name: string): string {

@@ -26,13 +26,18 @@ export function validateLoaded(loaded: LoadedSpec): ValidationResult {
     message,
   });
 
-  const parsed = specSchema.safeParse(loaded.data);
+  const parsed = specSchema.safeParse(loaded.data, { reportInput: true });
   if (!parsed.success) {
-    return { warnings: [], errors: parsed.error.issues.flatMap((issue) => issueDiagnostics(issue, diag)) };
+    return { warnings: [], errors: byPosition(parsed.error.issues.flatMap((issue) => issueDiagnostics(issue, diag))) };
   }
   const spec = parsed.data;
   const { errors, warnings } = crossCheck(spec, diag);
-  return errors.length > 0 ? { warnings, errors } : { spec, warnings, errors };
+  return errors.length > 0 ? { warnings, errors: byPosition(errors) } : { spec, warnings: byPosition(warnings), errors };
+}
+
+/** Errors in the order they appear in the file, as a reader goes through it. */
+function byPosition(list: SpecDiagnostic[]): SpecDiagnostic[] {
+  return [...list].sort((a, b) => a.position.line - b.position.line || a.position.column - b.position.column);
 }
 
 type Diag = (path: readonly PropertyKey[], message: string) => SpecDiagnostic;
@@ -42,6 +47,9 @@ function issueDiagnostics(issue: z.core.$ZodIssue, diag: Diag): SpecDiagnostic[]
   switch (issue.code) {
     case "unrecognized_keys":
       return issue.keys.map((key) => diag([...path, key], `unknown key "${key}"; check its spelling against \`gen-lb schema\``));
+    case "invalid_key":
+      // A record key (upstream name...) failed its pattern: say what the key's own rule said.
+      return issue.issues.map((inner) => diag(path, `${inner.message} (got ${JSON.stringify(path[path.length - 1])})`));
     case "invalid_union":
       return [diag(path, unionMessage(issue))];
     case "invalid_type":

@@ -26,7 +26,9 @@ function describeFsError(error: unknown, target: string): RejectedError {
         ? "no space left on the device"
         : e.code === "ENOTDIR" || e.code === "EEXIST"
           ? "a path component is a file, not a directory"
-          : e.code === "EROFS"
+          : e.code === "EISDIR"
+            ? "a directory stands where a file should be written"
+            : e.code === "EROFS"
             ? "read-only file system"
             : (e.message ?? String(error));
   return new RejectedError(`cannot write ${target}: ${reason}`, [`${e.path ?? target}`]);
@@ -51,11 +53,22 @@ export async function writeFileSet(outDir: string, set: FileSet): Promise<WriteS
   const written: string[] = [];
   const removed: string[] = [];
   try {
+    // Make every directory and refuse directories in the way before the first
+    // rename, so that what can fail fails while the output is still untouched.
     for (const dir of set.dirs) await fs.mkdir(path.join(outDir, dir), { recursive: true });
     for (const file of set.files) {
       const target = path.join(outDir, file.path);
       await fs.mkdir(path.dirname(target), { recursive: true });
-      await fs.rename(path.join(staging, file.path), target);
+      const existing = await fs.lstat(target).catch(() => undefined);
+      if (existing?.isDirectory()) throw Object.assign(new Error(`${target} is a directory`), { code: "EISDIR", path: target });
+    }
+  } catch (error) {
+    await fs.rm(staging, { recursive: true, force: true }).catch(() => undefined);
+    throw describeFsError(error, outDir);
+  }
+  try {
+    for (const file of set.files) {
+      await fs.rename(path.join(staging, file.path), path.join(outDir, file.path));
       written.push(file.path);
     }
     for (const stale of await staleFiles(outDir, set)) {

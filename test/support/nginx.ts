@@ -3,7 +3,7 @@
  * Every master started here is stopped when the test process exits, even
  * when a test fails half-way.
  */
-import { execFileSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, readdirSync, existsSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -119,11 +119,6 @@ function readLog(prefix: string): string {
 
 /** `nginx -t` on a prefix; returns nginx's combined output and exit code. */
 export function nginxTest(prefix: string): { ok: boolean; output: string } {
-  try {
-    const out = execFileSync(NGINX_BIN, ["-t", "-p", `${prefix}/`, "-c", "conf/nginx.conf"], { stdio: "pipe" });
-    return { ok: true, output: out.toString() };
-  } catch (error) {
-    const e = error as { stderr?: Buffer; stdout?: Buffer };
-    return { ok: false, output: `${e.stdout?.toString() ?? ""}${e.stderr?.toString() ?? ""}` };
-  }
+  const r = spawnSync(NGINX_BIN, ["-t", "-p", `${prefix}/`, "-c", "conf/nginx.conf"], { encoding: "utf8" });
+  return { ok: r.status === 0, output: `${r.stdout}${r.stderr}` };
 }

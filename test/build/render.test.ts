@@ -1,0 +1,104 @@
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { buildFileSet } from "../../src/pipeline.js";
+import { validateSpecText } from "../../src/spec/validate.js";
+import { buildPrefix, Nginx, nginxTest, tempDir } from "../support/nginx.js";
+import { writeFileSet } from "../../src/util/files.js";
+import { request } from "../support/load.js";
+import { freePort } from "../support/ports.js";
+
+const examplesDir = new URL("../../fixtures/examples/", import.meta.url);
+const goldenDir = new URL("../../fixtures/golden/", import.meta.url);
+const examples = readdirSync(examplesDir).filter((f) => /\.ya?ml$|\.json$/.test(f)).sort();
+/** The golden files: what a spec decides. Runtime modules are tested by running them. */
+const GOLDEN = ["conf/nginx.conf", "lua/gen_lb/config.lua"];
+
+function render(file: string) {
+  const text = readFileSync(new URL(file, examplesDir), "utf8");
+  const r = validateSpecText(text, file);
+  if (!r.spec) throw new Error(r.errors.map((e) => e.message).join("\n"));
+  return buildFileSet(r.spec, file);
+}
+
+describe("rendered output", () => {
+  it("has examples to check", () => {
+    expect(examples.length).toBeGreaterThanOrEqual(2);
+  });
+
+  it.each(examples)("%s matches its golden files (UPDATE_GOLDEN=1 to accept a change)", (file) => {
+    const set = render(file);
+    const dir = new URL(`${path.parse(file).name}/`, goldenDir);
+    for (const p of GOLDEN) {
+      const actual = set.files.find((f) => f.path === p)!.contents;
+      const goldenFile = new URL(p.replace(/\//g, "__"), dir);
+      if (process.env.UPDATE_GOLDEN === "1") {
+        mkdirSync(dir, { recursive: true });
+        writeFileSync(goldenFile, actual);
+      }
+      expect(actual).toBe(readFileSync(goldenFile, "utf8"));
+    }
+  });
+
+  it.each(examples)("%s renders byte-for-byte the same twice", (file) => {
+    const a = render(file);
+    const b = render(file);
+    expect(b.buildId).toBe(a.buildId);
+    expect(b.files).toEqual(a.files);
+  });
+
+  it.each(examples)("%s passes the real nginx -t", async (file) => {
+    const dir = tempDir();
+    await writeFileSet(dir, render(file));
+    const result = nginxTest(dir);
+    expect(result.output).toContain("test is successful");
+    expect(result.ok).toBe(true);
+  });
+});
+
+describe("hostile values", () => {
+  const hostile = `a"b;c}d{e'f\\g #h [x] & %s`;
+  let nginx: Nginx | undefined;
+  afterAll(async () => nginx?.stop());
+
+  it("are quoted so nginx reads back exactly the value (nginx is the judge)", async () => {
+    const port = await freePort();
+    const statusPort = await freePort();
+    const { dir } = await buildPrefix({
+      servers: [
+        {
+          listen: `127.0.0.1:${port}`,
+          server_name: ["hostile;name}"],
+          locations: [
+            { path: "/text", match: "exact", return: { code: 200, text: hostile } },
+            { path: "/hdr", match: "exact", return: { code: 204 }, directives: [{ name: "add_header", args: ["X-Hostile", hostile] }] },
+            { path: "/quoted path;}", match: "exact", return: { code: 200, text: "odd path" } },
+          ],
+        },
+      ],
+      status: { listen: `127.0.0.1:${statusPort}` },
+    });
+    expect(nginxTest(dir).ok).toBe(true);
+    nginx = await Nginx.start(dir);
+    const text = await request(`http://127.0.0.1:${port}/text`);
+    expect(text.body).toBe(hostile);
+    const hdr = await request(`http://127.0.0.1:${port}/hdr`);
+    expect(hdr.headers["x-hostile"]).toBe(hostile);
+    const odd = await request(`http://127.0.0.1:${port}/quoted%20path;}`);
+    expect(odd.body).toBe("odd path");
+  });
+
+  it.each([
+    ["a newline in a return text", { code: 200, text: "a\nlisten 9999;" }],
+    ["${ in a return text", { code: 200, text: "${evil}" }],
+  ])("rejects %s before anything is written", (_what, ret) => {
+    const r = validateSpecText(JSON.stringify({ servers: [{ listen: 8080, locations: [{ path: "/", return: ret }] }] }), "x.json");
+    expect(r.spec).toBeUndefined();
+    expect(r.errors[0]?.path).toBe("servers[0].locations[0].return.text");
+  });
+
+  it("rejects a directive name that would smuggle syntax", () => {
+    const r = validateSpecText(JSON.stringify({ nginx: { directives: [{ name: "worker_processes 1; evil", args: [] }] } }), "x.json");
+    expect(r.errors.map((e) => e.path)).toEqual(["nginx.directives[0].name"]);
+  });
+});
