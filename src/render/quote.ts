@@ -59,47 +59,83 @@ const LUA_KEYWORDS = new Set(
 );
 const LUA_IDENT_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
-/** A Lua string literal; every byte outside printable ASCII is a \ddd escape. */
+const PLAIN_LUA_RE = /^[\x20-\x21\x23-\x5b\x5d-\x7e]*$/;
+
+/** A Lua string literal; every byte outside printable ASCII is a \\ddd escape. */
 export function luaString(text: string): string {
-  let out = '"';
+  if (PLAIN_LUA_RE.test(text)) return `"${text}"`;
+  const parts: string[] = ['"'];
   for (const byte of Buffer.from(text, "utf8")) {
-    if (byte === 0x22) out += '\\"';
-    else if (byte === 0x5c) out += "\\\\";
-    else if (byte < 0x20 || byte >= 0x7f) out += `\\${byte.toString().padStart(3, "0")}`;
-    else out += String.fromCharCode(byte);
+    if (byte === 0x22) parts.push('\\"');
+    else if (byte === 0x5c) parts.push("\\\\");
+    else if (byte < 0x20 || byte >= 0x7f) parts.push(`\\${byte.toString().padStart(3, "0")}`);
+    else parts.push(String.fromCharCode(byte));
   }
-  return out + '"';
+  parts.push('"');
+  return parts.join("");
 }
 
 /**
  * Serialize plain data as a Lua literal: objects with sorted keys (so the
  * output is deterministic), arrays as sequences, undefined/null omitted.
  */
-export function luaLiteral(value: unknown, depth = 0): string {
-  if (value === null || value === undefined) return "nil";
-  if (typeof value === "string") return luaString(value);
-  if (typeof value === "boolean") return value ? "true" : "false";
-  if (typeof value === "number") {
+export function luaLiteral(value: unknown): string {
+  const parts: string[] = [];
+  writeLua(value, 0, parts);
+  return parts.join("");
+}
+
+function luaKey(key: string): string {
+  return LUA_IDENT_RE.test(key) && !LUA_KEYWORDS.has(key) ? key : `[${luaString(key)}]`;
+}
+
+function writeLua(value: unknown, depth: number, out: string[]): void {
+  if (value === null || value === undefined) {
+    out.push("nil");
+  } else if (typeof value === "string") {
+    out.push(luaString(value));
+  } else if (typeof value === "boolean") {
+    out.push(value ? "true" : "false");
+  } else if (typeof value === "number") {
     if (!Number.isFinite(value)) throw new UnsafeValueError(`not a finite number: ${value}`);
-    return String(value);
+    out.push(String(value));
+  } else if (Array.isArray(value)) {
+    if (value.length === 0) {
+      out.push("{}");
+    } else if (value.every((v) => v === null || typeof v !== "object")) {
+      out.push("{ ");
+      value.forEach((v, i) => {
+        if (i > 0) out.push(", ");
+        writeLua(v, depth + 1, out);
+      });
+      out.push(" }");
+    } else {
+      const pad = "  ".repeat(depth + 1);
+      out.push("{\n");
+      for (const v of value) {
+        out.push(pad);
+        writeLua(v, depth + 1, out);
+        out.push(",\n");
+      }
+      out.push("  ".repeat(depth), "}");
+    }
+  } else if (typeof value === "object") {
+    const keys = Object.keys(value)
+      .filter((k) => (value as Record<string, unknown>)[k] != null)
+      .sort();
+    if (keys.length === 0) {
+      out.push("{}");
+      return;
+    }
+    const pad = "  ".repeat(depth + 1);
+    out.push("{\n");
+    for (const k of keys) {
+      out.push(pad, luaKey(k), " = ");
+      writeLua((value as Record<string, unknown>)[k], depth + 1, out);
+      out.push(",\n");
+    }
+    out.push("  ".repeat(depth), "}");
+  } else {
+    throw new UnsafeValueError(`cannot serialize ${typeof value} to Lua`);
   }
-  const pad = "  ".repeat(depth + 1);
-  const end = "  ".repeat(depth);
-  if (Array.isArray(value)) {
-    if (value.length === 0) return "{}";
-    if (value.every((v) => v === null || typeof v !== "object")) return `{ ${value.map((v) => luaLiteral(v)).join(", ")} }`;
-    return `{\n${value.map((v) => `${pad}${luaLiteral(v, depth + 1)},`).join("\n")}\n${end}}`;
-  }
-  if (typeof value === "object") {
-    const entries = Object.entries(value as Record<string, unknown>)
-      .filter(([, v]) => v !== undefined && v !== null)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    if (entries.length === 0) return "{}";
-    const lines = entries.map(([k, v]) => {
-      const key = LUA_IDENT_RE.test(k) && !LUA_KEYWORDS.has(k) ? k : `[${luaString(k)}]`;
-      return `${pad}${key} = ${luaLiteral(v, depth + 1)},`;
-    });
-    return `{\n${lines.join("\n")}\n${end}}`;
-  }
-  throw new UnsafeValueError(`cannot serialize ${typeof value} to Lua`);
 }

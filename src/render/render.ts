@@ -7,7 +7,7 @@ import { createHash } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import Handlebars from "handlebars";
 import type { RenderModel } from "../plan.js";
-import { luaLiteral, nginxArg, renderDirective, type NginxDirective } from "./quote.js";
+import { luaLiteral, luaString, nginxArg, renderDirective, type NginxDirective } from "./quote.js";
 
 export interface OutputFile {
   /** Relative to the prefix, with "/" separators. */
@@ -47,6 +47,7 @@ function templates(): Templates {
   hb.registerHelper("comment", (text: string) => text.split("\n").map((l) => `# ${l}`).join("\n"));
   hb.registerHelper("luacomment", (text: string) => text.split("\n").map((l) => `-- ${l}`).join("\n"));
   hb.registerHelper("lua", (value: unknown) => luaLiteral(value));
+  hb.registerHelper("luastring", (value: string) => luaString(value));
   const compile = (file: string) =>
     hb.compile(readFileSync(new URL(file, TEMPLATES_DIR), "utf8"), { noEscape: true, strict: true });
   const luaDir = new URL("lua/gen_lb/", TEMPLATES_DIR);
@@ -73,13 +74,13 @@ export function renderFileSet(model: RenderModel): FileSet {
       contents: `-- ${header.replace(/\n/g, "\n-- ")}\n${m.source}`,
     })),
   ];
+  const config = luaLiteral(model.luaConfig);
   const hash = createHash("sha256");
   for (const f of files) hash.update(f.path).update("\0").update(f.contents).update("\0");
-  hash.update(luaLiteral(model.luaConfig));
-  const buildId = hash.digest("hex").slice(0, 16);
+  const buildId = hash.update(config).digest("hex").slice(0, 16);
   files.push({
     path: "lua/gen_lb/config.lua",
-    contents: t.configLua({ header, config: { ...model.luaConfig, build_id: buildId, generator: model.generator } }),
+    contents: t.configLua({ header, config, build_id: buildId, generator: model.generator }),
   });
   files.sort((a, b) => (a.path < b.path ? -1 : 1));
   return { files, dirs: ["logs"], buildId };
