@@ -30,22 +30,22 @@ const ESCAPED_AFTER_BACKSLASH = new Set(['"', "'", "\\", "t", "r", "n"]);
  */
 function encodeBackslashes(v: string, quote: string): string {
   if (!v.includes("\\") && (quote === "" || !/["'\r\n]/.test(v))) return v;
-  let out = "";
-  for (let i = 0; i < v.length; i++) {
-    const c = v[i]!;
-    if (c === "\\") {
-      const next = v[i + 1];
-      out += next === undefined || ESCAPED_AFTER_BACKSLASH.has(next) ? "\\\\" : "\\";
-    } else if (quote !== "" && c === quote) {
-      out += "\\" + c;
-    } else if (quote !== "" && (c === "\n" || c === "\r")) {
-      // Line breaks inside quotes are legal, but escapes keep one directive per line.
-      out += c === "\n" ? "\\n" : "\\r";
-    } else {
-      out += c;
-    }
+  // Encode each character, then decide each backslash by what follows it in
+  // the output (an encoded quote or line break starts with a backslash too).
+  const pieces: string[] = [];
+  for (const c of v) {
+    if (quote !== "" && c === quote) pieces.push("\\" + c);
+    // Line breaks inside quotes are legal, but escapes keep one directive per line.
+    else if (quote !== "" && c === "\n") pieces.push("\\n");
+    else if (quote !== "" && c === "\r") pieces.push("\\r");
+    else pieces.push(c);
   }
-  return out;
+  for (let i = pieces.length - 1; i >= 0; i--) {
+    if (pieces[i] !== "\\") continue;
+    const next = pieces[i + 1];
+    if (next === undefined || ESCAPED_AFTER_BACKSLASH.has(next[0]!)) pieces[i] = "\\\\";
+  }
+  return pieces.join("");
 }
 
 /** Does the bare word `w` (already backslash-encoded) read back as one whole word? */
@@ -83,11 +83,14 @@ export function quoteArg(v: string): string {
 function ifCondition(args: readonly string[]): string {
   const words = args.map(quoteArg);
   if (words.length === 0) return "()";
-  // "(" is glued to the first word, so a quoted first word needs a space
-  // ("(\"a\"" would make the quote an ordinary character).
+  // "(" and ")" are glued to the first and last words, and the parser strips
+  // them with the whitespace next to them. So keep them apart when the first
+  // word is quoted ("(\"a\"" would make the quote an ordinary character) or
+  // when an edge value starts or ends with whitespace.
   const first = words[0]!;
-  const open = first.startsWith('"') || first.startsWith("'") ? "( " : "(";
-  return open + words.join(" ") + ")";
+  const open = /^["']/.test(first) || /^\s/.test(args[0]!) ? "( " : "(";
+  const close = /\s$/.test(args[args.length - 1]!) ? " )" : ")";
+  return open + words.join(" ") + close;
 }
 
 /** Print a list of directives (one file's `parsed`, or any block). */
