@@ -51,7 +51,7 @@ export class Nginx {
     const pidFile = path.join(prefix, "logs/nginx.pid");
     const r = await execa(NGINX_BIN, ["-p", `${prefix}/`, "-c", "conf/nginx.conf"], { reject: false, env, extendEnv: true });
     if (r.exitCode !== 0) throw new Error(`nginx failed to start (${r.exitCode}): ${r.stderr}\n${readLog(prefix)}`);
-    const pid = await waitFor(() => existsSync(pidFile) && Number(readFileSync(pidFile, "utf8").trim()), "nginx pid file");
+    const pid: number = await waitFor(() => (existsSync(pidFile) ? Number(readFileSync(pidFile, "utf8").trim()) : 0), "nginx pid file");
     running.add(pid);
     const nginx = new Nginx(prefix, pid);
     await waitFor(() => nginx.workerPids().length > 0, "nginx workers");
