@@ -1,0 +1,1016 @@
+/**
+ * The old config tree -> a gen-lb spec, and a finding for every directive:
+ * converted to a typed key, carried through the `directives` escape hatch
+ * (arguments exactly as they were), dropped because gen-lb generates the
+ * replacement, or lost because the spec cannot say it. Pure: the tree and the
+ * Lua sources come in, data goes out.
+ */
+import path from "node:path";
+import type { Directive as SpecDirective } from "../spec/schema.js";
+import { isDuration, isSize } from "../spec/units.js";
+import type { Directive } from "../nginx/types.js";
+import { detectDefects } from "./defects.js";
+import { isMimeTypesInclude, walk } from "./flatten.js";
+import { checkerCalls, consulFacts, parseHttpReq, type CheckerCall, type LuaSource, type LuaValue } from "./lua.js";
+import type { Finding } from "./types.js";
+
+type Obj = Record<string, unknown>;
+
+export interface ConvertInput {
+  tree: readonly Directive[];
+  sources: readonly LuaSource[];
+  /** The comments of each file (for the consul-template check). */
+  comments: ReadonlyMap<string, string[]>;
+  /** The main config file (relative certificate paths are taken from its directory). */
+  mainFile: string;
+}
+
+export interface ConvertResult {
+  spec: Obj;
+  findings: Finding[];
+}
+
+const NAME_RE = /^[a-z_][a-z0-9_]*$/;
+const SPEC_NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
+const UNSAFE_RE = /[\u0000-\u001f\u007f]|\$\{|\]\]/;
+const HOST_PORT_RE = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*):\d{1,5}$/;
+const GEN_LB_LUA_PATH = "$prefix/lua/?.lua";
+
+const pos = (d: Directive) => `${d.file}:${d.line}`;
+const text = (d: Directive) => [d.directive, ...d.args.map((a) => (a.includes("\n") ? "{...}" : a))].join(" ");
+
+function duration(v: string | undefined): string | number | undefined {
+  if (v === undefined) return undefined;
+  if (/^\d+$/.test(v)) return Number(v);
+  return isDuration(v) ? v : undefined;
+}
+function size(v: string | undefined): string | number | undefined {
+  if (v === undefined) return undefined;
+  if (/^\d+$/.test(v)) return Number(v);
+  return isSize(v) ? v : undefined;
+}
+function flag(v: string | undefined): boolean | undefined {
+  return v === "on" ? true : v === "off" ? false : undefined;
+}
+function msDuration(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`;
+}
+
+class Converter {
+  findings: Finding[] = [];
+  spec: Obj = {};
+  nginx: Obj = {};
+  http: Obj = {};
+  upstreams: Record<string, Obj> = {};
+  servers: Obj[] = [];
+  /** Upstreams whose balancer is Lua (the Consul + Lua pattern). */
+  luaUpstreams = new Map<string, Directive>();
+  /** Upstreams converted from static server lists: name -> server count. */
+  staticUpstreams = new Map<string, number>();
+  triesByUpstream = new Map<string, number>();
+  checkers: CheckerCall[];
+  /** Lua directives that belong to the discovery pattern (replaced by gen-lb's runtime). */
+  patternLua = new Set<Directive>();
+  patternDicts = new Set<string>();
+  statusPaths: Array<{ path: string; allow: string[]; d: Directive }> = [];
+  httpHeaders: Array<[string, string]> = [];
+  comments = 0;
+
+  constructor(readonly input: ConvertInput) {
+    this.checkers = checkerCalls(input.sources);
+  }
+
+  add(kind: Finding["kind"], d: Directive, message: string, to?: string): void {
+    const f: Finding = { kind, file: d.file, line: d.line, column: d.column, directive: d.directive, message };
+    if (to !== undefined) f.to = to;
+    this.findings.push(f);
+  }
+
+  converted(d: Directive, to: string, note = ""): void {
+    this.add("converted", d, `${text(d)}${note ? ` (${note})` : ""}`, to);
+  }
+
+  /** The escape hatch, or why it cannot take this directive. */
+  hatch(d: Directive): { ok: SpecDirective } | { why: string; at: Directive } {
+    if (d.directive.endsWith("_by_lua_block") || /_by_lua(_file)?$/.test(d.directive)) {
+      return { why: "Lua code cannot be carried by the spec (it has no place for custom Lua)", at: d };
+    }
+    if (!NAME_RE.test(d.directive)) return { why: `the escape hatch takes only lower-case directive names, not "${d.directive}"`, at: d };
+    let args = [...d.args];
+    if (d.directive === "if" && args.length > 0) {
+      // nginx wants the condition in parentheses; they may be glued to the words.
+      args = [`(${args[0]}`, ...args.slice(1)];
+      args[args.length - 1] = `${args[args.length - 1]})`;
+    }
+    for (const a of args) {
+      if (a === "") return { why: "an empty argument cannot be expressed in the spec", at: d };
+      if (UNSAFE_RE.test(a)) return { why: `the argument ${JSON.stringify(a)} holds a control character, "\${" or "]]", which the spec rejects`, at: d };
+    }
+    const out: SpecDirective = { name: d.directive, args };
+    if (d.block !== undefined) {
+      out.block = [];
+      for (const c of d.block) {
+        if (c.directive === "#") continue;
+        const r = this.hatch(c);
+        if ("why" in r) return r;
+        out.block.push(r.ok);
+      }
+    }
+    return { ok: out };
+  }
+
+  /** Carry `d` into `list` (the escape hatch at `to`), or report it lost. */
+  carry(d: Directive, list: SpecDirective[], to: string): void {
+    const r = this.hatch(d);
+    if ("ok" in r) {
+      list.push(r.ok);
+      this.add("carried", d, text(d), to);
+    } else {
+      this.add("lost", d, `${text(d).slice(0, 120)}: ${r.why}${r.at !== d ? ` (at ${pos(r.at)})` : ""}`);
+    }
+  }
+
+  // ------------------------------------------------------------ the pattern
+
+  recognisePattern(): void {
+    const facts = consulFacts(this.input.sources);
+    const patternModules = new Set<string>();
+    for (const s of this.input.sources) {
+      const isPattern = facts.some((f) => f.url.file === s.file) || this.checkers.some((c) => c.source === s);
+      if (isPattern && s.module) patternModules.add(s.module);
+    }
+    for (const s of this.input.sources) {
+      if (!s.directive || !/^init(_worker)?_by_lua/.test(s.directive.directive)) continue;
+      const uses = this.input.sources.filter((x) => x.directive === s.directive);
+      const requiresPattern = uses.some((u) => u.tokens.some((t) => t.kind === "string" && patternModules.has(t.value)));
+      const direct = facts.some((f) => f.url.file === s.file && f.url.line >= s.directive!.line) || this.checkers.some((c) => c.source === s);
+      if (requiresPattern || direct) this.patternLua.add(s.directive);
+    }
+    // Shared dicts the pattern's code uses.
+    for (const s of this.input.sources) {
+      const t = s.tokens;
+      for (let i = 0; i + 2 < t.length; i++) {
+        if (t[i]!.value === "shared" && t[i - 1]?.value === "." && t[i - 2]?.value === "ngx") {
+          const n = t[i + 1]?.value === "." ? t[i + 2] : t[i + 1]?.value === "[" ? t[i + 2] : undefined;
+          if (n) this.patternDicts.add(n.value);
+        }
+      }
+    }
+    for (const c of this.checkers) if (typeof c.options.shm === "string") this.patternDicts.add(c.options.shm);
+  }
+
+  // ------------------------------------------------------------ main
+
+  run(): ConvertResult {
+    this.recognisePattern();
+    const main: SpecDirective[] = [];
+    const events: SpecDirective[] = [];
+    let target: "openresty" | "nginx" = "openresty";
+
+    // Upstreams and servers are read after the rest of http, so first find
+    // the Lua upstreams (proxy_pass decisions depend on them).
+    walk(this.input.tree, (d, parents) => {
+      if (d.directive === "upstream" && parents.at(-1)?.directive === "http" && d.block?.some((c) => c.directive.startsWith("balancer_by_lua"))) {
+        this.luaUpstreams.set(d.args[0] ?? "", d);
+      }
+    });
+
+    for (const d of this.input.tree) {
+      if (d.directive === "#") {
+        this.comments++;
+        continue;
+      }
+      switch (d.directive) {
+        case "user":
+          this.nginx.user = d.args.join(" ");
+          this.converted(d, "nginx.user");
+          break;
+        case "worker_processes":
+          this.nginx.worker_processes = d.args[0] === "auto" ? "auto" : Number(d.args[0]);
+          this.converted(d, "nginx.worker_processes");
+          break;
+        case "worker_rlimit_nofile":
+          this.nginx.worker_rlimit_nofile = Number(d.args[0]);
+          this.converted(d, "nginx.worker_rlimit_nofile");
+          break;
+        case "error_log": {
+          const level = d.args[1] ?? "error";
+          if (d.args.length <= 2 && /^(debug|info|notice|warn|error|crit|alert|emerg)$/.test(level) && d.args[0] && !UNSAFE_RE.test(d.args[0])) {
+            this.nginx.error_log = { path: d.args[0], level };
+            this.converted(d, "nginx.error_log", d.args[1] === undefined ? "nginx's default level error made explicit" : "");
+          } else {
+            this.carry(d, main, "nginx.directives");
+          }
+          break;
+        }
+        case "pid":
+          this.nginx.pid = d.args[0];
+          this.converted(d, "nginx.pid");
+          break;
+        case "load_module": {
+          const base = path.basename(d.args[0] ?? "");
+          if (base === "ngx_http_lua_module.so" || base === "ndk_http_module.so") {
+            target = "nginx";
+            const dir = path.dirname(d.args[0]!);
+            if (path.isAbsolute(dir)) this.nginx.modules_dir = dir;
+            this.add("dropped", d, `${text(d)}: generated by gen-lb for target "nginx"`, "target");
+          } else {
+            this.carry(d, main, "nginx.directives");
+          }
+          break;
+        }
+        case "events":
+          for (const e of d.block ?? []) {
+            if (e.directive === "#") {
+              this.comments++;
+            } else if (e.directive === "worker_connections") {
+              this.nginx.worker_connections = Number(e.args[0]);
+              this.converted(e, "nginx.worker_connections");
+            } else if (e.directive === "multi_accept" && flag(e.args[0]) !== undefined) {
+              this.nginx.multi_accept = flag(e.args[0]);
+              this.converted(e, "nginx.multi_accept");
+            } else {
+              this.carry(e, events, "nginx.events_directives");
+            }
+          }
+          break;
+        case "http":
+          this.convertHttp(d);
+          break;
+        default:
+          this.carry(d, main, "nginx.directives");
+      }
+    }
+
+    if (main.length) this.nginx.directives = main;
+    if (events.length) this.nginx.events_directives = events;
+    if (Object.keys(this.http).length) this.nginx.http = this.http;
+
+    this.spec.target = target;
+    const consul = this.convertConsul();
+    if (consul) this.spec.consul = consul;
+    this.spec.nginx = this.nginx;
+    this.spec.upstreams = this.upstreams;
+    this.spec.servers = this.servers;
+    this.spec.status = this.convertStatus();
+
+    this.findings.push(
+      ...detectDefects({
+        tree: this.input.tree,
+        sources: this.input.sources,
+        checkers: this.checkers,
+        luaUpstreams: this.luaUpstreams,
+        triesByUpstream: this.triesByUpstream,
+      }),
+    );
+    return { spec: this.spec, findings: this.findings };
+  }
+
+  // ------------------------------------------------------------ http
+
+  convertHttp(h: Directive): void {
+    const http = this.http;
+    const directives: SpecDirective[] = [];
+    const accessLogs: Directive[] = [];
+    const gzip: Obj = {};
+    const formats: Obj = {};
+    const maps: Obj[] = [];
+    let mime = false;
+    const luaPath: string[] = [];
+    const later: Directive[] = [];
+    const children = h.block ?? [];
+
+    // proxy_set_header at http level is inherited by locations that set none.
+    for (const c of children) if (c.directive === "proxy_set_header" && c.args.length === 2) this.httpHeaders.push([c.args[0]!, c.args[1]!]);
+
+    for (const c of children) {
+      const a = c.args;
+      const simple = <T>(key: string, value: T | undefined, note = "") => {
+        if (value === undefined || a.length !== 1) {
+          this.carry(c, directives, "nginx.http.directives");
+        } else {
+          http[key] = value;
+          this.converted(c, `nginx.http.${key}`, note);
+        }
+      };
+      switch (c.directive) {
+        case "#":
+          this.comments++;
+          break;
+        case "include":
+          if (isMimeTypesInclude(c)) {
+            mime = true;
+            this.converted(c, "nginx.http.include_mime_types", "gen-lb ships its own conf/mime.types");
+          } else {
+            this.carry(c, directives, "nginx.http.directives");
+          }
+          break;
+        case "default_type":
+          simple("default_type", a[0]);
+          break;
+        case "sendfile":
+        case "tcp_nopush":
+        case "tcp_nodelay":
+        case "server_tokens":
+          simple(c.directive, flag(a[0]));
+          break;
+        case "keepalive_timeout":
+        case "client_body_timeout":
+        case "client_header_timeout":
+        case "send_timeout":
+        case "proxy_connect_timeout":
+        case "proxy_send_timeout":
+        case "proxy_read_timeout":
+          simple(c.directive, duration(a[0]));
+          break;
+        case "client_max_body_size":
+        case "client_body_buffer_size":
+        case "client_header_buffer_size":
+        case "proxy_buffer_size":
+        case "proxy_busy_buffers_size":
+          simple(c.directive, size(a[0]));
+          break;
+        case "keepalive_requests":
+        case "types_hash_max_size":
+        case "server_names_hash_bucket_size":
+          simple(c.directive, /^\d+$/.test(a[0] ?? "") && Number(a[0]) > 0 ? Number(a[0]) : undefined);
+          break;
+        case "large_client_header_buffers":
+        case "proxy_buffers":
+          if (a.length === 2 && a.every((x) => /^\d+[kKmM]?$/.test(x))) {
+            http[c.directive] = a.join(" ");
+            this.converted(c, `nginx.http.${c.directive}`);
+          } else this.carry(c, directives, "nginx.http.directives");
+          break;
+        case "resolver":
+          if (a.length > 0 && a.every((x) => !x.includes("=") && !UNSAFE_RE.test(x))) {
+            http.resolver = [...a];
+            this.converted(c, "nginx.http.resolver");
+          } else this.carry(c, directives, "nginx.http.directives");
+          break;
+        case "log_format": {
+          const [name, ...rest] = a;
+          const escape = rest[0]?.startsWith("escape=") ? rest.shift()!.slice(7) : undefined;
+          const format = rest.join("");
+          if (name && SPEC_NAME_RE.test(name) && format !== "" && !UNSAFE_RE.test(format) && (escape === undefined || /^(default|json|none)$/.test(escape))) {
+            formats[name] = escape === undefined ? format : { format, escape };
+            this.converted(c, `nginx.http.log_formats.${name}`, rest.length > 1 ? "its strings joined, as nginx joins them" : "");
+          } else this.carry(c, directives, "nginx.http.directives");
+          break;
+        }
+        case "access_log":
+          accessLogs.push(c);
+          break;
+        case "error_log":
+          if (a.length === 1 && !UNSAFE_RE.test(a[0]!)) simple("error_log", a[0]);
+          else this.carry(c, directives, "nginx.http.directives");
+          break;
+        case "gzip":
+          if (flag(a[0]) === undefined) this.carry(c, directives, "nginx.http.directives");
+          else {
+            gzip.enabled = flag(a[0]);
+            this.converted(c, "nginx.http.gzip.enabled");
+          }
+          break;
+        case "gzip_comp_level":
+        case "gzip_min_length":
+          gzip[c.directive.slice(5)] = Number(a[0]);
+          this.converted(c, `nginx.http.gzip.${c.directive.slice(5)}`);
+          break;
+        case "gzip_types":
+        case "gzip_proxied":
+          gzip[c.directive.slice(5)] = [...a];
+          this.converted(c, `nginx.http.gzip.${c.directive.slice(5)}`);
+          break;
+        case "gzip_vary":
+          gzip.vary = flag(a[0]);
+          this.converted(c, "nginx.http.gzip.vary");
+          break;
+        case "gzip_http_version":
+        case "gzip_disable":
+          gzip[c.directive.slice(5)] = a[0];
+          this.converted(c, `nginx.http.gzip.${c.directive.slice(5)}`);
+          break;
+        case "gzip_buffers":
+          gzip.buffers = a.join(" ");
+          this.converted(c, "nginx.http.gzip.buffers");
+          break;
+        case "map":
+          this.convertMap(c, maps, directives);
+          break;
+        case "lua_package_path":
+          for (const entry of (a[0] ?? "").split(";")) {
+            if (entry !== "" && entry !== GEN_LB_LUA_PATH && !UNSAFE_RE.test(entry)) luaPath.push(entry);
+          }
+          this.converted(c, "nginx.lua_package_path", "gen-lb puts its own modules first");
+          break;
+        case "lua_shared_dict":
+          if (this.patternDicts.has(a[0] ?? "")) {
+            this.add("dropped", c, `${text(c)}: used only by the old Consul discovery or health checker, which gen-lb replaces (it declares its own dicts)`);
+          } else this.carry(c, directives, "nginx.http.directives");
+          break;
+        case "upstream":
+        case "server":
+          later.push(c);
+          break;
+        default:
+          if (/^init(_worker)?_by_lua/.test(c.directive) && this.patternLua.has(c)) {
+            this.add("dropped", c, `${c.directive}: the old Consul polling and health checker, replaced by gen-lb's runtime (discovery, health checks)`);
+          } else if (c.directive === "proxy_set_header") {
+            // Kept at http level too, for locations gen-lb does not generate.
+            this.carry(c, directives, "nginx.http.directives");
+          } else {
+            this.carry(c, directives, "nginx.http.directives");
+          }
+      }
+    }
+
+    if (accessLogs.length) this.convertAccessLogs(accessLogs, http, "nginx.http", directives, "nginx.http.directives");
+    if (Object.keys(gzip).length) {
+      if (gzip.enabled === undefined) gzip.enabled = false;
+      http.gzip = gzip;
+    }
+    if (Object.keys(formats).length) http.log_formats = formats;
+    if (maps.length) http.maps = maps;
+    http.include_mime_types = mime;
+    if (luaPath.length) this.nginx.lua_package_path = luaPath;
+
+    for (const c of later) if (c.directive === "upstream") this.convertUpstream(c);
+    for (const c of later) if (c.directive === "server") this.convertServer(c);
+    if (directives.length) http.directives = directives;
+  }
+
+  convertMap(c: Directive, maps: Obj[], directives: SpecDirective[]): void {
+    const [source, variable] = c.args;
+    const entries = (c.block ?? []).filter((e) => e.directive !== "#");
+    if (
+      source === "$http_upgrade" && variable === "$connection_upgrade" && entries.length === 2 &&
+      entries.some((e) => e.directive === "default" && e.args[0] === "upgrade") && entries.some((e) => e.directive === "" && e.args[0] === "close")
+    ) {
+      this.http.upgrade_map = true;
+      this.converted(c, "nginx.http.upgrade_map");
+      return;
+    }
+    if (!source || !variable || !/^\$[A-Za-z_][A-Za-z0-9_]*$/.test(variable) || UNSAFE_RE.test(source)) {
+      this.carry(c, directives, "nginx.http.directives");
+      return;
+    }
+    const m: Obj = { source, variable };
+    const list: Obj[] = [];
+    for (const e of entries) {
+      if (e.directive === "hostnames" && e.args.length === 0) m.hostnames = true;
+      else if (e.directive === "default" && e.args.length === 1) m.default = e.args[0];
+      else if (e.args.length === 1 && !["volatile", "include"].includes(e.directive)) list.push({ match: e.directive, value: e.args[0] });
+      else {
+        this.add("lost", e, `${text(e)}: map entries of this form have no place in the spec's maps`);
+      }
+    }
+    if (list.length) m.entries = list;
+    maps.push(m);
+    this.converted(c, `nginx.http.maps[${maps.length - 1}]`, `${list.length} entries`);
+  }
+
+  convertAccessLogs(logs: Directive[], into: Obj, at: string, directives: SpecDirective[], hatchAt: string): void {
+    if (logs.length === 1 && logs[0]!.args.length === 1 && logs[0]!.args[0] === "off") {
+      into.access_log = "off";
+      this.converted(logs[0]!, `${at}.access_log`);
+      return;
+    }
+    const typed: Obj[] = [];
+    for (const l of logs) {
+      const [target, format, ...params] = l.args;
+      if (target === undefined || target === "off" || UNSAFE_RE.test(l.args.join(" "))) return this.carryAll(logs, directives, hatchAt);
+      const entry: Obj = {};
+      if (target.startsWith("syslog:")) {
+        const sys: Obj = {};
+        for (const part of target.slice(7).split(",")) {
+          const [k, v] = part.split("=");
+          if (k === "server" || k === "facility" || k === "tag" || k === "severity") sys[k] = v;
+          else if (k === "nohostname") sys.nohostname = true;
+          else return this.carryAll(logs, directives, hatchAt);
+        }
+        entry.syslog = sys;
+      } else entry.path = target;
+      if (format !== undefined) entry.format = format;
+      for (const p of params) {
+        const [k, v] = [p.slice(0, p.indexOf("=")), p.slice(p.indexOf("=") + 1)];
+        if (k === "buffer" && size(v) !== undefined) entry.buffer = size(v);
+        else if (k === "flush" && duration(v) !== undefined) entry.flush = duration(v);
+        else if (k === "if") entry.if = v;
+        else return this.carryAll(logs, directives, hatchAt);
+      }
+      typed.push(entry);
+    }
+    into.access_log = typed;
+    logs.forEach((l, i) => this.converted(l, `${at}.access_log[${i}]`));
+  }
+
+  carryAll(logs: Directive[], directives: SpecDirective[], at: string): void {
+    for (const l of logs) this.carry(l, directives, at);
+  }
+
+  // ------------------------------------------------------------ upstreams
+
+  convertUpstream(u: Directive): void {
+    const name = u.args[0] ?? "";
+    if (!SPEC_NAME_RE.test(name)) {
+      this.add("lost", u, `upstream "${name}": the name cannot be a spec key (letters, digits, _ . - only)`);
+      return;
+    }
+    const up: Obj = { service: name };
+    const at = `upstreams.${name}`;
+    const servers: Directive[] = [];
+    const lua = this.luaUpstreams.has(name);
+    for (const c of u.block ?? []) {
+      switch (c.directive) {
+        case "#":
+          this.comments++;
+          break;
+        case "server":
+          servers.push(c);
+          break;
+        case "least_conn":
+          up.balance = "least_conn";
+          this.converted(c, `${at}.balance`);
+          break;
+        case "random":
+          up.balance = "random";
+          this.converted(c, `${at}.balance`, c.args.length ? "its two/least_conn choice is not kept" : "");
+          break;
+        case "ip_hash":
+          up.balance = "chash";
+          up.hash_key = "$remote_addr";
+          this.converted(c, `${at}.balance`, "as consistent hashing on $remote_addr: close to, not the same as, ip_hash's /24 grouping");
+          break;
+        case "hash":
+          if (c.args[0] && !UNSAFE_RE.test(c.args[0])) {
+            up.balance = "chash";
+            up.hash_key = c.args[0];
+            this.converted(c, `${at}.balance`, c.args[1] === "consistent" ? "" : "gen-lb's hashing is always consistent");
+          } else this.add("lost", c, `${text(c)}: cannot be expressed`);
+          break;
+        case "keepalive":
+          up.keepalive = Number(c.args[0]);
+          this.converted(c, `${at}.keepalive`);
+          break;
+        case "zone":
+          this.add("dropped", c, `${text(c)}: gen-lb keeps peers in its own shared dicts`);
+          break;
+        default:
+          if (c.directive.startsWith("balancer_by_lua")) {
+            this.add("dropped", c, `${c.directive}: the old Lua balancer, replaced by gen-lb's (${"balance"} and retries in ${at})`, `${at}.balance`);
+          } else {
+            this.add("lost", c, `${text(c)}: upstream-level "${c.directive}" has no place in the spec`);
+          }
+      }
+    }
+    if (up.keepalive === undefined) up.keepalive = 0;
+
+    if (lua) {
+      // The Consul + Lua pattern: servers are placeholders, peers come from Consul.
+      for (const s of servers) this.add("dropped", s, `${text(s)}: placeholder for the Lua balancer; gen-lb generates its own`);
+      up.balance ??= "random";
+      this.add("converted", u, `upstream ${name}: the Consul + Lua pattern, as a Consul-discovered upstream`, at);
+      this.upstreams[name] = up;
+      return;
+    }
+
+    // Static servers become fallback peers; the service must be filled in.
+    const fallback: string[] = [];
+    const fails = new Set<string>();
+    for (const s of servers) {
+      const [addr, ...params] = s.args;
+      let hostPort = addr ?? "";
+      if (/^[A-Za-z0-9.-]+$/.test(hostPort) || /^\[[0-9A-Fa-f:.]+\]$/.test(hostPort)) hostPort += ":80";
+      if (!HOST_PORT_RE.test(hostPort)) {
+        this.add("lost", s, `${text(s)}: only host:port peers can be fallback peers`);
+        continue;
+      }
+      fallback.push(hostPort);
+      const kept: string[] = [];
+      const lostParams: string[] = [];
+      let mf = "1";
+      let ft = "10s";
+      for (const p of params) {
+        if (p.startsWith("max_fails=")) mf = p.slice(10);
+        else if (p.startsWith("fail_timeout=")) ft = p.slice(13);
+        else lostParams.push(p);
+        if (p.startsWith("max_fails=") || p.startsWith("fail_timeout=")) kept.push(p);
+      }
+      fails.add(`${mf} ${ft}`);
+      this.add(
+        lostParams.length ? "lost" : "converted",
+        s,
+        `${text(s)}${lostParams.length ? `: fallback peer ${hostPort}, but ${lostParams.join(" ")} cannot be expressed per peer` : ""}`,
+        `${at}.fallback`,
+      );
+    }
+    if (fallback.length) up.fallback = fallback;
+    if (fails.size === 1) {
+      const [mf, ft] = [...fails][0]!.split(" ");
+      if (!(mf === "1" && ft === "10s")) up.healthcheck = { passive: { max_fails: Number(mf), fail_timeout: duration(ft) ?? ft } };
+    } else if (fails.size > 1) {
+      this.add("todo", u, `upstream ${name}: its servers have different max_fails/fail_timeout; gen-lb has one passive check per upstream`);
+    }
+    this.staticUpstreams.set(name, fallback.length);
+    const ct = this.consulTemplateService(u);
+    if (ct) up.service = ct;
+    this.add(
+      "todo",
+      u,
+      ct
+        ? `upstream ${name} was rendered by consul-template: service "${ct}" taken from its header; its ${fallback.length} servers are kept only as fallback peers (used before Consul first answers)`
+        : `upstream ${name}: set ${at}.service to its Consul service name (now "${name}"); its static servers are kept only as fallback peers (used before Consul first answers)`,
+      `${at}.service`,
+    );
+    this.upstreams[name] = up;
+  }
+
+  /** A consul-template header ("generated by consul-template", "service: web") in the upstream's file. */
+  consulTemplateService(u: Directive): string | undefined {
+    const comments = this.input.comments.get(u.file) ?? [];
+    if (!comments.some((c) => /consul-template/i.test(c))) return undefined;
+    for (const c of comments) {
+      const m = /service[:=\s]+["']?([A-Za-z0-9_.-]+)/i.exec(c);
+      if (m && !/template/i.test(m[1]!)) return m[1];
+    }
+    return u.args[0];
+  }
+
+  // ------------------------------------------------------------ servers
+
+  convertServer(s: Directive): void {
+    const base: Obj = {};
+    const directives: SpecDirective[] = [];
+    const locations: Obj[] = [];
+    const listens: Array<{ addr: string | number; ssl: boolean; http2: boolean; def: boolean; d: Directive }> = [];
+    const ssl: Obj = {};
+    const sslDirectives: Directive[] = [];
+    const serverHeaders: Array<[string, string]> = [];
+    const accessLogs: Directive[] = [];
+    for (const c of s.block ?? []) if (c.directive === "proxy_set_header" && c.args.length === 2) serverHeaders.push([c.args[0]!, c.args[1]!]);
+    const inherited = serverHeaders.length ? serverHeaders : this.httpHeaders;
+
+    for (const c of s.block ?? []) {
+      const a = c.args;
+      switch (c.directive) {
+        case "#":
+          this.comments++;
+          break;
+        case "listen": {
+          const l = this.parseListen(c);
+          if (l) listens.push(l);
+          break;
+        }
+        case "server_name":
+          base.server_name = [...a];
+          this.converted(c, "servers[].server_name");
+          break;
+        case "ssl_certificate":
+        case "ssl_certificate_key":
+        case "ssl_protocols":
+        case "ssl_ciphers":
+          sslDirectives.push(c);
+          break;
+        case "root":
+          base.root = a[0];
+          this.converted(c, "servers[].root");
+          break;
+        case "index":
+          base.index = [...a];
+          this.converted(c, "servers[].index");
+          break;
+        case "error_page": {
+          const codes = a.slice(0, -1);
+          if (codes.length && codes.every((x) => /^[3-5]\d\d$/.test(x)) && a.at(-1) && !UNSAFE_RE.test(a.at(-1)!)) {
+            ((base.error_pages ??= []) as Obj[]).push({ codes: codes.map(Number), uri: a.at(-1) });
+            this.converted(c, "servers[].error_pages");
+          } else this.carry(c, directives, "servers[].directives");
+          break;
+        }
+        case "access_log":
+          accessLogs.push(c);
+          break;
+        case "location": {
+          const loc = this.convertLocation(c, inherited);
+          if (loc) locations.push(loc);
+          break;
+        }
+        default:
+          this.carry(c, directives, "servers[].directives");
+      }
+    }
+    if (accessLogs.length) this.convertAccessLogs(accessLogs, base, "servers[]", directives, "servers[].directives");
+    if (locations.length) base.locations = locations;
+    if (directives.length) base.directives = directives;
+
+    for (const c of sslDirectives) {
+      if (c.directive === "ssl_protocols" && !c.args.every((p) => /^TLSv1(\.[123])?$/.test(p))) {
+        this.carry(c, directives, "servers[].directives");
+        continue;
+      }
+      const key = c.directive.slice(4);
+      if (key === "certificate" || key === "certificate_key") {
+        const [value, note] = this.confPath(c.args[0] ?? "");
+        ssl[key] = value;
+        this.converted(c, `servers[].ssl.${key}`, note);
+        if (note) this.findings[this.findings.length - 1]!.newArgs = [value];
+      } else {
+        ssl[key] = key === "protocols" ? [...c.args] : c.args[0];
+        this.converted(c, `servers[].ssl.${key}`);
+      }
+    }
+
+    if (listens.length === 0) listens.push({ addr: 80, ssl: false, http2: false, def: false, d: s });
+    // The spec's flags (ssl, http2, default_server) hold for every listen of a
+    // server; a server whose listens differ becomes one server per kind, which
+    // nginx treats the same way.
+    const groups = new Map<string, typeof listens>();
+    for (const l of listens) {
+      const key = `${l.ssl}|${l.http2}|${l.def}`;
+      groups.set(key, [...(groups.get(key) ?? []), l]);
+    }
+    if (groups.size > 1) this.add("converted", s, `server at ${pos(s)}: its listens differ in ssl/http2/default_server, so it becomes ${groups.size} spec servers with the same content`, "servers");
+    const anySsl = listens.some((l) => l.ssl);
+    for (const group of groups.values()) {
+      const server: Obj = { listen: group.length === 1 ? group[0]!.addr : group.map((l) => l.addr), ...structuredClone(base) };
+      const first = group[0]!;
+      if (anySsl && !first.ssl && Array.isArray(server.directives)) {
+        // ssl_* settings mean nothing to the plain-HTTP half of a split server.
+        server.directives = (server.directives as SpecDirective[]).filter((x) => !x.name.startsWith("ssl_"));
+        if ((server.directives as SpecDirective[]).length === 0) delete server.directives;
+      }
+      if (first.def) server.default_server = true;
+      if (first.http2) server.http2 = true;
+      if (first.ssl) {
+        if (ssl.certificate === undefined || ssl.certificate_key === undefined) {
+          this.add("lost", first.d, `${text(first.d)}: an ssl listen needs ssl_certificate and ssl_certificate_key in the same server`);
+          continue;
+        }
+        server.ssl = { ...ssl };
+      }
+      this.servers.push(server);
+    }
+  }
+
+  /**
+   * nginx reads certificate paths relative to the directory of nginx.conf;
+   * the new config lives elsewhere, so a relative one is made absolute.
+   */
+  confPath(p: string): [string, string] {
+    if (p === "" || path.isAbsolute(p) || p.startsWith("data:") || p.includes("$")) return [p, ""];
+    const abs = path.resolve(path.dirname(this.input.mainFile), p);
+    return [abs, `relative to the old conf directory, made absolute: ${abs}`];
+  }
+
+  parseListen(c: Directive): { addr: string | number; ssl: boolean; http2: boolean; def: boolean; d: Directive } | undefined {
+    const [addr0, ...params] = c.args;
+    let addr: string | number;
+    const a = addr0 ?? "";
+    if (/^\d+$/.test(a)) addr = Number(a);
+    else if (/^\*:\d+$/.test(a)) addr = Number(a.slice(2));
+    else if (HOST_PORT_RE.test(a)) addr = a;
+    else if (/^[\d.]+$/.test(a) || /^\[[0-9A-Fa-f:.]+\]$/.test(a)) addr = `${a}:80`;
+    else {
+      this.add("lost", c, `${text(c)}: only port and address:port listens can be expressed`);
+      return undefined;
+    }
+    const flags = { ssl: false, http2: false, def: false };
+    const lost: string[] = [];
+    for (const p of params) {
+      if (p === "ssl") flags.ssl = true;
+      else if (p === "http2") flags.http2 = true;
+      else if (p === "default_server" || p === "default") flags.def = true;
+      else lost.push(p);
+    }
+    this.add(lost.length ? "lost" : "converted", c, `${text(c)}${lost.length ? `: ${lost.join(" ")} cannot be expressed (the listen itself is kept)` : ""}`, "servers[].listen");
+    return { addr, ...flags, d: c };
+  }
+
+  // ------------------------------------------------------------ locations
+
+  convertLocation(l: Directive, inherited: Array<[string, string]>): Obj | undefined {
+    const MODS: Record<string, string> = { "=": "exact", "~": "regex", "~*": "regex_case_insensitive", "^~": "prefix_no_regex" };
+    let match = "prefix";
+    let p: string | undefined;
+    if (l.args.length === 2 && MODS[l.args[0]!]) {
+      match = MODS[l.args[0]!]!;
+      p = l.args[1];
+    } else if (l.args.length === 1) p = l.args[0];
+    if (p === undefined || p === "" || UNSAFE_RE.test(p)) {
+      this.add("lost", l, `${text(l)}: this location cannot be expressed`);
+      return undefined;
+    }
+    const block = l.block ?? [];
+
+    // The old status page (a Lua content handler printing the checker's status) -> gen-lb's status server.
+    const luaContent = block.find((c) => c.directive.startsWith("content_by_lua"));
+    if (luaContent && /status_page|get_status|status/.test(luaContent.args.join(" "))) {
+      const allow = block.filter((c) => c.directive === "allow").map((c) => c.args[0]!);
+      this.statusPaths.push({ path: p, allow, d: l });
+      for (const c of block) if (c.directive !== "#") this.add("dropped", c, `${text(c)}: part of the old status page`);
+      this.add("converted", l, `location ${l.args.join(" ")}: the old status page, replaced by gen-lb's status endpoint`, "status");
+      return undefined;
+    }
+
+    const loc: Obj = { path: p };
+    if (match !== "prefix") loc.match = match;
+    const directives: SpecDirective[] = [];
+    const proxy = block.find((c) => c.directive === "proxy_pass");
+    const upstream = proxy && /^http:\/\/([A-Za-z0-9_.-]+)$/.exec(proxy.args[0] ?? "")?.[1];
+    const typedUpstream = upstream !== undefined && upstream in this.upstreams;
+    const headers: Array<[string, string, Directive]> = [];
+    let content = false; // one of upstream, root, alias, return
+    const at = "servers[].locations[]";
+
+    for (const c of block) {
+      const a = c.args;
+      switch (c.directive) {
+        case "#":
+          this.comments++;
+          break;
+        case "proxy_pass":
+          if (typedUpstream && c === proxy && !content) {
+            loc.upstream = upstream;
+            content = true;
+            this.converted(c, `${at}.upstream`);
+          } else this.carry(c, directives, `${at}.directives`);
+          break;
+        case "proxy_set_header":
+          if (typedUpstream && a.length === 2) headers.push([a[0]!, a[1]!, c]);
+          else this.carry(c, directives, `${at}.directives`);
+          break;
+        case "proxy_http_version":
+          if (typedUpstream) this.add("dropped", c, `${text(c)}: gen-lb proxies with HTTP/1.1 (for upstream keepalive)`);
+          else this.carry(c, directives, `${at}.directives`);
+          break;
+        case "proxy_next_upstream_tries":
+          if (typedUpstream && /^\d+$/.test(a[0] ?? "")) {
+            const tries = Number(a[0]) === 0 ? 11 : Number(a[0]);
+            this.triesByUpstream.set(upstream!, Math.max(this.triesByUpstream.get(upstream!) ?? 0, tries));
+            this.converted(c, `upstreams.${upstream}.retries`);
+          } else this.carry(c, directives, `${at}.directives`);
+          break;
+        case "proxy_next_upstream":
+          if (typedUpstream) {
+            const up = this.upstreams[upstream!]!;
+            if (a[0] === "off") up.retries = 0;
+            else {
+              const statuses = a.filter((x) => /^http_(500|502|503|504|403|404|429)$/.test(x)).map((x) => Number(x.slice(5)));
+              up.retry_statuses = statuses;
+              if (a.includes("non_idempotent")) up.retry_non_idempotent = true;
+            }
+            this.converted(c, `upstreams.${upstream}.retry_statuses`);
+          } else this.carry(c, directives, `${at}.directives`);
+          break;
+        case "root":
+        case "alias":
+          if (!content && a.length === 1) {
+            loc[c.directive] = a[0];
+            content = true;
+            this.converted(c, `${at}.${c.directive}`);
+          } else this.carry(c, directives, `${at}.directives`);
+          break;
+        case "return":
+          if (!content && /^\d{3}$/.test(a[0] ?? "") && a.length <= 2 && (a[1] === undefined || (a[1] !== "" && !UNSAFE_RE.test(a[1])))) {
+            loc.return = a[1] === undefined ? { code: Number(a[0]) } : { code: Number(a[0]), text: a[1] };
+            content = true;
+            this.converted(c, `${at}.return`);
+          } else this.carry(c, directives, `${at}.directives`);
+          break;
+        case "index":
+        case "try_files":
+          if (a.every((x) => x !== "" && !UNSAFE_RE.test(x))) {
+            loc[c.directive] = [...a];
+            this.converted(c, `${at}.${c.directive}`);
+          } else this.carry(c, directives, `${at}.directives`);
+          break;
+        default:
+          if (typedUpstream && c.directive.startsWith("log_by_lua")) {
+            this.add("lost", c, `${c.directive}: gen-lb uses the log phase of proxied locations for its passive health checks`);
+          } else this.carry(c, directives, `${at}.directives`);
+      }
+    }
+
+    if (typedUpstream) {
+      const own = headers.map(([k, v]) => [k, v] as [string, string]);
+      const set = own.length ? own : inherited;
+      const record: Record<string, string> = {};
+      for (const [k, v, d] of headers.length ? headers : set.map(([k, v]) => [k, v, undefined] as const)) {
+        if (k.toLowerCase() === "upgrade" && v === "$http_upgrade") {
+          loc.websocket = true;
+          if (d) this.converted(d, `${at}.websocket`);
+        } else if (k.toLowerCase() === "connection" && (v === "$connection_upgrade" || v === "")) {
+          if (v === "$connection_upgrade") loc.websocket = true;
+          if (d) this.add("dropped", d, `${text(d)}: gen-lb sets Connection itself (${v === "" ? '"" for keepalive' : "$connection_upgrade for websocket"})`);
+        } else if (/^[A-Za-z0-9-]+$/.test(k) && v !== "" && !UNSAFE_RE.test(v)) {
+          record[k] = v;
+          if (d) this.converted(d, `${at}.proxy_set_header.${k}`);
+        } else if (d) {
+          this.add("lost", d, `${text(d)}: this header cannot be expressed`);
+        }
+      }
+      if (Object.keys(record).length) loc.proxy_set_header = record;
+      else this.add("todo", l, `location ${l.args.join(" ")} set no proxy headers; gen-lb sends Host, X-Real-IP, X-Forwarded-For and X-Forwarded-Proto by default (nginx sent Host: $proxy_host)`);
+      if (!headers.length && set.length && own.length === 0 && inherited.length) {
+        this.add("converted", l, `location ${l.args.join(" ")}: inherited proxy_set_header made explicit`, `${at}.proxy_set_header`);
+      }
+    }
+    if (directives.length) loc.directives = directives;
+    this.add("converted", l, `location ${l.args.join(" ")}`, at);
+    return loc;
+  }
+
+  // ------------------------------------------------------------ consul, status, retries
+
+  convertConsul(): Obj | undefined {
+    const facts = consulFacts(this.input.sources);
+    // Retries: explicit tries win; a static upstream retried every server; a Lua one never retried (defect 8).
+    for (const [name, up] of Object.entries(this.upstreams)) {
+      const tries = this.triesByUpstream.get(name);
+      if (up.retries === undefined) {
+        if (tries !== undefined) up.retries = Math.min(10, tries - 1);
+        else if (this.staticUpstreams.has(name)) up.retries = Math.min(10, Math.max(0, this.staticUpstreams.get(name)! - 1));
+        else up.retries = 1;
+      }
+    }
+    if (facts.length === 0) return undefined;
+    const consul: Obj = {};
+    const addresses = [...new Set(facts.flatMap((f) => (f.address ? [f.address.value] : [])))];
+    if (addresses.length) consul.addresses = addresses;
+    const dcs = [...new Set(facts.flatMap((f) => (f.datacenter ? [f.datacenter] : [])))];
+    if (dcs.length === 1) consul.datacenter = dcs[0];
+    const first = facts[0]!;
+    const f0 = { kind: "todo" as const, file: first.url.file, line: first.url.line, column: first.url.column };
+    this.findings.push({ ...f0, message: `the old code sent no ACL token; if Consul enforces ACLs, set consul.token_env to the variable that holds it`, to: "consul.token_env" });
+    this.findings.push({ kind: "converted", file: first.url.file, line: first.url.line, column: first.url.column, message: `Consul address ${addresses.join(", ") || "(default)"} from "${first.url.value}"`, to: "consul.addresses" });
+
+    // Services for the Lua upstreams, and their health checks.
+    const services = facts.filter((f) => f.service);
+    for (const [name] of this.luaUpstreams) {
+      const up = this.upstreams[name];
+      if (!up) continue;
+      const svc = services.find((f) => f.service!.value === name) ?? (services.length === 1 ? services[0] : undefined);
+      if (svc?.service) {
+        up.service = svc.service.value;
+        this.findings.push({ kind: "converted", file: svc.service.file, line: svc.service.line, column: svc.service.column, message: `service "${svc.service.value}" for upstream ${name}`, to: `upstreams.${name}.service` });
+      } else {
+        const d = this.luaUpstreams.get(name)!;
+        this.add("todo", d, `upstream ${name}: no Consul service found in its Lua; set upstreams.${name}.service (now "${name}")`, `upstreams.${name}.service`);
+      }
+      const checker = this.checkers.find((c) => c.options.upstream === name) ?? (this.checkers.length === 1 ? this.checkers[0] : undefined);
+      if (checker) {
+        const active = this.activeCheck(checker.options);
+        up.healthcheck = { ...((up.healthcheck as Obj | undefined) ?? {}), active };
+        this.findings.push({ kind: "converted", file: checker.source.file, line: checker.token.line, column: checker.token.column, message: `spawn_checker{} options as an active check of the discovered peers`, to: `upstreams.${name}.healthcheck.active` });
+      }
+    }
+    return consul;
+  }
+
+  activeCheck(o: Record<string, LuaValue>): Obj {
+    const a: Obj = {};
+    if (o.type === "http" || o.type === "https" || o.type === "tcp") a.type = o.type;
+    if (typeof o.http_req === "string") {
+      const req = parseHttpReq(o.http_req);
+      if (req) {
+        a.path = req.path;
+        if (req.host) a.host = req.host;
+      }
+    }
+    if (typeof o.interval === "number") a.interval = msDuration(o.interval);
+    if (typeof o.timeout === "number") a.timeout = msDuration(o.timeout);
+    for (const k of ["fall", "rise", "concurrency"]) if (typeof o[k] === "number") a[k] = o[k];
+    if (Array.isArray(o.valid_statuses)) a.valid_statuses = o.valid_statuses.filter((x) => typeof x === "number");
+    return a;
+  }
+
+  convertStatus(): Obj {
+    const used = new Set<string>();
+    for (const s of this.servers) {
+      for (const l of [s.listen].flat()) used.add(typeof l === "number" ? `*:${l}` : String(l));
+    }
+    let port = 8081;
+    while (used.has(`127.0.0.1:${port}`) || used.has(`*:${port}`)) port++;
+    const status: Obj = { listen: `127.0.0.1:${port}` };
+    const old = this.statusPaths[0];
+    if (old) {
+      status.enabled = true;
+      if (/^\/[A-Za-z0-9_./-]*$/.test(old.path)) status.path = old.path;
+      if (old.allow.length) status.allow = old.allow;
+      this.add("todo", old.d, `the status page moves from ${pos(old.d)} to its own server: http://127.0.0.1:${port}${status.path ?? "/status"} (JSON; ?format=prometheus)`, "status");
+    } else {
+      status.enabled = false;
+    }
+    return status;
+  }
+}
+
+export function convert(input: ConvertInput): ConvertResult {
+  const c = new Converter(input);
+  const r = c.run();
+  if (c.comments > 0) {
+    r.findings.push({ kind: "lost", file: input.tree[0]?.file ?? "", line: 1, message: `${c.comments} comment${c.comments === 1 ? "" : "s"} (the spec has no place for nginx comments; the YAML has its own)` });
+  }
+  return r;
+}

@@ -1,0 +1,85 @@
+/**
+ * migrate: an old nginx (+ Lua + Consul) setup -> a gen-lb spec and a report.
+ * Pure apart from the Loader (which reads the config and the Lua modules);
+ * the command writes the results.
+ */
+import path from "node:path";
+import { stringify } from "yaml";
+import { parseConfig } from "../nginx/parse.js";
+import type { Directive, Loader } from "../nginx/types.js";
+import { convert } from "./convert.js";
+import { flatten, walk } from "./flatten.js";
+import { gatherLua } from "./lua.js";
+import { MigrateError, type Finding } from "./types.js";
+
+export { MigrateError, type Finding } from "./types.js";
+
+export interface MigrateOptions {
+  loader: Loader;
+  /** Extra directories holding Lua modules (--lua-path). */
+  luaPath?: readonly string[];
+  /** The old nginx prefix ($prefix); default: the parent of a "conf" directory holding the main file, else its directory. */
+  prefix?: string;
+}
+
+export interface Migration {
+  /** The spec, as plain data in the schema's key order. */
+  spec: Record<string, unknown>;
+  findings: Finding[];
+  /** The old config as nginx sees it (includes inlined), for --verify. */
+  tree: Directive[];
+  /** Every file read: config files, then Lua files. */
+  files: string[];
+}
+
+export function defaultPrefix(mainFile: string): string {
+  const dir = path.dirname(mainFile);
+  return path.basename(dir) === "conf" ? path.dirname(dir) : dir;
+}
+
+export function migrate(mainFile: string, opts: MigrateOptions): Migration {
+  const parsed = parseConfig(mainFile, opts.loader);
+  if (parsed.status === "failed") {
+    const n = parsed.errors.length;
+    throw new MigrateError(
+      `${mainFile} did not parse as an nginx config (${n} error${n === 1 ? "" : "s"})`,
+      parsed.errors.map((e) => `${e.file}:${e.line}:${e.column}: ${e.error}`),
+    );
+  }
+  const { tree, inlined } = flatten(parsed);
+  const comments = new Map<string, string[]>();
+  for (const cf of parsed.config) {
+    const list: string[] = [];
+    walk(cf.parsed, (d) => {
+      if (d.directive === "#") list.push(d.comment ?? "");
+    });
+    comments.set(cf.file, list);
+  }
+  const sources = gatherLua(tree, { loader: opts.loader, prefix: opts.prefix ?? defaultPrefix(mainFile), luaPath: opts.luaPath ?? [] });
+  const result = convert({ tree, sources, comments, mainFile });
+  const findings: Finding[] = [
+    ...inlined.map(({ node, files }): Finding => ({
+      kind: "converted",
+      file: node.file,
+      line: node.line,
+      column: node.column,
+      directive: "include",
+      message: `include ${node.args[0]}: ${files.length ? `inlined ${files.length} file${files.length === 1 ? "" : "s"} (${files.join(", ")})` : "matched no file"}`,
+    })),
+    ...result.findings,
+  ];
+  const luaFiles = [...new Set(sources.filter((s) => s.directive === undefined || !s.directive.directive.endsWith("_block")).map((s) => s.file))];
+  return { spec: result.spec, findings, tree, files: [...parsed.config.map((c) => c.file), ...luaFiles.filter((f) => !parsed.config.some((c) => c.file === f))] };
+}
+
+/** The spec as YAML, with a header that points at the report. */
+export function specYaml(m: Migration, source: string): string {
+  const counts = (k: Finding["kind"]) => m.findings.filter((f) => f.kind === k).length;
+  const header = [
+    `# gen-lb spec migrated from ${source} by \`gen-lb migrate\`.`,
+    `# Review the migration report: ${counts("todo")} to-do item(s), ${counts("lost")} thing(s) not carried,`,
+    `# ${counts("defect")} defect finding(s) in the old setup. Then: gen-lb build && gen-lb check.`,
+    "",
+  ].join("\n");
+  return header + stringify(m.spec, { lineWidth: 0 });
+}

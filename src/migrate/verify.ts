@@ -1,0 +1,161 @@
+/**
+ * `migrate --verify`: compare the directive tree of the config gen-lb builds
+ * from the migrated spec with the old one, scope by scope (main, events,
+ * http, each server and location, nested blocks), and list every difference
+ * the report does not explain. Explained are: what the report says was
+ * dropped or not carried, what moved into the Lua runtime's data (upstream
+ * peers, balancing, Consul settings), and what gen-lb always generates.
+ * Values are compared as nginx reads them ("65" and "65s" are one duration).
+ */
+import type { Directive } from "../nginx/types.js";
+import type { Finding } from "./types.js";
+
+export interface Difference {
+  kind: "missing" | "changed" | "added";
+  /** Where to look: the old directive for missing/changed, the new one for added. */
+  file: string;
+  line: number;
+  scope: string;
+  message: string;
+}
+
+const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/;
+const SIZE = /^(\d+)([kKmMgG])$/;
+
+function normArg(a: string): string {
+  const d = DURATION.exec(a);
+  if (d) {
+    const mult = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400 }[d[2] ?? "s"]!;
+    return `${Number(d[1]) * mult}`;
+  }
+  const s = SIZE.exec(a);
+  if (s) return `${Number(s[1]) * { k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[s[2]!.toLowerCase() as "k" | "m" | "g"]}`;
+  return a;
+}
+
+/** A directive as nginx means it, with nginx's implicit defaults made explicit. */
+function norm(d: Directive): string {
+  let args = d.args;
+  if (d.directive === "log_format") args = [args[0] ?? "", ...(args[1]?.startsWith("escape=") ? [args[1]] : []), args.slice(args[1]?.startsWith("escape=") ? 2 : 1).join("")];
+  if (d.directive === "error_log" && args.length === 1) args = [...args, "error"];
+  if (d.directive === "access_log" && args.length === 1 && args[0] !== "off") args = [...args, "combined"];
+  return [d.directive, ...args.map(normArg)].join("\u0000");
+}
+
+const show = (d: Directive) => [d.directive, ...d.args.map((a) => (a.includes("\n") ? "{...}" : a))].join(" ");
+const key = (d: Directive) => `${d.file}:${d.line}:${d.column}`;
+
+/** What gen-lb adds on its own, per scope kind. */
+function generated(scope: string, d: Directive): boolean {
+  const n = d.directive;
+  if (/^(load_module|env|worker_processes|error_log|pid|worker_connections|multi_accept)$/.test(n) && (scope === "main" || scope === "events")) return true;
+  if (scope === "http") {
+    if (n === "include" && d.args[0] === "mime.types") return true;
+    if (/^(default_type|lua_package_path|lua_ssl_trusted_certificate|lua_ssl_verify_depth)$/.test(n)) return true;
+    if (n === "lua_shared_dict" && d.args[0]?.startsWith("gen_lb_")) return true;
+    if (/^init(_worker)?_by_lua_block$/.test(n)) return true;
+    if (n === "map" && d.args[0] === "$http_upgrade") return true;
+  }
+  if (scope.includes("location")) {
+    if (/^(proxy_pass|proxy_http_version|proxy_set_header|proxy_next_upstream|proxy_next_upstream_tries|log_by_lua_block)$/.test(n)) return true;
+    if (n === "set" && d.args[0] === "$gen_lb_hash_key") return true;
+  }
+  return false;
+}
+
+export function compareConfigs(oldTree: readonly Directive[], newTree: readonly Directive[], findings: readonly Finding[]): Difference[] {
+  const disposition = new Map<string, Finding>();
+  for (const f of findings) if (f.directive !== undefined && f.column !== undefined) disposition.set(`${f.file}:${f.line}:${f.column}`, f);
+  const diffs: Difference[] = [];
+
+  /** Old directives that must show up in the new config. */
+  const expected = (d: Directive): boolean => {
+    if (d.directive === "#") return false;
+    const f = disposition.get(key(d));
+    if (f === undefined) return true;
+    if (f.kind === "dropped" || f.kind === "lost") return false;
+    // Moved into the runtime's data (Lua config), not nginx.conf.
+    if (f.to !== undefined && /^(upstreams|consul|status|target)/.test(f.to)) return false;
+    return true;
+  };
+
+  const compare = (scope: string, olds: readonly Directive[], news: readonly Directive[]) => {
+    const pool = news.filter((d) => d.directive !== "#");
+    const take = (pred: (d: Directive) => boolean) => {
+      const i = pool.findIndex(pred);
+      return i < 0 ? undefined : pool.splice(i, 1)[0];
+    };
+    for (const o of olds) {
+      if (!expected(o) || o.directive === "server" || o.directive === "upstream") continue;
+      if (o.block !== undefined) {
+        const n = take((d) => d.directive === o.directive && d.block !== undefined && norm(d) === norm(o));
+        if (n === undefined) diffs.push({ kind: "missing", file: o.file, line: o.line, scope, message: `${show(o)} { ... } is not in the new config` });
+        else compare(`${scope} > ${show(o)}`, o.block, n.block ?? []);
+        continue;
+      }
+      const f = disposition.get(key(o));
+      const want = f?.newArgs ? { ...o, args: f.newArgs } : o;
+      const same = take((d) => norm(d) === norm(want));
+      if (same) continue;
+      const other = pool.find((d) => d.directive === o.directive && !generated(scope, d));
+      if (other) {
+        pool.splice(pool.indexOf(other), 1);
+        diffs.push({ kind: "changed", file: o.file, line: o.line, scope, message: `${show(o)} became ${show(other)} (${other.file}:${other.line})` });
+      } else if (!pool.some((d) => d.directive === o.directive)) {
+        diffs.push({ kind: "missing", file: o.file, line: o.line, scope, message: `${show(o)} is not in the new config` });
+      }
+    }
+    for (const n of pool) {
+      if (n.directive === "server" || n.directive === "upstream" || generated(scope, n)) continue;
+      if (olds.some((o) => o.directive === n.directive && !expected(o))) continue;
+      diffs.push({ kind: "added", file: n.file, line: n.line, scope, message: `${show(n)} is new` });
+    }
+  };
+
+  const child = (list: readonly Directive[], name: string) => list.find((d) => d.directive === name)?.block ?? [];
+  compare("main", oldTree.filter((d) => d.directive !== "events" && d.directive !== "http"), newTree.filter((d) => d.directive !== "events" && d.directive !== "http"));
+  compare("events", child(oldTree, "events"), child(newTree, "events"));
+  const oldHttp = child(oldTree, "http");
+  const newHttp = child(newTree, "http");
+  compare("http", oldHttp, newHttp);
+
+  // Servers: an old server maps to the new ones with its server_name whose
+  // listens it has (a server split by listen kind maps to several).
+  const listenAddr = (d: Directive) => d.args[0] ?? "";
+  const names = (s: Directive) => (s.block ?? []).filter((d) => d.directive === "server_name").flatMap((d) => d.args).sort().join(" ");
+  const listensOf = (s: Directive) => (s.block ?? []).filter((d) => d.directive === "listen").map(listenAddr);
+  const newServers = newHttp.filter((d) => d.directive === "server");
+  for (const os of oldHttp.filter((d) => d.directive === "server")) {
+    if (!expected(os)) continue;
+    const ol = listensOf(os).map(normListen);
+    const matches = newServers.filter((ns) => names(ns) === names(os) && listensOf(ns).length > 0 && listensOf(ns).every((l) => ol.includes(normListen(l))));
+    const scope = `server ${names(os) || "(no server_name)"} (${os.file}:${os.line})`;
+    if (matches.length === 0) {
+      if ((os.block ?? []).some(expected)) diffs.push({ kind: "missing", file: os.file, line: os.line, scope: "http", message: `${scope} has no counterpart in the new config` });
+      continue;
+    }
+    const oldListens = (os.block ?? []).filter((d) => d.directive === "listen");
+    const newListens = matches.flatMap((m) => (m.block ?? []).filter((d) => d.directive === "listen"));
+    compare(scope, oldListens, newListens);
+    for (const m of matches) {
+      const body = (list: readonly Directive[]) => list.filter((d) => d.directive !== "listen" && d.directive !== "location");
+      const oldBody = body(os.block ?? []);
+      // ssl_* settings belong only to the ssl part of a split server.
+      const isSsl = (m.block ?? []).some((d) => d.directive === "listen" && d.args.includes("ssl"));
+      compare(scope, isSsl ? oldBody : oldBody.filter((d) => !d.directive.startsWith("ssl_")), body(m.block ?? []));
+      const locs = (list: readonly Directive[]) => list.filter((d) => d.directive === "location");
+      for (const ol of locs(os.block ?? [])) {
+        if (!expected(ol)) continue;
+        const nl = locs(m.block ?? []).find((d) => d.args.join(" ") === ol.args.join(" "));
+        if (!nl) diffs.push({ kind: "missing", file: ol.file, line: ol.line, scope, message: `location ${ol.args.join(" ")} is not in the new config` });
+        else compare(`${scope} > location ${ol.args.join(" ")}`, ol.block ?? [], nl.block ?? []);
+      }
+    }
+  }
+  return diffs;
+}
+
+function normListen(a: string): string {
+  if (/^\d+$/.test(a)) return `*:${a}`;
+  return a.replace(/^0\.0\.0\.0:/, "*:");
+}
