@@ -1,0 +1,611 @@
+-- gen_lb.discovery: keeps each upstream's peers in step with Consul.
+--
+-- One watcher per node: every worker runs a cheap election tick, and the
+-- elected worker runs one loop per upstream, each a blocking query on
+-- /v1/health/service/NAME?passing=1. Results go to gen_lb.peers; the last good
+-- lists go to the dump file. Whatever Consul answers (errors, timeouts,
+-- non-200s, garbage, an empty list under empty=keep) the current peers stay
+-- until a usable answer replaces them. A failing loop is restarted by the
+-- tick, so no error ends discovery (the hand-built version's defect 9).
+local config = require "gen_lb.config"
+local cjson = require "cjson.safe"
+local consul = require "gen_lb.consul"
+local peers = require "gen_lb.peers"
+local dump = require "gen_lb.dump"
+local election = require "gen_lb.election"
+local log = require "gen_lb.log"
+
+local ngx = ngx
+local now = ngx.now
+local update_time = ngx.update_time
+local sleep = ngx.sleep
+local timer_at = ngx.timer.at
+local timer_every = ngx.timer.every
+local exiting = ngx.worker.exiting
+local escape_uri = ngx.escape_uri
+local decode = cjson.decode
+local concat = table.concat
+local sort = table.sort
+local find = string.find
+local match = string.match
+local sub = string.sub
+local fmt = string.format
+local random = math.random
+local floor = math.floor
+local min = math.min
+local ipairs = ipairs
+local pairs = pairs
+local pcall = pcall
+local next = next
+local type = type
+local tonumber = tonumber
+local tostring = tostring
+
+local _M = { _VERSION = "0.1.0" }
+
+local C = config.consul
+local WAIT = C.wait or 30
+local TIMEOUT = C.timeout or 2
+local EMPTY_POLICY = C.empty or "keep"
+-- Backoff after failures: BASE * 2^(n-1), capped, then jittered to 50-100 %.
+local BACKOFF_BASE = 0.25
+local BACKOFF_CAP = 5
+-- Never send index=0 (a non-blocking read) more often than this.
+local MIN_ZERO_INTERVAL = 1
+-- A blocking query that returns the same index this fast is not blocking.
+local MIN_BLOCK = 0.05
+
+-- ------------------------------------------------------------------ helpers
+
+local function service_key(up)
+  local tags = {}
+  for i, t in ipairs(up.tags or {}) do
+    tags[i] = t
+  end
+  sort(tags)
+  return up.service .. "|" .. (up.datacenter or "") .. "|" .. concat(tags, ",")
+end
+
+local function query_path(up)
+  local q = { "/v1/health/service/", escape_uri(up.service), "?passing=1&wait=", fmt("%dms", floor(WAIT * 1000)) }
+  if up.datacenter then
+    q[#q + 1] = "&dc="
+    q[#q + 1] = escape_uri(up.datacenter)
+  end
+  for _, tag in ipairs(up.tags or {}) do
+    q[#q + 1] = "&tag="
+    q[#q + 1] = escape_uri(tag)
+  end
+  q[#q + 1] = "&index="
+  return concat(q)
+end
+
+local function valid_ipv4(s)
+  local a, b, c, d = match(s, "^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
+  if not a then
+    return false
+  end
+  for _, o in ipairs({ a, b, c, d }) do
+    if #o > 3 or tonumber(o) > 255 then
+      return false
+    end
+  end
+  return true
+end
+
+local function valid_ip(s)
+  if valid_ipv4(s) then
+    return true
+  end
+  -- IPv6: hex groups, colons, maybe an embedded IPv4 tail.
+  return find(s, ":", 1, true) ~= nil and match(s, "^[%x:.]+$") ~= nil and #s <= 45
+end
+
+local function describe(v)
+  if v == nil then
+    return "missing"
+  end
+  if v == ngx.null then
+    return "null"
+  end
+  local t = type(v)
+  if t == "string" then
+    return fmt("%q", sub(v, 1, 40))
+  end
+  if t == "number" or t == "boolean" then
+    return t .. " " .. tostring(v)
+  end
+  return "a " .. t
+end
+
+--- One /v1/health/service entry -> {host, port, weight}, or nil, why.
+local function parse_entry(e)
+  if type(e) ~= "table" then
+    return nil, "entry is " .. describe(e)
+  end
+  local svc, node = e.Service, e.Node
+  if type(svc) ~= "table" then
+    return nil, "Service is " .. describe(svc)
+  end
+  local id = type(svc.ID) == "string" and svc.ID or "?"
+  local addr = svc.Address
+  if addr == nil or addr == "" or addr == ngx.null then
+    addr = type(node) == "table" and node.Address or nil
+    if addr == nil or addr == "" or addr == ngx.null then
+      return nil, "service " .. id .. ": no Service.Address and no Node.Address"
+    end
+  end
+  if type(addr) ~= "string" then
+    return nil, "service " .. id .. ": address is " .. describe(addr)
+  end
+  if not valid_ip(addr) then
+    return nil, "service " .. id .. ": address " .. describe(addr) .. " is not an IP address"
+  end
+  local port = svc.Port
+  if type(port) ~= "number" or port % 1 ~= 0 or port < 1 or port > 65535 then
+    return nil, "service " .. id .. ": Port is " .. describe(port)
+  end
+  local weight, note = 1, nil
+  local w = svc.Weights
+  if w ~= nil and w ~= ngx.null then
+    local passing = type(w) == "table" and w.Passing or nil
+    if type(passing) == "number" and passing % 1 == 0 and passing >= 1 then
+      weight = passing
+    elseif passing ~= nil then
+      note = "service " .. id .. ": Weights.Passing is " .. describe(passing) .. ", using 1"
+    elseif type(w) ~= "table" then
+      note = "service " .. id .. ": Weights is " .. describe(w) .. ", using weight 1"
+    end
+  end
+  return { host = addr, port = port, weight = weight }, note
+end
+
+--- A decoded health answer -> list (deduplicated), problems (strings), total entries; or nil, err.
+local function parse_entries(doc)
+  if type(doc) ~= "table" then
+    return nil, "answer is " .. describe(doc) .. ", not a JSON array"
+  end
+  if next(doc) ~= nil and doc[1] == nil then
+    return nil, "answer is a JSON object, not an array"
+  end
+  local list, problems, by_id = {}, {}, {}
+  local total = #doc
+  for i = 1, total do
+    local peer, why = parse_entry(doc[i])
+    if why then
+      problems[#problems + 1] = why
+    end
+    if peer then
+      local id = peers.peer_id(peer.host, peer.port)
+      local prev = by_id[id]
+      if prev then
+        -- The same address:port twice (two registrations): one peer.
+        if peer.weight > prev.weight then
+          prev.weight = peer.weight
+        end
+      else
+        by_id[id] = peer
+        list[#list + 1] = peer
+      end
+    end
+  end
+  return list, problems, total
+end
+_M.parse_entries = parse_entries
+
+local function backoff(n)
+  local d = min(BACKOFF_CAP, BACKOFF_BASE * 2 ^ (n - 1))
+  return d / 2 + random() * d / 2
+end
+
+local function fallback_list(up)
+  local list = {}
+  for i, p in ipairs(up.fallback or {}) do
+    list[i] = { host = p.host, port = p.port, weight = 1 }
+  end
+  return list
+end
+
+local function log_change(name, version, source, index, added, removed, count)
+  log.change('upstream "', name, '": peers changed to version ', version, " from ", source,
+    index and index > 0 and (" (Consul index " .. index .. ")") or "",
+    ": added ", log.brief(added), "; removed ", log.brief(removed), "; ", count, " peer(s) now")
+end
+
+local function publish(name, list, source, fields)
+  local changed, version, added, removed = peers.publish(name, list, source, fields)
+  if changed == nil then
+    log.err('upstream "', name, '": cannot store peers: ', version)
+    return nil
+  end
+  if changed then
+    log_change(name, version, source, fields and fields.index, added, removed, #list)
+  end
+  return changed
+end
+
+-- ------------------------------------------------------------------ init (master)
+
+--- init_by_lua: give every upstream its starting peers, from the dump file,
+--- else from its fallback list. On a reload (HUP) the shared dict still holds
+--- live lists; an upstream whose service, tags and dc did not change keeps them.
+function _M.seed()
+  local saved, err = dump.read()
+  if not saved and err and not find(err, "No such file", 1, true) then
+    log.warn("ignoring the dump file: ", err)
+  end
+  saved = saved or {}
+  for _, name in ipairs(config.upstream_names) do
+    local up = config.upstreams[name]
+    local key = service_key(up)
+    local meta = peers.meta(name)
+    local live = peers.stored(name)
+    if live and meta.key == key then
+      -- A reload: keep the live list; the watcher refreshes it.
+      peers.update_meta(name, { last_error = ngx.null })
+    else
+      if live then
+        peers.clear(name)
+      end
+      local from = saved[name]
+      if from and from.key == key and #from.peers > 0 then
+        publish(name, from.peers, "dump", { key = key, index = 0 })
+      elseif #(up.fallback or {}) > 0 then
+        publish(name, fallback_list(up), "fallback", { key = key, index = 0 })
+      else
+        peers.update_meta(name, { key = key, source = "none", version = 0, index = 0, count = 0, updated_at = now() })
+      end
+    end
+  end
+end
+
+-- ------------------------------------------------------------------ the watcher (one worker)
+
+local watchers = {}   -- name -> per-upstream loop state, in the watcher worker
+local leading = false
+
+-- Each loop has its own clients: a cosocket belongs to the timer that made it.
+local function new_clients()
+  local clients = {}
+  for i, a in ipairs(C.addresses) do
+    clients[i] = consul.new({
+      address = a,
+      timeout = TIMEOUT,
+      ssl_verify = C.ssl_verify,
+      token_env = C.token_env,
+      max_body = C.max_body,
+      user_agent = config.generator,
+    })
+  end
+  return clients
+end
+
+local function new_watcher(name)
+  local up = config.upstreams[name]
+  return {
+    name = name,
+    up = up,
+    key = service_key(up),
+    path = query_path(up),
+    addr = 1,
+    index = 0,
+    last_zero_at = 0,
+    failures = 0,
+    streak_started = 0,
+    last_error = nil,
+    warned = nil,     -- the last dropped-entries warning, to log each once
+    empty_kept = false,
+    synced = false,
+    gen = 0,
+    running = false,
+    beat = 0,
+  }
+end
+
+local function close_clients(clients)
+  for _, c in ipairs(clients) do
+    c:close()
+  end
+end
+
+local function current_count(name)
+  local list = peers.stored(name)
+  return list and #list or 0
+end
+
+local function failure(w, clients, err)
+  w.failures = w.failures + 1
+  w.last_error = err
+  local client = clients[w.addr]
+  if w.failures == 1 then
+    w.streak_started = now()
+    local meta = peers.meta(w.name)
+    log.warn('upstream "', w.name, '": Consul query to ', client.label, " failed: ", err,
+      "; keeping ", current_count(w.name), " ", meta.source, " peer(s) (version ", meta.version or 0,
+      "); retrying with backoff", #clients > 1 and " and the next Consul address" or "")
+  end
+  peers.update_meta(w.name, { last_error = err, consul_address = client.label, failures = w.failures })
+  client:close()
+  if #clients > 1 then
+    w.addr = w.addr % #clients + 1
+  end
+  -- After a failure, start again with a fresh read: Consul may have
+  -- restarted with lower indexes, and a change may have happened meanwhile.
+  w.index = 0
+  sleep(backoff(w.failures))
+end
+
+local function recovered(w, client)
+  if w.failures > 0 then
+    update_time()
+    log.warn('upstream "', w.name, '": Consul answers again (', client.label, ") after ",
+      w.failures, " failed attempt(s) over ", fmt("%.1f", now() - w.streak_started), " s; last error: ",
+      w.last_error)
+    w.failures = 0
+  end
+end
+
+local function http_error(res)
+  local body = res.body and sub(res.body, 1, 200) or ""
+  body = body:gsub("%s+", " ")
+  local hint = ""
+  if res.status == 403 then
+    hint = C.token_env and (" (is the token in $" .. C.token_env .. " valid?)")
+      or " (the agent needs an ACL token: set consul.token_env)"
+  end
+  return "HTTP " .. res.status .. hint .. ": " .. body
+end
+
+-- Apply a parsed list. Returns nothing; logs what it did.
+local function apply(w, list, index, client)
+  local name = w.name
+  local fields = { key = w.key, index = index, consul_address = client.label, last_error = ngx.null, failures = 0 }
+  if #list > 0 then
+    w.empty_kept = false
+    publish(name, list, "consul", fields)
+    return true
+  end
+  -- Consul lists no passing instance.
+  local meta = peers.meta(name)
+  if EMPTY_POLICY == "keep" and current_count(name) > 0 and (meta.source == "consul" or meta.source == "dump") then
+    if not w.empty_kept then
+      log.warn('upstream "', name, '": Consul lists no passing instance of service "', w.up.service,
+        '"; keeping the ', current_count(name), " last known good peer(s) (consul.empty = keep)")
+      w.empty_kept = true
+    end
+    fields.last_error = "Consul lists no passing instance; kept the last known good peers"
+    peers.update_meta(name, fields)
+    return false
+  end
+  local fb = fallback_list(w.up)
+  if #fb > 0 then
+    publish(name, fb, "fallback", fields)
+  else
+    publish(name, {}, "consul", fields)
+  end
+  return true
+end
+
+-- One blocking query and what follows. Yields (cosockets, sleep).
+local function step(w, gen, clients)
+  if w.index == 0 then
+    update_time()
+    local since = now() - w.last_zero_at
+    if since < MIN_ZERO_INTERVAL then
+      sleep(MIN_ZERO_INTERVAL - since)
+    end
+    update_time()
+    w.last_zero_at = now()
+  end
+  local client = clients[w.addr]
+  local asked = w.index
+  update_time()
+  local started = now()
+  local res, err = client:get(w.path .. asked, asked > 0 and WAIT or 0)
+  if w.gen ~= gen or not election.is_leader() then
+    return -- superseded while waiting: publish nothing
+  end
+  if not res then
+    return failure(w, clients, err)
+  end
+  if res.status ~= 200 then
+    return failure(w, clients, http_error(res))
+  end
+
+  local index = tonumber(res.headers["x-consul-index"])
+  local reset = false
+  if not index or index < 1 or index % 1 ~= 0 then
+    -- Consul's rule: an index of 0 (or none) means start over; MIN_ZERO_INTERVAL paces it.
+    if not w.warned_index then
+      log.warn('upstream "', w.name, '": Consul sent no usable X-Consul-Index (',
+        tostring(res.headers["x-consul-index"]), "); reading without blocking, at most once per ",
+        MIN_ZERO_INTERVAL, " s")
+      w.warned_index = true
+    end
+    index, reset = 0, true
+  elseif index < asked then
+    log.info('upstream "', w.name, '": X-Consul-Index went backwards (', asked, " -> ", index,
+      "); resetting to 0")
+    reset = true
+  else
+    w.warned_index = false
+  end
+
+  if not reset and index == asked and w.synced then
+    -- The wait ran out with nothing new.
+    recovered(w, client)
+    update_time()
+    if now() - started < MIN_BLOCK then
+      sleep(MIN_ZERO_INTERVAL)
+    end
+    return
+  end
+
+  local doc = decode(res.body)
+  if doc == nil then
+    return failure(w, clients, "answer is not JSON (" .. #res.body .. " bytes: "
+      .. sub(res.body, 1, 40):gsub("[%c\128-\255]", "?") .. ")")
+  end
+  local list, problems, total = parse_entries(doc)
+  if not list then
+    return failure(w, clients, problems)
+  end
+  if #problems > 0 then
+    local msg = 'upstream "' .. w.name .. '": ignored ' .. (total - #list) .. " of " .. total
+      .. " Consul entries: " .. log.brief(problems, 3)
+    if #list == 0 and total > 0 then
+      return failure(w, clients, "every entry is malformed: " .. log.brief(problems, 3))
+    end
+    if msg ~= w.warned then
+      log.warn(msg)
+      w.warned = msg
+    end
+  else
+    w.warned = nil
+  end
+
+  recovered(w, client)
+  w.index = reset and 0 or index
+  w.synced = true
+  if apply(w, list, index, client) then
+    dump.schedule()
+  end
+end
+
+local function loop(premature, name, gen)
+  local w = watchers[name]
+  if premature or not w or w.gen ~= gen then
+    return
+  end
+  w.running = true
+  local clients = new_clients()
+  while w.gen == gen and leading and not exiting() do
+    update_time()
+    w.beat = now()
+    local ok, err = pcall(step, w, gen, clients)
+    if not ok then
+      -- A bug, not a Consul problem: say so, and keep going.
+      log.err('upstream "', name, '": watcher step failed: ', err)
+      close_clients(clients)
+      w.index = 0
+      sleep(BACKOFF_CAP)
+    end
+  end
+  close_clients(clients)
+  if w.gen == gen then
+    w.running = false
+  end
+end
+
+-- Longest a healthy loop may go without a beat: a full blocking query plus a capped backoff.
+local STALE_AFTER = WAIT * 17 / 16 + TIMEOUT * 2 + BACKOFF_CAP + MIN_ZERO_INTERVAL + 5
+
+local function start_loop(w)
+  w.gen = w.gen + 1
+  w.index = 0
+  w.synced = false
+  w.running = true
+  update_time()
+  w.beat = now()
+  local ok, err = timer_at(0, loop, w.name, w.gen)
+  if not ok then
+    w.running = false
+    log.err('upstream "', w.name, '": cannot start its watcher: ', err)
+  end
+end
+
+local ADDRESS_LIST
+do
+  local out = {}
+  for i, a in ipairs(C.addresses) do
+    out[i] = a.scheme .. "://" .. a.host .. ":" .. a.port
+  end
+  ADDRESS_LIST = concat(out, ", ")
+end
+
+local function become_leader()
+  leading = true
+  log.change("worker ", ngx.worker.pid(), " is now the Consul watcher (", #config.upstream_names,
+    " upstream(s), Consul ", ADDRESS_LIST, ")")
+  -- Its first write makes sure the dump matches what is being served.
+  dump.schedule()
+end
+
+local function stop_leading()
+  leading = false
+  log.change("worker ", ngx.worker.pid(), " is no longer the Consul watcher")
+  -- Each loop notices the new generation and closes its own connections.
+  for _, w in pairs(watchers) do
+    w.gen = w.gen + 1
+    w.running = false
+  end
+end
+
+local function supervise()
+  update_time()
+  local t = now()
+  for _, name in ipairs(config.upstream_names) do
+    local w = watchers[name]
+    if not w then
+      w = new_watcher(name)
+      watchers[name] = w
+    end
+    if not w.running or t - w.beat > STALE_AFTER then
+      if w.running then
+        log.err('upstream "', name, '": its watcher has been silent for ', fmt("%.0f", t - w.beat),
+          " s; starting a new one")
+      end
+      start_loop(w)
+    end
+    peers.repair(name)
+  end
+  dump.retry_if_needed()
+end
+
+local function elect()
+  local leader = election.tick()
+  if leader and not leading then
+    become_leader()
+  elseif not leader and leading then
+    stop_leading()
+  end
+  if leader then
+    supervise()
+  end
+end
+
+local function tick(premature)
+  if premature then
+    -- The worker is exiting (reload, stop): hand the lease on at once.
+    election.release()
+    leading = false
+    return
+  end
+  local ok, err = pcall(elect)
+  if not ok then
+    log.err("discovery tick failed: ", err)
+  end
+end
+
+--- init_worker_by_lua: every worker joins the election.
+function _M.init_worker()
+  if #config.upstream_names == 0 then
+    return
+  end
+  local ok, err = timer_every(election.TICK, tick)
+  if not ok then
+    error("gen-lb: cannot start the discovery timer: " .. tostring(err))
+  end
+  -- Do not wait a full tick for the first election.
+  ok, err = timer_at(0, tick)
+  if not ok then
+    error("gen-lb: cannot start the discovery timer: " .. tostring(err))
+  end
+end
+
+-- For tests and status.
+function _M.is_watcher()
+  return leading
+end
+
+return _M

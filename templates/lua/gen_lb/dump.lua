@@ -1,0 +1,222 @@
+-- gen_lb.dump: the last-known-good peer lists on disk, so that a restart
+-- while Consul is down still has peers.
+--
+-- The watcher writes every upstream's last good list after each change,
+-- atomically (temp file, fsync, rename). init_by_lua reads it before workers
+-- start. The master (root, usually) creates the dump directory and gives it
+-- to the worker user, since workers write the file after dropping privileges.
+local config = require "gen_lb.config"
+local cjson = require "cjson.safe"
+local peers = require "gen_lb.peers"
+local sys = require "gen_lb.sys"
+local log = require "gen_lb.log"
+
+local ngx = ngx
+local now = ngx.now
+local timer_at = ngx.timer.at
+local encode = cjson.encode
+local decode = cjson.decode
+local concat = table.concat
+local sub = string.sub
+local find = string.find
+local match = string.match
+local io_open = io.open
+local ipairs = ipairs
+local pairs = pairs
+local pcall = pcall
+local tonumber = tonumber
+local type = type
+local tostring = tostring
+
+local _M = { _VERSION = "0.1.0" }
+
+local FORMAT = 1
+
+local function absolute(path)
+  if sub(path, 1, 1) == "/" then
+    return path
+  end
+  local prefix = ngx.config.prefix()
+  if sub(prefix, -1) ~= "/" then
+    prefix = prefix .. "/"
+  end
+  return prefix .. path
+end
+
+local PATH = absolute(config.dump_file)
+_M.path = PATH
+
+local function dirname(path)
+  return match(path, "^(.*)/[^/]*$") or "."
+end
+
+local function inside_prefix(path)
+  local prefix = ngx.config.prefix()
+  return sub(path, 1, #prefix) == prefix
+end
+
+--- init_by_lua (master): make sure the worker user can write the dump
+--- directory. As root, the directory is created and chowned to the worker
+--- user when gen-lb created it or it lies inside the prefix; a directory
+--- elsewhere that already existed is left alone (never chown /etc and the like).
+--- Returns true or nil, err (a warning: discovery works without a dump).
+function _M.prepare_dir()
+  local dir = dirname(PATH)
+  local ok, created = sys.mkdir_p(dir)
+  if not ok then
+    return nil, created
+  end
+  if not sys.is_root() then
+    -- Workers run as the master's user, who just made (or owns) the directory.
+    return true
+  end
+  if not created and not inside_prefix(dir) then
+    return true
+  end
+  -- nginx's default worker user when the master is root and `user` is unset.
+  local user = config.worker_user or "nobody"
+  local uid, gid = sys.user_ids(user)
+  if not uid then
+    return nil, "cannot make " .. dir .. " writable for workers: " .. gid
+  end
+  local err
+  ok, err = sys.chown(dir, uid, gid)
+  if not ok then
+    return nil, "chown " .. dir .. " to " .. user .. ": " .. err
+  end
+  return true
+end
+
+local function valid_peer(p)
+  if type(p) ~= "table" then
+    return nil
+  end
+  local host, port, weight = p[1], p[2], p[3]
+  if type(host) ~= "string" or host == "" or type(port) ~= "number" or port < 1 or port > 65535
+      or port % 1 ~= 0 then
+    return nil
+  end
+  if type(weight) ~= "number" or weight < 1 or weight % 1 ~= 0 then
+    weight = 1
+  end
+  return { host = host, port = port, weight = weight }
+end
+
+--- The dump's lists: {NAME = {key=, peers = {{host, port, weight}...}, index=}}, or nil, err.
+function _M.read()
+  local f, err = io_open(PATH, "rb")
+  if not f then
+    return nil, err
+  end
+  local text = f:read("*a")
+  f:close()
+  local doc = decode(text or "")
+  if type(doc) ~= "table" or doc.format ~= FORMAT or type(doc.upstreams) ~= "table" then
+    return nil, PATH .. " is not a gen-lb dump (format " .. FORMAT .. ")"
+  end
+  local out = {}
+  for name, u in pairs(doc.upstreams) do
+    if type(name) == "string" and type(u) == "table" and type(u.peers) == "table" then
+      local list = {}
+      for _, p in ipairs(u.peers) do
+        local peer = valid_peer(p)
+        if peer then
+          list[#list + 1] = peer
+        end
+      end
+      out[name] = { key = u.key, peers = list, index = tonumber(u.index) or 0 }
+    end
+  end
+  return out
+end
+
+-- The file's text: upstreams in name order, lists in canonical order, so
+-- that the same state always gives the same bytes (apart from written_at).
+local function render(written_at)
+  local parts = {}
+  for _, name in ipairs(config.upstream_names) do
+    local list, _, json = peers.stored(name)
+    local meta = peers.meta(name)
+    -- Only lists that came from Consul (or an earlier dump) are worth keeping.
+    if list and (meta.source == "consul" or meta.source == "dump") then
+      parts[#parts + 1] = encode(name) .. ":{\"key\":" .. encode(meta.key or "")
+        .. ",\"index\":" .. tostring(meta.index or 0) .. ",\"peers\":" .. json .. "}"
+    end
+  end
+  return "{\"format\":" .. FORMAT .. ",\"generator\":" .. encode(config.generator or "gen-lb")
+    .. ",\"build_id\":" .. encode(config.build_id or "") .. ",\"written_at\":" .. written_at
+    .. ",\"upstreams\":{" .. concat(parts, ",") .. "}}\n"
+end
+
+local last_error
+
+--- Write the dump now. Returns true or nil, err; records the outcome for status.
+function _M.write()
+  ngx.update_time()
+  local t = now()
+  local ok, err = sys.write_atomic(PATH, render(t), tostring(ngx.worker.pid()))
+  local state = peers.dump_state()
+  state.path = PATH
+  if ok then
+    state.ok, state.written_at, state.error = true, t, nil
+    if last_error then
+      log.warn("dump file ", PATH, " written again")
+    end
+    last_error = nil
+  else
+    state.ok, state.error = false, err
+    if err ~= last_error then
+      local hint = ""
+      if find(err, "Permission denied", 1, true) then
+        hint = " (the worker user must be able to reach and write " .. dirname(PATH)
+          .. ": every directory above it needs search permission for it)"
+      end
+      log.err("cannot write the dump file (peers will not survive a restart during a Consul outage): ", err, hint)
+    end
+    last_error = err
+  end
+  peers.set_dump_state(state)
+  return ok, err
+end
+
+local pending = false
+local dirty = false
+
+local function flush(premature)
+  pending = false
+  if premature then
+    return
+  end
+  dirty = false
+  local ok, err = pcall(_M.write)
+  if not ok then
+    dirty = true
+    log.err("dump write failed: ", err)
+  end
+end
+
+--- Write soon; several changes in one moment give one write.
+function _M.schedule()
+  dirty = true
+  if pending then
+    return
+  end
+  pending = true
+  local ok, err = timer_at(0, flush)
+  if not ok then
+    pending = false
+    log.err("cannot schedule the dump write: ", err)
+  end
+end
+
+--- For the watcher's periodic tick: retry a write that failed.
+local last_retry = 0
+
+function _M.retry_if_needed()
+  if (dirty or last_error) and not pending and now() - last_retry >= 10 then
+    last_retry = now()
+    _M.schedule()
+  end
+end
+
+return _M

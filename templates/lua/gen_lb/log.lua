@@ -1,0 +1,72 @@
+-- gen_lb.log: gen-lb's own log lines, all prefixed "gen-lb: ".
+-- Change lines (peers added/removed, watcher elected) go out at the level the
+-- spec chose (runtime.log_level); problems go out at WARN or ERR. Callers log
+-- once per event or per failure streak, never per request.
+local config = require "gen_lb.config"
+
+local ngx = ngx
+local ngx_log = ngx.log
+local select = select
+local tostring = tostring
+local concat = table.concat
+
+local _M = { _VERSION = "0.1.0" }
+
+local LEVELS = {
+  debug = ngx.DEBUG,
+  info = ngx.INFO,
+  notice = ngx.NOTICE,
+  warn = ngx.WARN,
+  error = ngx.ERR,
+}
+
+local change_level = LEVELS[config.log_level or "notice"] or ngx.NOTICE
+
+local function emit(level, ...)
+  local n = select("#", ...)
+  local parts = { "gen-lb: " }
+  for i = 1, n do
+    parts[i + 1] = tostring((select(i, ...)))
+  end
+  ngx_log(level, concat(parts))
+end
+
+--- A state change worth one line (peers changed, watcher elected).
+function _M.change(...)
+  emit(change_level, ...)
+end
+
+function _M.info(...)
+  emit(ngx.INFO, ...)
+end
+
+function _M.debug(...)
+  emit(ngx.DEBUG, ...)
+end
+
+function _M.warn(...)
+  emit(ngx.WARN, ...)
+end
+
+function _M.err(...)
+  emit(ngx.ERR, ...)
+end
+
+--- "a, b, c" for at most `max` items of `list`, then "and N more".
+function _M.brief(list, max)
+  max = max or 10
+  local n = #list
+  if n == 0 then
+    return "none"
+  end
+  if n <= max then
+    return concat(list, ", ")
+  end
+  local head = {}
+  for i = 1, max do
+    head[i] = list[i]
+  end
+  return concat(head, ", ") .. " and " .. (n - max) .. " more"
+end
+
+return _M
