@@ -91,7 +91,7 @@ export default async function run(opts: MigrateOpts, io: Io, args: string[]): Pr
 
   let m: Migration;
   try {
-    m = migrate(file, { loader: fsLoader(io.cwd), luaPath: (opts.luaPath ?? []).map((p) => path.resolve(io.cwd, p)) });
+    m = migrate(file, { loader: fsLoader(io.cwd), cwd: io.cwd, luaPath: (opts.luaPath ?? []).map((p) => path.resolve(io.cwd, p)) });
   } catch (e) {
     if (e instanceof MigrateError) throw new RejectedError(e.message, e.details);
     throw e;

@@ -23,6 +23,8 @@ export interface ConvertInput {
   comments: ReadonlyMap<string, string[]>;
   /** The main config file (relative certificate paths are taken from its directory). */
   mainFile: string;
+  /** What a relative mainFile is relative to. */
+  cwd: string;
 }
 
 export interface ConvertResult {
@@ -730,7 +732,9 @@ class Converter {
       const key = `${l.ssl}|${l.http2}|${l.def}`;
       groups.set(key, [...(groups.get(key) ?? []), l]);
     }
-    if (groups.size > 1) this.add("converted", s, `server at ${pos(s)}: its listens differ in ssl/http2/default_server, so it becomes ${groups.size} spec servers with the same content`, "servers");
+    const index = this.servers.length;
+    if (groups.size > 1) this.add("converted", s, `server: its listens differ in ssl/http2/default_server, so it becomes ${groups.size} spec servers with the same content`, `servers[${index}..${index + groups.size - 1}]`);
+    else this.add("converted", s, "server", `servers[${index}]`);
     const anySsl = listens.some((l) => l.ssl);
     for (const group of groups.values()) {
       const server: Obj = { listen: group.length === 1 ? group[0]!.addr : group.map((l) => l.addr), ...structuredClone(base) };
@@ -759,7 +763,7 @@ class Converter {
    */
   confPath(p: string): [string, string] {
     if (p === "" || path.isAbsolute(p) || p.startsWith("data:") || p.includes("$")) return [p, ""];
-    const abs = path.resolve(path.dirname(this.input.mainFile), p);
+    const abs = path.resolve(this.input.cwd, path.dirname(this.input.mainFile), p);
     return [abs, `relative to the old conf directory, made absolute: ${abs}`];
   }
 

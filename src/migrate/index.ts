@@ -20,6 +20,8 @@ export interface MigrateOptions {
   luaPath?: readonly string[];
   /** The old nginx prefix ($prefix); default: the parent of a "conf" directory holding the main file, else its directory. */
   prefix?: string;
+  /** What relative paths (the main file's) are relative to; default process.cwd(). */
+  cwd?: string;
 }
 
 export interface Migration {
@@ -56,7 +58,7 @@ export function migrate(mainFile: string, opts: MigrateOptions): Migration {
     comments.set(cf.file, list);
   }
   const sources = gatherLua(tree, { loader: opts.loader, prefix: opts.prefix ?? defaultPrefix(mainFile), luaPath: opts.luaPath ?? [] });
-  const result = convert({ tree, sources, comments, mainFile });
+  const result = convert({ tree, sources, comments, mainFile, cwd: opts.cwd ?? process.cwd() });
   const findings: Finding[] = [
     ...inlined.map(({ node, files }): Finding => ({
       kind: "converted",

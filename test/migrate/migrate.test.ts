@@ -1,0 +1,270 @@
+import path from "node:path";
+import { describe, expect, it } from "vitest";
+import { migrate, MigrateError, specYaml } from "../../src/migrate/index.js";
+import { memoryLoader } from "../../src/nginx/load.js";
+import { specSchema } from "../../src/spec/schema.js";
+import { validateSpecText } from "../../src/spec/validate.js";
+import { CASES, fixtureLoader, fixtures, migrateFixture } from "./helpers.js";
+
+const defectsOf = (rel: string) =>
+  migrateFixture(rel)
+    .findings.filter((f) => f.kind === "defect")
+    .map((f) => `${f.defect} ${f.file}:${f.line}:${f.column}`);
+
+describe("the hand-built Consul + Lua setup", () => {
+  const m = migrateFixture(CASES["consul-lua"]);
+
+  it("detects all eleven defects, each at its file:line:column", () => {
+    expect(defectsOf(CASES["consul-lua"]).sort()).toEqual(
+      [
+        "1 consul-lua/lua/discovery.lua:27:10",
+        "2 consul-lua/lua/discovery.lua:3:14",
+        "3 consul-lua/lua/discovery.lua:28:25",
+        "3 consul-lua/conf/nginx.conf:56:52",
+        "3 consul-lua/lua/discovery.lua:34:46",
+        "4 consul-lua/lua/discovery.lua:9:16",
+        "5 consul-lua/lua/discovery.lua:37:5",
+        "6 consul-lua/conf/nginx.conf:54:23",
+        "6 consul-lua/conf/nginx.conf:56:21",
+        "7 consul-lua/conf/nginx.conf:31:28",
+        "7 consul-lua/conf/nginx.conf:31:28",
+        "7 consul-lua/conf/nginx.conf:44:13",
+        "8 consul-lua/conf/nginx.conf:49:5",
+        "9 consul-lua/lua/discovery.lua:42:5",
+        "10 consul-lua/lua/discovery.lua:14:21",
+        "11 consul-lua/conf/nginx.conf:23:5",
+      ].sort(),
+    );
+    const messages = m.findings.filter((f) => f.kind === "defect").map((f) => f.message).join("\n");
+    expect(messages).toMatch(/http\.request` is assigned a table/);
+    expect(messages).toMatch(/shm "healthcheck" is not declared/);
+    expect(messages).toMatch(/TODO: only one worker should poll Consul" at line 40/);
+    expect(messages).toMatch(/no datacenter is given; no ACL token is sent/);
+  });
+
+  it("turns the pattern into a Consul-discovered upstream with the checker's options", () => {
+    expect(m.spec.target).toBe("nginx");
+    expect(m.spec.consul).toEqual({ addresses: ["http://127.0.0.1:8500"] });
+    expect(m.spec.upstreams).toEqual({
+      app: {
+        service: "app",
+        balance: "random",
+        keepalive: 0,
+        retries: 1,
+        healthcheck: {
+          active: {
+            type: "http",
+            path: "/health",
+            host: "app.internal",
+            interval: "2s",
+            timeout: "1s",
+            fall: 3,
+            rise: 2,
+            valid_statuses: [200, 302],
+            concurrency: 10,
+          },
+        },
+      },
+    });
+    expect(m.spec.servers).toEqual([
+      {
+        listen: 80,
+        server_name: ["app.example.com"],
+        locations: [{ path: "/", upstream: "app", proxy_set_header: { Host: "$host", "X-Real-IP": "$remote_addr" } }],
+      },
+    ]);
+    expect(m.spec.status).toEqual({ listen: "127.0.0.1:8081", enabled: true, path: "/status", allow: ["127.0.0.1"] });
+  });
+
+  it("drops what only served the pattern, saying why, with positions", () => {
+    const dropped = m.findings.filter((f) => f.kind === "dropped").map((f) => `${f.line} ${f.directive}`);
+    expect(dropped).toEqual([
+      "2 load_module",
+      "3 load_module",
+      "21 lua_shared_dict",
+      "23 init_by_lua_block",
+      "27 init_worker_by_lua_block",
+      "51 balancer_by_lua_block",
+      "50 server",
+      "76 access_log",
+      "77 allow",
+      "78 deny",
+      "79 default_type",
+      "80 content_by_lua_block",
+    ]);
+  });
+
+  it("a Lua module it cannot find is a clear error with the require's file:line, unless --lua-path finds it", () => {
+    const conf = "consul-lua/conf/nginx.conf";
+    const text = fixtureLoader("consul-lua").readFile(conf).toString().replace('"$prefix/lua/?.lua;;"', '"/nowhere/?.lua;;"');
+    const loader = fixtureLoader("consul-lua", { [conf]: text });
+    try {
+      migrate(conf, { loader });
+      expect.unreachable();
+    } catch (e) {
+      expect(e).toBeInstanceOf(MigrateError);
+      expect((e as MigrateError).message).toBe('cannot find the Lua module "discovery"');
+      expect((e as MigrateError).details[0]).toMatch(/^consul-lua\/conf\/nginx\.conf:24:9: require "discovery"; tried \/nowhere\/discovery\.lua; pass --lua-path DIR$/);
+    }
+    const ok = migrate(conf, { loader, luaPath: ["consul-lua/lua"] });
+    expect(ok.findings.filter((f) => f.kind === "defect")).toHaveLength(16);
+  });
+
+  it("a Lua module that does not lex is a clear error with file:line:column", () => {
+    const loader = fixtureLoader("consul-lua", { "consul-lua/lua/discovery.lua": 'local x = 1\nlocal s = [[ never closed\n' });
+    expect(() => migrate("consul-lua/conf/nginx.conf", { loader })).toThrow(MigrateError);
+    try {
+      migrate("consul-lua/conf/nginx.conf", { loader });
+    } catch (e) {
+      expect((e as MigrateError).details).toEqual(['consul-lua/lua/discovery.lua:2:11: unterminated Lua long string (expecting "]]")']);
+    }
+  });
+});
+
+describe("static upstreams", () => {
+  const m = migrateFixture(CASES.static);
+
+  it("become fallback peers with their balancing, keepalive and retries", () => {
+    expect(m.spec.upstreams).toEqual({
+      api: { service: "api", balance: "least_conn", keepalive: 16, fallback: ["10.0.0.11:8080", "10.0.0.12:8080", "10.0.0.13:8080"], retry_statuses: [502], retries: 2 },
+      sessions: { service: "sessions", balance: "chash", hash_key: "$cookie_sid", keepalive: 0, fallback: ["10.0.1.21:9000", "10.0.1.22:80"], retries: 1 },
+    });
+  });
+
+  it("reports per-peer settings it cannot keep, and asks for the services", () => {
+    const lost = m.findings.filter((f) => f.kind === "lost").map((f) => `${f.line}: ${f.message}`);
+    expect(lost).toContain("35: server 10.0.0.11:8080 weight=3 max_fails=2 fail_timeout=20s: fallback peer 10.0.0.11:8080, but weight=3 cannot be expressed per peer");
+    expect(lost).toContain("37: server 10.0.0.13:8080 backup: fallback peer 10.0.0.13:8080, but backup cannot be expressed per peer");
+    expect(lost.some((l) => l.startsWith('65: return 200 {...}: the argument "ok\\n" holds a control character'))).toBe(true);
+    const todo = m.findings.filter((f) => f.kind === "todo").map((f) => f.line);
+    expect(todo).toEqual([33, 33, 41, 51]);
+    expect(m.findings.some((f) => f.kind === "defect")).toBe(false);
+  });
+
+  it("keeps http settings typed and carries the rest unchanged", () => {
+    const http = (m.spec.nginx as { http: Record<string, unknown> }).http;
+    expect(http.keepalive_timeout).toBe("65s");
+    expect(http.proxy_read_timeout).toBe(90);
+    expect(http.log_formats).toEqual({ main: '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer"' });
+    expect(http.access_log).toEqual([{ path: "logs/access.log", format: "main", buffer: "32k", flush: "5s" }]);
+    expect(http.gzip).toEqual({ enabled: true, comp_level: 5, types: ["text/plain", "application/json"] });
+    expect(http.directives).toEqual([
+      { name: "proxy_set_header", args: ["Host", "$host"] },
+      { name: "proxy_set_header", args: ["X-Forwarded-For", "$proxy_add_x_forwarded_for"] },
+    ]);
+    // A location that sets none inherits the http-level headers; gen-lb makes them explicit.
+    const session = (m.spec.servers as Array<{ locations: Array<Record<string, unknown>> }>)[0]!.locations[1]!;
+    expect(session.proxy_set_header).toEqual({ Host: "$host", "X-Forwarded-For": "$proxy_add_x_forwarded_for" });
+  });
+});
+
+describe("consul-template rendered upstreams", () => {
+  const m = migrateFixture(CASES["consul-template"]);
+  it("are read through the glob include and get the service from the header", () => {
+    expect(m.spec.upstreams).toEqual({
+      web: { service: "web", keepalive: 0, fallback: ["10.1.0.5:31001", "10.1.0.6:31007", "10.1.0.7:31002", "10.1.0.8:31010"], retries: 3 },
+    });
+    const todo = m.findings.find((f) => f.kind === "todo" && f.file.endsWith("upstreams.conf"));
+    expect(todo?.line).toBe(3);
+    expect(todo?.message).toMatch(/rendered by consul-template: service "web" taken from its header/);
+    expect(m.findings[0]!.message).toBe("include conf.d/*.conf: inlined 1 file (consul-template/conf.d/upstreams.conf)");
+    // The status server moves off the port the old server uses.
+    expect(m.spec.status).toEqual({ listen: "127.0.0.1:8082", enabled: false });
+  });
+});
+
+describe("map, if, regex locations and ssl", () => {
+  const m = migrateFixture(CASES.mixed);
+  const servers = m.spec.servers as Array<Record<string, unknown>>;
+
+  it("splits a server whose listens differ in ssl/http2 into one server per kind", () => {
+    expect(servers.map((s) => [s.listen, s.http2 ?? false, s.ssl !== undefined])).toEqual([
+      ["127.0.0.1:8443", true, true],
+      ["127.0.0.1:8080", false, false],
+    ]);
+    expect(servers[0]!.ssl).toEqual({
+      certificate: path.join(fixtures, "mixed/certs/test.crt"),
+      certificate_key: path.join(fixtures, "mixed/certs/test.key"),
+      protocols: ["TLSv1.2", "TLSv1.3"],
+    });
+    expect(servers[1]!.directives).toEqual([{ name: "if", args: ["($legacy)"], block: [{ name: "return", args: ["301", "/new$request_uri"] }] }]);
+  });
+
+  it("keeps maps typed, regex locations with their modifiers, and nested blocks in the escape hatch", () => {
+    const http = (m.spec.nginx as { http: Record<string, unknown> }).http;
+    expect(http.upgrade_map).toBe(true);
+    expect(http.maps).toEqual([
+      { source: "$uri", variable: "$legacy", hostnames: true, default: "0", entries: [{ match: "~^/old/", value: "1" }, { match: "/exact", value: "2" }] },
+    ]);
+    const locs = servers[0]!.locations as Array<Record<string, unknown>>;
+    expect(locs.map((l) => [l.match ?? "prefix", l.path])).toEqual([
+      ["regex", "^/v[0-9]{1,2}/"],
+      ["regex_case_insensitive", "\\.(png|jpe?g|gif)$"],
+      ["prefix_no_regex", "/admin/"],
+      ["prefix", "@fallback"],
+    ]);
+    expect(locs[0]).toMatchObject({ upstream: "backend", websocket: true });
+    expect(locs[2]!.directives).toEqual([
+      { name: "if", args: ["($request_method", "!~", "^(GET|HEAD)$)"], block: [{ name: "return", args: ["405"] }] },
+      { name: "location", args: ["/admin/reports/"], block: [{ name: "return", args: ["403"] }] },
+      { name: "proxy_pass", args: ["http://127.0.0.1:9100"] },
+    ]);
+    expect(locs[3]!.return).toEqual({ code: 502, text: "backend down" });
+  });
+});
+
+describe("every legacy fixture", () => {
+  for (const [name, rel] of Object.entries(CASES)) {
+    it(`${name}: the spec is valid YAML for the schema, and every directive has a disposition`, () => {
+      const m = migrateFixture(rel);
+      const yaml = specYaml(m, rel);
+      const v = validateSpecText(yaml, "gen-lb.yaml");
+      expect(v.errors).toEqual([]);
+      expect(specSchema.safeParse(m.spec).success).toBe(true);
+      const seen = new Set(m.findings.map((f) => `${f.file}:${f.line}:${f.column}`));
+      const missing: string[] = [];
+      const visit = (nodes: typeof m.tree, inDropped: boolean) => {
+        for (const d of nodes) {
+          if (d.directive === "#") continue;
+          const here = seen.has(`${d.file}:${d.line}:${d.column}`);
+          if (!here && !inDropped) missing.push(`${d.file}:${d.line} ${d.directive}`);
+          // The insides of carried blocks (if, nested location...) travel with them.
+          if (d.block && !["if", "location", "limit_except", "types", "map"].includes(d.directive)) visit(d.block, false);
+          else if (d.block && d.directive === "location" && !m.findings.some((f) => f.file === d.file && f.line === d.line && f.kind === "carried")) visit(d.block, false);
+        }
+      };
+      visit(m.tree.filter((d) => !["events", "http"].includes(d.directive)), false);
+      for (const top of m.tree.filter((d) => ["events", "http"].includes(d.directive))) visit(top.block ?? [], false);
+      expect(missing).toEqual([]);
+    });
+  }
+});
+
+describe("bad input", () => {
+  it("a binary file, garbage, or an include cycle: MigrateError with file:line", () => {
+    const cases: Array<[Record<string, string | Uint8Array>, RegExp]> = [
+      [{ "x/nginx.conf": new Uint8Array([0x75, 0x0a, 0x00, 0xff]) }, /^x\/nginx\.conf:2:1: not a text file/],
+      [{ "x/nginx.conf": "this is not nginx\n" }, /^x\/nginx\.conf:1:1: unexpected end of file: the directive "this" is not terminated by ";"$/],
+      [{ "x/nginx.conf": "include a.conf;\n", "x/a.conf": "include nginx.conf;\n" }, /^x\/a\.conf:1:1: include cycle: x\/nginx\.conf -> x\/a\.conf -> x\/nginx\.conf$/],
+    ];
+    for (const [files, detail] of cases) {
+      try {
+        migrate("x/nginx.conf", { loader: memoryLoader(files) });
+        expect.unreachable();
+      } catch (e) {
+        expect(e).toBeInstanceOf(MigrateError);
+        expect((e as MigrateError).message).toMatch(/^x\/nginx\.conf did not parse as an nginx config/);
+        expect((e as MigrateError).details[0]).toMatch(detail);
+      }
+    }
+  });
+
+  it("unknown directives are carried, not dropped", () => {
+    const m = migrate("n.conf", {
+      loader: memoryLoader({ "n.conf": "some_module_directive a b;\nevents {}\nhttp { more_set_headers \"X-A: b\"; server { listen 8080; frobnicate on; } }\n" }),
+    });
+    expect((m.spec.nginx as Record<string, unknown>).directives).toEqual([{ name: "some_module_directive", args: ["a", "b"] }]);
+    expect((m.spec.nginx as { http: Record<string, unknown> }).http.directives).toEqual([{ name: "more_set_headers", args: ["X-A: b"] }]);
+    expect((m.spec.servers as Array<Record<string, unknown>>)[0]!.directives).toEqual([{ name: "frobnicate", args: ["on"] }]);
+  });
+});
