@@ -29,6 +29,7 @@ local sort = table.sort
 local find = string.find
 local match = string.match
 local sub = string.sub
+local gsub = string.gsub
 local fmt = string.format
 local random = math.random
 local floor = math.floor
@@ -292,6 +293,7 @@ local function new_watcher(name)
     last_zero_at = 0,
     failures = 0,
     streak_started = 0,
+    streak_kinds = {},
     last_error = nil,
     warned = nil,     -- the last dropped-entries warning, to log each once
     empty_kept = false,
@@ -317,12 +319,20 @@ local function failure(w, clients, err)
   w.failures = w.failures + 1
   w.last_error = err
   local client = clients[w.addr]
+  -- One line per streak, plus one for each new kind of failure within it
+  -- (digits stripped, so "body of 9000000 bytes" and "of 9000001" are one kind).
+  local kind = client.label .. " " .. gsub(err, "%d+", "#")
   if w.failures == 1 then
     w.streak_started = now()
+    w.streak_kinds = {}
+  end
+  if not w.streak_kinds[kind] then
+    w.streak_kinds[kind] = true
     local meta = peers.meta(w.name)
     log.warn('upstream "', w.name, '": Consul query to ', client.label, " failed: ", err,
       "; keeping ", current_count(w.name), " ", meta.source, " peer(s) (version ", meta.version or 0,
-      "); retrying with backoff", #clients > 1 and " and the next Consul address" or "")
+      "); retrying with backoff", #clients > 1 and " and the next Consul address" or "",
+      w.failures > 1 and (" (failure " .. w.failures .. " in a row)") or "")
   end
   peers.update_meta(w.name, { last_error = err, consul_address = client.label, failures = w.failures })
   client:close()
@@ -431,16 +441,8 @@ local function step(w, gen, clients)
     w.warned_index = false
   end
 
-  if not reset and index == asked and w.synced then
-    -- The wait ran out with nothing new.
-    recovered(w, client)
-    update_time()
-    if now() - started < MIN_BLOCK then
-      sleep(MIN_ZERO_INTERVAL)
-    end
-    return
-  end
-
+  -- The body is read even when the index did not move (the wait ran out):
+  -- it costs little once per wait, and a broken answer is noticed.
   local doc = decode(res.body)
   if doc == nil then
     return failure(w, clients, "answer is not JSON (" .. #res.body .. " bytes: "
@@ -469,6 +471,13 @@ local function step(w, gen, clients)
   w.synced = true
   if apply(w, list, index, client) then
     dump.schedule()
+  end
+  if not reset and index == asked then
+    update_time()
+    if now() - started < MIN_BLOCK then
+      -- Same index at once: whatever answered does not block; do not spin.
+      sleep(MIN_ZERO_INTERVAL)
+    end
   end
 end
 

@@ -241,10 +241,11 @@ function _M.publish(name, list, source, fields)
   meta_fields.source = source
   meta_fields.updated_at = t
   meta_fields.count = #list
-  if old_json == json then
-    meta_fields.version = old_version
+  if old_json == json or (old_json == nil and #list == 0) then
+    -- Unchanged (an empty list where there never was one stays "none", version 0).
+    meta_fields.version = old_version or 0
     _M.update_meta(name, meta_fields)
-    return false, old_version
+    return false, old_version or 0
   end
   local version = dict:incr(skey[name], 1, 0)
   if not version then
