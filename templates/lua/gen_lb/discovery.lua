@@ -170,11 +170,14 @@ local function parse_entries(doc)
     return nil, "answer is a JSON object, not an array"
   end
   local list, problems, by_id = {}, {}, {}
-  local total = #doc
+  local total, rejected = #doc, 0
   for i = 1, total do
     local peer, why = parse_entry(doc[i])
     if why then
       problems[#problems + 1] = why
+    end
+    if not peer then
+      rejected = rejected + 1
     end
     if peer then
       local id = peers.peer_id(peer.host, peer.port)
@@ -190,9 +193,22 @@ local function parse_entries(doc)
       end
     end
   end
-  return list, problems, total
+  return list, problems, total, rejected
 end
 _M.parse_entries = parse_entries
+
+-- ngx.sleep in slices, giving up early when `abort()` says so (worker
+-- exiting, watcher replaced), so that no sleep holds a worker's exit.
+local function nap(seconds, abort)
+  while seconds > 0 do
+    if abort and abort() then
+      return
+    end
+    local slice = min(seconds, 0.5)
+    sleep(slice)
+    seconds = seconds - slice
+  end
+end
 
 local function backoff(n)
   local d = min(BACKOFF_CAP, BACKOFF_BASE * 2 ^ (n - 1))
@@ -315,7 +331,7 @@ local function current_count(name)
   return list and #list or 0
 end
 
-local function failure(w, clients, err)
+local function failure(w, clients, err, abort)
   w.failures = w.failures + 1
   w.last_error = err
   local client = clients[w.addr]
@@ -342,7 +358,7 @@ local function failure(w, clients, err)
   -- After a failure, start again with a fresh read: Consul may have
   -- restarted with lower indexes, and a change may have happened meanwhile.
   w.index = 0
-  sleep(backoff(w.failures))
+  nap(backoff(w.failures), abort)
 end
 
 local function recovered(w, client)
@@ -397,12 +413,12 @@ local function apply(w, list, index, client)
 end
 
 -- One blocking query and what follows. Yields (cosockets, sleep).
-local function step(w, gen, clients)
+local function step(w, clients, abort)
   if w.index == 0 then
     update_time()
     local since = now() - w.last_zero_at
     if since < MIN_ZERO_INTERVAL then
-      sleep(MIN_ZERO_INTERVAL - since)
+      nap(MIN_ZERO_INTERVAL - since, abort)
     end
     update_time()
     w.last_zero_at = now()
@@ -411,15 +427,15 @@ local function step(w, gen, clients)
   local asked = w.index
   update_time()
   local started = now()
-  local res, err = client:get(w.path .. asked, asked > 0 and WAIT or 0)
-  if w.gen ~= gen or not election.is_leader() then
+  local res, err = client:get(w.path .. asked, asked > 0 and WAIT or 0, abort)
+  if abort() or not election.is_leader() then
     return -- superseded while waiting: publish nothing
   end
   if not res then
-    return failure(w, clients, err)
+    return failure(w, clients, err, abort)
   end
   if res.status ~= 200 then
-    return failure(w, clients, http_error(res))
+    return failure(w, clients, http_error(res), abort)
   end
 
   local index = tonumber(res.headers["x-consul-index"])
@@ -446,17 +462,17 @@ local function step(w, gen, clients)
   local doc = decode(res.body)
   if doc == nil then
     return failure(w, clients, "answer is not JSON (" .. #res.body .. " bytes: "
-      .. sub(res.body, 1, 40):gsub("[%c\128-\255]", "?") .. ")")
+      .. gsub(sub(res.body, 1, 40), "[%c\128-\255]", "?") .. ")", abort)
   end
-  local list, problems, total = parse_entries(doc)
+  local list, problems, total, rejected = parse_entries(doc)
   if not list then
-    return failure(w, clients, problems)
+    return failure(w, clients, problems, abort)
   end
   if #problems > 0 then
-    local msg = 'upstream "' .. w.name .. '": ignored ' .. (total - #list) .. " of " .. total
+    local msg = 'upstream "' .. w.name .. '": ignored ' .. rejected .. " of " .. total
       .. " Consul entries: " .. log.brief(problems, 3)
     if #list == 0 and total > 0 then
-      return failure(w, clients, "every entry is malformed: " .. log.brief(problems, 3))
+      return failure(w, clients, "every entry is malformed: " .. log.brief(problems, 3), abort)
     end
     if msg ~= w.warned then
       log.warn(msg)
@@ -476,7 +492,7 @@ local function step(w, gen, clients)
     update_time()
     if now() - started < MIN_BLOCK then
       -- Same index at once: whatever answered does not block; do not spin.
-      sleep(MIN_ZERO_INTERVAL)
+      nap(MIN_ZERO_INTERVAL, abort)
     end
   end
 end
@@ -488,16 +504,19 @@ local function loop(premature, name, gen)
   end
   w.running = true
   local clients = new_clients()
-  while w.gen == gen and leading and not exiting() do
+  local function abort()
+    return w.gen ~= gen or not leading or exiting()
+  end
+  while not abort() do
     update_time()
     w.beat = now()
-    local ok, err = pcall(step, w, gen, clients)
+    local ok, err = pcall(step, w, clients, abort)
     if not ok then
       -- A bug, not a Consul problem: say so, and keep going.
       log.err('upstream "', name, '": watcher step failed: ', err)
       close_clients(clients)
       w.index = 0
-      sleep(BACKOFF_CAP)
+      nap(BACKOFF_CAP, abort)
     end
   end
   close_clients(clients)
