@@ -135,23 +135,28 @@ class Converter {
   // ------------------------------------------------------------ the pattern
 
   recognisePattern(): void {
-    const facts = consulFacts(this.input.sources);
-    const patternModules = new Set<string>();
-    for (const s of this.input.sources) {
-      const isPattern = facts.some((f) => f.url.file === s.file) || this.checkers.some((c) => c.source === s);
-      if (isPattern && s.module) patternModules.add(s.module);
+    const sources = this.input.sources;
+    const hasConsul = (s: LuaSource) => consulFacts([s]).length > 0 || this.checkers.some((c) => c.source === s);
+    const patternModules = new Set(sources.filter((s) => s.module !== undefined && hasConsul(s)).map((s) => s.module!));
+    const requiresPattern = (s: LuaSource) => s.tokens.some((t) => t.kind === "string" && patternModules.has(t.value));
+    const patternSources = new Set<LuaSource>();
+    for (const s of sources) {
+      if (s.module !== undefined) {
+        if (patternModules.has(s.module)) patternSources.add(s);
+        continue;
+      }
+      const d = s.directive;
+      if (d === undefined) continue;
+      if (/^init(_worker)?_by_lua/.test(d.directive) && (hasConsul(s) || requiresPattern(s))) {
+        this.patternLua.add(d);
+        patternSources.add(s);
+      }
+      if (d.directive.startsWith("balancer_by_lua")) patternSources.add(s);
     }
-    for (const s of this.input.sources) {
-      if (!s.directive || !/^init(_worker)?_by_lua/.test(s.directive.directive)) continue;
-      const uses = this.input.sources.filter((x) => x.directive === s.directive);
-      const requiresPattern = uses.some((u) => u.tokens.some((t) => t.kind === "string" && patternModules.has(t.value)));
-      const direct = facts.some((f) => f.url.file === s.file && f.url.line >= s.directive!.line) || this.checkers.some((c) => c.source === s);
-      if (requiresPattern || direct) this.patternLua.add(s.directive);
-    }
-    // Shared dicts the pattern's code uses.
-    for (const s of this.input.sources) {
+    // Shared dicts the pattern's own code uses (ngx.shared.NAME, ngx.shared["NAME"]) and the checker's shm.
+    for (const s of patternSources) {
       const t = s.tokens;
-      for (let i = 0; i + 2 < t.length; i++) {
+      for (let i = 2; i + 2 < t.length; i++) {
         if (t[i]!.value === "shared" && t[i - 1]?.value === "." && t[i - 2]?.value === "ngx") {
           const n = t[i + 1]?.value === "." ? t[i + 2] : t[i + 1]?.value === "[" ? t[i + 2] : undefined;
           if (n) this.patternDicts.add(n.value);
@@ -809,7 +814,7 @@ class Converter {
 
     // The old status page (a Lua content handler printing the checker's status) -> gen-lb's status server.
     const luaContent = block.find((c) => c.directive.startsWith("content_by_lua"));
-    if (luaContent && /status_page|get_status|status/.test(luaContent.args.join(" "))) {
+    if (luaContent && /status_page\s*\(|get_status\s*\(|resty\.upstream\.healthcheck/.test(luaContent.args.join(" "))) {
       const allow = block.filter((c) => c.directive === "allow").map((c) => c.args[0]!);
       this.statusPaths.push({ path: p, allow, d: l });
       for (const c of block) if (c.directive !== "#") this.add("dropped", c, `${text(c)}: part of the old status page`);

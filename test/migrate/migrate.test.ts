@@ -267,4 +267,32 @@ describe("bad input", () => {
     expect((m.spec.nginx as { http: Record<string, unknown> }).http.directives).toEqual([{ name: "more_set_headers", args: ["X-A: b"] }]);
     expect((m.spec.servers as Array<Record<string, unknown>>)[0]!.directives).toEqual([{ name: "frobnicate", args: ["on"] }]);
   });
+
+  it("Lua that is not the discovery pattern is reported as not carried, and its dict is kept", () => {
+    const m = migrate("n.conf", {
+      loader: memoryLoader({
+        "n.conf": [
+          "events {}",
+          "http {",
+          "  lua_shared_dict limits 1m;",
+          "  server {",
+          "    listen 8080;",
+          "    location /x {",
+          "      access_by_lua_block { local n = ngx.shared.limits:incr('k', 1, 0) }",
+          "      content_by_lua_block { ngx.status = 404; ngx.say('status: gone') }",
+          "    }",
+          "  }",
+          "}",
+          "",
+        ].join("\n"),
+      }),
+    });
+    expect((m.spec.nginx as { http: Record<string, unknown> }).http.directives).toEqual([{ name: "lua_shared_dict", args: ["limits", "1m"] }]);
+    expect(m.findings.filter((f) => f.kind === "lost" && f.directive !== undefined).map((f) => `${f.line}:${f.column} ${f.directive}`)).toEqual([
+      "7:7 access_by_lua_block",
+      "8:7 content_by_lua_block",
+    ]);
+    expect((m.spec.status as Record<string, unknown>).enabled).toBe(false);
+    expect(m.findings.some((f) => f.kind === "defect")).toBe(false);
+  });
 });
