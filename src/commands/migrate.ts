@@ -22,6 +22,12 @@ import { validateSpecText } from "../spec/validate.js";
 import { writeFileSet } from "../util/files.js";
 import type { Io } from "./io.js";
 
+/**
+ * Migration reports on every directive; past a few MiB that report is unreadable
+ * and the run takes minutes. `gen-lb parse` still reads configs of any size.
+ */
+const MAX_MIGRATE_BYTES = 8 * 2 ** 20;
+
 interface MigrateOpts {
   out?: string;
   luaPath?: string[];
@@ -79,11 +85,20 @@ export default async function run(opts: MigrateOpts, io: Io, args: string[]): Pr
   const file = args[0];
   if (file === undefined || file === "") throw new UsageError("migrate needs the old nginx config file");
   const abs = path.resolve(io.cwd, file);
+  let size: number;
   try {
-    if (statSync(abs).isDirectory()) throw new UsageError(`${file} is a directory; give the main nginx config file`);
+    const stat = statSync(abs);
+    if (stat.isDirectory()) throw new UsageError(`${file} is a directory; give the main nginx config file`);
+    size = stat.size;
   } catch (e) {
     if (e instanceof UsageError) throw e;
     throw new UsageError(`cannot read ${file}: no such file`);
+  }
+  if (size > MAX_MIGRATE_BYTES) {
+    throw new RejectedError(
+      `${file}:1: ${(size / 2 ** 20).toFixed(1)} MiB is more than migrate reads (${MAX_MIGRATE_BYTES / 2 ** 20} MiB); ` +
+        "hand-written setups are far smaller, so this is likely generated: migrate its source, or split it with include",
+    );
   }
   const out = opts.out ?? "gen-lb.yaml";
   const outAbs = path.resolve(io.cwd, out);

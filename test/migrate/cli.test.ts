@@ -80,9 +80,9 @@ describe("gen-lb migrate", () => {
     expect(runCli(["migrate", dir, "--out", path.join(dir, "x.yaml")]).status).toBe(2);
   });
 
-  it("a 50 MB config migrates (exit 0) in bounded time", () => {
+  it("a 50 MB config is refused at once with a clear message, and no spec is written", () => {
     const conf = path.join(dir, "big.conf");
-    const server = (i: number) => `  server {\n    listen 127.0.0.1:${10000 + (i % 50000)};\n    server_name s${i}.example.test;\n    location / { proxy_pass http://app; proxy_set_header Host $host; }\n    location /static/ { root /var/www; expires 1d; }\n  }\n`;
+    const server = (i: number) => `  server {\n    listen 127.0.0.1:${10000 + (i % 50000)};\n    server_name s${i}.example.test;\n    location / { proxy_pass http://app; }\n  }\n`;
     const parts = ["events {}\nhttp {\n  upstream app { server 127.0.0.1:9000; }\n"];
     let size = 0;
     for (let i = 0; size < 50 * 1024 * 1024; i++) {
@@ -92,15 +92,14 @@ describe("gen-lb migrate", () => {
     }
     parts.push("}\n");
     writeFileSync(conf, parts.join(""));
-    // Not a benchmark: a guard against quadratic work or a blown stack (about
-    // 90 s here, mostly garbage collection of a million findings).
-    const r = spawnSync(process.execPath, [path.join(root, "lib/cli.js"), "migrate", conf, "--out", path.join(dir, "big.yaml"), "--report", path.join(dir, "big.report")], {
+    const out = path.join(dir, "big.yaml");
+    const r = spawnSync(process.execPath, [path.join(root, "lib/cli.js"), "migrate", conf, "--out", out], {
       encoding: "utf8",
-      timeout: 240_000,
+      timeout: 60_000,
       env: { PATH: process.env.PATH ?? "/usr/bin:/bin" },
     });
-    expect(r.stderr).toBe("");
-    expect(r.status).toBe(0);
-    expect(readFileSync(path.join(dir, "big.yaml"), "utf8")).toMatch(/^# gen-lb spec migrated from /);
-  }, 300_000);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/big\.conf:1: 50\.\d MiB is more than migrate reads \(8 MiB\)/);
+    expect(existsSync(out)).toBe(false);
+  });
 });
