@@ -1,0 +1,86 @@
+/**
+ * The spec as check and install see it: the validated spec, the exact text
+ * it came from (install hashes it to notice an edit between its check and
+ * its swap), a locator from spec paths to file:line:col, and the rendered
+ * file set.
+ */
+import { createHash } from "node:crypto";
+import path from "node:path";
+import { RejectedError, UsageError } from "../errors.js";
+import { buildFileSet } from "../pipeline.js";
+import type { FileSet } from "../render/render.js";
+import { formatDiagnostic, loadSpecText, type SpecDiagnostic } from "../spec/load.js";
+import type { Spec } from "../spec/schema.js";
+import { validateSpecText } from "../spec/validate.js";
+import { readSpecFile } from "../util/files.js";
+
+export type Target = "openresty" | "nginx";
+
+export interface PreparedSpec {
+  spec: Spec;
+  /** Effective target (the spec's, or --target). */
+  target: Target;
+  /** As shown to the user (relative to cwd when possible). */
+  file: string;
+  absFile: string;
+  text: string;
+  warnings: SpecDiagnostic[];
+  set: FileSet;
+  /** sha256 over the spec text and every rendered file: what check approved. */
+  fingerprint: string;
+  /** "servers[0].listen" -> "gen-lb.yaml:3:5" */
+  locate(specPath: string): string | undefined;
+}
+
+/** Parse "servers[0].locations[1]" back into ["servers", 0, "locations", 1]. */
+export function parseSpecPath(specPath: string): Array<string | number> {
+  const out: Array<string | number> = [];
+  for (const m of specPath.matchAll(/([^.[\]]+)|\[(\d+)\]/g)) out.push(m[2] !== undefined ? Number(m[2]) : m[1]!);
+  return out;
+}
+
+export function fingerprintOf(text: string, set: FileSet): string {
+  const hash = createHash("sha256").update(text).update("\0");
+  for (const f of set.files) hash.update(f.path).update("\0").update(f.contents).update("\0");
+  return hash.digest("hex");
+}
+
+/** Read, validate and render; every spec problem becomes one RejectedError (exit 1). */
+export async function prepareSpec(file: string, cwd: string, targetOverride?: Target): Promise<PreparedSpec> {
+  const absFile = path.resolve(cwd, file);
+  const read = await readSpecFile(absFile);
+  if ("problem" in read) {
+    if (read.problem === "directory") throw new UsageError(read.detail);
+    throw new RejectedError(read.detail);
+  }
+  const display = path.relative(cwd, absFile) || file;
+  const result = validateSpecText(read.text, display);
+  if (!result.spec) {
+    const n = result.errors.length;
+    throw new RejectedError(`${display}: ${n} error${n === 1 ? "" : "s"} in the spec`, result.errors.map(formatDiagnostic), {
+      errors: result.errors,
+    });
+  }
+  const set = buildFileSet(result.spec, display, targetOverride);
+  let locator: ((p: Array<string | number>) => { file: string; line: number; column: number }) | undefined;
+  const text = read.text;
+  return {
+    spec: result.spec,
+    target: targetOverride ?? result.spec.target,
+    file: display,
+    absFile,
+    text,
+    warnings: result.warnings,
+    set,
+    fingerprint: fingerprintOf(text, set),
+    locate(specPath) {
+      if (locator === undefined) {
+        const loaded = loadSpecText(text, display);
+        if (!loaded.ok) return undefined;
+        locator = loaded.spec.locate;
+      }
+      const pos = locator(parseSpecPath(specPath));
+      return `${pos.file}:${pos.line}:${pos.column}`;
+    },
+  };
+}

@@ -1,0 +1,43 @@
+/**
+ * `gen-lb check`: render into a scratch prefix and prove the config with the
+ * real binary (-t, Lua syntax, a real start). Thin: src/check/ does the work.
+ */
+import path from "node:path";
+import { RejectedError } from "../errors.js";
+import { resolveBin } from "../check/bin.js";
+import { failedStepNames, formatCheckSteps } from "../check/format.js";
+import { runCheck } from "../check/run.js";
+import { prepareSpec, type Target } from "../check/spec.js";
+import { prefixProblem } from "../install/prefix.js";
+import { formatDiagnostic } from "../spec/load.js";
+import { systemRunner } from "../util/proc.js";
+import { report, type Io } from "./io.js";
+
+interface CheckOptions {
+  spec: string;
+  bin?: string;
+  prefix?: string;
+  target?: Target;
+}
+
+export default async function check(opts: CheckOptions, io: Io): Promise<void> {
+  const hostPrefix = opts.prefix === undefined ? undefined : path.resolve(io.cwd, opts.prefix);
+  if (hostPrefix !== undefined) {
+    const problem = await prefixProblem(hostPrefix, { writable: false });
+    if (problem) throw new RejectedError(problem);
+  }
+  const prepared = await prepareSpec(opts.spec, io.cwd, opts.target);
+  const bin = resolveBin(opts.bin, io.env);
+  if (!io.json) for (const w of prepared.warnings) io.err(`warning: ${formatDiagnostic(w)}\n`);
+
+  const result = await runCheck({ prepared, bin, ...(hostPrefix ? { hostPrefix } : {}) }, { runner: systemRunner, env: io.env });
+  const json = { ok: result.ok, spec: prepared.file, bin, buildId: result.buildId, ms: result.ms, steps: result.steps };
+  if (!result.ok) {
+    throw new RejectedError(`check of ${prepared.file} failed: ${failedStepNames(result)}`, formatCheckSteps(result), json);
+  }
+  report(io, json, [
+    `check ${prepared.file} (build ${result.buildId}) with ${bin}${hostPrefix ? ` against ${hostPrefix}` : ""}`,
+    ...formatCheckSteps(result),
+    `check passed in ${result.ms} ms`,
+  ]);
+}

@@ -1,0 +1,89 @@
+/**
+ * `gen-lb install --prefix DIR`: check, then install atomically with a
+ * backup, optionally reload and verify. Thin: src/install/run.ts does it.
+ */
+import path from "node:path";
+import { RejectedError, UsageError } from "../errors.js";
+import { resolveBin } from "../check/bin.js";
+import { formatCheckSteps } from "../check/format.js";
+import { prepareSpec, type Target } from "../check/spec.js";
+import { changesOf, formatPlan, planDiff, planJson } from "../install/plan.js";
+import { prefixProblem } from "../install/prefix.js";
+import { runInstall } from "../install/run.js";
+import { formatDiagnostic } from "../spec/load.js";
+import { systemRunner } from "../util/proc.js";
+import { report, type Io } from "./io.js";
+
+interface InstallOptions {
+  prefix: string;
+  spec: string;
+  bin?: string;
+  target?: Target;
+  reload?: boolean;
+  dryRun?: boolean;
+  keep: string;
+}
+
+export function parseKeep(value: string): number {
+  const keep = Number(value);
+  if (!/^\d+$/.test(value) || keep < 1) throw new UsageError(`--keep ${value}: expected a whole number of backups, 1 or more`);
+  return keep;
+}
+
+export default async function install(opts: InstallOptions, io: Io): Promise<void> {
+  const keep = parseKeep(String(opts.keep));
+  const prefix = path.resolve(io.cwd, opts.prefix);
+  const problem = await prefixProblem(prefix, { writable: !opts.dryRun });
+  if (problem) throw new RejectedError(`${problem}; nothing was installed`);
+  const prepared = await prepareSpec(opts.spec, io.cwd, opts.target);
+  const bin = resolveBin(opts.bin, io.env);
+  if (!io.json) for (const w of prepared.warnings) io.err(`warning: ${formatDiagnostic(w)}\n`);
+
+  const result = await runInstall(
+    {
+      prefix,
+      prepared,
+      reprepare: () => prepareSpec(opts.spec, io.cwd, opts.target),
+      bin,
+      reload: Boolean(opts.reload),
+      dryRun: Boolean(opts.dryRun),
+      keep,
+    },
+    { runner: systemRunner, env: io.env, note: io.json ? undefined : (line) => io.err(`${line}\n`) },
+  );
+  const { plan, check } = result;
+  const changed = changesOf(plan).map((f) => f.path);
+
+  if (opts.dryRun) {
+    const diff = planDiff(plan);
+    report(io, { ok: true, dryRun: true, check: { ok: check.ok, ms: check.ms, steps: check.steps }, plan: planJson(plan), diff }, [
+      ...formatCheckSteps(check),
+      ...formatPlan(plan),
+      ...(diff === "" ? [] : [diff.trimEnd()]),
+      "dry run: nothing was changed",
+    ]);
+    return;
+  }
+  const backup = result.applied ? path.relative(prefix, result.applied.backupDir) : undefined;
+  report(
+    io,
+    {
+      ok: true,
+      prefix,
+      buildId: plan.buildId,
+      previousBuildId: plan.previousBuildId ?? null,
+      changed,
+      backup: backup ?? null,
+      pruned: result.applied ? plan.prune : [],
+      check: { ok: check.ok, ms: check.ms, steps: check.steps },
+      reload: result.reload ?? null,
+    },
+    [
+      `check passed in ${check.ms} ms (${check.steps.map((s) => `${s.name} ${s.ms} ms`).join(", ")})`,
+      ...(changed.length === 0
+        ? [`${prefix} already has build ${plan.buildId}: no files changed`]
+        : [...formatPlan(plan).filter((l) => !l.startsWith("  run: ")), `installed build ${plan.buildId} into ${prefix} (backup ${backup}; \`gen-lb rollback --prefix ${opts.prefix}\` restores the previous files)`]),
+      ...(result.reload ? [`reloaded in ${result.reload.ms} ms: ${result.reload.messages.join("; ")}`] : []),
+    ],
+  );
+}

@@ -1,0 +1,34 @@
+/** `gen-lb rollback --prefix DIR`: restore the files of the latest install's backup. Thin: src/install/run.ts. */
+import path from "node:path";
+import { RejectedError } from "../errors.js";
+import { changesOf, formatPlan, planJson } from "../install/plan.js";
+import { prefixProblem } from "../install/prefix.js";
+import { runRollback } from "../install/run.js";
+import { systemRunner } from "../util/proc.js";
+import { report, type Io } from "./io.js";
+
+interface RollbackOptions {
+  prefix: string;
+  bin?: string;
+  reload?: boolean;
+}
+
+export default async function rollback(opts: RollbackOptions, io: Io): Promise<void> {
+  const prefix = path.resolve(io.cwd, opts.prefix);
+  const problem = await prefixProblem(prefix, { writable: true });
+  if (problem) throw new RejectedError(`${problem}; nothing was changed`);
+  const result = await runRollback(
+    { prefix, reload: Boolean(opts.reload) },
+    { runner: systemRunner, env: io.env, note: io.json ? undefined : (line) => io.err(`${line}\n`) },
+  );
+  const restored = changesOf(result.plan).map((f) => ({ path: f.path, action: f.action }));
+  report(
+    io,
+    { ok: true, prefix, backup: result.backupId, buildId: result.plan.buildId ?? null, restored, plan: planJson(result.plan), reload: result.reload ?? null },
+    [
+      ...formatPlan(result.plan).filter((l) => !l.startsWith("  run: ")),
+      `rolled ${prefix} back to ${result.plan.buildId ? `build ${result.plan.buildId}` : "the files before gen-lb's first install"} (backup ${result.backupId} used up)`,
+      ...(result.reload ? [`reloaded in ${result.reload.ms} ms: ${result.reload.messages.join("; ")}`] : []),
+    ],
+  );
+}
