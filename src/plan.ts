@@ -206,6 +206,8 @@ function planUpstream(name: string, up: Upstream): NginxDirective {
       lua("balancer_by_lua_block", `require("gen_lb.balancer").balance(${JSON.stringify(name)})`),
       // keepalive must come after balancer_by_lua so its pool wraps our balancer.
       ...(up.keepalive > 0 ? [d("keepalive", up.keepalive)] : []),
+      ...(up.keepalive > 0 && up.keepalive_timeout !== undefined ? [d("keepalive_timeout", duration(up.keepalive_timeout))] : []),
+      ...(up.keepalive > 0 ? optional("keepalive_requests", up.keepalive_requests) : []),
     ],
     `upstreams.${name}`,
   );

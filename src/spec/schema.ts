@@ -72,7 +72,7 @@ export const directiveSchema: z.ZodType<Directive> = z.lazy(() =>
       .regex(/^[a-z_][a-z0-9_]*$/, { message: "directive names are lower-case letters, digits and _" })
       .describe("the nginx directive name, e.g. `proxy_buffering`"),
     args: z
-      .array(safeText("a directive argument"))
+      .array(z.union([z.literal(""), safeText("a directive argument")]))
       .default([])
       .describe("its arguments; each is emitted as one quoted nginx argument"),
     block: z
@@ -297,6 +297,8 @@ export const upstreamSchema = z
     retry_non_idempotent: z.boolean().default(false).describe("also retry POST, LOCK, PATCH"),
     retry_statuses: z.array(z.union([z.literal(500), z.literal(502), z.literal(503), z.literal(504), z.literal(403), z.literal(404), z.literal(429)])).default([502, 503, 504]).describe("upstream statuses that trigger a retry (error and timeout always do)"),
     keepalive: z.number().int().min(0).default(32).describe("idle keepalive connections per worker (0 disables)"),
+    keepalive_timeout: duration("60s").optional().describe("how long an idle upstream keepalive connection stays open"),
+    keepalive_requests: z.number().int().positive().optional().describe("requests served over one upstream keepalive connection before it is closed"),
     connect_timeout: duration("2s").optional().describe("proxy_connect_timeout for this upstream"),
     read_timeout: duration("60s").optional().describe("proxy_read_timeout for this upstream"),
     send_timeout: duration("60s").optional().describe("proxy_send_timeout for this upstream"),

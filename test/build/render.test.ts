@@ -30,7 +30,8 @@ describe("rendered output", () => {
     const set = render(file);
     const dir = new URL(`${path.parse(file).name}/`, goldenDir);
     for (const p of GOLDEN) {
-      const actual = set.files.find((f) => f.path === p)!.contents;
+      // The build id hashes the runtime modules too; those are tested by running them.
+      const actual = set.files.find((f) => f.path === p)!.contents.replace(/^config\.build_id = "[0-9a-f]{16}"$/m, 'config.build_id = "<build id>"');
       const goldenFile = new URL(p.replace(/\//g, "__"), dir);
       if (process.env.UPDATE_GOLDEN === "1") {
         mkdirSync(dir, { recursive: true });
