@@ -92,31 +92,18 @@ local function remaining_ms(deadline)
   return floor((deadline - now()) * 1000)
 end
 
--- Waits for data in slices of at most SLICE_MS, so that a long blocking
--- query can be abandoned (worker exiting, watcher replaced) within a second.
-local SLICE_MS = 1000
-
 local function fill(r, want)
-  while true do
-    local left = remaining_ms(r.deadline)
-    if left <= 0 then
-      return nil, "timeout"
-    end
-    local slice = min(left, SLICE_MS)
-    r.sock:settimeouts(r.connect_ms, r.connect_ms, slice)
-    local data, err = r.sock:receiveany(want or READ_CHUNK)
-    if data then
-      r.got_any = true
-      return data
-    end
-    -- A read timeout leaves the connection usable: look up, then wait on.
-    if err ~= "timeout" or slice >= left then
-      return nil, err
-    end
-    if r.abort and r.abort() then
-      return nil, "aborted"
-    end
+  local left = remaining_ms(r.deadline)
+  if left <= 0 then
+    return nil, "timeout"
   end
+  r.sock:settimeouts(r.connect_ms, r.connect_ms, left)
+  local data, err = r.sock:receiveany(want or READ_CHUNK)
+  if not data then
+    return nil, err
+  end
+  r.got_any = true
+  return data
 end
 
 local function read_line(r)
@@ -288,7 +275,7 @@ local function build_request(self, path)
   return concat(lines)
 end
 
-local function attempt(self, req, extra_wait, abort)
+local function attempt(self, req, extra_wait)
   local reused = self.sock ~= nil
   local sock = self.sock
   self.sock = nil
@@ -317,7 +304,6 @@ local function attempt(self, req, extra_wait, abort)
     -- jitter of up to wait/16); then the usual timeout on top.
     deadline = now() + extra_wait + self.timeout_ms / 1000,
     got_any = false,
-    abort = abort,
   }
   local status, headers, version = read_headers(r)
   if not status then
@@ -351,19 +337,18 @@ local function attempt(self, req, extra_wait, abort)
 end
 
 --- GET path (with its query string). `wait` is how long the server may hold
---- the answer (a blocking query's wait), 0 otherwise. `abort`, when given, is
---- asked about once a second while waiting; true gives up ("aborted").
+--- the answer (a blocking query's wait), 0 otherwise.
 --- Returns {status, headers (lower-case names), body}, or nil, err.
-function _M.get(self, path, wait, abort)
+function _M.get(self, path, wait)
   local req, err = build_request(self, path)
   if not req then
     return nil, err
   end
   local extra = wait and wait > 0 and (wait + wait / 16) or 0
   local res, retry
-  res, err, retry = attempt(self, req, extra, abort)
+  res, err, retry = attempt(self, req, extra)
   if not res and retry then
-    res, err = attempt(self, req, extra, abort)
+    res, err = attempt(self, req, extra)
   end
   if not res then
     return nil, err

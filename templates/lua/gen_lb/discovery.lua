@@ -15,7 +15,12 @@ local dump = require "gen_lb.dump"
 local election = require "gen_lb.election"
 local log = require "gen_lb.log"
 
+local semaphore = require "ngx.semaphore"
+
 local ngx = ngx
+local spawn = ngx.thread.spawn
+local kill = ngx.thread.kill
+local wait_thread = ngx.thread.wait
 local now = ngx.now
 local update_time = ngx.update_time
 local sleep = ngx.sleep
@@ -196,6 +201,40 @@ local function parse_entries(doc)
   return list, problems, total, rejected
 end
 _M.parse_entries = parse_entries
+
+-- A query runs in a light thread while the loop waits on a semaphore in
+-- one-second slices: the loop can then give up on a blocking query at once
+-- (worker exiting, watcher replaced) by killing the thread, which also ends
+-- its pending read. (Short read timeouts would do it too, but ngx_lua logs
+-- each one as an error.)
+local function fetch(client, path, wait, box, sema)
+  local ok, res, err = pcall(client.get, client, path, wait)
+  if ok then
+    box.res, box.err = res, err
+  else
+    box.err = "client error: " .. tostring(res)
+  end
+  box.done = true
+  sema:post(1)
+end
+
+local function get_abortable(client, path, wait, abort, sema)
+  local box = { done = false }
+  local th, err = spawn(fetch, client, path, wait, box, sema)
+  if not th then
+    return nil, "cannot spawn a light thread: " .. tostring(err)
+  end
+  while not box.done do
+    sema:wait(1)
+    if not box.done and abort() then
+      kill(th)
+      pcall(client.close, client)
+      return nil, "aborted"
+    end
+  end
+  wait_thread(th)
+  return box.res, box.err
+end
 
 -- ngx.sleep in slices, giving up early when `abort()` says so (worker
 -- exiting, watcher replaced), so that no sleep holds a worker's exit.
@@ -413,7 +452,7 @@ local function apply(w, list, index, client)
 end
 
 -- One blocking query and what follows. Yields (cosockets, sleep).
-local function step(w, clients, abort)
+local function step(w, clients, abort, sema)
   if w.index == 0 then
     update_time()
     local since = now() - w.last_zero_at
@@ -427,7 +466,7 @@ local function step(w, clients, abort)
   local asked = w.index
   update_time()
   local started = now()
-  local res, err = client:get(w.path .. asked, asked > 0 and WAIT or 0, abort)
+  local res, err = get_abortable(client, w.path .. asked, asked > 0 and WAIT or 0, abort, sema)
   if abort() or not election.is_leader() then
     return -- superseded while waiting: publish nothing
   end
@@ -504,13 +543,14 @@ local function loop(premature, name, gen)
   end
   w.running = true
   local clients = new_clients()
+  local sema = semaphore.new()
   local function abort()
     return w.gen ~= gen or not leading or exiting()
   end
   while not abort() do
     update_time()
     w.beat = now()
-    local ok, err = pcall(step, w, clients, abort)
+    local ok, err = pcall(step, w, clients, abort, sema)
     if not ok then
       -- A bug, not a Consul problem: say so, and keep going.
       log.err('upstream "', name, '": watcher step failed: ', err)
