@@ -37,7 +37,13 @@ export function parseNginxOutput(text: string): NginxMessage[] {
       if (conf !== undefined) entry.confLine = conf;
       out.push(entry);
     } else if (line.trim() !== "" && out.length > 0 && !/^nginx: (the )?configuration file .* (test failed|syntax is ok|test is successful)$/.test(line)) {
-      out[out.length - 1]!.more.push(line.trim());
+      const entry = out[out.length - 1]!;
+      entry.more.push(line.trim());
+      // A Lua error names the file it failed in first; the traceback ends at "init_by_lua(nginx.conf:22)".
+      if (entry.confLine === undefined) {
+        const conf = confLineOf(line);
+        if (conf !== undefined) entry.confLine = conf;
+      }
     }
   }
   return out;

@@ -1,0 +1,114 @@
+/**
+ * Shared pieces of the check/install tests: a real prefix in a temp dir
+ * (conf/mime.types, logs/, html/, from fixtures/install/prefix), spec files
+ * with fresh loopback ports, byte-level snapshots, the CLI spawned without
+ * blocking (so a load can run beside it), and tmpfs mounts.
+ */
+import { spawn, execFileSync } from "node:child_process";
+import { chmodSync, cpSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import path from "node:path";
+import { CLI, ROOT, type CliResult } from "../support/cli.js";
+import { tempDir } from "../support/nginx.js";
+import { freePort } from "../support/ports.js";
+
+export const FIXTURES = path.join(ROOT, "fixtures/install");
+
+/** A live-looking prefix: the fixture skeleton plus an empty logs/. Reachable by nobody (workers). */
+export function makePrefix(dir = tempDir("gen-lb-prefix-")): string {
+  cpSync(path.join(FIXTURES, "prefix"), dir, { recursive: true });
+  mkdirSync(path.join(dir, "logs"), { recursive: true });
+  chmodSync(dir, 0o755);
+  return dir;
+}
+
+export interface Ports {
+  http: number;
+  status: number;
+}
+
+export async function ports(): Promise<Ports> {
+  return { http: await freePort(), status: await freePort() };
+}
+
+/** A small spec: `/` answers `text` from nginx itself (no discovery needed), status on its own port. */
+export function specObject(p: Ports, text: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    target: "nginx",
+    // Nothing listens on port 1: discovery fails fast and quietly (a warning).
+    consul: { addresses: ["http://127.0.0.1:1"] },
+    nginx: { worker_processes: 2 },
+    servers: [{ listen: `127.0.0.1:${p.http}`, locations: [{ path: "/", return: { code: 200, text } }] }],
+    status: { listen: `127.0.0.1:${p.status}` },
+    ...extra,
+  };
+}
+
+export function writeSpec(dir: string, name: string, spec: unknown): string {
+  const file = path.join(dir, name);
+  writeFileSync(file, JSON.stringify(spec, null, 2) + "\n");
+  return file;
+}
+
+/** path -> sha256 and mode of every file, and every directory, under `dir` (minus `skip` top-level names). */
+export function snapshot(dir: string, skip: string[] = ["logs"]): Record<string, string> {
+  const out: Record<string, string> = {};
+  const walk = (d: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const p = path.join(d, e.name);
+      const rel = path.relative(dir, p);
+      if (d === dir && skip.includes(e.name)) continue;
+      if (e.isDirectory()) {
+        out[`${rel}/`] = "dir";
+        walk(p);
+      } else {
+        const mode = (statSync(p).mode & 0o7777).toString(8);
+        out[rel] = `${createHash("sha256").update(readFileSync(p)).digest("hex")} ${mode}`;
+      }
+    }
+  };
+  walk(dir);
+  return out;
+}
+
+/** Only the files a plain install of a file set writes (no .gen-lb state). */
+export function liveFiles(dir: string): Record<string, string> {
+  return snapshot(dir, ["logs", ".gen-lb"]);
+}
+
+/** Spawn the built CLI without blocking the event loop; clean env like runCli. */
+export function runCliAsync(args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): Promise<CliResult> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI, ...args], {
+      cwd: opts.cwd ?? ROOT,
+      env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/root", ...opts.env },
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
+    const timer = setTimeout(() => child.kill("SIGKILL"), 120_000);
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      resolve({ status: code ?? -1, stdout, stderr });
+    });
+  });
+}
+
+/** A shell script that runs nginx, after doing `before` when called for a real start (not -t). */
+export function wrapperBin(dir: string, onStart: string): string {
+  const file = path.join(dir, "nginx-wrapper.sh");
+  writeFileSync(file, `#!/bin/sh\ncase " $* " in *" -t "*) ;; *) ${onStart} ;; esac\nexec /usr/sbin/nginx "$@"\n`, { mode: 0o755 });
+  return file;
+}
+
+/** Mount a tmpfs of `size` at `dir` (tests run as root); returns the unmount. */
+export function mountTmpfs(dir: string, size: string): () => void {
+  mkdirSync(dir, { recursive: true });
+  execFileSync("mount", ["-t", "tmpfs", "-o", `size=${size},mode=0755`, "tmpfs", dir]);
+  return () => execFileSync("umount", ["-l", dir]);
+}
+
+export function remountReadOnly(dir: string): void {
+  execFileSync("mount", ["-o", "remount,ro", dir]);
+}
