@@ -264,7 +264,7 @@ end
 
 local function log_change(name, version, source, index, added, removed, count)
   log.change('upstream "', name, '": peers changed to version ', version, " from ", source,
-    index and index > 0 and (" (Consul index " .. index .. ")") or "",
+    index and index > 0 and fmt(" (Consul index %.0f)", index) or "",
     ": added ", log.brief(added), "; removed ", log.brief(removed), "; ", count, " peer(s) now")
 end
 
@@ -466,7 +466,8 @@ local function step(w, clients, abort, sema)
   local asked = w.index
   update_time()
   local started = now()
-  local res, err = get_abortable(client, w.path .. asked, asked > 0 and WAIT or 0, abort, sema)
+  -- %.0f: Lua's own number formatting would write a large index as 1.2e+14.
+  local res, err = get_abortable(client, w.path .. fmt("%.0f", asked), asked > 0 and WAIT or 0, abort, sema)
   if abort() or not election.is_leader() then
     return -- superseded while waiting: publish nothing
   end

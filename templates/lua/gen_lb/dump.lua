@@ -20,6 +20,7 @@ local concat = table.concat
 local sub = string.sub
 local find = string.find
 local match = string.match
+local fmt = string.format
 local io_open = io.open
 local ipairs = ipairs
 local pairs = pairs
@@ -140,7 +141,7 @@ local function render(written_at)
     -- Only lists that came from Consul (or an earlier dump) are worth keeping.
     if list and (meta.source == "consul" or meta.source == "dump") then
       parts[#parts + 1] = encode(name) .. ":{\"key\":" .. encode(meta.key or "")
-        .. ",\"index\":" .. tostring(meta.index or 0) .. ",\"peers\":" .. json .. "}"
+        .. ",\"index\":" .. fmt("%.0f", tonumber(meta.index) or 0) .. ",\"peers\":" .. json .. "}"
     end
   end
   return "{\"format\":" .. FORMAT .. ",\"generator\":" .. encode(config.generator or "gen-lb")
