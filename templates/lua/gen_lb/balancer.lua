@@ -1,27 +1,497 @@
--- gen_lb.balancer: balancer_by_lua / log_by_lua entry points.
--- Placeholder until discovery lands: round robin over the fallback peers.
-local balancer = require "ngx.balancer"
+-- gen_lb.balancer: the balancer_by_lua and log_by_lua entry points.
+--
+-- Per upstream, this worker keeps a picker built by the upstream's algorithm
+-- module (gen_lb.balancer_rr, _least_conn, _chash, _random), rebuilt only when
+-- the peer list's version (gen_lb.peers) changes, and its eligible set,
+-- recomputed only when the upstream's health version (gen_lb.health) moves.
+-- The per-request path is two shared-dict reads, a pick that reads fields,
+-- and set_current_peer.
+--
+-- Retries: the first try sets set_more_tries(retries); nginx runs the
+-- balancer again for each further try, which never gets a peer this request
+-- already tried while an untried eligible one exists. The tries live in a
+-- pooled table reached from ngx.ctx, returned to the pool in the log phase
+-- (or, when the log phase never comes - an internal redirect drops ngx.ctx -
+-- by a sweep that notices the request's ctx was collected).
+--
+-- Counters (requests, failed tries, in-flight) are this worker's numbers in
+-- plain arrays, added to the health dict once a second by a timer; the status
+-- endpoint sums them.
 local config = require "gen_lb.config"
+local peers = require "gen_lb.peers"
+local health = require "gen_lb.health"
+local log = require "gen_lb.log"
+local ngx_balancer = require "ngx.balancer"
+
+local ngx = ngx
+local ngx_var = ngx.var
+local now = ngx.now
+local set_current_peer = ngx_balancer.set_current_peer
+local set_more_tries = ngx_balancer.set_more_tries
+local get_last_failure = ngx_balancer.get_last_failure
+local peers_get = peers.get
+local hkey = health.key
+local error = error
+local ipairs = ipairs
+local pairs = pairs
+local pcall = pcall
+local setmetatable = setmetatable
+local tonumber = tonumber
+local tostring = tostring
+local match = string.match
 
 local _M = { _VERSION = "0.1.0" }
-local cursor = {}
 
+local ALGORITHMS = {
+  round_robin = require "gen_lb.balancer_rr",
+  least_conn = require "gen_lb.balancer_least_conn",
+  chash = require "gen_lb.balancer_chash",
+  random = require "gen_lb.balancer_random",
+}
+
+-- What get_peer returns for "no live upstreams": nginx answers 502, as it
+-- does for a static upstream whose servers are all down.
+local NGX_BUSY = -3
+-- A peer-less or broken upstream is logged at most this often per worker.
+local QUIET = 10
+local POOL_MAX = 4096
+local FLUSH_EVERY = 1
+
+local hdict = ngx.shared[config.dicts.health]
+local EMPTY = peers.EMPTY
+local WEAK_VALUES = { __mode = "v" }
+
+local worker_id = 0
+
+-- ------------------------------------------------------------------ per-upstream state
+
+local ups = {}
+
+local function new_state(name, up)
+  local algo = ALGORITHMS[up.balance]
+  if not algo then
+    error("gen-lb: upstream " .. name .. ": unknown balance " .. tostring(up.balance), 0)
+  end
+  local passive = up.healthcheck and up.healthcheck.passive
+  local statuses = {}
+  for _, s in ipairs(passive and passive.statuses or {}) do
+    statuses[s] = true
+  end
+  local u = {
+    name = name,
+    algo = algo,
+    retries = up.retries or 0,
+    fail_open = up.fail_open ~= false,
+    hash_var = up.hash_var,
+    checked = health.checked(up),
+    hv_key = health.version_key(name),
+    passive_statuses = statuses,
+    version = -1,
+    hv = -1,
+    gen = 0,
+    list = EMPTY,
+    n = 0,
+    index = {},        -- id -> position in list
+    inflight = {},     -- this worker's tries in flight, by position
+    reqs = {},         -- tries since the last flush
+    fails = {},        -- failed tries since the last flush
+    flushed_inf = {},  -- in-flight as last written to the dict
+    st_keys = {},
+    req_keys = {},
+    fail_keys = {},
+    inf_keys = {},
+    mask = {},
+    eligible = 0,
+    healthy = 0,
+    all_down = false,
+    quiet_until = 0,
+  }
+  u.picker = algo.new(EMPTY, u.inflight)
+  u.picker:set_eligible(u.mask, 0)
+  return u
+end
+
+for _, name in ipairs(config.upstream_names) do
+  ups[name] = new_state(name, config.upstreams[name])
+end
+
+local function flush(u)
+  local list, reqs, fails, inflight, flushed = u.list, u.reqs, u.fails, u.inflight, u.flushed_inf
+  for i = 1, u.n do
+    local r, f, inf = reqs[i], fails[i], inflight[i]
+    if r > 0 then
+      local k = u.req_keys[i]
+      if not k then
+        k = hkey("req", u.name, list[i].id)
+        u.req_keys[i] = k
+      end
+      hdict:incr(k, r, 0)
+      reqs[i] = 0
+    end
+    if f > 0 then
+      local k = u.fail_keys[i]
+      if not k then
+        k = hkey("fail", u.name, list[i].id)
+        u.fail_keys[i] = k
+      end
+      hdict:incr(k, f, 0)
+      fails[i] = 0
+    end
+    if inf ~= flushed[i] then
+      local k = u.inf_keys[i]
+      if not k then
+        k = hkey("inf" .. worker_id, u.name, list[i].id)
+        u.inf_keys[i] = k
+      end
+      if inf == 0 then
+        hdict:delete(k)
+      else
+        hdict:set(k, inf)
+      end
+      flushed[i] = inf
+    end
+  end
+end
+
+-- The peer list changed: new picker, counters carried over by peer id.
+local function rebuild(u, list, version)
+  flush(u)
+  local n = #list
+  local old_index, old_inflight, old_flushed = u.index, u.inflight, u.flushed_inf
+  local index, inflight, reqs, fails, flushed = {}, {}, {}, {}, {}
+  for i = 1, n do
+    local id = list[i].id
+    index[id] = i
+    local o = old_index[id]
+    inflight[i] = o and old_inflight[o] or 0
+    flushed[i] = o and old_flushed[o] or 0
+    reqs[i], fails[i] = 0, 0
+  end
+  for id, o in pairs(old_index) do
+    if not index[id] and old_flushed[o] ~= 0 then
+      hdict:delete(hkey("inf" .. worker_id, u.name, id))
+    end
+  end
+  u.list, u.n, u.index = list, n, index
+  u.inflight, u.reqs, u.fails, u.flushed_inf = inflight, reqs, fails, flushed
+  u.st_keys, u.req_keys, u.fail_keys, u.inf_keys = {}, {}, {}, {}
+  u.picker = u.algo.new(list, inflight)
+  u.gen = u.gen + 1
+  u.version = version
+  u.hv = -1
+end
+
+-- Health moved (or the list changed): which peers may get traffic.
+local function recompute(u, hv)
+  local n, list, mask, st_keys = u.n, u.list, u.mask, u.st_keys
+  local healthy = 0
+  for i = 1, n do
+    local ok = true
+    if u.checked then
+      local k = st_keys[i]
+      if not k then
+        k = hkey("st", u.name, list[i].id)
+        st_keys[i] = k
+      end
+      ok = (hdict:get(k) or 0) == 0
+    end
+    mask[i] = ok
+    if ok then
+      healthy = healthy + 1
+    end
+  end
+  for i = n + 1, #mask do
+    mask[i] = nil
+  end
+  local eligible = healthy
+  u.all_down = n > 0 and healthy == 0
+  if u.all_down and u.fail_open then
+    -- Fail open: every peer rather than none (the checker logs it, once per interval).
+    for i = 1, n do
+      mask[i] = true
+    end
+    eligible = n
+  end
+  u.picker:set_eligible(mask, eligible)
+  u.healthy, u.eligible, u.hv = healthy, eligible, hv
+end
+
+local function refresh(u)
+  local list, version = peers_get(u.name)
+  local hv = 0
+  if u.checked then
+    hv = hdict:get(u.hv_key) or 0
+  end
+  if version ~= u.version then
+    rebuild(u, list, version)
+  end
+  if hv ~= u.hv then
+    recompute(u, hv)
+  end
+end
+
+-- ------------------------------------------------------------------ per-request state
+
+local pool, npool = {}, 0
+local inuse = {}   -- state -> true while its request runs
+
+local function acquire(ctx)
+  local st
+  if npool > 0 then
+    st = pool[npool]
+    pool[npool] = nil
+    npool = npool - 1
+  else
+    st = { u = false, gen = 0, n = 0, key = false, tried = {}, ids = {}, holder = setmetatable({}, WEAK_VALUES) }
+  end
+  st.holder[1] = ctx
+  inuse[st] = true
+  return st
+end
+
+local function release(st)
+  inuse[st] = nil
+  st.holder[1] = nil
+  st.u, st.key, st.n = false, false, 0
+  if npool < POOL_MAX then
+    npool = npool + 1
+    pool[npool] = st
+  end
+end
+
+-- Position of the request's k-th try in the current list (nil: the peer is gone).
+local function tried_at(u, st, k)
+  if st.gen == u.gen then
+    return st.tried[k]
+  end
+  return u.index[st.ids[k]]
+end
+
+-- The list changed between two tries of one request: renumber its tries.
+local function renumber(u, st)
+  for k = 1, st.n do
+    st.tried[k] = u.index[st.ids[k]] or 0
+  end
+  st.gen = u.gen
+end
+
+-- The `back`-th entry from the end of a comma-separated upstream variable.
+local function nth_from_end(value, back)
+  if not value then
+    return nil
+  end
+  local parts, n = {}, 0
+  for part in value:gmatch("[^,]+") do
+    n = n + 1
+    parts[n] = match(part, "^%s*(.-)%s*$")
+  end
+  return parts[n - back + 1]
+end
+
+-- A try that ended badly: status code, and whether any response header came.
+local function try_failed(u, i, code, back)
+  local header_time = nth_from_end(ngx_var.upstream_header_time, back)
+  local no_response = header_time == nil or header_time == "-"
+  local why
+  if no_response then
+    why = code == 504 and "timeout" or "error"
+  else
+    why = "HTTP " .. tostring(code)
+  end
+  if no_response or (code and code >= 500) then
+    u.fails[i] = u.fails[i] + 1
+  end
+  if no_response or u.passive_statuses[code] then
+    local ok, err = pcall(health.report_failure, u.name, u.list[i].id, why)
+    if not ok then
+      log.err('upstream "', u.name, '": recording a failed try failed: ', err)
+    end
+  end
+end
+
+local function quiet_log(u, ...)
+  local t = now()
+  if t >= u.quiet_until then
+    u.quiet_until = t + QUIET
+    log.err(...)
+  end
+end
+
+-- ------------------------------------------------------------------ entry points
+
+--- balancer_by_lua: pick a peer of upstream `name` for this try.
 function _M.balance(name)
-  local peers = config.upstreams[name].fallback
-  if #peers == 0 then
-    ngx.log(ngx.ERR, "gen-lb: upstream ", name, " has no peers")
-    return ngx.exit(502)
+  local u = ups[name]
+  if not u then
+    error("gen-lb balancer: unknown upstream " .. tostring(name), 2)
   end
-  local i = (cursor[name] or 0) % #peers + 1
-  cursor[name] = i
-  local ok, err = balancer.set_current_peer(peers[i].host, peers[i].port)
+  refresh(u)
+
+  local ctx = ngx.ctx
+  local st = ctx.gen_lb
+  local key
+  if not st then
+    st = acquire(ctx)
+    ctx.gen_lb = st
+    st.u, st.gen = u, u.gen
+    if u.retries > 0 then
+      set_more_tries(u.retries)
+    end
+    if u.hash_var then
+      key = ngx_var[u.hash_var] or ""
+      st.key = key
+    end
+  else
+    -- nginx is retrying: the previous try failed.
+    local k = st.n
+    local prev = k > 0 and tried_at(u, st, k)
+    if prev then
+      local inf = u.inflight[prev]
+      if inf > 0 then
+        u.inflight[prev] = inf - 1
+      end
+      local _, code = get_last_failure()
+      try_failed(u, prev, code, 2)
+    end
+    if st.gen ~= u.gen then
+      renumber(u, st)
+    end
+    key = st.key or nil
+  end
+
+  local picker = u.picker
+  local i = picker:find(st.tried, st.n, key)
+  if not i and st.n > 0 then
+    -- Every eligible peer was tried: any of them again.
+    i = picker:find(st.tried, 0, key)
+  end
+  if not i then
+    if u.n == 0 then
+      quiet_log(u, 'upstream "', name, '": no peers (Consul has not listed any); answering 502')
+    end
+    return ngx.exit(NGX_BUSY)
+  end
+  local peer = u.list[i]
+  local ok, err = set_current_peer(peer.host, peer.port)
   if not ok then
-    ngx.log(ngx.ERR, "gen-lb: set_current_peer failed: ", err)
-    return ngx.exit(502)
+    quiet_log(u, 'upstream "', name, '": set_current_peer(', peer.id, ") failed: ", err)
+    return ngx.exit(ngx.ERROR)
+  end
+  local k = st.n + 1
+  st.n = k
+  st.tried[k] = i
+  st.ids[k] = peer.id
+  u.inflight[i] = u.inflight[i] + 1
+  u.reqs[i] = u.reqs[i] + 1
+end
+
+--- log_by_lua: the request is over; account for its last try.
+function _M.log()
+  local ctx = ngx.ctx
+  local st = ctx.gen_lb
+  if not st then
+    return
+  end
+  ctx.gen_lb = nil
+  local u = st.u
+  local k = st.n
+  if u and k > 0 then
+    local i = tried_at(u, st, k)
+    if i then
+      local inf = u.inflight[i]
+      if inf > 0 then
+        u.inflight[i] = inf - 1
+      end
+      local status = ngx.status
+      if status >= 500 then
+        local code = tonumber(nth_from_end(ngx_var.upstream_status, 1))
+        if code and code >= 500 then
+          try_failed(u, i, code, 1)
+        end
+      end
+    end
+  end
+  release(st)
+end
+
+--- access_by_lua for upstreams with fail_open = false: 503 when no peer may get traffic.
+function _M.access(name)
+  local u = ups[name]
+  if not u then
+    error("gen-lb balancer: unknown upstream " .. tostring(name), 2)
+  end
+  refresh(u)
+  if u.eligible == 0 then
+    return ngx.exit(ngx.HTTP_SERVICE_UNAVAILABLE)
   end
 end
 
-function _M.log(_)
+-- Requests whose log phase never ran: their ctx was collected.
+local function sweep()
+  for st in pairs(inuse) do
+    if st.holder[1] == nil then
+      local u = st.u
+      if u and st.n > 0 then
+        local i = tried_at(u, st, st.n)
+        if i and u.inflight[i] > 0 then
+          u.inflight[i] = u.inflight[i] - 1
+        end
+      end
+      release(st)
+    end
+  end
 end
+
+local function flush_all(premature)
+  sweep()
+  for _, name in ipairs(config.upstream_names) do
+    local u = ups[name]
+    flush(u)
+    if premature then
+      -- Exiting: this worker's in-flight numbers go (its successor reuses its id).
+      for i = 1, u.n do
+        if u.flushed_inf[i] ~= 0 then
+          hdict:delete(u.inf_keys[i] or hkey("inf" .. worker_id, name, u.list[i].id))
+          u.flushed_inf[i] = 0
+        end
+      end
+    end
+  end
+end
+
+local function on_flush(premature)
+  local ok, err = pcall(flush_all, premature)
+  if not ok then
+    log.err("balancer counters flush failed: ", err)
+  end
+end
+
+--- From gen_lb.health.init_worker: the counters' flush timer.
+function _M.init_worker()
+  worker_id = ngx.worker.id() or 0
+  if #config.upstream_names == 0 then
+    return
+  end
+  local ok, err = ngx.timer.every(FLUSH_EVERY, on_flush)
+  if not ok then
+    error("gen-lb: cannot start the balancer counters timer: " .. tostring(err))
+  end
+end
+
+--- This worker's view of an upstream (for tests and the status endpoint).
+function _M.view(name)
+  local u = ups[name]
+  if not u then
+    return nil
+  end
+  refresh(u)
+  local out = { version = u.version, healthy = u.healthy, eligible = u.eligible, all_down = u.all_down, peers = {} }
+  for i = 1, u.n do
+    out.peers[i] = { id = u.list[i].id, eligible = u.mask[i] == true, inflight = u.inflight[i] }
+  end
+  return out
+end
+
+_M.algorithms = ALGORITHMS
 
 return _M
