@@ -290,6 +290,8 @@ function planProxy(up: Upstream, loc: Location): NginxDirective[] {
     if (up.retry_non_idempotent) conditions.push("non_idempotent");
     out.push(d("proxy_next_upstream", ...conditions), d("proxy_next_upstream_tries", up.retries + 1));
   }
+  // Fail closed answers 503 before proxying: a balancer can only make nginx say 500 or 502.
+  if (!up.fail_open) out.push(lua("access_by_lua_block", `require("gen_lb.balancer").access(${JSON.stringify(name)})`));
   out.push(lua("log_by_lua_block", `require("gen_lb.balancer").log(${JSON.stringify(name)})`));
   return out;
 }
