@@ -71,9 +71,13 @@ export function snapshot(dir: string, skip: string[] = ["logs"]): Record<string,
   return out;
 }
 
-/** Only the files a plain install of a file set writes (no .gen-lb state). */
+/**
+ * The files install and rollback answer for: everything but gen-lb's own
+ * .gen-lb/ state and what a running nginx writes (logs/, and state/ where
+ * the Lua runtime keeps its peer dump).
+ */
 export function liveFiles(dir: string): Record<string, string> {
-  return snapshot(dir, ["logs", ".gen-lb"]);
+  return snapshot(dir, ["logs", ".gen-lb", "state"]);
 }
 
 /** Spawn the built CLI without blocking the event loop; clean env like runCli. */
