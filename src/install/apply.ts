@@ -87,7 +87,7 @@ export interface ApplyOptions {
 
 const isRoot = () => process.getuid?.() === 0;
 
-function fsFailure(error: unknown, what: string): RejectedError {
+function fsFailure(error: unknown, what: string, outcome = ""): RejectedError {
   const e = error as NodeJS.ErrnoException;
   const reason =
     e.code === "ENOSPC" || e.code === "EDQUOT"
@@ -99,7 +99,7 @@ function fsFailure(error: unknown, what: string): RejectedError {
           : e.code === "EXDEV"
             ? "cross-device rename"
             : (e.message ?? String(error));
-  return new RejectedError(`${what}: ${reason}${e.path ? ` (${e.path})` : ""}`);
+  return new RejectedError(`${what}: ${reason}${e.path ? ` (${e.path})` : ""}${outcome}`);
 }
 
 export async function applyPlan(plan: InstallPlan, io: InstallFs = nodeInstallFs, opts: ApplyOptions = {}): Promise<Applied> {
@@ -113,11 +113,18 @@ export async function applyPlan(plan: InstallPlan, io: InstallFs = nodeInstallFs
   const staged: string[] = [];
   const createdDirs: string[] = [];
 
+  // The backup directory's parents (.gen-lb/backups) may be new too: a
+  // failed first install must not leave them behind.
+  const newParents: string[] = [];
+  for (let d = path.dirname(backupDir); d.startsWith(prefix + path.sep); d = path.dirname(d)) {
+    if (await fs.stat(d).then(() => false, () => true)) newParents.push(d);
+  }
   const cleanup = async () => {
     for (const s of staged) await io.rm(s).catch(() => undefined);
     await io.rmTree(partial).catch(() => undefined);
     await io.rmTree(backupDir).catch(() => undefined);
     for (const d of [...createdDirs].reverse()) await io.rmdirIfEmpty(abs(d)).catch(() => undefined);
+    for (const d of newParents) await io.rmdirIfEmpty(d).catch(() => undefined);
   };
 
   // 1. back up
@@ -141,7 +148,7 @@ export async function applyPlan(plan: InstallPlan, io: InstallFs = nodeInstallFs
     }
   } catch (error) {
     await cleanup();
-    throw error instanceof RejectedError ? error : fsFailure(error, `cannot back up into ${plan.backupDir}; nothing was changed`);
+    throw error instanceof RejectedError ? error : fsFailure(error, `cannot back up into ${plan.backupDir}`, "; nothing was changed");
   }
 
   // 2. stage (directories first: a directory we create is recorded so a failure removes it again)
@@ -178,7 +185,7 @@ export async function applyPlan(plan: InstallPlan, io: InstallFs = nodeInstallFs
     await opts.beforeSwap?.();
   } catch (error) {
     await cleanup();
-    throw error instanceof RejectedError ? error : fsFailure(error, `cannot stage the new files in ${prefix}; nothing was changed`);
+    throw error instanceof RejectedError ? error : fsFailure(error, `cannot stage the new files in ${prefix}`, "; nothing was changed");
   }
 
   // 3. swap

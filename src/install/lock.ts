@@ -28,7 +28,7 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 export async function acquireLock(prefix: string, opts: LockOptions): Promise<Lock> {
   const dir = path.join(prefix, STATE_DIR);
   const file = path.join(dir, "lock");
-  const createdDir = await fs.mkdir(dir).then(() => true, (e: NodeJS.ErrnoException) => {
+  let createdDir = await fs.mkdir(dir).then(() => true, (e: NodeJS.ErrnoException) => {
     if (e.code === "EEXIST") return false;
     throw new RejectedError(`cannot create ${dir}: ${e.code ?? e.message}`);
   });
@@ -53,7 +53,7 @@ export async function acquireLock(prefix: string, opts: LockOptions): Promise<Lo
       const e = error as NodeJS.ErrnoException;
       // A holder that made .gen-lb/ removes it again on release: make it again.
       if (e.code === "ENOENT") {
-        await fs.mkdir(dir, { recursive: true });
+        createdDir = (await fs.mkdir(dir, { recursive: true })) !== undefined;
         continue;
       }
       if (e.code !== "EEXIST") throw new RejectedError(`cannot create the lock ${file}: ${e.code ?? e.message}`);
