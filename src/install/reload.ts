@@ -94,7 +94,7 @@ export async function reloadAndVerify(target: ReloadTarget, deps: ReloadDeps): P
   const started = performance.now();
   const fetchStatus = deps.fetchStatus ?? defaultFetch;
   const timeoutMs = deps.timeoutMs ?? 15_000;
-  const { runner, } = deps;
+  const { runner } = deps;
   const offsets = await sizes(target.errorLogs);
   const before = new Set(runner.children(target.pid).map((c) => c.pid));
   const done = (ok: boolean, messages: string[]): ReloadOutcome => ({ ok, ms: Math.round(performance.now() - started), messages });
