@@ -4,7 +4,8 @@
  * real nginx on free loopback ports, and the status endpoint to read what the
  * runtime decided.
  */
-import { chmodSync } from "node:fs";
+import { chmodSync, copyFileSync, mkdirSync } from "node:fs";
+import path from "node:path";
 import { ConsulStandin } from "../support/consul-standin.js";
 import { Backend } from "../support/backends.js";
 import { buildPrefix, Nginx } from "../support/nginx.js";
@@ -66,6 +67,13 @@ export interface LbOptions {
   /** Status allow list (default 127.0.0.1). */
   allow?: string[];
   errorLevel?: string;
+  /** Extra Lua files copied into the prefix: module path ("gen_lb_test/x.lua") -> source file. */
+  luaFiles?: Record<string, string>;
+}
+
+/** A location whose content is one Lua chunk (data passed as the nginx argument, never spliced). */
+export function luaLocation(pathname: string, code: string): Record<string, unknown> {
+  return { path: pathname, match: "exact", directives: [{ name: "content_by_lua", args: [code] }] };
 }
 
 export class Lb {
@@ -105,6 +113,11 @@ export class Lb {
     const { dir, buildId } = await buildPrefix(spec as never);
     // mkdtemp makes 0700 directories; workers run as nobody.
     chmodSync(dir, 0o755);
+    for (const [mod, src] of Object.entries(opts.luaFiles ?? {})) {
+      const to = path.join(dir, "lua", mod);
+      mkdirSync(path.dirname(to), { recursive: true });
+      copyFileSync(src, to);
+    }
     const nginx = await Nginx.start(dir);
     return new Lb(standin, nginx, dir, buildId, port, statusPort);
   }

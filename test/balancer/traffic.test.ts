@@ -1,0 +1,212 @@
+/**
+ * Balancing real traffic: real nginx, real backends on 127.0.0.1, peers and
+ * weights from the Consul stand-in.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Backend } from "../support/backends.js";
+import { request, runLoad } from "../support/load.js";
+import { Lb, backends, share } from "./harness.js";
+
+describe("weights", () => {
+  let lb: Lb;
+  let a: Backend;
+  let b: Backend;
+
+  beforeAll(async () => {
+    [a, b] = (await backends(["a", "b"])) as [Backend, Backend];
+    lb = await Lb.start({
+      upstreams: {
+        rr: { service: "web" },
+        lc: { service: "web", balance: "least_conn" },
+        rnd: { service: "web", balance: "random" },
+      },
+    });
+    lb.register("web", a, 1);
+    lb.register("web", b, 3);
+    for (const u of ["rr", "lc", "rnd"]) await lb.waitForPeers(u, [a.address, b.address]);
+  });
+
+  afterAll(async () => {
+    await lb?.stop();
+    await Promise.all([a?.stop(), b?.stop()]);
+  });
+
+  it("round_robin: Consul weights 1:3 give a 1:3 split within ±5% over 4,000 requests", async () => {
+    const r = await runLoad({ url: lb.url("rr"), requests: 4000, concurrency: 8 });
+    expect(r.failures).toEqual([]);
+    const ratio = (r.byBackend.b ?? 0) / (r.byBackend.a ?? 1);
+    expect(ratio, JSON.stringify(r.byBackend)).toBeGreaterThanOrEqual(3 * 0.95);
+    expect(ratio, JSON.stringify(r.byBackend)).toBeLessThanOrEqual(3 * 1.05);
+  });
+
+  it("random follows the weights, and so does least_conn when load ties (one request at a time)", async () => {
+    // Under concurrency least_conn balances in-flight counts, which is its job, not shares.
+    for (const [u, concurrency, requests] of [["lc", 1, 1000], ["rnd", 8, 4000]] as const) {
+      const r = await runLoad({ url: lb.url(u), requests, concurrency });
+      expect(r.failures).toEqual([]);
+      const s = share(r.byBackend, "a");
+      expect(s, `${u}: ${JSON.stringify(r.byBackend)}`).toBeGreaterThan(0.2);
+      expect(s, `${u}: ${JSON.stringify(r.byBackend)}`).toBeLessThan(0.3);
+    }
+  });
+
+  it("status counts the requests each peer got", async () => {
+    const before = await lb.upstream("rr");
+    const r = await runLoad({ url: lb.url("rr"), requests: 400, concurrency: 4 });
+    expect(r.failures).toEqual([]);
+    // Workers add their counters once a second.
+    const after = await (async () => {
+      for (let i = 0; i < 60; i++) {
+        const u = await lb.upstream("rr");
+        const sum = u.peers.reduce((n, p) => n + p.requests, 0) - before.peers.reduce((n, p) => n + p.requests, 0);
+        if (sum >= 400) return u;
+        await new Promise((res) => setTimeout(res, 100));
+      }
+      throw new Error("requests never counted");
+    })();
+    const got = (addr: string) => after.peers.find((p) => p.address === addr)!.requests - before.peers.find((p) => p.address === addr)!.requests;
+    expect(got(a.address)).toBe(r.byBackend.a);
+    expect(got(b.address)).toBe(r.byBackend.b);
+    expect(after.peers.every((p) => p.in_flight === 0)).toBe(true);
+  });
+});
+
+describe("chash", () => {
+  let lb: Lb;
+  let peers: Backend[];
+
+  beforeAll(async () => {
+    peers = await backends(["p1", "p2", "p3", "p4", "p5"]);
+    lb = await Lb.start({ upstreams: { sticky: { service: "sticky", balance: "chash", hash_key: "$arg_key" } } });
+    for (const p of peers) lb.register("sticky", p);
+    await lb.waitForPeers("sticky", peers.map((p) => p.address));
+  });
+
+  afterAll(async () => {
+    await lb?.stop();
+    await Promise.all(peers.map((p) => p.stop()));
+  });
+
+  async function owners(keys: string[]): Promise<string[]> {
+    const out: string[] = [];
+    // A few keys at a time: every worker answers some of them.
+    for (let i = 0; i < keys.length; i += 20) {
+      const batch = keys.slice(i, i + 20);
+      const res = await Promise.all(batch.map((k) => request(lb.url("sticky", `?key=${k}`))));
+      for (const r of res) {
+        expect(r.status).toBe(200);
+        out.push(String(r.headers["x-backend"]));
+      }
+    }
+    return out;
+  }
+
+  it("sends the same key to the same peer, and removing 1 of 5 peers remaps at most 30% of 1,000 keys", async () => {
+    const keys = Array.from({ length: 1000 }, (_, i) => `user-${i}`);
+    const first = await owners(keys);
+    const again = await owners(keys);
+    expect(again).toEqual(first);
+    const used = new Set(first);
+    expect(used.size).toBe(5);
+
+    const gone = peers[2]!;
+    lb.deregister(`sticky-${gone.port}`);
+    await lb.waitForPeers("sticky", peers.filter((p) => p !== gone).map((p) => p.address));
+    const after = await owners(keys);
+    const moved = after.filter((o, i) => o !== first[i]).length;
+    expect(moved, `${moved} keys moved`).toBeLessThanOrEqual(300);
+    // Only the removed peer's keys moved.
+    expect(after.filter((o, i) => o !== first[i] && first[i] !== gone.name)).toEqual([]);
+    expect(after).not.toContain(gone.name);
+  });
+});
+
+describe("retries", () => {
+  let lb: Lb;
+  let bad1: Backend;
+  let bad2: Backend;
+  let good: Backend;
+  const ALGOS = ["round_robin", "least_conn", "chash", "random"] as const;
+
+  beforeAll(async () => {
+    [bad1, bad2, good] = (await backends(["bad1", "bad2", "good"])) as [Backend, Backend, Backend];
+    bad1.mode = "error500";
+    bad2.mode = "error500";
+    lb = await Lb.start({
+      upstreams: Object.fromEntries(
+        ALGOS.map((a) => [
+          a,
+          {
+            service: "flaky",
+            balance: a,
+            retries: 2,
+            retry_statuses: [500, 502, 503, 504],
+            ...(a === "chash" ? { hash_key: "$arg_key" } : {}),
+          },
+        ]),
+      ),
+    });
+    for (const b of [bad1, bad2, good]) lb.register("flaky", b);
+    for (const a of ALGOS) await lb.waitForPeers(a, [bad1, bad2, good].map((b) => b.address));
+  });
+
+  afterAll(async () => {
+    await lb?.stop();
+    await Promise.all([bad1, bad2, good].map((b) => b?.stop()));
+  });
+
+  it("a retry never goes to a peer this request already tried while an untried one exists", async () => {
+    for (const a of ALGOS) {
+      const r = await runLoad({ url: lb.url(a), requests: 300, concurrency: 4, headers: () => ({}) });
+      // With 3 peers and 3 tries, each request reaches the good one.
+      expect(r.failures, a).toEqual([]);
+      expect(r.byBackend, a).toEqual({ good: 300 });
+    }
+    // chash: different keys start at different peers, and still reach the good one.
+    for (let i = 0; i < 100; i++) {
+      const res = await request(lb.url("chash", `?key=k${i}`));
+      expect(res.status).toBe(200);
+      expect(res.headers["x-backend"]).toBe("good");
+    }
+  });
+
+  it("status counts the failed tries", async () => {
+    await new Promise((res) => setTimeout(res, 1500));
+    const u = await lb.upstream("round_robin");
+    const by = Object.fromEntries(u.peers.map((p) => [p.address, p]));
+    expect(by[bad1.address]!.failures).toBeGreaterThan(0);
+    expect(by[bad1.address]!.failures).toBe(by[bad1.address]!.requests);
+    expect(by[good.address]!.failures).toBe(0);
+  });
+});
+
+describe("least_conn", () => {
+  let lb: Lb;
+  let fast: Backend;
+  let slow: Backend;
+
+  beforeAll(async () => {
+    [fast, slow] = (await backends(["fast", "slow"])) as [Backend, Backend];
+    slow.mode = "slow";
+    slow.slowMs = 200;
+    lb = await Lb.start({ upstreams: { lc: { service: "lc", balance: "least_conn" }, rr: { service: "lc" } } });
+    lb.register("lc", fast);
+    lb.register("lc", slow);
+    await lb.waitForPeers("lc", [fast.address, slow.address]);
+    await lb.waitForPeers("rr", [fast.address, slow.address]);
+  });
+
+  afterAll(async () => {
+    await lb?.stop();
+    await Promise.all([fast?.stop(), slow?.stop()]);
+  });
+
+  it("sends less to a peer that holds requests longer (round robin would split evenly)", async () => {
+    const lc = await runLoad({ url: lb.url("lc"), durationMs: 2000, concurrency: 8 });
+    expect(lc.failures).toEqual([]);
+    expect(share(lc.byBackend, "slow"), JSON.stringify(lc.byBackend)).toBeLessThan(0.15);
+    const rr = await runLoad({ url: lb.url("rr"), requests: 200, concurrency: 8 });
+    expect(rr.failures).toEqual([]);
+    expect(share(rr.byBackend, "slow"), JSON.stringify(rr.byBackend)).toBeGreaterThan(0.4);
+  });
+});
