@@ -152,13 +152,13 @@ export class Lb {
     return res.body;
   }
 
-  /** Registers a backend as an instance of `service` (weight 1 unless given). */
-  register(service: string, backend: Backend, weight?: number): string {
+  /** Registers a backend (or anything with a port on 127.0.0.1) as an instance of `service` (weight 1 unless given). */
+  register(service: string, backend: Backend | { port: number; host?: string }, weight?: number): string {
     const id = `${service}-${backend.port}`;
     this.standin.registerService({
       ID: id,
       Name: service,
-      Address: backend.host,
+      Address: backend.host ?? "127.0.0.1",
       Port: backend.port,
       ...(weight === undefined ? {} : { Weights: { Passing: weight, Warning: 1 } }),
     });

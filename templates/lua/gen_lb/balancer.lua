@@ -39,6 +39,8 @@ local setmetatable = setmetatable
 local tonumber = tonumber
 local tostring = tostring
 local match = string.match
+local find = string.find
+local sub = string.sub
 
 local _M = { _VERSION = "0.1.0" }
 
@@ -275,15 +277,22 @@ local function renumber(u, st)
   st.gen = u.gen
 end
 
--- The `back`-th entry from the end of a comma-separated upstream variable.
+-- The `back`-th entry from the end of an $upstream_* variable: entries are
+-- separated by ", " (tries) or " : " (a state without a peer - in the
+-- balancer phase, the try being chosen now is such an empty last entry).
 local function nth_from_end(value, back)
   if not value then
     return nil
   end
-  local parts, n = {}, 0
-  for part in value:gmatch("[^,]+") do
+  local parts, n, from = {}, 0, 1
+  while true do
+    local at = find(value, "[,:]", from)
     n = n + 1
-    parts[n] = match(part, "^%s*(.-)%s*$")
+    parts[n] = match(sub(value, from, at and at - 1 or -1), "^%s*(.-)%s*$")
+    if not at then
+      break
+    end
+    from = at + 1
   end
   return parts[n - back + 1]
 end
