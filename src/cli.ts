@@ -5,20 +5,25 @@
  * the one try/catch at the bottom is the only place that sets the exit code.
  */
 import { readFileSync } from "node:fs";
-import { Command, CommanderError, Option } from "commander";
+import type { Command as CommandType } from "commander";
 import { GenLbError } from "./errors.js";
 import { processIo, type Io } from "./commands/io.js";
 
-const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as {
-  version: string;
-};
+// `gen-lb --version` answers before commander is even loaded.
+const argv = process.argv.slice(2);
+const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string };
+if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-V")) {
+  process.stdout.write(`${pkg.version}\n`);
+  process.exit(0);
+}
+const { Command, CommanderError, Option } = await import("commander");
 
 type Action = (opts: Record<string, unknown>, io: Io, args: string[]) => Promise<void>;
 
 /** Lazily import `./commands/<name>.js` and run its default export. */
 function lazy(name: string) {
   return async (...argv: unknown[]) => {
-    const cmd = argv[argv.length - 1] as Command;
+    const cmd = argv[argv.length - 1] as CommandType;
     const opts = { ...cmd.optsWithGlobals() } as Record<string, unknown>;
     const args = cmd.args.slice(0, cmd.registeredArguments.length);
     const io = processIo(Boolean(opts.json));
@@ -29,7 +34,7 @@ function lazy(name: string) {
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
-function program(): Command {
+function program(): CommandType {
   const p = new Command("gen-lb")
     .description(
       "Generate, validate and install an OpenResty load balancer that discovers its backends from Consul.",
