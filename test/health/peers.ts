@@ -62,10 +62,13 @@ export class RawPeer {
         // A "line" that never ends: more than any receive buffer, then silence.
         s.once("data", () => {
           s.write(Buffer.alloc(256 * 1024, 0x41));
+          s.on("data", () => {});
         });
         return;
       case "hang":
-        return; // accept, read, never answer
+        // Read (so that the client's close is seen), never answer.
+        s.on("data", () => {});
+        return;
     }
   }
 
