@@ -138,13 +138,10 @@ async function main(argv: string[]): Promise<number> {
     }
     if (error instanceof GenLbError) {
       if (json) {
-        process.stdout.write(
-          JSON.stringify(
-            { ok: false, error: { message: error.message, exitCode: error.exitCode, details: error.details, ...error.data } },
-            null,
-            2,
-          ) + "\n",
-        );
+        // The command's own result fields (check's steps, build's diff...) stay
+        // top-level beside ok, as on success; the error itself is one more key.
+        const doc = { ok: false, ...error.data, error: { message: error.message, exitCode: error.exitCode, details: error.details } };
+        process.stdout.write(JSON.stringify(doc, null, 2) + "\n");
       }
       process.stderr.write(`gen-lb: ${error.message}\n${error.details.map((d) => `  ${d}\n`).join("")}`);
       return error.exitCode;

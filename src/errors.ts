@@ -12,7 +12,7 @@ export class GenLbError extends Error {
     readonly exitCode: ExitCode,
     /** One line each, printed under the message (spec errors, failed steps...). */
     readonly details: readonly string[] = [],
-    /** Extra machine-readable payload merged into the --json error output. */
+    /** The command's own result fields, printed top-level beside `ok: false` and `error` with --json. */
     readonly data?: Record<string, unknown>,
   ) {
     super(message);

@@ -3,8 +3,7 @@
  * --json prints the crossplane-shaped payload; otherwise a short summary per
  * file. Any error (syntax, unreadable include, include cycle, not a text
  * file) rejects: exit 1 with every error as file:line:column. With --json the
- * payload then travels inside the error document (`error.payload`), since
- * stdout carries exactly one JSON document.
+ * payload is the `payload` key of the one error document on stdout.
  */
 import { statSync } from "node:fs";
 import path from "node:path";

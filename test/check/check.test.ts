@@ -72,7 +72,7 @@ describe("gen-lb check", () => {
     const out = JSON.parse(r.stdout);
     expect(out.ok).toBe(false);
     expect(out.error.message).toBe("check of init-fails.json failed: smoke start");
-    const [t, lua, smoke] = out.error.steps;
+    const [t, lua, smoke] = out.steps;
     expect(t).toMatchObject({ name: "nginx -t", ok: true });
     expect(lua).toMatchObject({ name: "lua syntax", ok: true });
     expect(smoke).toMatchObject({ name: "smoke start", ok: false });

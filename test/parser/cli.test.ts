@@ -78,8 +78,8 @@ describe("gen-lb parse", () => {
     expect(doc.error.details).toEqual([
       "fixtures/parser/include-cycle/b.conf:2:3: include cycle: fixtures/parser/include-cycle/a.conf -> fixtures/parser/include-cycle/b.conf -> fixtures/parser/include-cycle/a.conf",
     ]);
-    expect(doc.error.payload.status).toBe("failed");
-    expect(doc.error.payload.config.map((c: { file: string }) => c.file)).toEqual([
+    expect(doc.payload.status).toBe("failed");
+    expect(doc.payload.config.map((c: { file: string }) => c.file)).toEqual([
       "fixtures/parser/include-cycle/nginx.conf",
       "fixtures/parser/include-cycle/a.conf",
       "fixtures/parser/include-cycle/b.conf",
