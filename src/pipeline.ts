@@ -20,7 +20,11 @@ export const GENERATOR = `gen-lb ${VERSION}`;
 
 export interface LoadedSpecFile {
   spec: Spec;
+  /** As shown to the user (relative to cwd when possible). */
   file: string;
+  absFile: string;
+  /** The exact text validated (install hashes it to notice later edits). */
+  text: string;
   warnings: SpecDiagnostic[];
 }
 
@@ -40,7 +44,7 @@ export async function loadSpecFile(file: string, cwd: string): Promise<LoadedSpe
       errors: result.errors,
     });
   }
-  return { spec: result.spec, file: display, warnings: result.warnings };
+  return { spec: result.spec, file: display, absFile: resolved, text: read.text, warnings: result.warnings };
 }
 
 export function buildFileSet(spec: Spec, specFile: string, target?: "openresty" | "nginx"): FileSet {

@@ -6,13 +6,10 @@
  */
 import { createHash } from "node:crypto";
 import path from "node:path";
-import { RejectedError, UsageError } from "../errors.js";
-import { buildFileSet } from "../pipeline.js";
+import { buildFileSet, loadSpecFile } from "../pipeline.js";
 import type { FileSet } from "../render/render.js";
-import { formatDiagnostic, loadSpecText, type SpecDiagnostic } from "../spec/load.js";
+import { loadSpecText, type SpecDiagnostic } from "../spec/load.js";
 import type { Spec } from "../spec/schema.js";
-import { validateSpecText } from "../spec/validate.js";
-import { readSpecFile } from "../util/files.js";
 
 export type Target = "openresty" | "nginx";
 
@@ -47,30 +44,16 @@ export function fingerprintOf(text: string, set: FileSet): string {
 
 /** Read, validate and render; every spec problem becomes one RejectedError (exit 1). */
 export async function prepareSpec(file: string, cwd: string, targetOverride?: Target): Promise<PreparedSpec> {
-  const absFile = path.resolve(cwd, file);
-  const read = await readSpecFile(absFile);
-  if ("problem" in read) {
-    if (read.problem === "directory") throw new UsageError(read.detail);
-    throw new RejectedError(read.detail);
-  }
-  const display = path.relative(cwd, absFile) || file;
-  const result = validateSpecText(read.text, display);
-  if (!result.spec) {
-    const n = result.errors.length;
-    throw new RejectedError(`${display}: ${n} error${n === 1 ? "" : "s"} in the spec`, result.errors.map(formatDiagnostic), {
-      errors: result.errors,
-    });
-  }
-  const set = buildFileSet(result.spec, display, targetOverride);
+  const { spec, file: display, absFile, text, warnings } = await loadSpecFile(file, cwd);
+  const set = buildFileSet(spec, display, targetOverride);
   let locator: ((p: Array<string | number>) => { file: string; line: number; column: number }) | undefined;
-  const text = read.text;
   return {
-    spec: result.spec,
-    target: targetOverride ?? result.spec.target,
+    spec,
+    target: targetOverride ?? spec.target,
     file: display,
     absFile,
     text,
-    warnings: result.warnings,
+    warnings,
     set,
     fingerprint: fingerprintOf(text, set),
     locate(specPath) {
