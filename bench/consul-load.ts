@@ -36,6 +36,7 @@ async function main(): Promise<void> {
   const { dir } = await buildPrefix(spec as never);
   chmodSync(dir, 0o755);
   const nginx = await Nginx.start(dir);
+  await Stack.allWorkers(nginx, WORKERS);
   try {
     // Settle: the first read (index 0) and the first blocking query of each upstream.
     for (let i = 0; i < UPSTREAMS; i++) await standin.waitForBlocked(`svc${i}`, 1, 10_000);

@@ -4,8 +4,8 @@
  *
  *   npx tsx bench/propagation.ts        (CHANGES=60 WORKERS=2 by default)
  *
- * Real nginx, real backends, the stand-in, all on 127.0.0.1. Four keep-alive
- * clients poll nginx non-stop; every answer records the time, the nginx
+ * Real nginx, real backends, the stand-in, all on 127.0.0.1. Keep-alive
+ * clients, at least one on every worker, poll nginx non-stop; every answer records the time, the nginx
  * worker (X-Worker: $pid) and the backend. For each change:
  *   first = the first answer routed accordingly (the new instance answers; or,
  *           after a deregistration, the first answer of a run of 20 without it),
@@ -25,7 +25,8 @@ import { Stack } from "../test/discovery/harness.js";
 
 const CHANGES = Number(process.env.CHANGES ?? 60);
 const WORKERS = Number(process.env.WORKERS ?? 2);
-const CLIENTS = 4;
+const CLIENTS = Math.max(4, 2 * WORKERS);
+// (at most CLIENTS pollers; at least one on every worker)
 const now = () => performance.timeOrigin + performance.now();
 
 interface Answer {
@@ -62,12 +63,16 @@ async function main(): Promise<void> {
     nginx: Record<string, unknown>;
   };
   spec.nginx.error_log = { path: "logs/error.log", level: "warn" };
+  // nginx closes a client connection after keepalive_requests (1000); a
+  // reconnecting poller may land on another worker and leave one unobserved.
+  spec.nginx.http = { keepalive_requests: 100_000_000 };
   spec.servers[0]!.locations[0]!.directives = [{ name: "add_header", args: ["X-Worker", "$pid"] }];
   const { dir } = await buildPrefix(spec as never);
   const { chmodSync } = await import("node:fs");
   chmodSync(dir, 0o755);
   const nginx = await Nginx.start(dir);
   const url = `http://127.0.0.1:${port}/`;
+  await Stack.allWorkers(nginx, WORKERS);
   const workers = nginx.workerPids().map(String);
 
   try {
@@ -75,24 +80,35 @@ async function main(): Promise<void> {
 
     const answers: Answer[] = [];
     let polling = true;
-    const agent = new http.Agent({ keepAlive: true, maxSockets: CLIENTS });
-    const seenWorkers = new Set<string>();
-    const poller = async () => {
+    const agents: http.Agent[] = [];
+    const poller = async (agent: http.Agent) => {
       while (polling) {
         try {
           const res = await request(url, { agent, timeoutMs: 2000 });
-          const a = { at: now(), worker: String(res.headers["x-worker"]), backend: String(res.headers["x-backend"] ?? res.status) };
-          answers.push(a);
-          seenWorkers.add(a.worker);
+          answers.push({ at: now(), worker: String(res.headers["x-worker"]), backend: String(res.headers["x-backend"] ?? res.status) });
         } catch {
           answers.push({ at: now(), worker: "?", backend: "error" });
         }
       }
     };
-    const pollers = Array.from({ length: CLIENTS }, poller);
-    await waitFor(() => workers.every((w) => seenWorkers.has(w)), "every worker to answer the pollers", 10_000).catch(() => {
-      throw new Error(`the ${CLIENTS} keep-alive pollers reach workers ${[...seenWorkers].join(",")} of ${workers.join(",")}; rerun`);
-    });
+    // One keep-alive connection per worker: open connections one at a time
+    // while the earlier ones poll (a busy worker rarely wins the next accept),
+    // keeping each that lands on a worker not yet covered.
+    const pollers: Array<Promise<void>> = [];
+    const covered = new Set<string>();
+    for (let tries = 0; covered.size < workers.length && tries < 500; tries++) {
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+      const res = await request(url, { agent, timeoutMs: 2000 });
+      const w = String(res.headers["x-worker"]);
+      if (covered.has(w) && covered.size + (CLIENTS - agents.length) > workers.length) {
+        agent.destroy();
+        continue;
+      }
+      covered.add(w);
+      agents.push(agent);
+      pollers.push(poller(agent));
+    }
+    if (covered.size < workers.length) throw new Error(`could not reach every worker with a poller (${[...covered].join(",")} of ${workers.join(",")})`);
 
     const first: number[] = [];
     const last: number[] = [];
@@ -110,7 +126,12 @@ async function main(): Promise<void> {
       await waitFor(() => {
         const after = answers.slice(from).filter((a) => a.at >= t0);
         return workers.every((w) => after.some((a) => a.worker === w && ok(a)));
-      }, `change ${i} to reach every worker`, 5000);
+      }, `change ${i} to reach every worker`, 5000).catch((e: Error) => {
+        const after = answers.slice(from).filter((a) => a.at >= t0);
+        const by: Record<string, Record<string, number>> = {};
+        for (const a of after) (by[a.worker] ??= {})[a.backend] = (by[a.worker]?.[a.backend] ?? 0) + 1;
+        throw new Error(`${e.message}; answers since the change by worker: ${JSON.stringify(by)}\n${nginx.errorLog().split("\n").slice(-30).join("\n")}`);
+      });
       await sleep(100);
       const after = answers.slice(from).filter((a) => a.at >= t0);
       errors += after.filter((a) => a.backend === "error" || /^\d+$/.test(a.backend)).length;
@@ -145,7 +166,7 @@ async function main(): Promise<void> {
     }
     polling = false;
     await Promise.all(pollers);
-    agent.destroy();
+    for (const agent of agents) agent.destroy();
 
     const fmt = (xs: number[]) =>
       `p50 ${pct(xs, 50).toFixed(1)} ms  p90 ${pct(xs, 90).toFixed(1)} ms  p99 ${pct(xs, 99).toFixed(1)} ms  max ${Math.max(...xs).toFixed(1)} ms`;

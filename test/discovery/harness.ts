@@ -116,7 +116,13 @@ export class Stack {
     // mkdtemp makes 0700 directories; workers run as nobody and must reach the dump directory.
     chmodSync(dir, 0o755);
     const nginx = await Nginx.start(dir, options.env ?? {});
+    await Stack.allWorkers(nginx, options.workers ?? 2);
     return new Stack(standin, nginx, dir, port, options, own);
+  }
+
+  /** Nginx.start returns once the first worker is up; tests that count workers need all of them. */
+  static async allWorkers(nginx: Nginx, count: number): Promise<void> {
+    await waitFor(() => nginx.workerPids().length === count, `${count} nginx workers`);
   }
 
   url(p = "/"): string {
@@ -216,6 +222,7 @@ export class Stack {
     await this.nginx.stop();
     await sleep(50);
     this.nginx = await Nginx.start(this.prefix, env);
+    await Stack.allWorkers(this.nginx, this.options.workers ?? 2);
   }
 
   async stop(): Promise<void> {

@@ -60,6 +60,7 @@ describe("runtime start-up", () => {
       ].join("\n"),
     );
     nginx = await Nginx.start(dir);
+    await Stack.allWorkers(nginx, 2);
     const workers = nginx.workerPids();
     await waitFor(() => workers.every((pid) => nginx!.errorLog().includes(`test: health init_worker in ${pid}`)), "every worker to start health");
     expect(nginx.errorLog()).not.toMatch(/init_worker_by_lua error/);

@@ -64,6 +64,7 @@ describe("discovery: watcher takeover", () => {
 
     await stack.nginx.reload();
     await waitFor(() => oldWorkers.every((p) => !isAlive(p)), "old workers to exit", 5000);
+    await Stack.allWorkers(stack.nginx, 2);
     const newWatcher = await stack.watcherPid();
     expect(oldWorkers).not.toContain(newWatcher);
     // The live list survived the reload (no re-seed, same version).
