@@ -67,6 +67,8 @@ export interface LbOptions {
   /** Status allow list (default 127.0.0.1). */
   allow?: string[];
   errorLevel?: string;
+  /** Extra fields for the main server (error_pages, ...). */
+  server?: Record<string, unknown>;
   /** Extra Lua files copied into the prefix: module path ("gen_lb_test/x.lua") -> source file. */
   luaFiles?: Record<string, string>;
 }
@@ -106,6 +108,7 @@ export class Lb {
         {
           listen: `127.0.0.1:${port}`,
           locations: [...names.map((n) => ({ path: `/${n}/`, upstream: n })), ...(opts.locations ?? [])],
+          ...opts.server,
         },
       ],
       status: { listen: `127.0.0.1:${statusPort}`, path: "/status", allow: opts.allow ?? ["127.0.0.1"] },

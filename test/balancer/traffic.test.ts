@@ -210,3 +210,35 @@ describe("least_conn", () => {
     expect(share(rr.byBackend, "slow"), JSON.stringify(rr.byBackend)).toBeGreaterThan(0.4);
   });
 });
+
+describe("in-flight accounting", () => {
+  let lb: Lb;
+  let broken: Backend;
+
+  beforeAll(async () => {
+    [broken] = (await backends(["broken"])) as [Backend];
+    broken.mode = "reset";
+    lb = await Lb.start({
+      workers: 1,
+      upstreams: { web: { retries: 1, balance: "least_conn" } },
+      // nginx's own 502 goes to an error page: an internal redirect, which drops
+      // ngx.ctx, so the log phase of the proxied location never runs.
+      locations: [{ path: "/50x", match: "exact", return: { code: 502, text: "custom" } }],
+      server: { error_pages: [{ codes: [502], uri: "/50x" }] },
+    });
+    lb.register("web", broken);
+    await lb.waitForPeers("web", [broken.address]);
+  });
+
+  afterAll(async () => {
+    await lb?.stop();
+    await broken?.stop();
+  });
+
+  it("returns to zero after requests whose log phase never ran (error_page redirect)", async () => {
+    const r = await runLoad({ url: lb.url("web"), requests: 40, concurrency: 2 });
+    expect(r.statuses).toEqual({ 502: 40 });
+    const p = await lb.waitForPeer("web", broken.address, (x) => x.requests === 80 && x.in_flight === 0, "in-flight back to 0", 20_000);
+    expect(p.failures).toBeGreaterThanOrEqual(40);
+  });
+});

@@ -35,6 +35,7 @@ local error = error
 local ipairs = ipairs
 local pairs = pairs
 local pcall = pcall
+local collectgarbage = collectgarbage
 local setmetatable = setmetatable
 local tonumber = tonumber
 local tostring = tostring
@@ -236,6 +237,7 @@ end
 
 local pool, npool = {}, 0
 local inuse = {}   -- state -> true while its request runs
+local picks = 0    -- tries started by this worker (the sweep's sign of life)
 
 local function acquire(ctx)
   local st
@@ -392,6 +394,7 @@ function _M.balance(name)
   st.ids[k] = peer.id
   u.inflight[i] = u.inflight[i] + 1
   u.reqs[i] = u.reqs[i] + 1
+  picks = picks + 1
 end
 
 --- log_by_lua: the request is over; account for its last try.
@@ -436,7 +439,9 @@ function _M.access(name)
 end
 
 -- Requests whose log phase never ran: their ctx was collected.
-local function sweep()
+-- Returns how many requests are still in use afterwards.
+local function reap_orphans()
+  local left = 0
   for st in pairs(inuse) do
     if st.holder[1] == nil then
       local u = st.u
@@ -447,8 +452,31 @@ local function sweep()
         end
       end
       release(st)
+    else
+      left = left + 1
     end
   end
+  return left
+end
+
+-- A busy worker collects garbage all the time, so an orphan is found within
+-- seconds. An idle one may not collect for a long while: when no request came
+-- since the last sweep yet some still look in flight, collect once (at most
+-- every FORCED_GC_EVERY seconds) and look again.
+local FORCED_GC_EVERY = 10
+local picks_seen, forced_at = 0, 0
+
+local function sweep()
+  local left = reap_orphans()
+  if left > 0 and picks == picks_seen then
+    local t = now()
+    if t - forced_at >= FORCED_GC_EVERY then
+      forced_at = t
+      collectgarbage("collect")
+      reap_orphans()
+    end
+  end
+  picks_seen = picks
 end
 
 local function flush_all(premature)
