@@ -28,28 +28,30 @@ local function emit(level, ...)
   for i = 1, n do
     parts[i + 1] = tostring((select(i, ...)))
   end
-  ngx_log(level, concat(parts))
+  -- Tail calls all the way down, so that nginx names the caller's file and
+  -- line ("[lua] discovery.lua:350: failure(): gen-lb: ..."), not this one.
+  return ngx_log(level, concat(parts))
 end
 
 --- A state change worth one line (peers changed, watcher elected).
 function _M.change(...)
-  emit(change_level, ...)
+  return emit(change_level, ...)
 end
 
 function _M.info(...)
-  emit(ngx.INFO, ...)
+  return emit(ngx.INFO, ...)
 end
 
 function _M.debug(...)
-  emit(ngx.DEBUG, ...)
+  return emit(ngx.DEBUG, ...)
 end
 
 function _M.warn(...)
-  emit(ngx.WARN, ...)
+  return emit(ngx.WARN, ...)
 end
 
 function _M.err(...)
-  emit(ngx.ERR, ...)
+  return emit(ngx.ERR, ...)
 end
 
 --- "a, b, c" for at most `max` items of `list`, then "and N more".
