@@ -421,14 +421,13 @@ local function http_error(res)
   return "HTTP " .. res.status .. hint .. ": " .. body
 end
 
--- Apply a parsed list. Returns nothing; logs what it did.
+-- Apply a parsed list; returns whether the served list changed.
 local function apply(w, list, index, client)
   local name = w.name
   local fields = { key = w.key, index = index, consul_address = client.label, last_error = ngx.null, failures = 0 }
   if #list > 0 then
     w.empty_kept = false
-    publish(name, list, "consul", fields)
-    return true
+    return publish(name, list, "consul", fields)
   end
   -- Consul lists no passing instance.
   local meta = peers.meta(name)
@@ -444,11 +443,9 @@ local function apply(w, list, index, client)
   end
   local fb = fallback_list(w.up)
   if #fb > 0 then
-    publish(name, fb, "fallback", fields)
-  else
-    publish(name, {}, "consul", fields)
+    return publish(name, fb, "fallback", fields)
   end
-  return true
+  return publish(name, {}, "consul", fields)
 end
 
 -- One blocking query and what follows. Yields (cosockets, sleep).
@@ -490,8 +487,8 @@ local function step(w, clients, abort, sema)
     end
     index, reset = 0, true
   elseif index < asked then
-    log.info('upstream "', w.name, '": X-Consul-Index went backwards (', asked, " -> ", index,
-      "); resetting to 0")
+    log.warn('upstream "', w.name, '": X-Consul-Index went backwards (', fmt("%.0f", asked), " -> ",
+      fmt("%.0f", index), "); taking this answer and reading afresh with index 0")
     reset = true
   else
     w.warned_index = false
