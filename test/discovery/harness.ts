@@ -69,6 +69,8 @@ export interface StackOptions {
   standin?: ConsulStandin;
   /** Build into this prefix (reusing a dump file there). */
   prefix?: string;
+  /** Extra exact-match locations: path -> Lua run by content_by_lua (test hooks). */
+  luaLocations?: Record<string, string>;
 }
 
 export class Stack {
@@ -100,6 +102,11 @@ export class Stack {
           locations: [
             ...names.map((n, i) => ({ path: i === 0 ? "/" : `/u/${n}/`, upstream: n })),
             { path: "/_gen_lb_view", match: "exact", directives: [{ name: "content_by_lua", args: [VIEW_LUA] }] },
+            ...Object.entries(options.luaLocations ?? {}).map(([p, code]) => ({
+              path: p,
+              match: "exact",
+              directives: [{ name: "content_by_lua", args: [code] }],
+            })),
           ],
         },
       ],

@@ -9,7 +9,9 @@ import { afterEach, describe, expect, it } from "vitest";
 import { ConsulStandin } from "../support/consul-standin.js";
 import { buildPrefix, Nginx } from "../support/nginx.js";
 import { freePort, waitFor } from "../support/ports.js";
-import { Stack } from "./harness.js";
+import { startBackends, type Backend } from "../support/backends.js";
+import { request } from "../support/load.js";
+import { instance, Stack } from "./harness.js";
 
 describe("runtime start-up", () => {
   let standin: ConsulStandin | undefined;
@@ -73,4 +75,37 @@ describe("runtime start-up", () => {
     // Loaded by init_by_lua in the master: the start fails, naming the file.
     await expect(Nginx.start(dir)).rejects.toThrow(/init_by_lua error.*health\.lua/s);
   });
+
+  it("a bug inside the watcher loop is logged and the loop goes on (no error ends discovery)", async () => {
+    const backends = await startBackends(["a", "b"]);
+    // One worker, so the hook patches the watcher's own copy of gen_lb.peers:
+    // its next two publish calls throw, as a bug would.
+    const stack = await Stack.start({
+      workers: 1,
+      consul: { wait: "1s" },
+      luaLocations: {
+        "/_break": [
+          "local p = require('gen_lb.peers')",
+          "local publish, n = p.publish, 0",
+          "p.publish = function(...) n = n + 1 if n <= 2 then error('injected bug ' .. n) end return publish(...) end",
+          "ngx.say('ok')",
+        ].join(" "),
+      },
+    });
+    try {
+      const [a, b] = backends as [Backend, Backend];
+      stack.register(instance("web", a.port));
+      await stack.waitForPeers("web", [a.address]);
+      expect((await request(stack.url("/_break"))).body.trim()).toBe("ok");
+      stack.register(instance("web", b.port));
+      await stack.waitForPeers("web", [a.address, b.address], 20_000);
+      const bugs = stack.genLbLines().filter((l) => /watcher step failed: .*injected bug/.test(l));
+      expect(bugs.length).toBeGreaterThanOrEqual(1);
+      expect(bugs.length).toBeLessThanOrEqual(2);
+      expect(stack.genLbLines().filter((l) => /is now the Consul watcher/.test(l))).toHaveLength(1);
+    } finally {
+      await stack.stop();
+      await Promise.all(backends.map((x) => x.stop()));
+    }
+  }, 40_000);
 });
