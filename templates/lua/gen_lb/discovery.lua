@@ -32,7 +32,6 @@ local decode = cjson.decode
 local concat = table.concat
 local sort = table.sort
 local find = string.find
-local match = string.match
 local sub = string.sub
 local gsub = string.gsub
 local fmt = string.format
@@ -86,26 +85,7 @@ local function query_path(up)
   return concat(q)
 end
 
-local function valid_ipv4(s)
-  local a, b, c, d = match(s, "^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
-  if not a then
-    return false
-  end
-  for _, o in ipairs({ a, b, c, d }) do
-    if #o > 3 or tonumber(o) > 255 then
-      return false
-    end
-  end
-  return true
-end
-
-local function valid_ip(s)
-  if valid_ipv4(s) then
-    return true
-  end
-  -- IPv6: hex groups, colons, maybe an embedded IPv4 tail.
-  return find(s, ":", 1, true) ~= nil and match(s, "^[%x:.]+$") ~= nil and #s <= 45
-end
+local valid_ip = peers.valid_ip
 
 local function describe(v)
   if v == nil then

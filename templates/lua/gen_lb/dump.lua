@@ -93,8 +93,7 @@ local function valid_peer(p)
     return nil
   end
   local host, port, weight = p[1], p[2], p[3]
-  if type(host) ~= "string" or host == "" or type(port) ~= "number" or port < 1 or port > 65535
-      or port % 1 ~= 0 then
+  if not peers.valid_ip(host) or type(port) ~= "number" or port < 1 or port > 65535 or port % 1 ~= 0 then
     return nil
   end
   if type(weight) ~= "number" or weight < 1 or weight % 1 ~= 0 then

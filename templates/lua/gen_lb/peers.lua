@@ -20,6 +20,7 @@ local decode = cjson.decode
 local encode = cjson.encode
 local find = string.find
 local sub = string.sub
+local match = string.match
 local concat = table.concat
 local sort = table.sort
 local pairs = pairs
@@ -57,6 +58,31 @@ local function peer_id(host, port)
   return host .. ":" .. port
 end
 _M.peer_id = peer_id
+
+local function valid_ipv4(s)
+  local a, b, c, d = match(s, "^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
+  if not a then
+    return false
+  end
+  for _, o in ipairs({ a, b, c, d }) do
+    if #o > 3 or tonumber(o) > 255 then
+      return false
+    end
+  end
+  return true
+end
+
+--- Whether a peer address is an IP literal (balancer.set_current_peer takes
+--- nothing else): dotted IPv4, or IPv6 (hex groups and colons, maybe an IPv4 tail).
+function _M.valid_ip(s)
+  if type(s) ~= "string" then
+    return false
+  end
+  if valid_ipv4(s) then
+    return true
+  end
+  return find(s, ":", 1, true) ~= nil and match(s, "^[%x:.]+$") ~= nil and #s <= 45
+end
 
 local function by_address(a, b)
   if a.host ~= b.host then
