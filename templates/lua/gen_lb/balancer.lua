@@ -57,7 +57,6 @@ local ALGORITHMS = {
 local NGX_BUSY = -3
 -- A peer-less or broken upstream is logged at most this often per worker.
 local QUIET = 10
-local POOL_MAX = 4096
 local FLUSH_EVERY = 1
 
 local hdict = ngx.shared[config.dicts.health]
@@ -65,6 +64,20 @@ local EMPTY = peers.EMPTY
 local WEAK_VALUES = { __mode = "v" }
 
 local worker_id = 0
+
+-- ngx.ctx without the `ngx` table's __index dispatch, when lua-resty-core
+-- exports the getter (chosen once, at load time).
+local request_ctx
+do
+  local ok, core_ctx = pcall(require, "resty.core.ctx")
+  if ok and type(core_ctx) == "table" and type(core_ctx.get_ctx_table) == "function" then
+    request_ctx = core_ctx.get_ctx_table
+  else
+    request_ctx = function()
+      return ngx.ctx
+    end
+  end
+end
 
 -- ------------------------------------------------------------------ per-upstream state
 
@@ -108,6 +121,7 @@ local function new_state(name, up)
     healthy = 0,
     all_down = false,
     quiet_until = 0,
+    seen_at = -1,
   }
   u.picker = algo.new(EMPTY, u.inflight)
   u.picker:set_eligible(u.mask, 0)
@@ -219,7 +233,14 @@ local function recompute(u, hv)
   u.healthy, u.eligible, u.hv = healthy, eligible, hv
 end
 
+-- At most once per tick of nginx's cached clock (1 ms): a busy worker reads
+-- the two versions once for many requests, and sees a change within a tick.
 local function refresh(u)
+  local t = now()
+  if t == u.seen_at then
+    return
+  end
+  u.seen_at = t
   local list, version = peers_get(u.name)
   local hv = 0
   if u.checked then
@@ -235,8 +256,10 @@ end
 
 -- ------------------------------------------------------------------ per-request state
 
+-- Every state ever made (as many as this worker's peak of concurrent
+-- proxied requests), and the free ones.
+local states, nstates = {}, 0
 local pool, npool = {}, 0
-local inuse = {}   -- state -> true while its request runs
 local picks = 0    -- tries started by this worker (the sweep's sign of life)
 
 local function acquire(ctx)
@@ -246,21 +269,22 @@ local function acquire(ctx)
     pool[npool] = nil
     npool = npool - 1
   else
-    st = { u = false, gen = 0, n = 0, key = false, tried = {}, ids = {}, holder = setmetatable({}, WEAK_VALUES) }
+    st = { busy = false, u = false, gen = 0, n = 0, key = false, tried = {}, ids = {},
+      holder = setmetatable({}, WEAK_VALUES) }
+    nstates = nstates + 1
+    states[nstates] = st
   end
+  st.busy = true
   st.holder[1] = ctx
-  inuse[st] = true
   return st
 end
 
 local function release(st)
-  inuse[st] = nil
+  st.busy = false
   st.holder[1] = nil
   st.u, st.key, st.n = false, false, 0
-  if npool < POOL_MAX then
-    npool = npool + 1
-    pool[npool] = st
-  end
+  npool = npool + 1
+  pool[npool] = st
 end
 
 -- Position of the request's k-th try in the current list (nil: the peer is gone).
@@ -338,7 +362,7 @@ function _M.balance(name)
   end
   refresh(u)
 
-  local ctx = ngx.ctx
+  local ctx = request_ctx()
   local st = ctx.gen_lb
   local key
   if not st then
@@ -399,12 +423,10 @@ end
 
 --- log_by_lua: the request is over; account for its last try.
 function _M.log()
-  local ctx = ngx.ctx
-  local st = ctx.gen_lb
+  local st = request_ctx().gen_lb
   if not st then
     return
   end
-  ctx.gen_lb = nil
   local u = st.u
   local k = st.n
   if u and k > 0 then
@@ -442,8 +464,9 @@ end
 -- Returns how many requests are still in use afterwards.
 local function reap_orphans()
   local left = 0
-  for st in pairs(inuse) do
-    if st.holder[1] == nil then
+  for k = 1, nstates do
+    local st = states[k]
+    if st.busy and st.holder[1] == nil then
       local u = st.u
       if u and st.n > 0 then
         local i = tried_at(u, st, st.n)
@@ -452,7 +475,7 @@ local function reap_orphans()
         end
       end
       release(st)
-    else
+    elseif st.busy then
       left = left + 1
     end
   end

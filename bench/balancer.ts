@@ -1,0 +1,389 @@
+/**
+ * Throughput and latency of the generated balancer against the baseline no
+ * Lua balancer can beat (the same nginx proxying to a static `upstream {}` of
+ * the same backends) and against the floor (a naive balancer that decodes the
+ * JSON peer list from a shared dict on every request), with 2 and 1,000
+ * peers; then the memory of 1,000 upstreams x 10 peers.
+ *
+ *   npx tsc -p tsconfig.json && npx tsx bench/balancer.ts
+ *   ROUNDS=5 DURATION=4 CONNS=32 npx tsx bench/balancer.ts
+ *
+ * - backends: a separate nginx answering `return 200` with a tiny body on
+ *   1,002 loopback ports, keepalive from the balancer to them;
+ * - the balancer under test: one gen-lb prefix (peers from the Consul
+ *   stand-in) holding all three variants side by side, one worker pinned to
+ *   CPU 1; the backends and wrk share CPU 0 (a 2-core box);
+ * - wrk with keepalive, --latency; runs interleaved A B C, B C A, C A B ... in
+ *   the same process run, after a warm-up of each; medians over the rounds.
+ * Goals: requests/s >= 0.97x static with 2 peers, >= 0.95x with 1,000; p99
+ * within 10% of static. Timings are reported, never asserted.
+ */
+import { spawn, spawnSync } from "node:child_process";
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { ConsulStandin } from "../test/support/consul-standin.js";
+import { buildPrefix, Nginx, NGINX_BIN } from "../test/support/nginx.js";
+import { freePort, sleep, waitFor } from "../test/support/ports.js";
+import { request } from "../test/support/load.js";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const ROUNDS = Number(process.env.ROUNDS ?? 5);
+const DURATION = Number(process.env.DURATION ?? 4);
+const CONNS = Number(process.env.CONNS ?? 32);
+const BIG = Number(process.env.BIG ?? 1000);
+const MEM_UPSTREAMS = Number(process.env.MEM_UPSTREAMS ?? 1000);
+const MEM_PEERS = Number(process.env.MEM_PEERS ?? 10);
+const CPUS = os.cpus().length;
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+const fmt = (n: number, d = 0) => n.toLocaleString("en-US", { minimumFractionDigits: d, maximumFractionDigits: d });
+const mib = (b: number) => `${(b / 1024 / 1024).toFixed(1)} MiB`;
+
+// ---------------------------------------------------------------- backends
+
+async function startBackendNginx(ports: number[]): Promise<{ stop: () => void }> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "gen-lb-bench-backends-"));
+  mkdirSync(path.join(dir, "conf"));
+  mkdirSync(path.join(dir, "logs"));
+  const affinity = CPUS >= 2 ? "worker_cpu_affinity 01;\n" : "";
+  writeFileSync(
+    path.join(dir, "conf/nginx.conf"),
+    `worker_processes 1;\n${affinity}error_log logs/error.log warn;\npid logs/nginx.pid;\nworker_rlimit_nofile 16384;\n` +
+      `events { worker_connections 8192; }\n` +
+      `http {\n  access_log off;\n  keepalive_requests 1000000;\n  keepalive_timeout 300s;\n  server {\n` +
+      ports.map((p) => `    listen 127.0.0.1:${p} backlog=4096;\n`).join("") +
+      `    location / { return 200 "ok\\n"; }\n  }\n}\n`,
+  );
+  const r = spawnSync(NGINX_BIN, ["-p", `${dir}/`, "-c", "conf/nginx.conf"], { encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`backend nginx: ${r.stderr}`);
+  const pid = await waitFor(() => {
+    try {
+      return Number(readFileSync(path.join(dir, "logs/nginx.pid"), "utf8").trim());
+    } catch {
+      return 0;
+    }
+  }, "backend nginx pid");
+  return {
+    stop: () => {
+      try {
+        process.kill(pid, "SIGTERM");
+      } catch {
+        /* gone */
+      }
+    },
+  };
+}
+
+async function freePorts(n: number): Promise<number[]> {
+  const set = new Set<number>();
+  while (set.size < n) set.add(await freePort());
+  return [...set];
+}
+
+// ---------------------------------------------------------------- the balancer under test
+
+const PROXY_HEADERS = [
+  ["Host", "$host"],
+  ["X-Real-IP", "$remote_addr"],
+  ["X-Forwarded-For", "$proxy_add_x_forwarded_for"],
+  ["X-Forwarded-Proto", "$scheme"],
+  ["Connection", ""],
+];
+
+/** A location proxying to a hand-written upstream, with the headers gen-lb's own locations set. */
+function rawLocation(p: string, upstream: string) {
+  return {
+    path: p,
+    directives: [
+      { name: "proxy_pass", args: [`http://${upstream}`] },
+      { name: "proxy_http_version", args: ["1.1"] },
+      ...PROXY_HEADERS.map(([h, v]) => ({ name: "proxy_set_header", args: [h!, v!] })),
+      { name: "proxy_next_upstream", args: ["error", "timeout", "http_502", "http_503", "http_504"] },
+      { name: "proxy_next_upstream_tries", args: ["2"] },
+    ],
+  };
+}
+
+function staticUpstream(name: string, ports: number[], keepalive: number) {
+  return {
+    name: "upstream",
+    args: [name],
+    block: [...ports.map((p) => ({ name: "server", args: [`127.0.0.1:${p}`] })), { name: "keepalive", args: [String(keepalive)] }],
+  };
+}
+
+function naiveUpstream(name: string, keepalive: number) {
+  return {
+    name: "upstream",
+    args: [`naive_${name}`],
+    block: [
+      { name: "server", args: ["0.0.0.1:1"] },
+      { name: "balancer_by_lua_file", args: [`lua/gen_lb_bench/naive_${name}.lua`] },
+      { name: "keepalive", args: [String(keepalive)] },
+    ],
+  };
+}
+
+function copyBenchLua(prefix: string): void {
+  const to = path.join(prefix, "lua/gen_lb_bench");
+  mkdirSync(to, { recursive: true });
+  for (const f of ["naive.lua", "naive_small.lua", "naive_big.lua", "mem.lua"]) copyFileSync(path.join(here, "lua", f), path.join(to, f));
+}
+
+const luaFileLocation = (p: string, file: string) => ({
+  path: p,
+  match: "exact",
+  directives: [{ name: "content_by_lua_file", args: [`lua/gen_lb_bench/${file}`] }],
+});
+
+const luaCodeLocation = (p: string, code: string) => ({ path: p, match: "exact", directives: [{ name: "content_by_lua", args: [code] }] });
+
+async function startThroughputLb(standin: ConsulStandin, small: number[], big: number[]) {
+  const port = await freePort();
+  const bigKeepalive = Math.max(32, big.length + 24);
+  const spec = {
+    consul: { addresses: [standin.url], wait: "30s" },
+    nginx: {
+      worker_processes: 1,
+      worker_connections: 8192,
+      worker_rlimit_nofile: 16384,
+      error_log: { path: "logs/error.log", level: "warn" },
+      directives: CPUS >= 2 ? [{ name: "worker_cpu_affinity", args: ["10"] }] : [],
+      http: {
+        access_log: "off",
+        keepalive_requests: 1000000,
+        keepalive_timeout: "300s",
+        directives: [staticUpstream("static_small", small, 32), staticUpstream("static_big", big, bigKeepalive), naiveUpstream("small", 32), naiveUpstream("big", bigKeepalive)],
+      },
+    },
+    upstreams: {
+      small: { service: "small", retries: 1, keepalive: 32 },
+      big: { service: "big", retries: 1, keepalive: bigKeepalive },
+    },
+    servers: [
+      {
+        listen: `127.0.0.1:${port}`,
+        locations: [
+          { path: "/gen_small/", upstream: "small" },
+          { path: "/gen_big/", upstream: "big" },
+          rawLocation("/static_small/", "static_small"),
+          rawLocation("/static_big/", "static_big"),
+          rawLocation("/naive_small/", "naive_small"),
+          rawLocation("/naive_big/", "naive_big"),
+          luaCodeLocation("/_seed", 'require("gen_lb_bench.naive").seed()'),
+        ],
+      },
+    ],
+    status: { enabled: false },
+  };
+  const { dir } = await buildPrefix(spec as never);
+  chmodSync(dir, 0o755);
+  copyBenchLua(dir);
+  const nginx = await Nginx.start(dir);
+  return { nginx, port };
+}
+
+// ---------------------------------------------------------------- wrk
+
+interface WrkResult {
+  rps: number;
+  p99ms: number;
+  errors: number;
+  /** CPU time the balancer's worker spent per request (user + system), microseconds. */
+  cpuUs: number;
+}
+
+const CLK_TCK = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout.trim()) || 100;
+
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(f[11]) + Number(f[12])) / CLK_TCK;
+}
+
+function toMs(v: string): number {
+  const m = /^([\d.]+)(us|ms|s|m)$/.exec(v.trim());
+  if (!m) return Number.NaN;
+  const n = Number(m[1]);
+  return m[2] === "us" ? n / 1000 : m[2] === "ms" ? n : m[2] === "s" ? n * 1000 : n * 60_000;
+}
+
+async function wrk(url: string, seconds: number, worker: number): Promise<WrkResult> {
+  const cpu0 = cpuSeconds(worker);
+  const r = await runWrk(url, seconds);
+  const requests = r.rps * seconds;
+  return { ...r, cpuUs: ((cpuSeconds(worker) - cpu0) / requests) * 1e6 };
+}
+
+function runWrk(url: string, seconds: number): Promise<Omit<WrkResult, "cpuUs">> {
+  const args = ["-t1", `-c${CONNS}`, `-d${seconds}s`, "--latency", url];
+  const [cmd, argv] = CPUS >= 2 ? ["taskset", ["-c", "0", "wrk", ...args]] : ["wrk", args];
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, argv as string[], { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
+    child.on("error", reject);
+    child.on("close", (code) => {
+      const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]);
+      const p99 = toMs(/^\s+99%\s+(\S+)/m.exec(out)?.[1] ?? "");
+      const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0);
+      const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+      const errors = non2xx + (sock ? sock.slice(1).reduce((n, x) => n + Number(x), 0) : 0);
+      if (code !== 0 || !Number.isFinite(rps)) reject(new Error(`wrk failed (${code}): ${out}`));
+      else resolve({ rps, p99ms: p99, errors });
+    });
+  });
+}
+
+// ---------------------------------------------------------------- throughput
+
+const VARIANTS = ["static", "gen", "naive"] as const;
+type Variant = (typeof VARIANTS)[number];
+
+async function throughput(port: number, worker: number, size: "small" | "big", peers: number) {
+  const url = (v: Variant) => `http://127.0.0.1:${port}/${v}_${size}/`;
+  for (const v of VARIANTS) await wrk(url(v), 2, worker); // warm-up: JIT, keepalive pools
+  const runs: Record<Variant, WrkResult[]> = { static: [], gen: [], naive: [] };
+  for (let r = 0; r < ROUNDS; r++) {
+    const order = [...VARIANTS.slice(r % 3), ...VARIANTS.slice(0, r % 3)];
+    for (const v of order) runs[v].push(await wrk(url(v), DURATION, worker));
+  }
+  const perRound = (v: Variant, f: (x: WrkResult) => number) => runs[v].map((x, i) => f(x) / f(runs.static[i]!));
+  const row = (v: Variant) => ({
+    variant: v,
+    rps: median(runs[v].map((x) => x.rps)),
+    p99: median(runs[v].map((x) => x.p99ms)),
+    rpsRatio: median(perRound(v, (x) => x.rps)),
+    p99Ratio: median(perRound(v, (x) => x.p99ms)),
+    cpu: median(runs[v].map((x) => x.cpuUs)),
+    cpuRatio: median(perRound(v, (x) => x.cpuUs)),
+    errors: runs[v].reduce((n, x) => n + x.errors, 0),
+  });
+  const rows = VARIANTS.map(row);
+  console.log(`\n${peers} peer(s): ${ROUNDS} interleaved rounds of ${DURATION} s, wrk -c${CONNS}`);
+  console.log("  variant   req/s (median)   p99 (median)   req/s vs static   p99 vs static   worker CPU/req   vs static   errors");
+  for (const x of rows) {
+    console.log(
+      `  ${x.variant.padEnd(8)}  ${fmt(x.rps).padStart(14)}   ${`${x.p99.toFixed(2)} ms`.padStart(12)}   ${`${x.rpsRatio.toFixed(3)}x`.padStart(15)}   ${`${x.p99Ratio.toFixed(3)}x`.padStart(13)}   ${`${x.cpu.toFixed(1)} us`.padStart(14)}   ${`${x.cpuRatio.toFixed(3)}x`.padStart(9)}   ${x.errors}`,
+    );
+  }
+  return rows;
+}
+
+// ---------------------------------------------------------------- memory
+
+function rssOf(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return m ? Number(m[1]) * 1024 : Number.NaN;
+}
+
+async function memory(backendPorts: number[]) {
+  const standin = new ConsulStandin();
+  await standin.start();
+  const port = await freePort();
+  const names = Array.from({ length: MEM_UPSTREAMS }, (_, i) => `svc${i}`);
+  const spec = {
+    consul: { addresses: [standin.url], wait: "30s" },
+    nginx: {
+      worker_processes: 1,
+      worker_connections: 8192,
+      worker_rlimit_nofile: 16384,
+      error_log: { path: "logs/error.log", level: "warn" },
+      // Discovery runs one watcher timer per upstream.
+      http: { access_log: "off", directives: [{ name: "lua_max_running_timers", args: ["4096"] }, { name: "lua_max_pending_timers", args: ["8192"] }] },
+    },
+    upstreams: Object.fromEntries(
+      names.map((n, i) => [n, { service: n, balance: (["round_robin", "least_conn", "chash", "random"] as const)[i % 4], ...(i % 4 === 2 ? { hash_key: "$remote_addr" } : {}), healthcheck: { passive: {} } }]),
+    ),
+    servers: [{ listen: `127.0.0.1:${port}`, locations: [luaFileLocation("/_mem", "mem.lua")] }],
+    status: { enabled: false },
+  };
+  const { dir } = await buildPrefix(spec as never);
+  chmodSync(dir, 0o755);
+  copyBenchLua(dir);
+  const nginx = await Nginx.start(dir);
+  try {
+    const worker = nginx.workerPids()[0]!;
+    const read = async (q: string) => JSON.parse((await request(`http://127.0.0.1:${port}/_mem?peers=${MEM_PEERS}${q}`, { timeoutMs: 60_000 })).body);
+    await sleep(500);
+    const empty = await read("");
+    const rssEmpty = rssOf(worker);
+    for (const n of names) {
+      for (let k = 0; k < MEM_PEERS; k++) {
+        const p = backendPorts[k % backendPorts.length]!;
+        standin.registerService({ ID: `${n}-${k}`, Name: n, Address: `127.0.${1 + (k >> 8)}.${1 + (k & 255)}`, Port: p });
+      }
+    }
+    const t0 = Date.now();
+    await waitFor(async () => (await read("")).ready === MEM_UPSTREAMS, "every upstream's peers", 120_000, 500);
+    const discovered = (Date.now() - t0) / 1000;
+    const lists = await read("");
+    const built = await read("&touch=1");
+    const rssBuilt = rssOf(worker);
+    const used = (d: { capacity: number; free: number }) => d.capacity - d.free;
+    console.log(`\nmemory: ${MEM_UPSTREAMS} upstreams x ${MEM_PEERS} peers (round_robin, least_conn, chash, random in turn), 1 worker`);
+    console.log(`  discovered in ${discovered.toFixed(1)} s`);
+    console.log(`  shared dict gen_lb_peers : ${mib(used(lists.dicts.peers))} used of ${mib(lists.dicts.peers.capacity)} (page-granular)`);
+    console.log(`  shared dict gen_lb_health: ${mib(used(built.dicts.health))} used of ${mib(built.dicts.health.capacity)}`);
+    console.log(`  worker Lua heap: ${mib(empty.lua_bytes)} with no peers, ${mib(lists.lua_bytes)} with every list decoded, ${mib(built.lua_bytes)} with every balancer built`);
+    console.log(`  worker Lua heap for the balancers: ${mib(built.lua_bytes - lists.lua_bytes)} (${fmt((built.lua_bytes - lists.lua_bytes) / MEM_UPSTREAMS / 1024, 1)} KiB per upstream)`);
+    console.log(`  worker RSS: ${mib(rssEmpty)} with no peers, ${mib(rssBuilt)} with every balancer built`);
+    return { used: { peers: used(lists.dicts.peers), health: used(built.dicts.health) }, lua: built.lua_bytes, rss: rssBuilt };
+  } finally {
+    await nginx.stop();
+    await standin.stop();
+  }
+}
+
+// ---------------------------------------------------------------- main
+
+const wrkCheck = spawnSync("wrk", ["--version"], { encoding: "utf8" });
+if (wrkCheck.error) throw new Error("wrk is not installed (apt-get install wrk)");
+
+const small = await freePorts(2);
+const big = await freePorts(BIG);
+const backendsNginx = await startBackendNginx([...small, ...big]);
+const standin = new ConsulStandin();
+await standin.start();
+for (const p of small) standin.registerService({ ID: `small-${p}`, Name: "small", Address: "127.0.0.1", Port: p });
+for (const p of big) standin.registerService({ ID: `big-${p}`, Name: "big", Address: "127.0.0.1", Port: p });
+const lb = await startThroughputLb(standin, small, big);
+try {
+  const seeded = async (name: string, n: number) =>
+    waitFor(async () => Number((await request(`http://127.0.0.1:${lb.port}/_seed?name=${name}`)).body.trim()) === n, `${name}: ${n} peers`, 30_000, 200);
+  await seeded("small", small.length);
+  await seeded("big", big.length);
+  console.log(`gen-lb balancer benchmark: nginx ${spawnSync(NGINX_BIN, ["-v"], { encoding: "utf8" }).stderr.trim().replace("nginx version: ", "")}, ${CPUS} CPU(s)`);
+  const worker = lb.nginx.workerPids()[0]!;
+  const two = await throughput(lb.port, worker, "small", small.length);
+  const thousand = await throughput(lb.port, worker, "big", big.length);
+  const g2 = two.find((r) => r.variant === "gen")!;
+  const g1000 = thousand.find((r) => r.variant === "gen")!;
+  console.log("\ngoals:");
+  const mark = (ok: boolean) => (ok ? "met " : "MISSED");
+  console.log(`  ${mark(g2.rpsRatio >= 0.97)} 2 peers: req/s ${g2.rpsRatio.toFixed(3)}x static (goal >= 0.97x)`);
+  console.log(`  ${mark(g1000.rpsRatio >= 0.95)} ${BIG} peers: req/s ${g1000.rpsRatio.toFixed(3)}x static (goal >= 0.95x)`);
+  console.log(`  ${mark(g2.p99Ratio <= 1.1)} 2 peers: p99 ${g2.p99Ratio.toFixed(3)}x static (goal <= 1.10x)`);
+  console.log(`  ${mark(g1000.p99Ratio <= 1.1)} ${BIG} peers: p99 ${g1000.p99Ratio.toFixed(3)}x static (goal <= 1.10x)`);
+  const n2 = two.find((r) => r.variant === "naive")!;
+  const n1000 = thousand.find((r) => r.variant === "naive")!;
+  console.log(`  naive (JSON per request), for reference: ${n2.rpsRatio.toFixed(3)}x with 2 peers, ${n1000.rpsRatio.toFixed(3)}x with ${BIG}`);
+  console.log(`  balancer worker CPU per request vs static (steadier on a shared box): gen ${g2.cpuRatio.toFixed(3)}x / ${g1000.cpuRatio.toFixed(3)}x, naive ${n2.cpuRatio.toFixed(3)}x / ${n1000.cpuRatio.toFixed(3)}x (2 / ${BIG} peers)`);
+  const errs = lb.nginx.errorLog().split("\n").filter((l) => /\[(error|crit|alert|emerg)\]/.test(l));
+  if (errs.length > 0) console.log(`\nerror log of the balancer under test (${errs.length} lines), first: ${errs[0]}`);
+} finally {
+  await lb.nginx.stop();
+  await standin.stop();
+}
+try {
+  await memory(big);
+} finally {
+  backendsNginx.stop();
+}
