@@ -242,3 +242,47 @@ describe("in-flight accounting", () => {
     expect(p.failures).toBeGreaterThanOrEqual(40);
   });
 });
+
+describe("non-idempotent requests", () => {
+  let lb: Lb;
+  let ok: Backend;
+  let reset: Backend;
+
+  beforeAll(async () => {
+    [ok, reset] = (await backends(["ok", "reset"])) as [Backend, Backend];
+    reset.mode = "reset";
+    lb = await Lb.start({
+      workers: 1,
+      upstreams: {
+        once: { service: "pair", retries: 2 },
+        again: { service: "pair", retries: 2, retry_non_idempotent: true },
+      },
+    });
+    lb.register("pair", ok);
+    lb.register("pair", reset);
+    await lb.waitForPeers("once", [ok.address, reset.address]);
+    await lb.waitForPeers("again", [ok.address, reset.address]);
+  });
+
+  afterAll(async () => {
+    await lb?.stop();
+    await Promise.all([ok?.stop(), reset?.stop()]);
+  });
+
+  it("are not retried unless the spec says so (retry_non_idempotent)", async () => {
+    const post = async (u: string) => (await request(lb.url(u), { method: "POST" })).status;
+    const once: number[] = [];
+    const again: number[] = [];
+    for (let i = 0; i < 20; i++) {
+      once.push(await post("once"));
+      again.push(await post("again"));
+    }
+    // Round robin sends every other POST to the peer that resets; nginx does not retry those.
+    expect(once.filter((s) => s === 502).length).toBeGreaterThanOrEqual(5);
+    expect(once.filter((s) => s === 200).length).toBeGreaterThanOrEqual(5);
+    expect(again).toEqual(Array(20).fill(200));
+    // GETs are retried either way.
+    const gets = await runLoad({ url: lb.url("once"), requests: 40, concurrency: 2 });
+    expect(gets.failures).toEqual([]);
+  });
+});
