@@ -26,6 +26,8 @@ export interface RenderModel {
 /** Names the runtime and the template agree on. */
 export const DICTS = { peers: "gen_lb_peers", health: "gen_lb_health", locks: "gen_lb_locks" } as const;
 export const HASH_VAR = "gen_lb_hash_key";
+/** Debian's and most distributions' CA bundle, for https:// Consul without consul.ca_file. */
+export const SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt";
 
 const d = (name: string, ...args: Array<string | number | boolean>): NginxDirective => ({ name, args });
 const block = (name: string, args: Array<string | number>, inner: NginxDirective[], comment?: string): NginxDirective => ({
@@ -177,7 +179,13 @@ function planHttp(spec: Spec): NginxDirective[] {
   out.push(d("lua_shared_dict", DICTS.peers, dictSize(spec.runtime.peers_dict_size, spec)));
   out.push(d("lua_shared_dict", DICTS.health, dictSize(spec.runtime.health_dict_size, spec)));
   out.push(d("lua_shared_dict", DICTS.locks, "1m"));
-  if (spec.consul.ca_file) out.push(d("lua_ssl_trusted_certificate", spec.consul.ca_file), d("lua_ssl_verify_depth", 5));
+  // The runtime logs each Consul failure streak once; the module's own line per failed socket op is noise.
+  out.push(d("lua_socket_log_errors", "off"));
+  // One long-lived watcher timer per upstream, plus health checks and housekeeping.
+  const timers = Object.keys(spec.upstreams).length * 2 + 64;
+  if (timers > 256) out.push(d("lua_max_running_timers", timers), d("lua_max_pending_timers", timers * 2));
+  const ca = spec.consul.ca_file ?? (spec.consul.ssl_verify && spec.consul.addresses.some((a) => a.startsWith("https:")) ? SYSTEM_CA_BUNDLE : undefined);
+  if (ca !== undefined) out.push(d("lua_ssl_trusted_certificate", ca), d("lua_ssl_verify_depth", 5));
   out.push(lua("init_by_lua_block", 'require("gen_lb.runtime").init()'));
   out.push(lua("init_worker_by_lua_block", 'require("gen_lb.runtime").init_worker()'));
   out.push(...h.directives);
@@ -225,6 +233,7 @@ function planServer(spec: Spec, server: Server, index: number): NginxDirective {
     if (server.ssl) flags.push("ssl");
     if (server.http2) flags.push("http2");
     if (server.default_server) flags.push("default_server");
+    if (server.reuseport) flags.push("reuseport");
     inner.push(d("listen", l, ...flags));
   }
   if (server.server_name.length > 0) inner.push(d("server_name", ...server.server_name));

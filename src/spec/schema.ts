@@ -115,7 +115,7 @@ export const consulSchema = z
     ssl_verify: z.boolean().default(true).describe("verify the Consul server certificate for https:// addresses"),
     ca_file: safeText("a CA file path")
       .optional()
-      .describe("CA bundle for https:// addresses (emitted as lua_ssl_trusted_certificate)"),
+      .describe("CA bundle for https:// addresses (lua_ssl_trusted_certificate); default: the system bundle /etc/ssl/certs/ca-certificates.crt when ssl_verify is on"),
     empty: z
       .enum(["keep", "accept"])
       .default("keep")
@@ -354,6 +354,7 @@ export const serverSchema = z
     listen: z.union([listenAddress, z.array(listenAddress).min(1)]).describe("where to listen: a port, \"address:port\", or a list"),
     default_server: z.boolean().default(false).describe("mark the listen as default_server"),
     http2: z.boolean().default(false).describe("enable HTTP/2 on this server (with ssl)"),
+    reuseport: z.boolean().default(false).describe("a listening socket per worker (listen ... reuseport): the kernel spreads connections evenly across workers; set it on one server per address"),
     ssl: sslSchema.optional(),
     server_name: z.array(safeText("a server name")).default([]).describe("server_name values"),
     root: safeText("a root").optional().describe("server-level root"),

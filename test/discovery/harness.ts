@@ -99,6 +99,8 @@ export class Stack {
       servers: [
         {
           listen: `127.0.0.1:${port}`,
+          // A socket per worker: new connections spread over every worker, so a test can ask each one.
+          reuseport: true,
           locations: [
             ...names.map((n, i) => ({ path: i === 0 ? "/" : `/u/${n}/`, upstream: n })),
             { path: "/_gen_lb_view", match: "exact", directives: [{ name: "content_by_lua", args: [VIEW_LUA] }] },
