@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Backend } from "../support/backends.js";
 import { request, runLoad } from "../support/load.js";
+import { waitFor } from "../support/ports.js";
 import { Lb, backends, share } from "./harness.js";
 
 describe("weights", () => {
@@ -51,7 +52,20 @@ describe("weights", () => {
   });
 
   it("status counts the requests each peer got", async () => {
-    const before = await lb.upstream("rr");
+    // Earlier requests, once every worker has added its share (each does once a second).
+    let last = -1;
+    const before = await waitFor(
+      async () => {
+        const u = await lb.upstream("rr");
+        const sum = u.peers.reduce((n, p) => n + p.requests, 0);
+        const settled = sum === last;
+        last = sum;
+        return settled ? u : undefined;
+      },
+      "counters to settle",
+      10_000,
+      1200,
+    );
     const r = await runLoad({ url: lb.url("rr"), requests: 400, concurrency: 4 });
     expect(r.failures).toEqual([]);
     // Workers add their counters once a second.

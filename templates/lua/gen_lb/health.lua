@@ -415,6 +415,7 @@ local function sync_peers(us, t)
     bump(us.name)
   end
   us.order = order
+  us.hv = -1 -- rescan the states of the new set
   local ids = {}
   for i, p in ipairs(order) do
     ids[i] = p.id
