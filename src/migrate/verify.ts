@@ -51,7 +51,7 @@ function generated(scope: string, d: Directive): boolean {
   if (/^(load_module|env|worker_processes|error_log|pid|worker_connections|multi_accept)$/.test(n) && (scope === "main" || scope === "events")) return true;
   if (scope === "http") {
     if (n === "include" && d.args[0] === "mime.types") return true;
-    if (/^(default_type|lua_package_path|lua_ssl_trusted_certificate|lua_ssl_verify_depth)$/.test(n)) return true;
+    if (/^(default_type|lua_package_path|lua_ssl_trusted_certificate|lua_ssl_verify_depth|lua_socket_log_errors|lua_max_running_timers|lua_max_pending_timers)$/.test(n)) return true;
     if (n === "lua_shared_dict" && d.args[0]?.startsWith("gen_lb_")) return true;
     if (/^init(_worker)?_by_lua_block$/.test(n)) return true;
     if (n === "map" && d.args[0] === "$http_upgrade") return true;
