@@ -350,8 +350,9 @@ const wrkCheck = spawnSync("wrk", ["--version"], { encoding: "utf8" });
 if (wrkCheck.error) throw new Error("wrk is not installed (apt-get install wrk)");
 
 const ONLY = process.env.ONLY ?? "";
-const small = await freePorts(2);
-const big = await freePorts(BIG);
+const ports = await freePorts(2 + BIG);
+const small = ports.slice(0, 2);
+const big = ports.slice(2);
 const backendsNginx = await startBackendNginx([...small, ...big]);
 const standin = new ConsulStandin();
 await standin.start();

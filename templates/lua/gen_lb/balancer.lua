@@ -4,8 +4,9 @@
 -- module (gen_lb.balancer_rr, _least_conn, _chash, _random), rebuilt only when
 -- the peer list's version (gen_lb.peers) changes, and its eligible set,
 -- recomputed only when the upstream's health version (gen_lb.health) moves.
--- The per-request path is two shared-dict reads, a pick that reads fields,
--- and set_current_peer.
+-- The per-request path is a clock read (the two versions are read from the
+-- shared dicts at most once per millisecond), a pick that reads fields and
+-- allocates nothing, and set_current_peer.
 --
 -- Retries: the first try sets set_more_tries(retries); nginx runs the
 -- balancer again for each further try, which never gets a peer this request
@@ -39,6 +40,7 @@ local collectgarbage = collectgarbage
 local setmetatable = setmetatable
 local tonumber = tonumber
 local tostring = tostring
+local type = type
 local match = string.match
 local find = string.find
 local sub = string.sub
