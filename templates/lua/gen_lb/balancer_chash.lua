@@ -22,6 +22,7 @@ local floor = math.floor
 local max = math.max
 local setmetatable = setmetatable
 
+local is_tried = require("gen_lb.tried").contains
 local _M = { _VERSION = "0.1.0" }
 
 local mt = { __index = _M }
@@ -127,15 +128,6 @@ function _M.set_eligible(self, mask)
     end
   end
   self.mask, self.eligible, self.m = copy, el, m
-end
-
-local function is_tried(tried, ntried, i)
-  for k = 1, ntried do
-    if tried[k] == i then
-      return true
-    end
-  end
-  return false
 end
 
 --- The ring position a key hashes to (for tests): index of the first point >= crc32(key).

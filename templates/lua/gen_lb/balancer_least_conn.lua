@@ -8,6 +8,7 @@
 -- Interface: see gen_lb.balancer_rr.
 local setmetatable = setmetatable
 
+local is_tried = require("gen_lb.tried").contains
 local _M = { _VERSION = "0.1.0" }
 
 local mt = { __index = _M }
@@ -39,15 +40,6 @@ function _M.set_eligible(self, mask)
     end
   end
   self.eligible, self.m = el, m
-end
-
-local function is_tried(tried, ntried, i)
-  for k = 1, ntried do
-    if tried[k] == i then
-      return true
-    end
-  end
-  return false
 end
 
 function _M.find(self, tried, ntried)

@@ -8,6 +8,7 @@
 local random = math.random
 local setmetatable = setmetatable
 
+local is_tried = require("gen_lb.tried").contains
 local _M = { _VERSION = "0.1.0" }
 
 local mt = { __index = _M }
@@ -68,15 +69,6 @@ function _M.set_eligible(self, mask)
     prob[small[k]] = 1
   end
   self.eligible, self.m, self.prob, self.alias = el, m, prob, alias
-end
-
-local function is_tried(tried, ntried, i)
-  for k = 1, ntried do
-    if tried[k] == i then
-      return true
-    end
-  end
-  return false
 end
 
 local function draw(self)

@@ -14,6 +14,7 @@
 local random = math.random
 local setmetatable = setmetatable
 
+local is_tried = require("gen_lb.tried").contains
 local _M = { _VERSION = "0.1.0" }
 
 local mt = { __index = _M }
@@ -118,15 +119,6 @@ function _M.set_eligible(self, mask, count)
     self.sched, self.period, self.scan = nil, 0, m > 0
   end
   return count
-end
-
-local function is_tried(tried, ntried, i)
-  for k = 1, ntried do
-    if tried[k] == i then
-      return true
-    end
-  end
-  return false
 end
 
 -- nginx's ngx_http_upstream_get_peer, over the eligible peers not yet tried.
