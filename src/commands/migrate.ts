@@ -9,7 +9,6 @@ import { randomBytes } from "node:crypto";
 import { existsSync, promises as fs, statSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { execa } from "execa";
 import { RejectedError, UsageError } from "../errors.js";
 import { migrate, MigrateError, specYaml, type Migration } from "../migrate/index.js";
 import { formatReport, reportJson } from "../migrate/report.js";
@@ -20,6 +19,7 @@ import { buildFileSet } from "../pipeline.js";
 import { formatDiagnostic } from "../spec/load.js";
 import { validateSpecText } from "../spec/validate.js";
 import { writeFileSet } from "../util/files.js";
+import { nginxTestCommand, systemRunner } from "../util/proc.js";
 import type { Io } from "./io.js";
 
 /**
@@ -73,8 +73,8 @@ async function verify(m: Migration, specText: string, specFile: string, bin: str
     await writeFileSet(dir, set);
     const parsed = parseConfig(path.join(dir, "conf/nginx.conf"), fsLoader());
     const differences = compareConfigs(m.tree, parsed.config[0]?.parsed ?? [], m.findings);
-    const r = await execa(bin, ["-t", "-e", "stderr", "-p", `${dir}/`, "-c", "conf/nginx.conf"], { reject: false, all: true });
-    const output = (r.all ?? "").replaceAll(dir, "<prefix>");
+    const r = await systemRunner.run(nginxTestCommand(bin, dir));
+    const output = (r.spawnError ? `cannot run ${bin}: ${r.spawnError}` : `${r.stdout}${r.stderr}`).replaceAll(dir, "<prefix>");
     return { differences, nginxTest: { ok: r.exitCode === 0, output, bin } };
   } finally {
     await fs.rm(dir, { recursive: true, force: true });
