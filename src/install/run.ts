@@ -65,17 +65,19 @@ async function lockPrefix(prefix: string, deps: RunDeps): Promise<Lock> {
   });
 }
 
+/** With --reload, the running master to signal; a reload that cannot happen is known before anything is touched. */
+async function masterToReload(reload: boolean | undefined, pidFile: string, deps: RunDeps): Promise<number | undefined> {
+  if (!reload) return undefined;
+  const master = await findMaster(pidFile, deps.runner);
+  if ("problem" in master) throw new RejectedError(`cannot --reload: ${master.problem}; nothing was changed`);
+  return master.pid;
+}
+
 export async function runInstall(input: InstallInput, deps: RunDeps): Promise<InstallResult> {
   const { prefix, prepared } = input;
   const io = deps.fs ?? nodeInstallFs;
   const liveBefore = await readLiveConfig(prefix);
-  // A reload that cannot happen is known now, before anything is touched.
-  let masterPid: number | undefined;
-  if (input.reload) {
-    const master = await findMaster(liveBefore.pidFile, deps.runner);
-    if ("problem" in master) throw new RejectedError(`cannot --reload: ${master.problem}; nothing was changed`);
-    masterPid = master.pid;
-  }
+  const masterPid = await masterToReload(input.reload, liveBefore.pidFile, deps);
 
   const lock = input.dryRun ? undefined : await lockPrefix(prefix, deps);
   try {
@@ -207,12 +209,7 @@ export async function runRollback(input: RollbackInput, deps: RunDeps): Promise<
   const { prefix } = input;
   const io = deps.fs ?? nodeInstallFs;
   const liveBefore = await readLiveConfig(prefix);
-  let masterPid: number | undefined;
-  if (input.reload) {
-    const master = await findMaster(liveBefore.pidFile, deps.runner);
-    if ("problem" in master) throw new RejectedError(`cannot --reload: ${master.problem}; nothing was changed`);
-    masterPid = master.pid;
-  }
+  const masterPid = await masterToReload(input.reload, liveBefore.pidFile, deps);
   const lock = input.dryRun ? undefined : await lockPrefix(prefix, deps);
   try {
     const backups = await listBackups(prefix);
