@@ -1,17 +1,7 @@
-import net from "node:net";
+import { freeLoopbackPort } from "../../src/check/run.js";
 
-/** A port that was free on 127.0.0.1 a moment ago (the kernel picked it). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.unref();
-    server.on("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
+/** A port that was free on 127.0.0.1 a moment ago: the one `gen-lb check` uses. */
+export const freePort = freeLoopbackPort;
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 

@@ -356,13 +356,19 @@ end
 
 -- ------------------------------------------------------------------ entry points
 
---- balancer_by_lua: pick a peer of upstream `name` for this try.
-function _M.balance(name)
+-- The upstream's state, refreshed; a name nginx.conf does not know is the caller's bug.
+local function upstream(name)
   local u = ups[name]
   if not u then
-    error("gen-lb balancer: unknown upstream " .. tostring(name), 2)
+    error("gen-lb balancer: unknown upstream " .. tostring(name), 3)
   end
   refresh(u)
+  return u
+end
+
+--- balancer_by_lua: pick a peer of upstream `name` for this try.
+function _M.balance(name)
+  local u = upstream(name)
 
   local ctx = request_ctx()
   local st = ctx.gen_lb
@@ -452,11 +458,7 @@ end
 
 --- access_by_lua for upstreams with fail_open = false: 503 when no peer may get traffic.
 function _M.access(name)
-  local u = ups[name]
-  if not u then
-    error("gen-lb balancer: unknown upstream " .. tostring(name), 2)
-  end
-  refresh(u)
+  local u = upstream(name)
   if u.eligible == 0 then
     return ngx.exit(ngx.HTTP_SERVICE_UNAVAILABLE)
   end

@@ -22,7 +22,8 @@ local floor = math.floor
 local max = math.max
 local setmetatable = setmetatable
 
-local is_tried = require("gen_lb.tried").contains
+local is_tried = require("gen_lb.pick").is_tried
+local eligible_of = require("gen_lb.pick").eligible
 local _M = { _VERSION = "0.1.0" }
 
 local mt = { __index = _M }
@@ -119,14 +120,11 @@ function _M.new(list)
 end
 
 function _M.set_eligible(self, mask)
-  local copy, el, m = {}, {}, 0
+  local copy = {}
   for i = 1, self.n do
     copy[i] = mask[i] and true or false
-    if mask[i] then
-      m = m + 1
-      el[m] = i
-    end
   end
+  local el, m = eligible_of(mask, self.n)
   self.mask, self.eligible, self.m = copy, el, m
 end
 

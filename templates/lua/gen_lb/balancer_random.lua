@@ -8,7 +8,8 @@
 local random = math.random
 local setmetatable = setmetatable
 
-local is_tried = require("gen_lb.tried").contains
+local is_tried = require("gen_lb.pick").is_tried
+local eligible_of = require("gen_lb.pick").eligible
 local _M = { _VERSION = "0.1.0" }
 
 local mt = { __index = _M }
@@ -26,13 +27,10 @@ end
 
 -- Vose's construction of the alias table over the eligible peers.
 function _M.set_eligible(self, mask)
-  local el, m, total = {}, 0, 0
-  for i = 1, self.n do
-    if mask[i] then
-      m = m + 1
-      el[m] = i
-      total = total + self.weight[i]
-    end
+  local el, m = eligible_of(mask, self.n)
+  local total = 0
+  for k = 1, m do
+    total = total + self.weight[el[k]]
   end
   local prob, alias = {}, {}
   local small, large, ns, nl = {}, {}, 0, 0

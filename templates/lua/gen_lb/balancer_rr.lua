@@ -14,7 +14,8 @@
 local random = math.random
 local setmetatable = setmetatable
 
-local is_tried = require("gen_lb.tried").contains
+local is_tried = require("gen_lb.pick").is_tried
+local eligible_of = require("gen_lb.pick").eligible
 local _M = { _VERSION = "0.1.0" }
 
 local mt = { __index = _M }
@@ -96,14 +97,9 @@ local function build_schedule(self)
 end
 
 function _M.set_eligible(self, mask, count)
-  local el = {}
-  local m = 0
-  for i = 1, self.n do
-    if mask[i] then
-      m = m + 1
-      el[m] = i
-      self.current[i] = 0
-    end
+  local el, m = eligible_of(mask, self.n)
+  for k = 1, m do
+    self.current[el[k]] = 0
   end
   self.eligible, self.m = el, m
   local sched, period = nil, 0
