@@ -246,6 +246,11 @@ function planServer(spec: Spec, server: Server, index: number): NginxDirective {
   if (server.index) inner.push(d("index", ...server.index));
   for (const page of server.error_pages) inner.push(d("error_page", ...page.codes, page.uri));
   inner.push(...accessLogs(server.access_log));
+  if (server.locations.some((loc) => loc.upstream !== undefined)) {
+    // Server level, so that every location inherits it: an error_page or
+    // X-Accel-Redirect target ends a proxied request too.
+    inner.push(lua("log_by_lua_block", 'require("gen_lb.balancer").log()'));
+  }
   inner.push(...server.directives);
   server.locations.forEach((loc, li) => inner.push(planLocation(spec, loc, `servers[${index}].locations[${li}]`)));
   return block("server", [], inner, `servers[${index}]`);
@@ -301,7 +306,6 @@ function planProxy(up: Upstream, loc: Location): NginxDirective[] {
   }
   // Fail closed answers 503 before proxying: a balancer can only make nginx say 500 or 502.
   if (!up.fail_open) out.push(lua("access_by_lua_block", `require("gen_lb.balancer").access(${JSON.stringify(name)})`));
-  out.push(lua("log_by_lua_block", `require("gen_lb.balancer").log(${JSON.stringify(name)})`));
   return out;
 }
 

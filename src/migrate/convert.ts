@@ -123,6 +123,10 @@ class Converter {
 
   /** Carry `d` into `list` (the escape hatch at `to`), or report it lost. */
   carry(d: Directive, list: SpecDirective[], to: string): void {
+    if (d.directive.startsWith("log_by_lua") && Object.keys(this.upstreams).length > 0) {
+      this.add("lost", d, `${d.directive}: gen-lb runs its own log_by_lua in every server that proxies to an upstream (balancer accounting, passive health checks), and nginx keeps only one`);
+      return;
+    }
     const r = this.hatch(d);
     if ("ok" in r) {
       list.push(r.ok);
@@ -895,9 +899,7 @@ class Converter {
           } else this.carry(c, directives, `${at}.directives`);
           break;
         default:
-          if (typedUpstream && c.directive.startsWith("log_by_lua")) {
-            this.add("lost", c, `${c.directive}: gen-lb uses the log phase of proxied locations for its passive health checks`);
-          } else this.carry(c, directives, `${at}.directives`);
+          this.carry(c, directives, `${at}.directives`);
       }
     }
 

@@ -56,8 +56,10 @@ function generated(scope: string, d: Directive): boolean {
     if (/^init(_worker)?_by_lua_block$/.test(n)) return true;
     if (n === "map" && d.args[0] === "$http_upgrade") return true;
   }
+  // The balancer's log phase, at server level.
+  if (n === "log_by_lua_block" && d.args[0]?.trim() === 'require("gen_lb.balancer").log()') return true;
   if (scope.includes("location")) {
-    if (/^(proxy_pass|proxy_http_version|proxy_set_header|proxy_next_upstream|proxy_next_upstream_tries|log_by_lua_block)$/.test(n)) return true;
+    if (/^(proxy_pass|proxy_http_version|proxy_set_header|proxy_next_upstream|proxy_next_upstream_tries)$/.test(n)) return true;
     if (n === "set" && d.args[0] === "$gen_lb_hash_key") return true;
   }
   return false;

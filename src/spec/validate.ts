@@ -4,7 +4,7 @@
  */
 import type { z } from "zod";
 import { formatPath, loadSpecText, type LoadedSpec, type SpecDiagnostic } from "./load.js";
-import { specSchema, type Spec } from "./schema.js";
+import { specSchema, type Directive, type Spec } from "./schema.js";
 
 export interface ValidationResult {
   spec?: Spec;
@@ -145,6 +145,24 @@ function crossCheck(spec: Spec, diag: Diag): { errors: SpecDiagnostic[]; warning
   });
 
   if (spec.status.enabled) claim(String(spec.status.listen), [], ["status", "listen"]);
+
+  // gen-lb's balancer accounting runs log_by_lua at server level; nginx keeps
+  // one per location, so an extra one would silently replace it.
+  const ownLogPhase = (list: readonly Directive[], path: PropertyKey[]) => {
+    list.forEach((dir, i) => {
+      if (/^log_by_lua(_block|_file)?$/.test(dir.name)) {
+        errors.push(diag([...path, i, "name"], `${dir.name} cannot be used where gen-lb proxies to an upstream: gen-lb's balancer runs its own log_by_lua there (nginx keeps only one)`));
+      }
+      if (dir.block) ownLogPhase(dir.block, [...path, i, "block"]);
+    });
+  };
+  const proxying = spec.servers.map((server) => server.locations.some((loc) => loc.upstream !== undefined));
+  if (proxying.some(Boolean)) ownLogPhase(spec.nginx.http.directives, ["nginx", "http", "directives"]);
+  spec.servers.forEach((server, si) => {
+    if (!proxying[si]) return;
+    ownLogPhase(server.directives, ["servers", si, "directives"]);
+    server.locations.forEach((loc, li) => ownLogPhase(loc.directives, ["servers", si, "locations", li, "directives"]));
+  });
 
   for (const name of upstreamNames) {
     if (!used.has(name)) warnings.push(diag(["upstreams", name], `upstream "${name}" is not used by any location (it is still discovered and health-checked)`));

@@ -257,6 +257,42 @@ describe("in-flight accounting", () => {
   });
 });
 
+describe("in-flight accounting of subrequests", () => {
+  let lb: Lb;
+  let main: Backend;
+  let shadow: Backend;
+
+  beforeAll(async () => {
+    [main, shadow] = (await backends(["main", "shadow"])) as [Backend, Backend];
+    lb = await Lb.start({
+      workers: 1,
+      upstreams: { web: {}, shadow: { balance: "least_conn" } },
+      // A mirror subrequest to a gen-lb upstream: nginx never runs the log
+      // phase of a subrequest, so its end is seen only by the sweep.
+      locations: [{ path: "/m/", upstream: "web", directives: [{ name: "mirror", args: ["/shadow/"] }] }],
+    });
+    lb.register("web", main);
+    lb.register("shadow", shadow);
+    await lb.waitForPeers("web", [main.address]);
+    await lb.waitForPeers("shadow", [shadow.address]);
+  });
+
+  afterAll(async () => {
+    await lb?.stop();
+    await Promise.all([main?.stop(), shadow?.stop()]);
+  });
+
+  it("returns to zero after mirror subrequests, which never run the log phase", async () => {
+    const r = await runLoad({ url: `http://127.0.0.1:${lb.port}/m/`, requests: 60, concurrency: 3 });
+    expect(r.failures).toEqual([]);
+    expect(r.byBackend).toEqual({ main: 60 });
+    const p = await lb.waitForPeer("shadow", shadow.address, (x) => x.requests === 60 && x.in_flight === 0, "shadow in-flight back to 0", 30_000);
+    expect(p.failures).toBe(0);
+    const m = await lb.waitForPeer("web", main.address, (x) => x.requests === 60, "main's requests counted");
+    expect(m.in_flight).toBe(0);
+  });
+});
+
 describe("non-idempotent requests", () => {
   let lb: Lb;
   let ok: Backend;

@@ -78,6 +78,29 @@ describe("spec validation", () => {
     expect(errors).toHaveLength(4);
   });
 
+  it("rejects a log_by_lua of the user's where gen-lb runs its own, and only there", () => {
+    const errors = errorsOf(
+      [
+        "upstreams: {web: {service: web}}",
+        "nginx: {http: {directives: [{name: log_by_lua_file, args: [a.lua]}]}}",
+        "servers:",
+        "  - listen: 8080",
+        "    locations:",
+        "      - path: /",
+        "        upstream: web",
+        "        directives: [{name: if, args: [$x], block: [{name: log_by_lua, args: [x()]}]}]",
+        "  - listen: 8081",
+        "    directives: [{name: log_by_lua_block, args: [y()]}]",
+        "    locations: [{path: /, root: html}]",
+        "",
+      ].join("\n"),
+    );
+    expect(errors).toEqual([
+      expect.stringMatching(/^nginx\.http\.directives\[0\]\.name \(gen-lb\.yaml:2:\d+\): log_by_lua_file cannot be used where gen-lb proxies to an upstream/),
+      expect.stringMatching(/^servers\[0\]\.locations\[0\]\.directives\[0\]\.block\[0\]\.name \(gen-lb\.yaml:8:\d+\): log_by_lua cannot be used/),
+    ]);
+  });
+
   it.each([
     ["a newline", '"a\\nb"'],
     ["${", '"x${y}"'],

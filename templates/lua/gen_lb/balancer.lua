@@ -10,10 +10,17 @@
 --
 -- Retries: the first try sets set_more_tries(retries); nginx runs the
 -- balancer again for each further try, which never gets a peer this request
--- already tried while an untried eligible one exists. The tries live in a
--- pooled table reached from ngx.ctx, returned to the pool in the log phase
--- (or, when the log phase never comes - an internal redirect drops ngx.ctx -
--- by a sweep that notices the request's ctx was collected).
+-- already tried while an untried eligible one exists.
+--
+-- A request's tries live in a pooled state table found by the request's
+-- address (no ngx.ctx: that costs a table and a registry reference per
+-- request). The log phase, which gen-lb runs at server level so that
+-- error_page and X-Accel-Redirect targets run it too, hands the state back.
+-- An address can only be reused once its request is over, so a balancer call
+-- that finds a state at its address yet is no retry (get_last_failure says
+-- so) finishes that stale state first. Subrequests (mirror, auth_request)
+-- never run the log phase: for internal requests the state also holds their
+-- ngx.ctx weakly, and a sweep finishes those whose ctx was collected.
 --
 -- Counters (requests, failed tries, in-flight) are this worker's numbers in
 -- plain arrays, added to the health dict once a second by a timer; the status
@@ -23,6 +30,9 @@ local peers = require "gen_lb.peers"
 local health = require "gen_lb.health"
 local log = require "gen_lb.log"
 local ngx_balancer = require "ngx.balancer"
+local base = require "resty.core.base"
+local core_ctx = require "resty.core.ctx"
+local ffi = require "ffi"
 
 local ngx = ngx
 local ngx_var = ngx.var
@@ -30,6 +40,13 @@ local now = ngx.now
 local set_current_peer = ngx_balancer.set_current_peer
 local set_more_tries = ngx_balancer.set_more_tries
 local get_last_failure = ngx_balancer.get_last_failure
+local get_request = base.get_request
+local request_ctx = core_ctx.get_ctx_table
+-- Declared by lua-resty-core (ngx.status, ngx.req.is_internal); called
+-- directly with the request we already hold.
+local C = ffi.C
+local cast = ffi.cast
+local uintptr_t = ffi.typeof("uintptr_t")
 local peers_get = peers.get
 local hkey = health.key
 local error = error
@@ -40,7 +57,6 @@ local collectgarbage = collectgarbage
 local setmetatable = setmetatable
 local tonumber = tonumber
 local tostring = tostring
-local type = type
 local match = string.match
 local find = string.find
 local sub = string.sub
@@ -66,20 +82,6 @@ local EMPTY = peers.EMPTY
 local WEAK_VALUES = { __mode = "v" }
 
 local worker_id = 0
-
--- ngx.ctx without the `ngx` table's __index dispatch, when lua-resty-core
--- exports the getter (chosen once, at load time).
-local request_ctx
-do
-  local ok, core_ctx = pcall(require, "resty.core.ctx")
-  if ok and type(core_ctx) == "table" and type(core_ctx.get_ctx_table) == "function" then
-    request_ctx = core_ctx.get_ctx_table
-  else
-    request_ctx = function()
-      return ngx.ctx
-    end
-  end
-end
 
 -- ------------------------------------------------------------------ per-upstream state
 
@@ -264,25 +266,39 @@ local states, nstates = {}, 0
 local pool, npool = {}, 0
 local picks = 0    -- tries started by this worker (the sweep's sign of life)
 
-local function acquire(ctx)
+-- Request address (a number) -> its state, or false once the request is over: the
+-- addresses nginx recycles keep their slots, so the table stops growing and
+-- the per-request path inserts no new keys. The sweep drops the false ones
+-- when there are many.
+local live, nlive = {}, 0
+local LIVE_KEYS_MAX = 4096
+
+local function acquire(addr)
   local st
   if npool > 0 then
     st = pool[npool]
     pool[npool] = nil
     npool = npool - 1
   else
-    st = { busy = false, u = false, gen = 0, n = 0, key = false, tried = {}, ids = {},
-      holder = setmetatable({}, WEAK_VALUES) }
+    st = { busy = false, addr = false, u = false, gen = 0, n = 0, key = false, tried = {}, ids = {},
+      weak = false, holder = setmetatable({}, WEAK_VALUES) }
     nstates = nstates + 1
     states[nstates] = st
   end
   st.busy = true
-  st.holder[1] = ctx
+  st.addr = addr
+  if live[addr] == nil then
+    nlive = nlive + 1
+  end
+  live[addr] = st
   return st
 end
 
 local function release(st)
-  st.busy = false
+  if live[st.addr] == st then
+    live[st.addr] = false
+  end
+  st.busy, st.addr, st.weak = false, false, false
   st.holder[1] = nil
   st.u, st.key, st.n = false, false, 0
   npool = npool + 1
@@ -366,25 +382,36 @@ local function upstream(name)
   return u
 end
 
+-- The request's last try is over (its log phase, or a stale state found by
+-- a new request at the same address): it is no longer in flight.
+local function finish(st)
+  local u = st.u
+  if u and st.n > 0 then
+    local i = tried_at(u, st, st.n)
+    if i then
+      local inf = u.inflight[i]
+      if inf > 0 then
+        u.inflight[i] = inf - 1
+      end
+      return u, i
+    end
+  end
+  return nil
+end
+
 --- balancer_by_lua: pick a peer of upstream `name` for this try.
 function _M.balance(name)
   local u = upstream(name)
 
-  local ctx = request_ctx()
-  local st = ctx.gen_lb
+  local r = get_request()
+  local addr = tonumber(cast(uintptr_t, r))
+  local st = live[addr]
+  local failed, code
+  if st then
+    failed, code = get_last_failure()
+  end
   local key
-  if not st then
-    st = acquire(ctx)
-    ctx.gen_lb = st
-    st.u, st.gen = u, u.gen
-    if u.retries > 0 then
-      set_more_tries(u.retries)
-    end
-    if u.hash_var then
-      key = ngx_var[u.hash_var] or ""
-      st.key = key
-    end
-  else
+  if failed then
     -- nginx is retrying: the previous try failed.
     local k = st.n
     local prev = k > 0 and tried_at(u, st, k)
@@ -393,13 +420,35 @@ function _M.balance(name)
       if inf > 0 then
         u.inflight[prev] = inf - 1
       end
-      local _, code = get_last_failure()
       try_failed(u, prev, code, 2)
     end
     if st.gen ~= u.gen then
       renumber(u, st)
     end
     key = st.key or nil
+  else
+    -- A first try. A state already here is a finished request's whose log
+    -- phase never ran (or this request's, before an internal redirect).
+    if st then
+      finish(st)
+      st.n, st.key, st.weak = 0, false, false
+      st.holder[1] = nil
+    else
+      st = acquire(addr)
+    end
+    st.u, st.gen = u, u.gen
+    if C.ngx_http_lua_ffi_req_is_internal(r) ~= 0 then
+      -- A subrequest may never run the log phase: let the sweep see its end.
+      st.weak = true
+      st.holder[1] = request_ctx()
+    end
+    if u.retries > 0 then
+      set_more_tries(u.retries)
+    end
+    if u.hash_var then
+      key = ngx_var[u.hash_var] or ""
+      st.key = key
+    end
   end
 
   local picker = u.picker
@@ -429,28 +478,19 @@ function _M.balance(name)
   picks = picks + 1
 end
 
---- log_by_lua: the request is over; account for its last try.
+--- log_by_lua (every request of a server that proxies to an upstream): the
+--- request is over; account for its last try.
 function _M.log()
-  local st = request_ctx().gen_lb
+  local r = get_request()
+  local st = live[tonumber(cast(uintptr_t, r))]
   if not st then
     return
   end
-  local u = st.u
-  local k = st.n
-  if u and k > 0 then
-    local i = tried_at(u, st, k)
-    if i then
-      local inf = u.inflight[i]
-      if inf > 0 then
-        u.inflight[i] = inf - 1
-      end
-      local status = ngx.status
-      if status >= 500 then
-        local code = tonumber(nth_from_end(ngx_var.upstream_status, 1))
-        if code and code >= 500 then
-          try_failed(u, i, code, 1)
-        end
-      end
+  local u, i = finish(st)
+  if u and C.ngx_http_lua_ffi_get_resp_status(r) >= 500 then
+    local code = tonumber(nth_from_end(ngx_var.upstream_status, 1))
+    if code and code >= 500 then
+      try_failed(u, i, code, 1)
     end
   end
   release(st)
@@ -464,24 +504,31 @@ function _M.access(name)
   end
 end
 
--- Requests whose log phase never ran: their ctx was collected.
--- Returns how many requests are still in use afterwards.
+-- Subrequests whose log phase never ran: their ctx was collected. Also
+-- forgets the addresses of finished requests once there are many.
+-- Returns how many such subrequests are still in use afterwards.
 local function reap_orphans()
   local left = 0
   for k = 1, nstates do
     local st = states[k]
-    if st.busy and st.holder[1] == nil then
-      local u = st.u
-      if u and st.n > 0 then
-        local i = tried_at(u, st, st.n)
-        if i and u.inflight[i] > 0 then
-          u.inflight[i] = u.inflight[i] - 1
-        end
+    if st.busy and st.weak then
+      if st.holder[1] == nil then
+        finish(st)
+        release(st)
+      else
+        left = left + 1
       end
-      release(st)
-    elseif st.busy then
-      left = left + 1
     end
+  end
+  if nlive > LIVE_KEYS_MAX then
+    local kept, n = {}, 0
+    for r, st in pairs(live) do
+      if st then
+        kept[r] = st
+        n = n + 1
+      end
+    end
+    live, nlive = kept, n
   end
   return left
 end
