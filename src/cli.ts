@@ -97,8 +97,8 @@ Exit codes: 0 ok, 1 spec or config rejected, 2 usage error or crash.`,
   p.command("rollback")
     .description("restore the previous install from its backup")
     .requiredOption("--prefix <dir>", "the live nginx prefix")
-    .option("--bin <path>", "openresty or nginx binary")
-    .option("--reload", "signal the running master after restoring")
+    .option("--bin <path>", "openresty or nginx binary that tests (-t) the restored files before --reload signals")
+    .option("--reload", "test the restored files, signal the running master and verify the restored build is live")
     .action(lazy("rollback"));
 
   p.command("diff")

@@ -2,6 +2,7 @@
 import path from "node:path";
 import { RejectedError } from "../errors.js";
 import { changesOf, formatPlan, planJson } from "../install/plan.js";
+import { resolveBin } from "../check/bin.js";
 import { prefixProblem } from "../install/prefix.js";
 import { runRollback } from "../install/run.js";
 import { systemRunner } from "../util/proc.js";
@@ -18,7 +19,8 @@ export default async function rollback(opts: RollbackOptions, io: Io): Promise<v
   const problem = await prefixProblem(prefix, { writable: true });
   if (problem) throw new RejectedError(`${problem}; nothing was changed`);
   const result = await runRollback(
-    { prefix, reload: Boolean(opts.reload) },
+    // With --reload the restored files are tested (`BIN -t`) before the signal.
+    { prefix, reload: Boolean(opts.reload), ...(opts.reload ? { bin: resolveBin(opts.bin, io.env) } : {}) },
     { runner: systemRunner, env: io.env, note: io.json ? undefined : (line) => io.err(`${line}\n`) },
   );
   const restored = changesOf(result.plan).map((f) => ({ path: f.path, action: f.action }));

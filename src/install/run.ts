@@ -15,7 +15,7 @@ import { failedStepNames, formatCheckSteps } from "../check/format.js";
 import { runCheck, type CheckDeps, type CheckReport } from "../check/run.js";
 import type { PreparedSpec } from "../check/spec.js";
 import { statusUrl, type StatusFetcher } from "../check/status.js";
-import type { ProcessRunner } from "../util/proc.js";
+import { nginxTestCommand, type ProcessRunner } from "../util/proc.js";
 import { applyPlan, nodeInstallFs, pruneBackups, type Applied, type InstallFs } from "./apply.js";
 import { acquireLock, type Lock } from "./lock.js";
 import { changesOf, planInstall, planRollback, type InstallPlan } from "./plan.js";
@@ -246,6 +246,19 @@ export async function runRollback(input: RollbackInput, deps: RunDeps): Promise<
 
     const applied = changesOf(plan).length > 0 ? await applyPlan(plan, io) : undefined;
     let reload: ReloadOutcome | undefined;
+    if (input.reload && masterPid !== undefined && input.bin !== undefined) {
+      // The restored files were good once; the host may have changed since
+      // (a module gone, a certificate moved). Never signal a config nginx refuses.
+      const test = await deps.runner.run(nginxTestCommand(input.bin, prefix));
+      if (test.exitCode !== 0) {
+        await applied?.undo();
+        await applied?.dropBackup();
+        throw new RejectedError(
+          `the rolled-back config fails \`${input.bin} -t\`; the files are back as they were before the rollback and nothing was reloaded`,
+          (test.stderr || test.stdout).trim().split("\n").filter(Boolean),
+        );
+      }
+    }
     if (input.reload && masterPid !== undefined) {
       const live = await readLiveConfig(prefix);
       // The running config's status endpoint answers for the restored build once it takes.

@@ -184,6 +184,37 @@ describe("gen-lb install", () => {
     expect(none.stderr).toBe(`gen-lb: no install backup in ${prefix}/.gen-lb/backups: there is nothing to roll back to\n`);
   });
 
+  it("rollback --reload tests the restored files first: if nginx -t refuses them, nothing changes and nothing is reloaded", async () => {
+    const prefix = makePrefix();
+    const dir = tempDir();
+    const p = await ports();
+    // v1 includes a host file that is gone by the time of the rollback.
+    const extra = path.join(prefix, "conf/extra.conf");
+    writeFileSync(extra, "# kept by the host\n");
+    const v1 = installJson(prefix, writeSpec(dir, "v1.json", specObject(p, "v1", { nginx: { worker_processes: 2, http: { directives: [{ name: "include", args: [extra] }] } } })));
+    await startNginx(prefix);
+    const v2 = installJson(prefix, writeSpec(dir, "v2.json", specObject(p, "v2")), "--reload");
+    expect(await status(p)).toBe(v2.buildId);
+    rmSync(extra);
+    const s2 = liveFiles(prefix);
+    const backups = readdirSync(path.join(prefix, ".gen-lb/backups")).sort();
+
+    const back = runCli(["rollback", "--prefix", prefix, ...BIN, "--reload"]);
+    expect(back.status).toBe(1);
+    expect(back.stderr).toContain("gen-lb: the rolled-back config fails `/usr/sbin/nginx -t`; the files are back as they were before the rollback and nothing was reloaded");
+    expect(back.stderr).toContain("extra.conf");
+    expect(liveFiles(prefix)).toEqual(s2);
+    expect(readdirSync(path.join(prefix, ".gen-lb/backups")).sort()).toEqual(backups);
+    expect(await status(p)).toBe(v2.buildId);
+
+    // With the host file back, the same rollback goes through.
+    writeFileSync(extra, "# kept by the host\n");
+    const ok = runCli(["rollback", "--prefix", prefix, ...BIN, "--reload"]);
+    expect(ok.stderr).toBe("");
+    expect(ok.status).toBe(0);
+    expect(await status(p)).toBe(v1.buildId);
+  });
+
   it("--keep N prunes all but the last N backups; rollback walks back through them", () => {
     const prefix = makePrefix();
     const dir = tempDir();

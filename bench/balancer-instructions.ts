@@ -1,0 +1,118 @@
+/**
+ * The balancer's cost in instructions, which repeat from run to run where
+ * requests/s on this shared 2-core box do not: the prefix of
+ * bench/balancer.ts (2 peers) runs as one process under callgrind, and each
+ * variant gets the same bounded wrk load; callgrind's counters are zeroed
+ * before and dumped after each, and divided by the requests wrk completed.
+ *
+ *   npx tsc -p tsconfig.json && npx tsx bench/balancer-instructions.ts
+ *   ROUNDS=2 SECONDS=4 npx tsx bench/balancer-instructions.ts
+ *
+ * Counted: the nginx process's user-space instructions (nginx, the Lua
+ * module, LuaJIT, libc). Not counted: the kernel's share, which is the same
+ * for every variant (same syscalls per request: 2 writev, 2 recvfrom, 1
+ * getsockopt; strace -c shows it) and is most of the work on loopback.
+ * Under valgrind a request comes about every 0.7 ms, so gen-lb's
+ * once-per-millisecond look at the peer and health versions runs on nearly
+ * every request here (about 0.4k instructions), against once per tens of
+ * requests at real rates. Needs valgrind (apt-get install valgrind) and wrk.
+ */
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { ConsulStandin } from "../test/support/consul-standin.js";
+import { NGINX_BIN } from "../test/support/nginx.js";
+import { request } from "../test/support/load.js";
+import { sleep, waitFor } from "../test/support/ports.js";
+import { buildThroughputPrefix, fmt, freePorts, median, nginxVersion, seedNaive, startBackendNginx } from "./support/lb.js";
+
+const ROUNDS = Number(process.env.ROUNDS ?? 2);
+const SECONDS = Number(process.env.SECONDS ?? 4);
+const VARIANTS = ["static", "bare", "bare_log", "gen", "naive"] as const;
+type Variant = (typeof VARIANTS)[number];
+
+for (const tool of ["valgrind", "callgrind_control", "wrk"]) {
+  if (spawnSync(tool, ["--version"]).error) throw new Error(`${tool} is not installed (apt-get install ${tool === "wrk" ? "wrk" : "valgrind"})`);
+}
+
+/** Requests wrk completed against `url` in `seconds` (4 connections: valgrind runs one core's worth). */
+function wrkRequests(url: string, seconds: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const child = spawn("wrk", ["-t1", "-c4", `-d${seconds}s`, url], { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.on("error", reject);
+    child.on("close", () => {
+      const n = Number(/(\d+) requests in/.exec(out)?.[1]);
+      const bad = /Non-2xx or 3xx responses: (\d+)/.exec(out);
+      if (!Number.isFinite(n) || n === 0 || bad) reject(new Error(`wrk against ${url} failed: ${out}`));
+      else resolve(n);
+    });
+  });
+}
+
+function control(pid: number, flag: "-z" | "-d"): void {
+  const r = spawnSync("callgrind_control", [flag, String(pid)], { encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`callgrind_control ${flag}: ${r.stderr}${r.stdout}`);
+}
+
+/** Total instructions of the newest dump in `dir`. */
+function lastDumpTotal(dir: string): number {
+  const files = readdirSync(dir).filter((f) => f.startsWith("cg.out")).map((f) => path.join(dir, f));
+  const newest = files.sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs)[0];
+  const m = newest && /^(?:summary|totals): (\d+)/m.exec(readFileSync(newest, "utf8"));
+  if (!m) throw new Error(`no callgrind totals in ${newest ?? dir}`);
+  return Number(m[1]);
+}
+
+const ports = await freePorts(2);
+const backends = await startBackendNginx(ports);
+const standin = new ConsulStandin();
+await standin.start();
+for (const p of ports) standin.registerService({ ID: `small-${p}`, Name: "small", Address: "127.0.0.1", Port: p });
+// BIG = 0: no 1,000-peer upstream here; a one-peer "big" keeps the prefix's shape.
+const lb = await buildThroughputPrefix(standin, ports, [ports[0]!], { cpu1: false });
+const conf = path.join(lb.dir, "conf/nginx.conf");
+// One process in the foreground: callgrind follows it, and its counters are its own.
+writeFileSync(conf, readFileSync(conf, "utf8").replace(/^worker_processes 1;$/m, "worker_processes 1;\nmaster_process off;\ndaemon off;"));
+const outDir = mkdtempSync(path.join(os.tmpdir(), "gen-lb-callgrind-"));
+let vg: ChildProcess | undefined;
+try {
+  vg = spawn("valgrind", ["--tool=callgrind", "--smc-check=all-non-file", `--callgrind-out-file=${outDir}/cg.out.%p`, NGINX_BIN, "-p", `${lb.dir}/`, "-c", "conf/nginx.conf"], {
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let vgErr = "";
+  vg.stderr!.on("data", (d: Buffer) => (vgErr += d.toString()));
+  const pid = vg.pid!;
+  await waitFor(async () => (await request(`http://127.0.0.1:${lb.rawPort}/static_small/`).catch(() => undefined))?.status === 200, `nginx under valgrind (${vgErr.slice(-500)})`, 120_000, 500);
+  await seedNaive(lb.port, "small", 2);
+  const url = (v: Variant) => `http://127.0.0.1:${v === "gen" ? lb.port : lb.rawPort}/${v}_small/`;
+  for (const v of VARIANTS) await wrkRequests(url(v), 2); // warm-up: JIT, keepalive pools
+
+  const perRequest: Record<Variant, number[]> = { static: [], bare: [], bare_log: [], gen: [], naive: [] };
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const v of VARIANTS) {
+      control(pid, "-z");
+      const n = await wrkRequests(url(v), SECONDS);
+      control(pid, "-d");
+      await sleep(200);
+      perRequest[v].push(lastDumpTotal(outDir) / n);
+    }
+  }
+  const ir = (v: Variant) => median(perRequest[v]);
+  const base = ir("static");
+  console.log(`gen-lb balancer, user-space instructions per request under callgrind: nginx ${nginxVersion()}, 2 peers, ${ROUNDS} round(s) of ${SECONDS} s each`);
+  console.log("  variant    instructions/request   vs static   over static   (rounds)");
+  for (const v of VARIANTS) {
+    console.log(
+      `  ${v.padEnd(9)}  ${fmt(ir(v)).padStart(20)}   ${`${(ir(v) / base).toFixed(3)}x`.padStart(9)}   ${`+${fmt(ir(v) - base)}`.padStart(11)}   ${perRequest[v].map((x) => fmt(x)).join(" ")}`,
+    );
+  }
+  console.log(`\n  any Lua balancer on this nginx pays at least: +${fmt(ir("bare") - base)} (entering balancer_by_lua, set_current_peer), +${fmt(ir("bare_log") - base)} with a log phase`);
+  console.log(`  gen-lb's own work on top of that floor: +${fmt(ir("gen") - ir("bare_log"))} per request (pick, retries, counters, in-flight, passive checks)`);
+} finally {
+  vg?.kill("SIGTERM");
+  await standin.stop();
+  backends.stop();
+}

@@ -1,0 +1,1 @@
+require("gen_lb_bench.bare").balance("small")
