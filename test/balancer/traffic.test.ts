@@ -257,6 +257,47 @@ describe("in-flight accounting", () => {
   });
 });
 
+describe("in-flight accounting across an internal redirect to another upstream", () => {
+  let lb: Lb;
+  let broken: Backend;
+  let spare: Backend;
+
+  beforeAll(async () => {
+    [broken, spare] = (await backends(["broken", "spare"])) as [Backend, Backend];
+    broken.mode = "reset";
+    lb = await Lb.start({
+      workers: 1,
+      upstreams: { web: { retries: 0, balance: "least_conn" }, backup: { balance: "least_conn" } },
+      // web's 502 is redirected to the backup upstream's location: one
+      // request, two upstreams, one log phase at the very end.
+      server: { error_pages: [{ codes: [502], uri: "/backup/" }] },
+    });
+    lb.register("web", broken);
+    lb.register("backup", spare);
+    await lb.waitForPeers("web", [broken.address]);
+    await lb.waitForPeers("backup", [spare.address]);
+  });
+
+  afterAll(async () => {
+    await lb?.stop();
+    await Promise.all([broken?.stop(), spare?.stop()]);
+  });
+
+  it("counts each upstream's try once, the first one's failure included, and leaves nothing in flight", async () => {
+    const r = await runLoad({ url: lb.url("web"), requests: 40, concurrency: 2 });
+    // error_page keeps the status: 502, with the spare's answer.
+    expect(r.statuses).toEqual({ 502: 40 });
+    const one = await request(lb.url("web"));
+    expect([one.status, one.headers["x-backend"], one.body.trim()]).toEqual([502, "spare", "spare"]);
+    const web = await lb.waitForPeer("web", broken.address, (x) => x.requests === 41, "web's tries counted");
+    expect(web.in_flight).toBe(0);
+    expect(web.failures).toBe(41);
+    const backup = await lb.waitForPeer("backup", spare.address, (x) => x.requests === 41, "backup's tries counted");
+    expect(backup.in_flight).toBe(0);
+    expect(backup.failures).toBe(0);
+  });
+});
+
 describe("in-flight accounting of subrequests", () => {
   let lb: Lb;
   let main: Backend;

@@ -17,10 +17,11 @@
 -- request). The log phase, which gen-lb runs at server level so that
 -- error_page and X-Accel-Redirect targets run it too, hands the state back.
 -- An address can only be reused once its request is over, so a balancer call
--- that finds a state at its address yet is no retry (get_last_failure says
--- so) finishes that stale state first. Subrequests (mirror, auth_request)
--- never run the log phase: for internal requests the state also holds their
--- ngx.ctx weakly, and a sweep finishes those whose ctx was collected.
+-- that finds a state at its address yet is no retry (nginx's last-failure
+-- state says so) finishes that stale state first. Subrequests (mirror,
+-- auth_request) never run the log phase: for internal requests the state
+-- also holds their ngx.ctx weakly, and a sweep finishes those whose ctx was
+-- collected.
 --
 -- Counters (requests, failed tries, in-flight) are this worker's numbers in
 -- plain arrays, added to the health dict once a second by a timer; the status
@@ -39,12 +40,14 @@ local ngx_var = ngx.var
 local now = ngx.now
 local set_current_peer = ngx_balancer.set_current_peer
 local set_more_tries = ngx_balancer.set_more_tries
-local get_last_failure = ngx_balancer.get_last_failure
 local get_request = base.get_request
 local request_ctx = core_ctx.get_ctx_table
--- Declared by lua-resty-core (ngx.status, ngx.req.is_internal); called
--- directly with the request we already hold.
+-- Declared by lua-resty-core (ngx.status, ngx.req.is_internal,
+-- ngx.balancer.get_last_failure); called directly with the request we
+-- already hold.
 local C = ffi.C
+local status_out = ffi.new("int[1]")
+local err_out = ffi.new("char *[1]")
 local cast = ffi.cast
 local uintptr_t = ffi.typeof("uintptr_t")
 local peers_get = peers.get
@@ -322,21 +325,22 @@ local function renumber(u, st)
 end
 
 -- The `back`-th entry from the end of an $upstream_* variable: entries are
--- separated by ", " (tries) or " : " (a state without a peer - in the
--- balancer phase, the try being chosen now is such an empty last entry).
+-- separated by ", " (tries) or " : " (between upstreams, after an internal
+-- redirect; in the balancer phase the try being chosen now is an empty last
+-- entry). A separator's colon has a space after it, an address's never.
 local function nth_from_end(value, back)
   if not value then
     return nil
   end
   local parts, n, from = {}, 0, 1
   while true do
-    local at = find(value, "[,:]", from)
+    local at, to = find(value, "%s*[,:]%s", from)
     n = n + 1
     parts[n] = match(sub(value, from, at and at - 1 or -1), "^%s*(.-)%s*$")
     if not at then
       break
     end
-    from = at + 1
+    from = to + 1
   end
   return parts[n - back + 1]
 end
@@ -406,12 +410,15 @@ function _M.balance(name)
   local r = get_request()
   local addr = tonumber(cast(uintptr_t, r))
   local st = live[addr]
-  local failed, code
+  -- nginx's state of this upstream's previous try (0: this is the first)
+  -- and that try's status.
+  local failed, code = 0, 0
   if st then
-    failed, code = get_last_failure()
+    failed = C.ngx_http_lua_ffi_balancer_get_last_failure(r, status_out, err_out)
+    code = status_out[0]
   end
   local key
-  if failed then
+  if failed > 0 then
     -- nginx is retrying: the previous try failed.
     local k = st.n
     local prev = k > 0 and tried_at(u, st, k)
@@ -428,9 +435,16 @@ function _M.balance(name)
     key = st.key or nil
   else
     -- A first try. A state already here is a finished request's whose log
-    -- phase never ran (or this request's, before an internal redirect).
+    -- phase never ran, or this request's before an internal redirect
+    -- (error_page, X-Accel-Redirect): then its last try's outcome counts.
     if st then
-      finish(st)
+      local pu, pi = finish(st)
+      if pu and nth_from_end(ngx_var.upstream_addr, 2) == st.ids[st.n] then
+        local prev = tonumber(nth_from_end(ngx_var.upstream_status, 2))
+        if prev and prev >= 500 then
+          try_failed(pu, pi, prev, 2)
+        end
+      end
       st.n, st.key, st.weak = 0, false, false
       st.holder[1] = nil
     else
