@@ -93,9 +93,18 @@ export class Lb {
     await standin.start();
     const port = await freePort();
     const statusPort = await freePort();
+    const { dir, buildId } = await buildPrefix(Lb.spec(opts, standin.url, port, statusPort) as never);
+    // mkdtemp makes 0700 directories; workers run as nobody.
+    chmodSync(dir, 0o755);
+    Lb.copyLua(dir, opts);
+    const nginx = await Nginx.start(dir);
+    return new Lb(standin, nginx, dir, buildId, port, statusPort);
+  }
+
+  private static spec(opts: LbOptions, consul: string, port: number, statusPort: number) {
     const names = Object.keys(opts.upstreams);
-    const spec = {
-      consul: { addresses: [standin.url], wait: "5s", timeout: "1s" },
+    return {
+      consul: { addresses: [consul], wait: "5s", timeout: "1s" },
       nginx: {
         worker_processes: opts.workers ?? 2,
         error_log: { path: "logs/error.log", level: opts.errorLevel ?? "info" },
@@ -113,16 +122,21 @@ export class Lb {
       ],
       status: { listen: `127.0.0.1:${statusPort}`, path: "/status", allow: opts.allow ?? ["127.0.0.1"] },
     };
-    const { dir, buildId } = await buildPrefix(spec as never);
-    // mkdtemp makes 0700 directories; workers run as nobody.
-    chmodSync(dir, 0o755);
+  }
+
+  private static copyLua(dir: string, opts: LbOptions): void {
     for (const [mod, src] of Object.entries(opts.luaFiles ?? {})) {
       const to = path.join(dir, "lua", mod);
       mkdirSync(path.dirname(to), { recursive: true });
       copyFileSync(src, to);
     }
-    const nginx = await Nginx.start(dir);
-    return new Lb(standin, nginx, dir, buildId, port, statusPort);
+  }
+
+  /** Rebuilds the prefix from new options (same ports, same stand-in) and reloads nginx (HUP). */
+  async reconfigure(opts: LbOptions): Promise<void> {
+    await buildPrefix(Lb.spec(opts, this.standin.url, this.port, this.statusPort) as never, this.prefix);
+    Lb.copyLua(this.prefix, opts);
+    await this.nginx.reload();
   }
 
   url(upstream: string, rest = ""): string {

@@ -283,3 +283,58 @@ describe("when every peer is down", () => {
     expect(lb.errorLog()).toMatch(/upstream "closed": 1 of 2 peer\(s\) healthy again/);
   });
 });
+
+describe("an upstream a reload removes", () => {
+  // Every key of both shared dicts that belongs to upstream `name`.
+  const KEYS_OF = [
+    "local name = ngx.var.arg_name",
+    "local out = {}",
+    "for _, d in ipairs({ ngx.shared.gen_lb_health, ngx.shared.gen_lb_peers }) do",
+    "  for _, k in ipairs(d:get_keys(0)) do",
+    "    if k:find('|' .. name, 1, true) or k:sub(3) == name then out[#out + 1] = k end",
+    "  end",
+    "end",
+    "table.sort(out)",
+    "ngx.say(#out == 0 and '[]' or require('cjson.safe').encode(out))",
+  ].join(" ");
+  const locations = [luaLocation("/_keys", KEYS_OF)];
+  let lb: Lb;
+  let peer: Backend;
+
+  beforeAll(async () => {
+    [peer] = (await backends(["peer"])) as [Backend];
+    lb = await Lb.start({
+      workers: 2,
+      upstreams: { keep: { healthcheck: { passive: {} } }, gone: { healthcheck: { passive: {} } } },
+      locations,
+    });
+    lb.register("keep", peer);
+    lb.register("gone", peer);
+    await lb.waitForPeers("keep", [peer.address]);
+    await lb.waitForPeers("gone", [peer.address]);
+  });
+
+  afterAll(async () => {
+    await lb?.stop();
+    await peer?.stop();
+  });
+
+  const keysOf = async (name: string): Promise<string[]> => JSON.parse((await request(`http://127.0.0.1:${lb.port}/_keys?name=${name}`)).body);
+
+  it("has its health and peer keys forgotten by the next checker", async () => {
+    for (const name of ["keep", "gone"]) {
+      expect((await runLoad({ url: lb.url(name), requests: 20, concurrency: 2 })).failures).toEqual([]);
+      await lb.waitForPeer(name, peer.address, (p) => p.requests === 20, `${name}'s requests flushed`);
+    }
+    const before = await keysOf("gone");
+    expect(before).toEqual(expect.arrayContaining([`req|gone|${peer.address}`, "v:gone", "p:gone", "m:gone"]));
+
+    await lb.reconfigure({ workers: 2, upstreams: { keep: { healthcheck: { passive: {} } } }, locations });
+    await waitFor(async () => ((await keysOf("gone")).length === 0 ? true : undefined), "gone's keys to go", 15_000);
+    expect(Object.keys((await lb.status()).upstreams)).toEqual(["keep"]);
+    // The upstream that stayed keeps its counters and its list.
+    expect(await keysOf("keep")).toEqual(expect.arrayContaining([`req|keep|${peer.address}`, "v:keep", "p:keep"]));
+    expect((await lb.peer("keep", peer.address))?.requests).toBe(20);
+    expect(lb.nginx.errorLog()).toContain("forgot the state of 1 upstream(s) this config no longer has: gone");
+  });
+});

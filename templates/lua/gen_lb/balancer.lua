@@ -522,7 +522,7 @@ end
 -- forgets the addresses of finished requests once there are many.
 -- Returns how many such subrequests are still in use afterwards.
 local function reap_orphans()
-  local left = 0
+  local left, busy = 0, 0
   for k = 1, nstates do
     local st = states[k]
     if st.busy and st.weak then
@@ -533,8 +533,13 @@ local function reap_orphans()
         left = left + 1
       end
     end
+    if st.busy then
+      busy = busy + 1
+    end
   end
-  if nlive > LIVE_KEYS_MAX then
+  -- Rebuilt only when most keys are dead, so a worker with many requests in
+  -- flight does not copy them every second.
+  if nlive > LIVE_KEYS_MAX and nlive > 2 * busy then
     local kept, n = {}, 0
     for r, st in pairs(live) do
       if st then

@@ -319,6 +319,42 @@ local function forget_keys(name, id)
   return st ~= nil and st ~= 0
 end
 
+-- The upstream names the last checker started with, one per line.
+local UPSTREAMS_KEY = "upstreams"
+
+-- Upstreams an earlier config had and this one has not (a reload removed
+-- them): their health keys, found through "known|NAME", and their peer lists
+-- go. Run once more a little later for what old workers still flushed on
+-- their way out.
+local function forget_upstreams(premature, names)
+  if premature then
+    return
+  end
+  for _, name in ipairs(names) do
+    for id in (hdict:get(key("known", name)) or ""):gmatch("[^\n]+") do
+      forget_keys(name, id)
+    end
+    hdict:delete(key("known", name))
+    hdict:delete(key("hv", name))
+    peers.forget(name)
+  end
+end
+
+local function forget_removed_upstreams()
+  local removed = {}
+  for name in (hdict:get(UPSTREAMS_KEY) or ""):gmatch("[^\n]+") do
+    if not config.upstreams[name] then
+      removed[#removed + 1] = name
+    end
+  end
+  store(UPSTREAMS_KEY, concat(config.upstream_names, "\n"))
+  if #removed > 0 then
+    forget_upstreams(false, removed)
+    timer_at(FORGET_AGAIN, forget_upstreams, removed)
+    log.change("forgot the state of ", #removed, " upstream(s) this config no longer has: ", concat(removed, ", "))
+  end
+end
+
 local function new_tracked(name, up)
   local hc = up.healthcheck or {}
   local us = {
@@ -691,6 +727,7 @@ local function tick(premature)
       tracked[name] = new_tracked(name, config.upstreams[name])
     end
     log.change("worker ", worker_pid(), " now runs the health checks")
+    forget_removed_upstreams()
     start_loop()
   elseif not leader and leading then
     leading = false

@@ -311,6 +311,15 @@ function _M.clear(name)
   dict:delete(mkey[name])
 end
 
+--- Forget every key of an upstream this config does not have (a reload
+--- removed it), its version sequence included: no worker of this config
+--- has a copy to confuse with a restarted sequence.
+function _M.forget(name)
+  for _, kind in ipairs({ "v:", "p:", "m:", "s:" }) do
+    dict:delete(kind .. name)
+  end
+end
+
 --- {path, written_at, ok, error} of the dump file.
 function _M.dump_state()
   local raw = dict:get(DUMP_KEY)
