@@ -250,7 +250,7 @@ try {
     `  ceiling of any Lua balancer on this nginx, 2 peers: bare ${bare.rpsRatio.toFixed(3)}x (CPU/req ${bare.cpuRatio.toFixed(3)}x), ` +
       `bare + log phase ${bareLog.rpsRatio.toFixed(3)}x (CPU/req ${bareLog.cpuRatio.toFixed(3)}x); gen-lb reaches ${(g2.rpsRatio / bareLog.rpsRatio).toFixed(3)}x of the latter's req/s`,
   );
-  console.log(`  balancer worker CPU per request vs static (steadier on a shared box): gen ${g2.cpuRatio.toFixed(3)}x / ${g1000.cpuRatio.toFixed(3)}x, naive ${n2.cpuRatio.toFixed(3)}x / ${n1000.cpuRatio.toFixed(3)}x (2 / ${BIG} peers)`);
+  console.log(`  balancer worker CPU per request vs static: gen ${g2.cpuRatio.toFixed(3)}x / ${g1000.cpuRatio.toFixed(3)}x, naive ${n2.cpuRatio.toFixed(3)}x / ${n1000.cpuRatio.toFixed(3)}x (2 / ${BIG} peers)`);
   const errs = lb.nginx.errorLog().split("\n").filter((l) => /\[(error|crit|alert|emerg)\]/.test(l));
   if (errs.length > 0) console.log(`\nerror log of the balancer under test (${errs.length} lines), first: ${errs[0]}`);
 } catch (error) {
