@@ -3,7 +3,9 @@
  * PREFIX/.gen-lb/lock (created with O_EXCL, holding the owner's pid) from
  * before their check until after their reload. A second one waits, saying
  * whom it waits for, and gives up cleanly after a timeout. A lock whose
- * owner is no longer running (killed install) is taken over.
+ * owner is no longer running (killed install) is taken over: under a second
+ * lock, PREFIX/.gen-lb/lock.break, so that of two gen-lbs that find the same
+ * dead owner only one removes its lock, never one just taken by the other.
  */
 import { promises as fs } from "node:fs";
 import os from "node:os";
@@ -21,7 +23,12 @@ export interface LockOptions {
   timeoutMs?: number;
   /** Told once, when the lock is busy and we start waiting. */
   onWait?: (holder: string) => void;
+  /** Tests: runs inside a takeover, after the dead owner's lock was read again, before it is removed. */
+  duringTakeover?: () => Promise<void>;
 }
+
+/** A lock.break older than this was left by a gen-lb killed mid-takeover (which takes milliseconds). */
+const BREAK_STALE_MS = 10_000;
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -35,7 +42,8 @@ export async function acquireLock(prefix: string, opts: LockOptions): Promise<Lo
   const timeoutMs = opts.timeoutMs ?? 120_000;
   const deadline = Date.now() + timeoutMs;
   let told = false;
-  const me = `${process.pid} ${os.hostname()} ${new Date().toISOString()}\n`;
+  // The nonce tells apart two takers in one process (tests) started in the same millisecond.
+  const me = `${process.pid} ${os.hostname()} ${new Date().toISOString()} ${Math.random().toString(36).slice(2, 10)}\n`;
 
   for (;;) {
     try {
@@ -63,9 +71,8 @@ export async function acquireLock(prefix: string, opts: LockOptions): Promise<Lo
     const host = holder.split(" ")[1];
     const sameHost = host === undefined || host === os.hostname();
     if (holder !== "" && sameHost && (!Number.isInteger(pid) || pid <= 0 || !opts.runner.inspect(pid))) {
-      // The owner is gone. Remove the lock only if it is still the same one, then race for it again.
-      const again = await fs.readFile(file, "utf8").catch(() => "");
-      if (again === holder) await fs.rm(file, { force: true });
+      // The owner is gone: remove its lock, then race for it again.
+      if (!(await takeOver(file, holder, me, opts))) await sleep(20);
       continue;
     }
     if (!told) {
@@ -79,5 +86,32 @@ export async function acquireLock(prefix: string, opts: LockOptions): Promise<Lo
       );
     }
     await sleep(100);
+  }
+}
+
+/**
+ * Removes `file` if it still holds the dead owner's `holder`, under
+ * `file`.break: every takeover removal happens there, after a fresh read, so
+ * no taker can remove a lock another taker has just created. False when
+ * another takeover is under way.
+ */
+async function takeOver(file: string, holder: string, me: string, opts: LockOptions): Promise<boolean> {
+  const brk = `${file}.break`;
+  try {
+    await fs.writeFile(brk, me, { flag: "wx", mode: 0o644 });
+  } catch (error) {
+    const e = error as NodeJS.ErrnoException;
+    if (e.code !== "EEXIST") throw new RejectedError(`cannot create ${brk}: ${e.code ?? e.message}`);
+    const age = await fs.stat(brk).then((st) => Date.now() - st.mtimeMs, () => 0);
+    if (age > BREAK_STALE_MS) await fs.rm(brk, { force: true });
+    return false;
+  }
+  try {
+    const again = await fs.readFile(file, "utf8").catch(() => "");
+    await opts.duringTakeover?.();
+    if (again === holder) await fs.rm(file, { force: true });
+    return true;
+  } finally {
+    await fs.rm(brk, { force: true });
   }
 }

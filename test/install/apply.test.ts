@@ -173,4 +173,28 @@ describe("lock", () => {
     expect(readFileSync(path.join(prefix, ".gen-lb/lock"), "utf8")).toMatch(new RegExp(`^${process.pid} `));
     await lock.release();
   });
+
+  it("two takers of one dead owner's lock never both hold it (the slower one cannot remove the faster one's lock)", async () => {
+    const prefix = makePrefix();
+    const dead = spawnSync("true").pid!;
+    mkdirSync(path.join(prefix, ".gen-lb"));
+    writeFileSync(path.join(prefix, ".gen-lb/lock"), `${dead} ${os.hostname()} 2026-01-01T00:00:00.000Z\n`);
+    let holders = 0;
+    let most = 0;
+    const hold = async (lock: Awaited<ReturnType<typeof acquireLock>>) => {
+      most = Math.max(most, ++holders);
+      await new Promise((r) => setTimeout(r, 300));
+      holders--;
+      await lock.release();
+    };
+    // The slow taker pauses inside its takeover, between reading the dead
+    // owner's lock again and removing it: the window a second taker used to
+    // slip through, take the lock, and then lose it to the slow one's removal.
+    const slow = acquireLock(prefix, { runner: systemRunner, timeoutMs: 5_000, duringTakeover: () => new Promise((r) => setTimeout(r, 300)) }).then(hold);
+    await new Promise((r) => setTimeout(r, 50));
+    const fast = acquireLock(prefix, { runner: systemRunner, timeoutMs: 5_000 }).then(hold);
+    await Promise.all([slow, fast]);
+    expect(most).toBe(1);
+    expect(readdirSync(path.join(prefix, ".gen-lb"))).toEqual([]);
+  });
 });
