@@ -336,5 +336,10 @@ describe("an upstream a reload removes", () => {
     expect(await keysOf("keep")).toEqual(expect.arrayContaining([`req|keep|${peer.address}`, "v:keep", "p:keep"]));
     expect((await lb.peer("keep", peer.address))?.requests).toBe(20);
     expect(lb.nginx.errorLog()).toContain("forgot the state of 1 upstream(s) this config no longer has: gone");
+
+    // A config without any upstream runs no checker; its first worker forgets them.
+    await lb.reconfigure({ workers: 2, upstreams: {}, locations });
+    await waitFor(async () => ((await keysOf("keep")).length === 0 ? true : undefined), "keep's keys to go", 15_000);
+    expect(lb.nginx.errorLog()).toContain("forgot the state of 1 upstream(s) this config no longer has: keep");
   });
 });

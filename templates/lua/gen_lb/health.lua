@@ -757,6 +757,14 @@ end
 function _M.init_worker()
   require("gen_lb.balancer").init_worker()
   if #config.upstream_names == 0 then
+    -- No checker runs: one worker forgets what the previous config left.
+    if ngx.worker.id() == 0 then
+      timer_at(0, function(premature)
+        if not premature then
+          forget_removed_upstreams()
+        end
+      end)
+    end
     return
   end
   wakeup = semaphore.new(0)
