@@ -269,10 +269,10 @@ local states, nstates = {}, 0
 local pool, npool = {}, 0
 local picks = 0    -- tries started by this worker (the sweep's sign of life)
 
--- Request address (a number) -> its state, or false once the request is over: the
--- addresses nginx recycles keep their slots, so the table stops growing and
--- the per-request path inserts no new keys. The sweep drops the false ones
--- when there are many.
+-- Request address (a number) -> its state, or false once the request is
+-- over: the addresses nginx recycles keep their slots, so the table stops
+-- growing and the per-request path inserts no new keys. The sweep drops the
+-- false ones when there are many.
 local live, nlive = {}, 0
 local LIVE_KEYS_MAX = 4096
 
