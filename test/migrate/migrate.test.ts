@@ -295,4 +295,30 @@ describe("bad input", () => {
     expect((m.spec.status as Record<string, unknown>).enabled).toBe(false);
     expect(m.findings.some((f) => f.kind === "defect")).toBe(false);
   });
+
+  it("a log_by_lua where gen-lb proxies to an upstream is reported as lost, and the spec validates", () => {
+    const m = migrate("n.conf", {
+      loader: memoryLoader({
+        "n.conf": [
+          "events {}",
+          "http {",
+          "  upstream app { server 10.0.0.1:8080; server 10.0.0.2:8080; }",
+          "  log_by_lua_file lua/http_log.lua;",
+          "  server {",
+          "    listen 8080;",
+          "    location / { proxy_pass http://app; log_by_lua_file lua/metrics.lua; }",
+          "  }",
+          "}",
+          "",
+        ].join("\n"),
+        "lua/http_log.lua": "ngx.log(ngx.INFO, ngx.var.request_uri)\n",
+        "lua/metrics.lua": "ngx.shared.metrics:incr(ngx.var.status, 1, 0)\n",
+      }),
+    });
+    const lost = m.findings.filter((f) => f.kind === "lost" && f.directive === "log_by_lua_file");
+    expect(lost.map((f) => `${f.line}:${f.column}`)).toEqual(["4:3", "7:41"]);
+    expect(lost[0]!.message).toMatch(/gen-lb runs its own log_by_lua in every server that proxies to an upstream/);
+    const v = validateSpecText(specYaml(m.spec), "gen-lb.yaml");
+    expect(v.errors).toEqual([]);
+  });
 });
