@@ -317,8 +317,8 @@ describe("bad input", () => {
     });
     const lost = m.findings.filter((f) => f.kind === "lost" && f.directive === "log_by_lua_file");
     expect(lost.map((f) => `${f.line}:${f.column}`)).toEqual(["4:3", "7:41"]);
-    expect(lost[0]!.message).toMatch(/gen-lb runs its own log_by_lua in every server that proxies to an upstream/);
-    const v = validateSpecText(specYaml(m.spec), "gen-lb.yaml");
+    expect(lost[1]!.message).toMatch(/gen-lb runs its own log_by_lua in every server that proxies to an upstream/);
+    const v = validateSpecText(specYaml(m, "n.conf"), "gen-lb.yaml");
     expect(v.errors).toEqual([]);
   });
 });
