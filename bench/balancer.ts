@@ -14,8 +14,9 @@
  * - the balancer under test: one gen-lb prefix (peers from the Consul
  *   stand-in) holding every variant side by side (bench/support/lb.ts), one
  *   worker pinned to CPU 1; the backends and wrk share CPU 0 (a 2-core box);
- * - wrk with keepalive, --latency; runs interleaved A B C, B C A, C A B ... in
- *   the same process run, after a warm-up of each; medians over the rounds.
+ * - wrk with keepalive, --latency; runs interleaved, every round in its own
+ *   (seeded) order, in the same process run, after a warm-up of each;
+ *   medians over the rounds of each variant's ratio to static in that round.
  * This box is shared and noisy: differences under about 5 % come and go
  * between runs. bench/balancer-instructions.ts counts instructions instead,
  * which repeat.
@@ -94,6 +95,18 @@ function runWrk(url: string, seconds: number): Promise<Omit<WrkResult, "cpuUs">>
 
 // ---------------------------------------------------------------- throughput
 
+/** mulberry32: a small seeded generator, so a run's round orders can be repeated. */
+function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
 /**
  * static: nginx's own upstream (the baseline); gen: gen-lb; naive: JSON
  * decoded per request (the floor); bare: the cheapest Lua balancer there is
@@ -118,9 +131,16 @@ async function throughput(ports: { gen: number; raw: number }, worker: number, s
   const url = (v: Variant) => `http://127.0.0.1:${v === "gen" ? ports.gen : ports.raw}/${v}_${size}/`;
   for (const v of variants) await wrk(url(v), 2, worker); // warm-up: JIT, keepalive pools
   const runs = Object.fromEntries(variants.map((v) => [v, [] as WrkResult[]])) as Record<Variant, WrkResult[]>;
+  // Each round in its own order (shuffled, seeded: the same for every run),
+  // so that no variant always follows the same one: what one run leaves
+  // behind (garbage, a cold cache) lands on a different variant each round.
+  const random = seeded(ROUNDS * 7919 + variants.length);
   for (let r = 0; r < ROUNDS; r++) {
-    const k = r % variants.length;
-    const order = [...variants.slice(k), ...variants.slice(0, k)];
+    const order = [...variants];
+    for (let i = order.length - 1; i > 0; i--) {
+      const j = Math.floor(random() * (i + 1));
+      [order[i], order[j]] = [order[j]!, order[i]!];
+    }
     for (const v of order) runs[v].push(await wrk(url(v), DURATION, worker));
   }
   const perRound = (v: Variant, f: (x: WrkResult) => number) => runs[v].map((x, i) => f(x) / f(runs.static[i]!));
