@@ -234,7 +234,7 @@ function planServer(spec: Spec, server: Server, index: number): NginxDirective {
     if (server.http2) flags.push("http2");
     if (server.default_server) flags.push("default_server");
     if (server.reuseport) flags.push("reuseport");
-    inner.push(d("listen", l, ...flags));
+    inner.push(d("listen", l, ...flags, ...server.listen_options));
   }
   if (server.server_name.length > 0) inner.push(d("server_name", ...server.server_name));
   if (server.ssl) {

@@ -6,7 +6,7 @@
  * Lua sources come in, data goes out.
  */
 import path from "node:path";
-import type { Directive as SpecDirective } from "../spec/schema.js";
+import { LISTEN_OPTION_RE, type Directive as SpecDirective } from "../spec/schema.js";
 import { isDuration, isSize } from "../spec/units.js";
 import type { Directive } from "../nginx/types.js";
 import { detectDefects } from "./defects.js";
@@ -15,6 +15,18 @@ import { checkerCalls, consulFacts, parseHttpReq, type CheckerCall, type LuaSour
 import type { Finding } from "./types.js";
 
 type Obj = Record<string, unknown>;
+
+/** One listen directive of an old server, as the spec can say it. */
+interface Listen {
+  addr: string | number;
+  ssl: boolean;
+  http2: boolean;
+  def: boolean;
+  reuseport: boolean;
+  /** listen_options: the other parameters the spec knows. */
+  options: string[];
+  d: Directive;
+}
 
 export interface ConvertInput {
   tree: readonly Directive[];
@@ -654,7 +666,7 @@ class Converter {
     const base: Obj = {};
     const directives: SpecDirective[] = [];
     const locations: Obj[] = [];
-    const listens: Array<{ addr: string | number; ssl: boolean; http2: boolean; def: boolean; d: Directive }> = [];
+    const listens: Listen[] = [];
     const ssl: Obj = {};
     const sslDirectives: Directive[] = [];
     const serverHeaders: Array<[string, string]> = [];
@@ -732,17 +744,17 @@ class Converter {
       }
     }
 
-    if (listens.length === 0) listens.push({ addr: 80, ssl: false, http2: false, def: false, d: s });
-    // The spec's flags (ssl, http2, default_server) hold for every listen of a
-    // server; a server whose listens differ becomes one server per kind, which
-    // nginx treats the same way.
+    if (listens.length === 0) listens.push({ addr: 80, ssl: false, http2: false, def: false, reuseport: false, options: [], d: s });
+    // The spec's listen flags (ssl, http2, default_server, reuseport,
+    // listen_options) hold for every listen of a server; a server whose
+    // listens differ becomes one server per kind, which nginx treats the same way.
     const groups = new Map<string, typeof listens>();
     for (const l of listens) {
-      const key = `${l.ssl}|${l.http2}|${l.def}`;
+      const key = `${l.ssl}|${l.http2}|${l.def}|${l.reuseport}|${l.options.join(" ")}`;
       groups.set(key, [...(groups.get(key) ?? []), l]);
     }
     const index = this.servers.length;
-    if (groups.size > 1) this.add("converted", s, `server: its listens differ in ssl/http2/default_server, so it becomes ${groups.size} spec servers with the same content`, `servers[${index}..${index + groups.size - 1}]`);
+    if (groups.size > 1) this.add("converted", s, `server: its listens differ in their parameters (ssl, http2, default_server, reuseport, ...), so it becomes ${groups.size} spec servers with the same content`, `servers[${index}..${index + groups.size - 1}]`);
     else this.add("converted", s, "server", `servers[${index}]`);
     const anySsl = listens.some((l) => l.ssl);
     for (const group of groups.values()) {
@@ -755,6 +767,8 @@ class Converter {
       }
       if (first.def) server.default_server = true;
       if (first.http2) server.http2 = true;
+      if (first.reuseport) server.reuseport = true;
+      if (first.options.length) server.listen_options = [...first.options];
       if (first.ssl) {
         if (ssl.certificate === undefined || ssl.certificate_key === undefined) {
           this.add("lost", first.d, `${text(first.d)}: an ssl listen needs ssl_certificate and ssl_certificate_key in the same server`);
@@ -776,7 +790,7 @@ class Converter {
     return [abs, `relative to the old conf directory, made absolute: ${abs}`];
   }
 
-  parseListen(c: Directive): { addr: string | number; ssl: boolean; http2: boolean; def: boolean; d: Directive } | undefined {
+  parseListen(c: Directive): Listen | undefined {
     const [addr0, ...params] = c.args;
     let addr: string | number;
     const a = addr0 ?? "";
@@ -788,12 +802,14 @@ class Converter {
       this.add("lost", c, `${text(c)}: only port and address:port listens can be expressed`);
       return undefined;
     }
-    const flags = { ssl: false, http2: false, def: false };
+    const flags = { ssl: false, http2: false, def: false, reuseport: false, options: [] as string[] };
     const lost: string[] = [];
     for (const p of params) {
       if (p === "ssl") flags.ssl = true;
       else if (p === "http2") flags.http2 = true;
       else if (p === "default_server" || p === "default") flags.def = true;
+      else if (p === "reuseport") flags.reuseport = true;
+      else if (LISTEN_OPTION_RE.test(p)) flags.options.push(p);
       else lost.push(p);
     }
     this.add(lost.length ? "lost" : "converted", c, `${text(c)}${lost.length ? `: ${lost.join(" ")} cannot be expressed (the listen itself is kept)` : ""}`, "servers[].listen");

@@ -349,12 +349,27 @@ const sslSchema = z
   })
   .describe("TLS for this server (adds `ssl` to its listen)");
 
+// nginx's other listen parameters, each checked for its shape; ssl, http2,
+// default_server and reuseport have keys of their own.
+export const LISTEN_OPTION_RE =
+  /^(?:proxy_protocol|deferred|bind|backlog=-?\d+|fastopen=\d+|rcvbuf=\d+[kKmM]?|sndbuf=\d+[kKmM]?|ipv6only=(?:on|off)|so_keepalive=(?:on|off|\d*[smh]?:\d*[smh]?:\d*)|setfib=\d+|accept_filter=(?:dataready|httpready))$/;
+const listenOption = z.string().regex(LISTEN_OPTION_RE, {
+  error: (issue) =>
+    ["ssl", "http2", "default_server", "default", "reuseport"].includes(String(issue.input))
+      ? `"${String(issue.input)}" has its own key on the server (ssl, http2, default_server, reuseport)`
+      : `not a listen parameter gen-lb knows (got ${JSON.stringify(issue.input)}); known: proxy_protocol, deferred, bind, backlog=N, fastopen=N, rcvbuf=SIZE, sndbuf=SIZE, ipv6only=on|off, so_keepalive=on|off|IDLE:INTVL:CNT, setfib=N, accept_filter=NAME`,
+});
+
 export const serverSchema = z
   .strictObject({
     listen: z.union([listenAddress, z.array(listenAddress).min(1)]).describe("where to listen: a port, \"address:port\", or a list"),
     default_server: z.boolean().default(false).describe("mark the listen as default_server"),
     http2: z.boolean().default(false).describe("enable HTTP/2 on this server (with ssl)"),
     reuseport: z.boolean().default(false).describe("a listening socket per worker (listen ... reuseport): the kernel spreads connections evenly across workers; set it on one server per address"),
+    listen_options: z
+      .array(listenOption)
+      .default([])
+      .describe("more parameters for every listen of this server, e.g. proxy_protocol, backlog=4096, so_keepalive=on (socket options go on one server per address)"),
     ssl: sslSchema.optional(),
     server_name: z.array(safeText("a server name")).default([]).describe("server_name values"),
     root: safeText("a root").optional().describe("server-level root"),

@@ -1,4 +1,5 @@
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { connect } from "node:net";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { buildFileSet } from "../../src/pipeline.js";
@@ -101,5 +102,51 @@ describe("hostile values", () => {
   it("rejects a directive name that would smuggle syntax", () => {
     const r = validateSpecText(JSON.stringify({ nginx: { directives: [{ name: "worker_processes 1; evil", args: [] }] } }), "x.json");
     expect(r.errors.map((e) => e.path)).toEqual(["nginx.directives[0].name"]);
+  });
+});
+
+describe("listen options", () => {
+  let nginx: Nginx | undefined;
+  afterAll(async () => nginx?.stop());
+
+  it("reach the listen line and the real nginx: proxy_protocol hands the client address over", async () => {
+    const port = await freePort();
+    const statusPort = await freePort();
+    const { dir } = await buildPrefix({
+      servers: [
+        {
+          listen: `127.0.0.1:${port}`,
+          reuseport: true,
+          listen_options: ["proxy_protocol", "backlog=511", "so_keepalive=30s:10s:3"],
+          locations: [{ path: "/", match: "exact", return: { code: 200, text: "client $proxy_protocol_addr" } }],
+        },
+      ],
+      status: { listen: `127.0.0.1:${statusPort}` },
+    });
+    expect(readFileSync(path.join(dir, "conf/nginx.conf"), "utf8")).toContain(`listen 127.0.0.1:${port} reuseport proxy_protocol backlog=511 so_keepalive=30s:10s:3;`);
+    expect(nginxTest(dir).ok).toBe(true);
+    nginx = await Nginx.start(dir);
+    // A PROXY protocol v1 header, as a TCP load balancer in front would send it
+    // (the addresses in it are text; nothing is sent to them).
+    const answer = await new Promise<string>((resolve, reject) => {
+      const socket = connect({ host: "127.0.0.1", port }, () => {
+        socket.write(`PROXY TCP4 127.0.0.9 127.0.0.1 40000 ${port}\r\nGET / HTTP/1.0\r\nHost: x\r\n\r\n`);
+      });
+      let data = "";
+      socket.setTimeout(5_000, () => socket.destroy(new Error("no answer in 5 s")));
+      socket.on("data", (d: Buffer) => (data += d.toString()));
+      socket.on("end", () => resolve(data));
+      socket.on("error", reject);
+    });
+    expect(answer).toMatch(/^HTTP\/1\.1 200 /);
+    expect(answer.endsWith("client 127.0.0.9")).toBe(true);
+  });
+
+  it("are checked one by one, with their path", () => {
+    const r = validateSpecText(JSON.stringify({ servers: [{ listen: 8080, listen_options: ["backlog=1024", "reuseport", "backlog=lots"] }] }), "x.json");
+    expect(r.errors.map((e) => `${e.path}: ${e.message}`)).toEqual([
+      'servers[0].listen_options[1]: "reuseport" has its own key on the server (ssl, http2, default_server, reuseport)',
+      expect.stringMatching(/^servers\[0\]\.listen_options\[2\]: not a listen parameter gen-lb knows \(got "backlog=lots"\)/),
+    ]);
   });
 });

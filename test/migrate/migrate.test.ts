@@ -321,4 +321,29 @@ describe("bad input", () => {
     const v = validateSpecText(specYaml(m, "n.conf"), "gen-lb.yaml");
     expect(v.errors).toEqual([]);
   });
+
+  it("listen parameters become reuseport and listen_options; a server whose listens differ in them is split", () => {
+    const m = migrate("n.conf", {
+      loader: memoryLoader({
+        "n.conf": [
+          "events {}",
+          "http {",
+          "  server {",
+          "    listen 127.0.0.1:8080 reuseport backlog=4096 proxy_protocol;",
+          "    listen 8081 fastopen=256 quic;",
+          "    location / { return 200 ok; }",
+          "  }",
+          "}",
+          "",
+        ].join("\n"),
+      }),
+    });
+    const servers = (m.spec.servers as Array<Record<string, unknown>>).map(({ listen, reuseport, listen_options }) => ({ listen, reuseport, listen_options }));
+    expect(servers).toEqual([
+      { listen: "127.0.0.1:8080", reuseport: true, listen_options: ["backlog=4096", "proxy_protocol"] },
+      { listen: 8081, reuseport: undefined, listen_options: ["fastopen=256"] },
+    ]);
+    expect(m.findings.find((f) => f.kind === "lost" && f.line === 5)?.message).toMatch(/quic cannot be expressed \(the listen itself is kept\)/);
+    expect(validateSpecText(specYaml(m, "n.conf"), "gen-lb.yaml").errors).toEqual([]);
+  });
 });
