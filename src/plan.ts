@@ -365,7 +365,7 @@ function planLuaUpstream(name: string, up: Upstream, spec: Spec): Record<string,
     hash_var: up.hash_key === undefined ? undefined : HASH_VAR,
     retries: up.retries,
     fail_open: up.fail_open,
-    fallback: up.fallback.map(splitHostPort),
+    fallback: up.fallback.map((p) => (typeof p === "string" ? { ...splitHostPort(p), weight: 1 } : { ...splitHostPort(p.address), weight: p.weight })),
     healthcheck: {
       active:
         active === undefined

@@ -599,7 +599,7 @@ class Converter {
     }
 
     // Static servers become fallback peers; the service must be filled in.
-    const fallback: string[] = [];
+    const fallback: Array<string | { address: string; weight: number }> = [];
     const fails = new Set<string>();
     for (const s of servers) {
       const [addr, ...params] = s.args;
@@ -609,17 +609,20 @@ class Converter {
         this.add("lost", s, `${text(s)}: only host:port peers can be fallback peers`);
         continue;
       }
-      fallback.push(hostPort);
       const kept: string[] = [];
       const lostParams: string[] = [];
       let mf = "1";
       let ft = "10s";
+      let weight = 1;
       for (const p of params) {
-        if (p.startsWith("max_fails=")) mf = p.slice(10);
+        const w = /^weight=(\d+)$/.exec(p);
+        if (w && Number(w[1]) >= 1 && Number(w[1]) <= 1000) weight = Number(w[1]);
+        else if (p.startsWith("max_fails=")) mf = p.slice(10);
         else if (p.startsWith("fail_timeout=")) ft = p.slice(13);
         else lostParams.push(p);
         if (p.startsWith("max_fails=") || p.startsWith("fail_timeout=")) kept.push(p);
       }
+      fallback.push(weight === 1 ? hostPort : { address: hostPort, weight });
       fails.add(`${mf} ${ft}`);
       this.add(
         lostParams.length ? "lost" : "converted",

@@ -302,7 +302,18 @@ export const upstreamSchema = z
     connect_timeout: duration("2s").optional().describe("proxy_connect_timeout for this upstream"),
     read_timeout: duration("60s").optional().describe("proxy_read_timeout for this upstream"),
     send_timeout: duration("60s").optional().describe("proxy_send_timeout for this upstream"),
-    fallback: z.array(hostPort).default([]).describe('static "host:port" peers used only when Consul has never given any (and no dump exists)'),
+    fallback: z
+      .array(
+        z.union([
+          hostPort,
+          z.strictObject({
+            address: hostPort.describe('"host:port"'),
+            weight: z.number().int().min(1).max(1000).default(1).describe("its share of the traffic, as a Consul weight would give it"),
+          }),
+        ]),
+      )
+      .default([])
+      .describe('static peers, "host:port" or {address, weight}, used only when Consul has never given any (and no dump exists)'),
     fail_open: z.boolean().default(true).describe("when every peer is unhealthy, use them all (true) or answer 503 (false)"),
     healthcheck: z
       .strictObject({

@@ -10,19 +10,32 @@ import { instance, sample, Stack } from "./harness.js";
 describe("discovery: no instances registered", () => {
   let stack: Stack;
   let fallback: Backend;
+  let light: Backend;
+  let heavy: Backend;
 
   beforeAll(async () => {
-    [fallback] = (await startBackends(["fallback"])) as [Backend];
+    [fallback, light, heavy] = (await startBackends(["fallback", "light", "heavy"])) as [Backend, Backend, Backend];
     stack = await Stack.start({
       upstreams: {
         web: { service: "web", fallback: [fallback.address] },
         api: { service: "api" },
+        weighted: { service: "weighted", fallback: [light.address, { address: heavy.address, weight: 3 }] },
       },
     });
   });
   afterAll(async () => {
     await stack?.stop();
-    await fallback?.stop();
+    await Promise.all([fallback?.stop(), light?.stop(), heavy?.stop()]);
+  });
+
+  it("gives fallback peers their weights: 1:3 within ±5% over 400 requests", async () => {
+    await waitFor(async () => (await stack.view()).upstreams.weighted?.meta.consul_address, "Consul's first answer");
+    expect((await stack.view()).upstreams.weighted?.peers.sort()).toEqual([`${heavy.address}/3`, `${light.address}/1`].sort());
+    const s = await sample(stack.url("/u/weighted/"), 400);
+    expect(s.failures).toBe(0);
+    const ratio = (s.byBackend.heavy ?? 0) / (s.byBackend.light ?? 1);
+    expect(ratio, JSON.stringify(s.byBackend)).toBeGreaterThanOrEqual(3 * 0.95);
+    expect(ratio, JSON.stringify(s.byBackend)).toBeLessThanOrEqual(3 * 1.05);
   });
 
   it("serves the fallback peer while Consul lists no instance", async () => {

@@ -78,6 +78,13 @@ describe("spec validation", () => {
     expect(errors).toHaveLength(4);
   });
 
+  it("takes fallback peers as \"host:port\" or {address, weight}, and says where a weight is wrong", () => {
+    expect(validateSpecText('upstreams:\n  web: {service: web, fallback: ["10.0.0.1:80", {address: "10.0.0.2:80", weight: 3}]}\n', "gen-lb.yaml").errors).toEqual([]);
+    expect(errorsOf('upstreams:\n  web:\n    service: web\n    fallback:\n      - {address: "10.0.0.2:80", weight: 0}\n')).toEqual([
+      expect.stringMatching(/^upstreams\.web\.fallback\[0\]/),
+    ]);
+  });
+
   it("rejects a log_by_lua of the user's where gen-lb runs its own, and only there", () => {
     const errors = errorsOf(
       [

@@ -237,7 +237,7 @@ end
 local function fallback_list(up)
   local list = {}
   for i, p in ipairs(up.fallback or {}) do
-    list[i] = { host = p.host, port = p.port, weight = 1 }
+    list[i] = { host = p.host, port = p.port, weight = p.weight or 1 }
   end
   return list
 end
