@@ -108,6 +108,8 @@ function planHttp(spec: Spec): NginxDirective[] {
   const h = spec.nginx.http;
   const out: NginxDirective[] = [];
   if (h.include_mime_types) out.push(d("include", "mime.types"));
+  const types = Object.entries(h.types);
+  if (types.length > 0) out.push(block("types", [], types.map(([type, exts]) => ({ name: type, args: exts, entry: true }))));
   out.push(d("default_type", h.default_type));
   const flags: Array<[string, boolean | undefined]> = [
     ["sendfile", h.sendfile],

@@ -6,7 +6,7 @@
  * Lua sources come in, data goes out.
  */
 import path from "node:path";
-import { LISTEN_OPTION_RE, type Directive as SpecDirective } from "../spec/schema.js";
+import { EXTENSION_RE, LISTEN_OPTION_RE, MIME_TYPE_RE, type Directive as SpecDirective } from "../spec/schema.js";
 import { isDuration, isSize } from "../spec/units.js";
 import type { Directive } from "../nginx/types.js";
 import { detectDefects } from "./defects.js";
@@ -328,6 +328,15 @@ class Converter {
             this.carry(c, directives, "nginx.http.directives");
           }
           break;
+        case "types": {
+          const entries = (c.block ?? []).filter((e) => e.directive !== "#");
+          if (a.length === 0 && entries.every((e) => MIME_TYPE_RE.test(e.directive) && e.args.length > 0 && e.args.every((x) => EXTENSION_RE.test(x)))) {
+            const types = (http.types ??= {}) as Record<string, string[]>;
+            for (const e of entries) types[e.directive] = [...(types[e.directive] ?? []), ...e.args];
+            this.converted(c, "nginx.http.types");
+          } else this.carry(c, directives, "nginx.http.directives");
+          break;
+        }
         case "default_type":
           simple("default_type", a[0]);
           break;

@@ -190,10 +190,20 @@ const mapBlock = z.strictObject({
     .describe("match/value pairs, in order"),
 });
 
+export const MIME_TYPE_RE = /^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*\/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*$/;
+export const EXTENSION_RE = /^[A-Za-z0-9_.+-]+$/;
+
 export const httpSchema = z
   .strictObject({
     include_mime_types: z.boolean().default(true).describe("emit `include mime.types;` (conf/mime.types in the prefix)"),
     default_type: safeText("a MIME type").default("application/octet-stream").describe("default_type"),
+    types: z
+      .record(
+        z.string().regex(MIME_TYPE_RE, { message: 'expected a MIME type such as "application/wasm"' }),
+        z.array(z.string().regex(EXTENSION_RE, { message: 'expected a file extension such as "wasm"' })).min(1),
+      )
+      .default({})
+      .describe("more MIME types, type -> extensions, in a `types {}` after mime.types (an extension listed there too takes this type)"),
     sendfile: z.boolean().optional().describe("sendfile on/off"),
     tcp_nopush: z.boolean().optional().describe("tcp_nopush on/off"),
     tcp_nodelay: z.boolean().optional().describe("tcp_nodelay on/off"),

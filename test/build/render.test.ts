@@ -1,4 +1,4 @@
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -148,5 +148,43 @@ describe("listen options", () => {
       'servers[0].listen_options[1]: "reuseport" has its own key on the server (ssl, http2, default_server, reuseport)',
       expect.stringMatching(/^servers\[0\]\.listen_options\[2\]: not a listen parameter gen-lb knows \(got "backlog=lots"\)/),
     ]);
+  });
+});
+
+describe("types", () => {
+  let nginx: Nginx | undefined;
+  afterAll(async () => nginx?.stop());
+
+  it("add MIME types after mime.types, and the real nginx serves files with them", async () => {
+    const port = await freePort();
+    const statusPort = await freePort();
+    const { dir } = await buildPrefix({
+      nginx: { http: { types: { "application/x-gen-lb-test": ["genlbx", "glx"], "text/x-override": ["css"] } } },
+      servers: [{ listen: `127.0.0.1:${port}`, locations: [{ path: "/", root: "html" }] }],
+      status: { listen: `127.0.0.1:${statusPort}` },
+    });
+    expect(readFileSync(path.join(dir, "conf/nginx.conf"), "utf8")).toContain(
+      "    include mime.types;\n    types {\n        application/x-gen-lb-test genlbx glx;\n        text/x-override css;\n    }\n",
+    );
+    expect(nginxTest(dir).ok).toBe(true);
+    // mkdtemp makes 0700 directories; workers run as nobody.
+    chmodSync(dir, 0o755);
+    mkdirSync(path.join(dir, "html"), { recursive: true, mode: 0o755 });
+    for (const f of ["a.genlbx", "b.glx", "c.css", "d.html"]) writeFileSync(path.join(dir, "html", f), "x\n", { mode: 0o644 });
+    nginx = await Nginx.start(dir);
+    const typeOf = async (f: string) => {
+      const r = await request(`http://127.0.0.1:${port}/${f}`);
+      expect(r.status, f).toBe(200);
+      return r.headers["content-type"];
+    };
+    expect(await typeOf("a.genlbx")).toBe("application/x-gen-lb-test");
+    expect(await typeOf("b.glx")).toBe("application/x-gen-lb-test");
+    expect(await typeOf("c.css")).toBe("text/x-override"); // later than mime.types: it wins
+    expect(await typeOf("d.html")).toBe("text/html"); // mime.types still there
+  });
+
+  it("reject a malformed type or extension with its path", () => {
+    const r = validateSpecText(JSON.stringify({ nginx: { http: { types: { "not a type": ["x"], "text/ok": ["a;b"] } } } }), "x.json");
+    expect(r.errors.map((e) => e.path).sort()).toEqual(["nginx.http.types.not a type", "nginx.http.types.text/ok[0]"]);
   });
 });

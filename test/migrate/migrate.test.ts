@@ -355,4 +355,25 @@ describe("bad input", () => {
     expect(m.findings.find((f) => f.kind === "lost" && f.line === 5)?.message).toMatch(/quic cannot be expressed \(the listen itself is kept\)/);
     expect(validateSpecText(specYaml(m, "n.conf"), "gen-lb.yaml").errors).toEqual([]);
   });
+
+  it("an http-level types {} becomes nginx.http.types", () => {
+    const m = migrate("n.conf", {
+      loader: memoryLoader({
+        "n.conf": [
+          "events {}",
+          "http {",
+          "  include mime.types;",
+          "  types { application/wasm wasm; text/x-lua lua luac; }",
+          "  server { listen 8080; location / { root html; } }",
+          "}",
+          "",
+        ].join("\n"),
+        "mime.types": "types { text/html html; }\n",
+      }),
+    });
+    const http = (m.spec.nginx as { http: Record<string, unknown> }).http;
+    expect(http.types).toEqual({ "application/wasm": ["wasm"], "text/x-lua": ["lua", "luac"] });
+    expect(m.findings.find((f) => f.line === 4)).toMatchObject({ kind: "converted", to: "nginx.http.types" });
+    expect(validateSpecText(specYaml(m, "n.conf"), "gen-lb.yaml").errors).toEqual([]);
+  });
 });
