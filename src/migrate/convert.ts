@@ -618,6 +618,11 @@ class Converter {
         this.add("lost", s, `${text(s)}: only host:port peers can be fallback peers`);
         continue;
       }
+      if (params.includes("down")) {
+        // A server marked down never gets traffic: leaving it out is the same.
+        this.add("converted", s, `${text(s)}: marked down, so left out of the fallback peers`, `${at}.fallback`);
+        continue;
+      }
       const kept: string[] = [];
       const lostParams: string[] = [];
       let mf = "1";

@@ -376,4 +376,24 @@ describe("bad input", () => {
     expect(m.findings.find((f) => f.line === 4)).toMatchObject({ kind: "converted", to: "nginx.http.types" });
     expect(validateSpecText(specYaml(m, "n.conf"), "gen-lb.yaml").errors).toEqual([]);
   });
+
+  it("a static server marked down is left out of the fallback peers, and says so", () => {
+    const m = migrate("n.conf", {
+      loader: memoryLoader({
+        "n.conf": [
+          "events {}",
+          "http {",
+          "  upstream app { server 10.0.0.1:8080 weight=2; server 10.0.0.2:8080 down; }",
+          "  server { listen 8080; location / { proxy_pass http://app; } }",
+          "}",
+          "",
+        ].join("\n"),
+      }),
+    });
+    expect((m.spec.upstreams as Record<string, Record<string, unknown>>).app!.fallback).toEqual([{ address: "10.0.0.1:8080", weight: 2 }]);
+    expect(m.findings.find((f) => f.directive === "server" && f.line === 3 && f.column === 49)).toMatchObject({
+      kind: "converted",
+      message: "server 10.0.0.2:8080 down: marked down, so left out of the fallback peers",
+    });
+  });
 });
