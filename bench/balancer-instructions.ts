@@ -6,7 +6,7 @@
  * before and dumped after each, and divided by the requests wrk completed.
  *
  *   npx tsc -p tsconfig.json && npx tsx bench/balancer-instructions.ts
- *   ROUNDS=2 SECONDS=4 npx tsx bench/balancer-instructions.ts
+ *   ROUNDS=2 DURATION=4 npx tsx bench/balancer-instructions.ts
  *
  * Counted: the nginx process's user-space instructions (nginx, the Lua
  * module, LuaJIT, libc). Not counted: the kernel's share, which is the same
@@ -28,7 +28,7 @@ import { sleep, waitFor } from "../test/support/ports.js";
 import { buildThroughputPrefix, fmt, freePorts, median, nginxVersion, seedNaive, startBackendNginx } from "./support/lb.js";
 
 const ROUNDS = Number(process.env.ROUNDS ?? 2);
-const SECONDS = Number(process.env.SECONDS ?? 4);
+const DURATION = Number(process.env.DURATION ?? 4);
 const VARIANTS = ["static", "bare", "bare_log", "gen", "naive"] as const;
 type Variant = (typeof VARIANTS)[number];
 
@@ -94,7 +94,7 @@ try {
   for (let r = 0; r < ROUNDS; r++) {
     for (const v of VARIANTS) {
       control(pid, "-z");
-      const n = await wrkRequests(url(v), SECONDS);
+      const n = await wrkRequests(url(v), DURATION);
       control(pid, "-d");
       await sleep(200);
       perRequest[v].push(lastDumpTotal(outDir) / n);
@@ -102,7 +102,7 @@ try {
   }
   const ir = (v: Variant) => median(perRequest[v]);
   const base = ir("static");
-  console.log(`gen-lb balancer, user-space instructions per request under callgrind: nginx ${nginxVersion()}, 2 peers, ${ROUNDS} round(s) of ${SECONDS} s each`);
+  console.log(`gen-lb balancer, user-space instructions per request under callgrind: nginx ${nginxVersion()}, 2 peers, ${ROUNDS} round(s) of ${DURATION} s each`);
   console.log("  variant    instructions/request   vs static   over static   (rounds)");
   for (const v of VARIANTS) {
     console.log(

@@ -7,7 +7,7 @@
  * "in nginx.conf:LINE" back to the spec.
  */
 import type { NginxDirective } from "./render/quote.js";
-import type { AccessLog, Location, Server, Spec, Upstream } from "./spec/schema.js";
+import { proxiesToUpstream, type AccessLog, type Location, type Server, type Spec, type Upstream } from "./spec/schema.js";
 import { nginxDuration, parseDuration } from "./spec/units.js";
 
 export interface RenderModel {
@@ -248,7 +248,7 @@ function planServer(spec: Spec, server: Server, index: number): NginxDirective {
   if (server.index) inner.push(d("index", ...server.index));
   for (const page of server.error_pages) inner.push(d("error_page", ...page.codes, page.uri));
   inner.push(...accessLogs(server.access_log));
-  if (server.locations.some((loc) => loc.upstream !== undefined)) {
+  if (proxiesToUpstream(server)) {
     // Server level, so that every location inherits it: an error_page or
     // X-Accel-Redirect target ends a proxied request too.
     inner.push(lua("log_by_lua_block", 'require("gen_lb.balancer").log()'));

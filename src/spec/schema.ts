@@ -405,6 +405,11 @@ export const serverSchema = z
   })
   .describe("one virtual server");
 
+/** Does this server proxy to a gen-lb upstream (and so run gen-lb's log phase)? */
+export function proxiesToUpstream(server: { locations: ReadonlyArray<{ upstream?: string | undefined }> }): boolean {
+  return server.locations.some((loc) => loc.upstream !== undefined);
+}
+
 // ---------------------------------------------------------------- status, runtime, root
 
 export const statusSchema = z

@@ -4,7 +4,7 @@
  */
 import type { z } from "zod";
 import { formatPath, loadSpecText, type LoadedSpec, type SpecDiagnostic } from "./load.js";
-import { specSchema, type Directive, type Spec } from "./schema.js";
+import { proxiesToUpstream, specSchema, type Directive, type Spec } from "./schema.js";
 
 export interface ValidationResult {
   spec?: Spec;
@@ -156,7 +156,7 @@ function crossCheck(spec: Spec, diag: Diag): { errors: SpecDiagnostic[]; warning
       if (dir.block) ownLogPhase(dir.block, [...path, i, "block"]);
     });
   };
-  const proxying = spec.servers.map((server) => server.locations.some((loc) => loc.upstream !== undefined));
+  const proxying = spec.servers.map(proxiesToUpstream);
   if (proxying.some(Boolean)) ownLogPhase(spec.nginx.http.directives, ["nginx", "http", "directives"]);
   spec.servers.forEach((server, si) => {
     if (!proxying[si]) return;

@@ -386,8 +386,15 @@ local function upstream(name)
   return u
 end
 
--- The request's last try is over (its log phase, or a stale state found by
--- a new request at the same address): it is no longer in flight.
+-- The request nginx is running, and its address (the key of `live`).
+local function current_request()
+  local r = get_request()
+  return r, tonumber(cast(uintptr_t, r))
+end
+
+-- The request's last try is over (its log phase, a retry, or a stale state
+-- found by a new request at the same address): it is no longer in flight.
+-- Returns its upstream and peer position, if that peer is still listed.
 local function finish(st)
   local u = st.u
   if u and st.n > 0 then
@@ -407,8 +414,7 @@ end
 function _M.balance(name)
   local u = upstream(name)
 
-  local r = get_request()
-  local addr = tonumber(cast(uintptr_t, r))
+  local r, addr = current_request()
   local st = live[addr]
   -- nginx's state of this upstream's previous try (0: this is the first)
   -- and that try's status.
@@ -420,13 +426,8 @@ function _M.balance(name)
   local key
   if failed > 0 then
     -- nginx is retrying: the previous try failed.
-    local k = st.n
-    local prev = k > 0 and tried_at(u, st, k)
+    local _, prev = finish(st)
     if prev then
-      local inf = u.inflight[prev]
-      if inf > 0 then
-        u.inflight[prev] = inf - 1
-      end
       try_failed(u, prev, code, 2)
     end
     if st.gen ~= u.gen then
@@ -445,11 +446,9 @@ function _M.balance(name)
           try_failed(pu, pi, prev, 2)
         end
       end
-      st.n, st.key, st.weak = 0, false, false
-      st.holder[1] = nil
-    else
-      st = acquire(addr)
+      release(st)
     end
+    st = acquire(addr)
     st.u, st.gen = u, u.gen
     if C.ngx_http_lua_ffi_req_is_internal(r) ~= 0 then
       -- A subrequest may never run the log phase: let the sweep see its end.
@@ -495,8 +494,8 @@ end
 --- log_by_lua (every request of a server that proxies to an upstream): the
 --- request is over; account for its last try.
 function _M.log()
-  local r = get_request()
-  local st = live[tonumber(cast(uintptr_t, r))]
+  local r, addr = current_request()
+  local st = live[addr]
   if not st then
     return
   end

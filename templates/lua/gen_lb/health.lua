@@ -340,7 +340,10 @@ local function forget_upstreams(premature, names)
   end
 end
 
-local function forget_removed_upstreams()
+local function forget_removed_upstreams(premature)
+  if premature then
+    return
+  end
   local removed = {}
   for name in (hdict:get(UPSTREAMS_KEY) or ""):gmatch("[^\n]+") do
     if not config.upstreams[name] then
@@ -759,11 +762,7 @@ function _M.init_worker()
   if #config.upstream_names == 0 then
     -- No checker runs: one worker forgets what the previous config left.
     if ngx.worker.id() == 0 then
-      timer_at(0, function(premature)
-        if not premature then
-          forget_removed_upstreams()
-        end
-      end)
+      timer_at(0, forget_removed_upstreams)
     end
     return
   end
