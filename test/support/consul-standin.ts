@@ -548,6 +548,26 @@ export class ConsulStandin {
   // --- observability --------------------------------------------------------
 
   /** The current raft index (the last write). */
+  /** This agent's datacenter, as its DNS interface qualifies names. */
+  get dc(): string {
+    return this.datacenter;
+  }
+
+  /**
+   * Every instance of a service as /v1/health/service/NAME lists it (any
+   * state, no faults, no ACL): what the DNS stand-in answers from.
+   * Undefined when no instance of the service is registered.
+   */
+  healthEntries(service: string): Array<Record<string, unknown>> | undefined {
+    const found = this.instancesOf(service, []);
+    return found.length === 0 ? undefined : found.map((i) => this.healthEntry(i));
+  }
+
+  /** A node's address, when the node exists. */
+  nodeAddress(node: string): string | undefined {
+    return [...this.nodes.values()].find((n) => n.name.toLowerCase() === node.toLowerCase())?.address;
+  }
+
   get index(): number {
     return this.raftIndex;
   }
