@@ -68,6 +68,16 @@ describe("Consul DNS stand-in", () => {
     }
   });
 
+  it("answers NXDOMAIN when every instance is critical, as Consul does", async () => {
+    standin.setHealth("api-1", "critical");
+    try {
+      await expect(resolver.resolveSrv("_api._tcp.service.consul")).rejects.toMatchObject({ code: "ENOTFOUND" });
+    } finally {
+      standin.setHealth("api-1", "passing");
+    }
+    expect((await resolver.resolveSrv("_api._tcp.service.consul")).length).toBe(1);
+  });
+
   it("follows registrations at once (TTL 0) and answers NXDOMAIN for unknown names", async () => {
     await expect(resolver.resolveSrv("_late._tcp.service.consul")).rejects.toMatchObject({ code: "ENOTFOUND" });
     standin.registerService({ ID: "late-1", Name: "late", Address: "127.0.0.3", Port: 7000 });

@@ -14,7 +14,7 @@
  * - `HEX.addr.DC.consul` and `NODE.node[.DC].consul` A/AAAA, which is what a
  *   resolver such as nginx's asks next for each SRV target.
  * - TTL 0 everywhere (Consul's default), NXDOMAIN with the zone's SOA for a
- *   name that matches nothing, NOERROR with no answers (and the SOA) for a
+ *   name that matches nothing (a service with no live instance included), NOERROR with no answers (and the SOA) for a
  *   known name without records of the asked type.
  * - Over UDP an answer is cut to fit 512 bytes (or the EDNS size the query
  *   offers) without setting TC, as Consul does.
@@ -284,6 +284,8 @@ export class ConsulDns {
           (tag === undefined || (e.Service.Tags ?? []).some((t) => t.toLowerCase() === tag)),
       ),
     );
+    // Consul answers NXDOMAIN when no instance survives the health and tag filters.
+    if (live.length === 0) return undefined;
     const answers: Record_[] = [];
     const additional: Record_[] = [];
     for (const e of live) {
