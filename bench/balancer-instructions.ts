@@ -27,6 +27,7 @@ import { request } from "../test/support/load.js";
 import { sleep, waitFor } from "../test/support/ports.js";
 import { buildThroughputPrefix, fmt, freePorts, median, nginxVersion, seedNaive, startBackendNginx } from "./support/lb.js";
 
+const signed = (n: number) => (n < 0 ? `-${fmt(-n)}` : `+${fmt(n)}`);
 const ROUNDS = Number(process.env.ROUNDS ?? 2);
 const DURATION = Number(process.env.DURATION ?? 4);
 const VARIANTS = ["static", "gen_static", "bare", "bare_log", "gen", "naive"] as const;
@@ -106,10 +107,10 @@ try {
   console.log("  variant     instructions/request   vs static   over static   (rounds)");
   for (const v of VARIANTS) {
     console.log(
-      `  ${v.padEnd(10)}  ${fmt(ir(v)).padStart(20)}   ${`${(ir(v) / base).toFixed(3)}x`.padStart(9)}   ${`+${fmt(ir(v) - base)}`.padStart(11)}   ${perRequest[v].map((x) => fmt(x)).join(" ")}`,
+      `  ${v.padEnd(10)}  ${fmt(ir(v)).padStart(20)}   ${`${(ir(v) / base).toFixed(3)}x`.padStart(9)}   ${signed(ir(v) - base).padStart(11)}   ${perRequest[v].map((x) => fmt(x)).join(" ")}`,
     );
   }
-  console.log(`\n  gen-lb's static upstream (servers:, nginx's own upstream {}) against the hand-written one: ${fmt(ir("gen_static") - base)} per request`);
+  console.log(`\n  gen-lb's static upstream (servers:, nginx's own upstream {}) against the hand-written one: ${signed(ir("gen_static") - base)} per request (${(((ir("gen_static") - base) / base) * 100).toFixed(1)} %; the two render the same directives)`);
   console.log(`  any Lua balancer on this nginx pays at least: +${fmt(ir("bare") - base)} (entering balancer_by_lua, set_current_peer), +${fmt(ir("bare_log") - base)} with a log phase`);
   console.log(`  gen-lb's own work on top of that floor: +${fmt(ir("gen") - ir("bare_log"))} per request (pick, retries, counters, in-flight, passive checks)`);
 } finally {

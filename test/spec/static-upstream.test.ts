@@ -99,6 +99,28 @@ describe("static upstreams: validation", () => {
   });
 });
 
+describe("static upstreams: rendering", () => {
+  const lines = (yaml: string) => {
+    const up = planBuild(ok(yaml), { specFile: "gen-lb.yaml", generator: "test" }).upstreams[0]!;
+    return up.block!.map((d) => [d.name, ...d.args].join(" "));
+  };
+  it("maps balance to nginx's methods, ahead of keepalive", () => {
+    const servers = 'servers: ["10.0.0.1:80", "10.0.0.2:80"]';
+    expect(lines(`upstreams:\n  a: {${servers}}\n`)).toEqual(["server 10.0.0.1:80", "server 10.0.0.2:80", "keepalive 32"]);
+    expect(lines(`upstreams:\n  a: {balance: least_conn, ${servers}}\n`)[0]).toBe("least_conn");
+    expect(lines(`upstreams:\n  a: {balance: random, ${servers}}\n`)[0]).toBe("random two");
+    expect(lines(`upstreams:\n  a: {balance: chash, hash_key: $cookie_user, ${servers}}\n`)[0]).toBe("hash $cookie_user consistent");
+    expect(lines(`upstreams:\n  a: {keepalive: 0, ${servers}}\n`)).toEqual(["server 10.0.0.1:80", "server 10.0.0.2:80"]);
+    expect(lines(`upstreams:\n  a: {keepalive_timeout: 30s, keepalive_requests: 500, ${servers}}\n`).slice(2)).toEqual(["keepalive 32", "keepalive_timeout 30s", "keepalive_requests 500"]);
+  });
+
+  it("writes every server parameter, normalised", () => {
+    expect(
+      lines('upstreams:\n  a:\n    servers:\n      - {address: "010.0.0.1:0080", weight: 3, max_fails: 0, fail_timeout: 1m, max_conns: 5, backup: true}\n      - {address: "[0::2]:80", down: true}\n      - "unix:/run/a.sock"\n'),
+    ).toEqual(["server 10.0.0.1:80 weight=3 max_fails=0 fail_timeout=60s max_conns=5 backup", "server [::2]:80 down", "server unix:/run/a.sock", "keepalive 32"]);
+  });
+});
+
 describe("fallback peers: validation and normalisation", () => {
   it("refuses a host name unless nginx.http.resolver is set, and says how to fix it", () => {
     expect(errorsOf('upstreams:\n  web:\n    service: web\n    fallback: ["localhost:8080"]\n')).toEqual([
