@@ -9,6 +9,10 @@
 import type { NginxDirective } from "./render/quote.js";
 import { proxiesToUpstream, type AccessLog, type Location, type Server, type Spec, type Upstream } from "./spec/schema.js";
 import { nginxDuration, parseDuration } from "./spec/units.js";
+import { formatPeerAddress } from "./spec/address.js";
+import { hasUpstreamModule } from "./spec/features.js";
+import { peerOf } from "./spec/upstream-checks.js";
+import { planStaticStatus, planStaticUpstream, splitUpstreams } from "./plan-static.js";
 
 export interface RenderModel {
   generator: string;
@@ -55,7 +59,7 @@ export function planBuild(spec: Spec, opts: { specFile: string; generator: strin
     http: planHttp(spec),
     upstreams: Object.entries(spec.upstreams)
       .sort(([a], [b]) => (a < b ? -1 : 1))
-      .map(([name, up]) => planUpstream(name, up)),
+      .map(([name, up]) => (up.service === undefined ? planStaticUpstream(name, up) : planUpstream(name, up))),
     servers: [
       ...spec.servers.map((server, i) => planServer(spec, server, i)),
       ...(spec.status.enabled ? [planStatusServer(spec)] : []),
@@ -184,7 +188,7 @@ function planHttp(spec: Spec): NginxDirective[] {
   // The runtime logs each Consul failure streak once; the module's own line per failed socket op is noise.
   out.push(d("lua_socket_log_errors", "off"));
   // One long-lived watcher timer per upstream, plus health checks and housekeeping.
-  const timers = Object.keys(spec.upstreams).length * 2 + 64;
+  const timers = splitUpstreams(spec).consul.length * 2 + 64;
   if (timers > 256) out.push(d("lua_max_running_timers", timers), d("lua_max_pending_timers", timers * 2));
   const ca = spec.consul.ca_file ?? (spec.consul.ssl_verify && spec.consul.addresses.some((a) => a.startsWith("https:")) ? SYSTEM_CA_BUNDLE : undefined);
   if (ca !== undefined) out.push(d("lua_ssl_trusted_certificate", ca), d("lua_ssl_verify_depth", 5));
@@ -202,7 +206,7 @@ function mapEntry(match: string, value: string): NginxDirective {
 /** About 8 KiB per upstream of peers and health keys, never under 1 MiB. */
 function dictSize(explicit: string | number | undefined, spec: Spec): string {
   if (explicit !== undefined) return size(explicit);
-  const bytes = Math.max(1024 * 1024, Object.keys(spec.upstreams).length * 8 * 1024 * 4);
+  const bytes = Math.max(1024 * 1024, splitUpstreams(spec).consul.length * 8 * 1024 * 4);
   return `${Math.ceil(bytes / (1024 * 1024))}m`;
 }
 
@@ -248,7 +252,7 @@ function planServer(spec: Spec, server: Server, index: number): NginxDirective {
   if (server.index) inner.push(d("index", ...server.index));
   for (const page of server.error_pages) inner.push(d("error_page", ...page.codes, page.uri));
   inner.push(...accessLogs(server.access_log));
-  if (proxiesToUpstream(server)) {
+  if (proxiesToUpstream(server, spec.upstreams)) {
     // Server level, so that every location inherits it: an error_page or
     // X-Accel-Redirect target ends a proxied request too.
     inner.push(lua("log_by_lua_block", 'require("gen_lb.balancer").log()'));
@@ -280,8 +284,9 @@ function planLocation(spec: Spec, loc: Location, path: string): NginxDirective {
 
 function planProxy(up: Upstream, loc: Location): NginxDirective[] {
   const name = loc.upstream!;
+  const consul = up.service !== undefined;
   const out: NginxDirective[] = [];
-  if (up.hash_key !== undefined) out.push(d("set", `$${HASH_VAR}`, up.hash_key));
+  if (consul && up.hash_key !== undefined) out.push(d("set", `$${HASH_VAR}`, up.hash_key));
   out.push(d("proxy_pass", `http://${name}`), d("proxy_http_version", "1.1"));
   const headers: Record<string, string> = loc.proxy_set_header ?? {
     Host: "$host",
@@ -307,7 +312,7 @@ function planProxy(up: Upstream, loc: Location): NginxDirective[] {
     out.push(d("proxy_next_upstream", ...conditions), d("proxy_next_upstream_tries", up.retries + 1));
   }
   // Fail closed answers 503 before proxying: a balancer can only make nginx say 500 or 502.
-  if (!up.fail_open) out.push(lua("access_by_lua_block", `require("gen_lb.balancer").access(${JSON.stringify(name)})`));
+  if (consul && !up.fail_open) out.push(lua("access_by_lua_block", `require("gen_lb.balancer").access(${JSON.stringify(name)})`));
   return out;
 }
 
@@ -332,6 +337,7 @@ function planStatusServer(spec: Spec): NginxDirective {
 
 function planLuaConfig(spec: Spec): Record<string, unknown> {
   const c = spec.consul;
+  const ups = splitUpstreams(spec);
   return {
     dicts: { ...DICTS },
     log_level: spec.runtime.log_level,
@@ -347,11 +353,20 @@ function planLuaConfig(spec: Spec): Record<string, unknown> {
       ca_file: c.ca_file,
       empty: c.empty,
     },
-    upstream_names: Object.keys(spec.upstreams).sort(),
-    upstreams: Object.fromEntries(
-      Object.entries(spec.upstreams).map(([name, up]) => [name, planLuaUpstream(name, up, spec)]),
-    ),
+    upstream_names: ups.consul.map(([name]) => name),
+    upstreams: Object.fromEntries(ups.consul.map(([name, up]) => [name, planLuaUpstream(name, up, spec)])),
+    // Static upstreams are nginx's own; the runtime only lists them (status). Absent when there are none.
+    ...(ups.static.length === 0 ? {} : planStaticLuaConfig(spec, ups.static)),
     status: { enabled: spec.status.enabled, path: spec.status.path },
+  };
+}
+
+function planStaticLuaConfig(spec: Spec, list: Array<[string, Upstream]>): Record<string, unknown> {
+  return {
+    static_upstream_names: list.map(([name]) => name),
+    static_upstreams: Object.fromEntries(list.map(([name, up]) => [name, planStaticStatus(up)])),
+    // lua-upstream-nginx-module (ngx.upstream): where the target has it, status shows the peers' state.
+    upstream_module: hasUpstreamModule(spec),
   };
 }
 
@@ -367,7 +382,7 @@ function planLuaUpstream(name: string, up: Upstream, spec: Spec): Record<string,
     hash_var: up.hash_key === undefined ? undefined : HASH_VAR,
     retries: up.retries,
     fail_open: up.fail_open,
-    fallback: up.fallback.map((p) => (typeof p === "string" ? { ...splitHostPort(p), weight: 1 } : { ...splitHostPort(p.address), weight: p.weight })),
+    fallback: up.fallback.map((p) => (typeof p === "string" ? { ...fallbackPeer(p), weight: 1 } : { ...fallbackPeer(p.address), weight: p.weight })),
     healthcheck: {
       active:
         active === undefined
@@ -391,6 +406,13 @@ function planLuaUpstream(name: string, up: Upstream, spec: Spec): Record<string,
           : { max_fails: passive.max_fails, fail_timeout: seconds(passive.fail_timeout), statuses: passive.statuses },
     },
   };
+}
+
+/** A fallback peer as the runtime takes it: canonical host (IPv6 without brackets, as Consul gives it) and port. */
+function fallbackPeer(text: string): { host: string; port: number } {
+  const a = peerOf(text);
+  if (a.kind === "unix") throw new Error(`a unix socket reached the fallback peers: ${formatPeerAddress(a)}`);
+  return { host: a.host, port: a.port };
 }
 
 export function splitHostPort(hostPort: string): { host: string; port: number } {

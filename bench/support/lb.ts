@@ -178,6 +178,8 @@ export async function buildThroughputPrefix(standin: ConsulStandin, small: numbe
     upstreams: {
       small: { service: "small", retries: 1, keepalive: 32 },
       big: { service: "big", retries: 1, keepalive: bigKeepalive },
+      // gen-lb's static upstream (servers, no service): nginx's own upstream {}, to match static_small.
+      gen_static_small: { servers: small.map((p) => `127.0.0.1:${p}`), retries: 1, keepalive: 32 },
     },
     servers: [
       {
@@ -192,6 +194,8 @@ export async function buildThroughputPrefix(standin: ConsulStandin, small: numbe
         listen: `127.0.0.1:${rawPort}`,
         locations: [
           rawLocation("/static_small/", "static_small"),
+          // A static gen-lb upstream adds no log phase, so it may share the baseline's server.
+          { path: "/gen_static_small/", upstream: "gen_static_small" },
           rawLocation("/static_big/", "static_big"),
           rawLocation("/naive_small/", "naive_small"),
           rawLocation("/naive_big/", "naive_big"),

@@ -9,6 +9,7 @@
  * become identifiers (upstream names, directive names) get a strict pattern.
  */
 import { z } from "zod";
+import { parsePeerAddress } from "./address.js";
 import { isDuration, isSize } from "./units.js";
 
 // ---------------------------------------------------------------- scalars
@@ -296,12 +297,41 @@ export const passiveCheckSchema = z
   })
   .describe("passive health checks from real traffic");
 
+/** A peer address with the reason it is wrong, written by the one address parser. */
+function peerAddress(opts: { unix?: boolean } = {}) {
+  return z.string().superRefine((text, ctx) => {
+    const r = parsePeerAddress(text, opts);
+    if (!r.ok) ctx.addIssue({ code: "custom", message: r.reason });
+  });
+}
+
+export const staticServerSchema = z.strictObject({
+  address: peerAddress({ unix: true }).describe('"ip:port", "[v6]:port", "host:port" (resolved by nginx at start) or "unix:/path"'),
+  weight: z.number().int().min(1).max(1000).optional().describe("server weight= (default 1)"),
+  max_fails: z.number().int().min(0).max(1000).optional().describe("server max_fails= : failed tries within fail_timeout that take it out (0 never; nginx's default 1)"),
+  fail_timeout: duration("10s").optional().describe("server fail_timeout= : the window for max_fails and how long it stays out (nginx's default 10s)"),
+  backup: z.boolean().default(false).describe("server backup: gets traffic only while every primary server is out (not with balance chash or random)"),
+  down: z.boolean().default(false).describe("server down: listed but never used"),
+  max_conns: z.number().int().min(0).optional().describe("server max_conns= : connections at once (per worker unless `resolve` adds a zone; 0 unlimited)"),
+});
+
+const staticServer = z.union([peerAddress({ unix: true }), staticServerSchema]);
+
 export const upstreamSchema = z
   .strictObject({
-    service: name("a Consul service name").describe("Consul service name"),
-    tags: z.array(name("a tag")).default([]).describe("only instances carrying all these tags"),
-    datacenter: name("a datacenter").optional().describe("overrides consul.datacenter for this service"),
-    balance: z.enum(["round_robin", "least_conn", "chash", "random"]).default("round_robin").describe("balancing algorithm"),
+    service: name("a Consul service name").optional().describe("Consul service name: the peers come from Consul (give either `service` or `servers`)"),
+    servers: z
+      .array(staticServer)
+      .min(1)
+      .optional()
+      .describe('a static upstream instead of a Consul service: nginx\'s own `upstream {}` with these servers and no Lua on the request path; each "host:port", "[v6]:port", "unix:/path" or {address, weight, ...}'),
+    resolve: z
+      .boolean()
+      .default(false)
+      .describe("static upstreams: re-resolve host-name servers at run time through nginx.http.resolver (`zone` + `server ... resolve`; nginx 1.27.3 or later, OpenResty 1.31); without it nginx resolves them once at start"),
+    tags: z.array(name("a tag")).default([]).describe("Consul upstreams: only instances carrying all these tags"),
+    datacenter: name("a datacenter").optional().describe("Consul upstreams: overrides consul.datacenter for this service"),
+    balance: z.enum(["round_robin", "least_conn", "chash", "random"]).default("round_robin").describe("balancing algorithm; static upstreams use nginx's: round_robin (default), least_conn, chash (`hash KEY consistent`), random (`random two`)"),
     hash_key: safeText("a hash key").optional().describe("chash only: nginx variable expression hashed, e.g. $remote_addr or $cookie_user"),
     retries: z.number().int().min(0).max(10).default(1).describe("extra attempts on another peer after a failure"),
     retry_non_idempotent: z.boolean().default(false).describe("also retry POST, LOCK, PATCH"),
@@ -315,25 +345,25 @@ export const upstreamSchema = z
     fallback: z
       .array(
         z.union([
-          hostPort,
+          peerAddress(),
           z.strictObject({
-            address: hostPort.describe('"host:port"'),
+            address: peerAddress().describe('"host:port" or "[v6]:port"'),
             weight: z.number().int().min(1).max(1000).default(1).describe("its share of the traffic, as a Consul weight would give it"),
           }),
         ]),
       )
       .default([])
-      .describe('static peers, "host:port" or {address, weight}, used only when Consul has never given any (and no dump exists)'),
-    fail_open: z.boolean().default(true).describe("when every peer is unhealthy, use them all (true) or answer 503 (false)"),
+      .describe('Consul upstreams: static peers, "ip:port", "[v6]:port" or {address, weight}, used only when Consul has never given any (and no dump exists); host names need nginx.http.resolver'),
+    fail_open: z.boolean().default(true).describe("Consul upstreams: when every peer is unhealthy, use them all (true) or answer 503 (false)"),
     healthcheck: z
       .strictObject({
         active: activeCheckSchema.optional(),
         passive: passiveCheckSchema.optional(),
       })
       .default({})
-      .describe("health checking"),
+      .describe("Consul upstreams: health checking (static servers use nginx's max_fails/fail_timeout)"),
   })
-  .describe("one load-balanced service");
+  .describe("one load-balanced service: a Consul `service`, or static `servers`");
 
 // ---------------------------------------------------------------- servers
 
@@ -405,9 +435,16 @@ export const serverSchema = z
   })
   .describe("one virtual server");
 
-/** Does this server proxy to a gen-lb upstream (and so run gen-lb's log phase)? */
-export function proxiesToUpstream(server: { locations: ReadonlyArray<{ upstream?: string | undefined }> }): boolean {
-  return server.locations.some((loc) => loc.upstream !== undefined);
+/**
+ * Does this server proxy to a Consul upstream (and so run gen-lb's log
+ * phase)? Static upstreams (`servers`, no `service`) are nginx's own and
+ * need no Lua; without the upstreams every proxying location counts.
+ */
+export function proxiesToUpstream(
+  server: { locations: ReadonlyArray<{ upstream?: string | undefined }> },
+  upstreams?: Readonly<Record<string, { service?: string | undefined }>>,
+): boolean {
+  return server.locations.some((loc) => loc.upstream !== undefined && (upstreams === undefined || upstreams[loc.upstream]?.service !== undefined));
 }
 
 // ---------------------------------------------------------------- status, runtime, root
@@ -448,6 +485,7 @@ export const specSchema = z
 export type Spec = z.infer<typeof specSchema>;
 export type SpecInput = z.input<typeof specSchema>;
 export type Upstream = z.infer<typeof upstreamSchema>;
+export type StaticServer = z.infer<typeof staticServerSchema>;
 export type Server = z.infer<typeof serverSchema>;
 export type Location = Server["locations"][number];
 export type AccessLog = z.infer<typeof accessLog>;

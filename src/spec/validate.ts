@@ -5,6 +5,7 @@
 import type { z } from "zod";
 import { formatPath, loadSpecText, type LoadedSpec, type SpecDiagnostic } from "./load.js";
 import { proxiesToUpstream, specSchema, type Directive, type Spec } from "./schema.js";
+import { checkUpstream, isStaticUpstream } from "./upstream-checks.js";
 
 export interface ValidationResult {
   spec?: Spec;
@@ -31,7 +32,7 @@ export function validateLoaded(loaded: LoadedSpec): ValidationResult {
     return { warnings: [], errors: byPosition(parsed.error.issues.flatMap((issue) => issueDiagnostics(issue, diag))) };
   }
   const spec = parsed.data;
-  const { errors, warnings } = crossCheck(spec, diag);
+  const { errors, warnings } = crossCheck(spec, diag, rawUpstreams(loaded.data));
   return errors.length > 0 ? { warnings, errors: byPosition(errors) } : { spec, warnings: byPosition(warnings), errors };
 }
 
@@ -84,7 +85,13 @@ function describe(value: unknown): string {
 }
 
 /** Checks that span keys, which a per-field schema cannot express. */
-function crossCheck(spec: Spec, diag: Diag): { errors: SpecDiagnostic[]; warnings: SpecDiagnostic[] } {
+/** The upstreams as written, before defaults: which keys did the user give? */
+function rawUpstreams(data: unknown): Record<string, Record<string, unknown>> {
+  const ups = (data as { upstreams?: unknown } | null)?.upstreams;
+  return ups !== null && typeof ups === "object" ? (ups as Record<string, Record<string, unknown>>) : {};
+}
+
+function crossCheck(spec: Spec, diag: Diag, raw: Record<string, Record<string, unknown>>): { errors: SpecDiagnostic[]; warnings: SpecDiagnostic[] } {
   const errors: SpecDiagnostic[] = [];
   const warnings: SpecDiagnostic[] = [];
   const upstreamNames = Object.keys(spec.upstreams);
@@ -109,6 +116,7 @@ function crossCheck(spec: Spec, diag: Diag): { errors: SpecDiagnostic[]; warning
     if (up.hash_key !== undefined && up.balance !== "chash") {
       errors.push(diag([...path, "hash_key"], `hash_key is used only by balance "chash" (this upstream uses "${up.balance}"); remove it or set balance: chash`));
     }
+    errors.push(...checkUpstream(spec, name, up, raw[name] ?? {}, diag));
   }
 
   // nginx picks a server by listen address, then server_name: two servers on
@@ -156,7 +164,7 @@ function crossCheck(spec: Spec, diag: Diag): { errors: SpecDiagnostic[]; warning
       if (dir.block) ownLogPhase(dir.block, [...path, i, "block"]);
     });
   };
-  const proxying = spec.servers.map(proxiesToUpstream);
+  const proxying = spec.servers.map((s) => proxiesToUpstream(s, spec.upstreams));
   if (proxying.some(Boolean)) ownLogPhase(spec.nginx.http.directives, ["nginx", "http", "directives"]);
   spec.servers.forEach((server, si) => {
     if (!proxying[si]) return;
@@ -165,7 +173,9 @@ function crossCheck(spec: Spec, diag: Diag): { errors: SpecDiagnostic[]; warning
   });
 
   for (const name of upstreamNames) {
-    if (!used.has(name)) warnings.push(diag(["upstreams", name], `upstream "${name}" is not used by any location (it is still discovered and health-checked)`));
+    if (used.has(name)) continue;
+    const still = isStaticUpstream(spec.upstreams[name]!) ? "nginx still resolves its servers at start" : "it is still discovered and health-checked";
+    warnings.push(diag(["upstreams", name], `upstream "${name}" is not used by any location (${still})`));
   }
   return { errors, warnings };
 }

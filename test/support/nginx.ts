@@ -47,9 +47,9 @@ export class Nginx {
     public masterPid: number,
   ) {}
 
-  static async start(prefix: string, env: Record<string, string> = {}): Promise<Nginx> {
+  static async start(prefix: string, env: Record<string, string> = {}, bin = NGINX_BIN): Promise<Nginx> {
     const pidFile = path.join(prefix, "logs/nginx.pid");
-    const r = await execa(NGINX_BIN, ["-p", `${prefix}/`, "-c", "conf/nginx.conf"], { reject: false, env, extendEnv: true });
+    const r = await execa(bin, ["-p", `${prefix}/`, "-c", "conf/nginx.conf"], { reject: false, env, extendEnv: true });
     if (r.exitCode !== 0) throw new Error(`nginx failed to start (${r.exitCode}): ${r.stderr}\n${readLog(prefix)}`);
     const pid: number = await waitFor(() => (existsSync(pidFile) ? Number(readFileSync(pidFile, "utf8").trim()) : 0), "nginx pid file");
     running.add(pid);

@@ -12,7 +12,8 @@
 -- healthy, all_down, failing ("open"|"closed", only when all_down), peers
 -- [{address, weight, healthy, state, down_by, since, reason,
 -- consecutive_successes, consecutive_failures, last_check,
--- last_check_result, requests, failures, in_flight}]}}}.
+-- last_check_result, requests, failures, in_flight}]}}, static_upstreams
+-- {NAME: ...} (static upstreams, see gen_lb.status_static)}.
 -- build_id and generator stay at the top level: `gen-lb install` verifies
 -- the running build through them.
 --
@@ -40,6 +41,7 @@ local config = require "gen_lb.config"
 local cjson = require "cjson.safe"
 local peers = require "gen_lb.peers"
 local health = require "gen_lb.health"
+local static = require "gen_lb.status_static"
 
 local ngx = ngx
 local encode = cjson.encode
@@ -120,16 +122,22 @@ local function upstream_status(name)
   return out, ps
 end
 
+-- Consul upstreams, then static ones (gen_lb.status_static).
+local NONE = {}
+
 local function selected()
   local only = ngx.var.arg_upstream
   if only then
     only = ngx.unescape_uri(only)
     if config.upstreams[only] then
-      return { only }
+      return { only }, NONE
+    end
+    if static.has(only) then
+      return NONE, { only }
     end
     return nil, only
   end
-  return config.upstream_names
+  return config.upstream_names, static.names()
 end
 
 -- cjson encodes an empty table as {}: the peers arrays are assembled by hand.
@@ -143,7 +151,7 @@ local function upstream_json(u, ps)
   return sub(head, 1, -2) .. sep .. '"peers":[' .. concat(parts, ",") .. "]}"
 end
 
-local function serve_json(names)
+local function serve_json(names, statics)
   local top = {
     build_id = config.build_id,
     generator = config.generator,
@@ -160,7 +168,7 @@ local function serve_json(names)
   local head = encode(top)
   ngx.header["Content-Type"] = "application/json"
   ngx.header["Cache-Control"] = "no-store"
-  ngx.print(sub(head, 1, -2), ',"upstreams":{', concat(ups, ","), "}}\n")
+  ngx.print(sub(head, 1, -2), ',"upstreams":{', concat(ups, ","), "},", static.json(statics), "}\n")
 end
 
 -- ------------------------------------------------------------------ Prometheus
@@ -204,7 +212,7 @@ local PEER_METRICS = {
   { "gen_lb_peer_in_flight", "gauge", "Tries to the peer in flight.", "in_flight" },
 }
 
-local function serve_prometheus(names)
+local function serve_prometheus(names, statics)
   local out, n = {}, 0
   local function add(s)
     n = n + 1
@@ -237,6 +245,7 @@ local function serve_prometheus(names)
       end
     end
   end
+  static.prometheus(statics, add, label, number)
   local dump = peers.dump_state()
   add("# HELP gen_lb_dump_ok 1 when the last write of the peers dump file worked.\n# TYPE gen_lb_dump_ok gauge\n")
   add("gen_lb_dump_ok " .. number(dump.ok == true) .. "\n")
@@ -250,8 +259,9 @@ end
 
 --- content_by_lua of the status location.
 function _M.serve()
-  local names, unknown = selected()
+  local names, statics = selected()
   if not names then
+    local unknown = statics
     ngx.status = ngx.HTTP_NOT_FOUND
     ngx.header["Content-Type"] = "application/json"
     ngx.say(encode({ error = "no upstream named " .. unknown }))
@@ -259,7 +269,7 @@ function _M.serve()
   end
   local format = ngx.var.arg_format
   if format == "prometheus" then
-    return serve_prometheus(names)
+    return serve_prometheus(names, statics)
   end
   if format ~= nil and format ~= "json" then
     ngx.status = ngx.HTTP_BAD_REQUEST
@@ -267,7 +277,7 @@ function _M.serve()
     ngx.say(encode({ error = "format must be json or prometheus" }))
     return
   end
-  return serve_json(names)
+  return serve_json(names, statics)
 end
 
 return _M

@@ -1,0 +1,34 @@
+/**
+ * What the target's nginx can do, judged from the spec alone (build is pure:
+ * it never runs the binary). Today the spec names only the target kind, so
+ * each kind stands for the version gen-lb is tested against; once the spec
+ * carries the target's version this one function reads it instead.
+ */
+import type { Spec } from "./schema.js";
+
+export type NginxVersion = readonly [major: number, minor: number, patch: number];
+
+/** The nginx core version of the target: OpenResty 1.31 bundles nginx 1.31; "nginx" is Debian's 1.22. */
+export function targetNginxVersion(spec: Pick<Spec, "target">): NginxVersion {
+  return spec.target === "openresty" ? [1, 31, 1] : [1, 22, 1];
+}
+
+function atLeast(v: NginxVersion, want: NginxVersion): boolean {
+  for (let i = 0; i < 3; i++) if (v[i] !== want[i]) return v[i]! > want[i]!;
+  return true;
+}
+
+const show = (v: NginxVersion) => v.join(".");
+
+/** `server ... resolve` in an upstream {} (open-source nginx 1.27.3+): the reason it cannot be used, or undefined. */
+export function upstreamResolveUnsupported(spec: Pick<Spec, "target">): string | undefined {
+  const v = targetNginxVersion(spec);
+  return atLeast(v, [1, 27, 3])
+    ? undefined
+    : `target "${spec.target}" is nginx ${show(v)}, and \`server ... resolve\` in an upstream needs nginx 1.27.3 or later (OpenResty 1.31 has it): remove resolve (nginx then resolves the names once at start and on reload)`;
+}
+
+/** Does the target ship lua-upstream-nginx-module (`ngx.upstream`), which the status endpoint reads static peer state from? */
+export function hasUpstreamModule(spec: Pick<Spec, "target">): boolean {
+  return spec.target === "openresty";
+}
