@@ -106,11 +106,11 @@ describe("first install into a prefix that ran a static site, Consul answering 1
     await sleep(3_000);
     const tally = await load.stop();
 
-    expect(r.stderr).toMatch(/^upstream app: 2 passing peer\(s\) of service web from http:\/\/127\.0\.0\.1:\d+, seeded into state\/gen_lb_peers\.json$/m);
+    console.log(`first install under load, Consul 1.5 s late: ${tally.failures.length} failed of ${tally.total} (statuses ${JSON.stringify(tally.statuses)})`);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/reloaded in \d+ ms/);
-    console.log(`first install under load, Consul 1.5 s late: ${tally.failures.length} failed of ${tally.total} (statuses ${JSON.stringify(tally.statuses)})`);
     expect(tally.failures).toEqual([]);
+    expect(r.stderr).toMatch(/^upstream app: 2 passing peer\(s\) of service web from http:\/\/127\.0\.0\.1:\d+, seeded into state\/gen_lb_peers\.json$/m);
     // The load did reach the new config, on both backends.
     expect(Object.keys(tally.byBackend).sort()).toEqual(["b1", "b2"]);
     expect(tally.total).toBeGreaterThan(100);
