@@ -80,7 +80,8 @@ export async function runConsulPreflight(spec: Spec, consul: ConsulAdapter): Pro
     return { ran: true, reachable: false, upstreams: [], warnings: [...warnings, w], lines: [`consul: ${w}`] };
   }
   const address = first.ok ? first.address : undefined;
-  for (const t of first.tried) warnings.push(`Consul address ${t.address} did not answer (${t.error})`);
+  // Addresses that failed before one answered (a refusal is the cluster's verdict, reported per upstream).
+  for (const t of first.ok ? first.tried : first.tried.slice(0, -1)) warnings.push(`Consul address ${t.address} did not answer (${t.error})`);
 
   const upstreams: PreflightUpstream[] = [];
   for (const [name, up] of ups) {
