@@ -25,9 +25,9 @@ interface CheckOptions {
   strict?: boolean;
 }
 
-async function preflight(opts: CheckOptions, spec: PreparedSpec["spec"], env: NodeJS.ProcessEnv): Promise<PreflightReport> {
+async function preflight(opts: CheckOptions, spec: PreparedSpec["spec"], io: Io, hostPrefix: string | undefined): Promise<PreflightReport> {
   if (opts.consul === false) return skippedPreflight("--no-consul");
-  const consul = createConsulAdapter(consulTargetOf(spec, env));
+  const consul = createConsulAdapter(consulTargetOf(spec, io.env, hostPrefix ? path.join(hostPrefix, "conf") : io.cwd));
   try {
     return await runConsulPreflight(spec, consul);
   } finally {
@@ -47,7 +47,7 @@ export default async function check(opts: CheckOptions, io: Io): Promise<void> {
 
   const [result, consul] = await Promise.all([
     runCheck({ prepared, bin, ...(hostPrefix ? { hostPrefix } : {}) }, { runner: systemRunner, env: io.env }),
-    preflight(opts, prepared.spec, io.env),
+    preflight(opts, prepared.spec, io, hostPrefix),
   ]);
   const consulJson = { ran: consul.ran, reachable: consul.reachable, address: consul.address ?? null, upstreams: consul.upstreams, warnings: consul.warnings };
   const json = { ok: result.ok, spec: prepared.file, bin, buildId: result.buildId, ms: result.ms, steps: result.steps, consul: consulJson };

@@ -11,7 +11,10 @@
  * names and sent as X-Consul-Token; it is never printed nor written.
  */
 import { EventEmitter } from "node:events";
-import type { IncomingMessage } from "node:http";
+import { readFileSync } from "node:fs";
+import http, { type IncomingMessage } from "node:http";
+import https from "node:https";
+import path from "node:path";
 import Consul from "consul";
 import type { Spec } from "../spec/schema.js";
 import { parseDuration } from "../spec/units.js";
@@ -77,13 +80,19 @@ export interface ConsulTarget {
   tokenEnv?: string | undefined;
   /** Per address and request: connect, send and read, all of it. */
   timeoutMs: number;
+  /** https:// addresses: verify the server certificate (consul.ssl_verify), against this CA bundle (consul.ca_file) or Node's. */
+  tls?: { verify: boolean; caFile?: string | undefined };
 }
 
 /** The CLI waits longer than the runtime's per-request timeout: it is not on any request's path. */
 export const CLI_MIN_TIMEOUT_MS = 5_000;
 
-/** The adapter settings a spec gives, with the token read from `env`. */
-export function consulTargetOf(spec: Spec, env: NodeJS.ProcessEnv): ConsulTarget {
+/**
+ * The adapter settings a spec gives, with the token read from `env`. A
+ * relative consul.ca_file resolves against `caBase`: the prefix's conf/ when
+ * there is a prefix (where nginx resolves lua_ssl_trusted_certificate).
+ */
+export function consulTargetOf(spec: Spec, env: NodeJS.ProcessEnv, caBase = process.cwd()): ConsulTarget {
   const c = spec.consul;
   const tokenEnv = c.token_env;
   const token = tokenEnv === undefined ? undefined : env[tokenEnv];
@@ -93,6 +102,7 @@ export function consulTargetOf(spec: Spec, env: NodeJS.ProcessEnv): ConsulTarget
     token: token === undefined || token === "" ? undefined : token,
     tokenEnv,
     timeoutMs: Math.max((typeof c.timeout === "number" ? c.timeout : parseDuration(c.timeout)) * 1000, CLI_MIN_TIMEOUT_MS),
+    tls: { verify: c.ssl_verify, caFile: c.ca_file === undefined ? undefined : path.resolve(caBase, c.ca_file) },
   };
 }
 
@@ -124,16 +134,32 @@ function hostOf(address: string): { host: string; port: number; secure: boolean 
 
 /** The adapter over the `consul` npm client. */
 export function createConsulAdapter(target: ConsulTarget): ConsulAdapter {
+  let ca: Buffer | undefined;
+  let caProblem: string | undefined;
+  if (target.tls?.caFile && target.addresses.some((a) => a.startsWith("https:"))) {
+    try {
+      ca = readFileSync(target.tls.caFile);
+    } catch (error) {
+      caProblem = `cannot read consul.ca_file ${target.tls.caFile}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`;
+    }
+  }
   const clients = target.addresses.map((address) => {
     const { host, port, secure } = hostOf(address);
+    const agent = secure
+      ? new https.Agent({ keepAlive: true, rejectUnauthorized: target.tls?.verify ?? true, ...(ca ? { ca } : {}) })
+      : new http.Agent({ keepAlive: true });
     // baseUrl, not host/port: the client would put an IPv6 literal in the URL without brackets.
     const base = `${secure ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${port}/v1`;
-    return { address, client: new Consul({ baseUrl: base, ...(target.token ? { defaults: { token: target.token } } : {}) } as ConstructorParameters<typeof Consul>[0]) };
+    return { address, client: new Consul({ baseUrl: base, agent, ...(target.token ? { defaults: { token: target.token } } : {}) } as ConstructorParameters<typeof Consul>[0]) };
   });
 
   async function query<T>(run: (client: Consul, common: Record<string, unknown>) => Promise<T>): Promise<ConsulAnswer<unknown>> {
     const tried: Array<{ address: string; error: string }> = [];
     for (const { address, client } of clients) {
+      if (caProblem && address.startsWith("https:")) {
+        tried.push({ address, error: caProblem });
+        continue;
+      }
       const ctx = Object.assign(new EventEmitter(), { includeResponse: true });
       try {
         const [res, body] = (await run(client, { ctx, timeout: target.timeoutMs })) as unknown as [IncomingMessage, unknown];

@@ -126,7 +126,7 @@ export async function seedPeerDump(input: { prefix: string; spec: Spec; buildId:
 
 /** seedPeerDump with the real adapter for the spec's Consul (token from `env`), closed afterwards. */
 export async function seedFromConsul(prefix: string, spec: Spec, buildId: string, env: NodeJS.ProcessEnv): Promise<SeedReport | undefined> {
-  const consul = createConsulAdapter(consulTargetOf(spec, env));
+  const consul = createConsulAdapter(consulTargetOf(spec, env, path.join(prefix, "conf")));
   try {
     return await seedPeerDump({ prefix, spec, buildId }, { consul });
   } finally {
