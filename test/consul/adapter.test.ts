@@ -5,12 +5,17 @@
  * an unreachable Consul and a late one. Plus the pure pieces beside it: the
  * peer rules and the dump format.
  */
+import { readFileSync } from "node:fs";
+import https from "node:https";
+import type { AddressInfo } from "node:net";
+import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { consulTargetOf, createConsulAdapter, type ConsulAdapter, type ConsulTarget } from "../../src/consul/client.js";
 import { parseDump, renderDump, serviceKey } from "../../src/consul/dump.js";
 import { parseHealthEntries, peerAddressProblem } from "../../src/consul/peers.js";
 import { validateSpecText } from "../../src/spec/validate.js";
 import { ConsulStandin } from "../support/consul-standin.js";
+import { FIXTURES } from "../install/helpers.js";
 
 let standins: ConsulStandin[] = [];
 let adapters: ConsulAdapter[] = [];
@@ -123,6 +128,27 @@ describe("the Consul adapter against the stand-in", () => {
     const patient = await adapter({ addresses: [s.url], timeoutMs: 5000 }).healthService({ service: "web", tags: [] }, { passing: true });
     expect(patient.ok).toBe(true);
     expect(Date.now() - t1).toBeGreaterThanOrEqual(1400);
+  });
+
+  it("https addresses: ssl_verify on refuses a certificate no CA vouches for; off, the answer is read", async () => {
+    const certs = path.join(FIXTURES, "certs");
+    const server = https.createServer({ cert: readFileSync(path.join(certs, "lb.crt")), key: readFileSync(path.join(certs, "lb.key")) }, (_req, res) => {
+      res.writeHead(200, { "Content-Type": "application/json", "X-Consul-Index": "9" }).end("[]");
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    try {
+      const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const verified = await adapter({ addresses: [url], tls: { verify: true } }).healthService({ service: "web", tags: [] }, { passing: true });
+      expect(verified).toMatchObject({ ok: false, kind: "unreachable" });
+      expect(!verified.ok && verified.message).toMatch(/self[- ]signed|unable to verify|certificate/i);
+      const unverified = await adapter({ addresses: [url], tls: { verify: false } }).healthService({ service: "web", tags: [] }, { passing: true });
+      expect(unverified).toMatchObject({ ok: true, value: [], index: 9 });
+      const missingCa = await adapter({ addresses: [url], tls: { verify: true, caFile: "/nonexistent/ca.pem" } }).healthService({ service: "web", tags: [] }, { passing: true });
+      expect(!missingCa.ok && missingCa.message).toBe(`${url}: cannot read consul.ca_file /nonexistent/ca.pem: ENOENT`);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
   });
 
   it("catalogServices lists services with their tags (existence), with dc", async () => {
