@@ -93,6 +93,19 @@ describe("gen-lb check: Consul preflight", () => {
     expect(standin.requests.filter((q) => q.headers["x-consul-token"] === "right").length).toBeGreaterThan(0);
   });
 
+  it("Consul with default_policy=deny filtering an anonymous read: the empty answer is said to be ACL filtering, not a missing service", async () => {
+    standin = new ConsulStandin({ token: "right", aclMissingToken: "filter" });
+    await standin.start();
+    standin.registerService({ ID: "web-1", Name: "web", Address: "127.0.0.11", Port: 8081 });
+    const spec = await specFile({ addresses: [standin.url] }, { app: { service: "web" } });
+    const r = await runCliAsync(["check", "--spec", spec, ...BIN]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(consulWarnings(r.stderr)).toEqual([
+      "warning: consul: upstream app: service web is not listed: Consul filtered the list by ACLs (the token may lack service:read on web)",
+      "warning: consul: upstream app: Consul filtered the instances by ACLs (the token may lack service:read on web or node:read)",
+    ]);
+  });
+
   it("an unreachable Consul is a warning (a failure with --strict), never a silent pass; --no-consul skips the preflight", async () => {
     const spec = await specFile({ addresses: ["http://127.0.0.1:1"] }, { app: { service: "web" } });
     const r = await runCliAsync(["check", "--spec", spec, ...BIN]);
