@@ -81,6 +81,9 @@ Exit codes: 0 ok, 1 spec or config rejected, 2 usage error or crash.`,
     .option("--bin <path>", "openresty or nginx binary (default: openresty on PATH, else nginx)")
     .option("--prefix <dir>", "an existing nginx prefix whose files (mime.types...) the check should use")
     .addOption(new Option("-t, --target <target>", "override the spec's target").choices(["openresty", "nginx"]))
+    .option("--consul", "ask the spec's Consul about every upstream (the default): service, passing instances, usable addresses, token")
+    .option("--no-consul", "skip the Consul preflight")
+    .option("--strict", "fail (exit 1) on Consul preflight warnings")
     .action(lazy("check"));
 
   p.command("install")

@@ -7,7 +7,9 @@ import { RejectedError } from "../errors.js";
 import { resolveBin } from "../check/bin.js";
 import { failedStepNames, formatCheckSteps } from "../check/format.js";
 import { runCheck } from "../check/run.js";
-import { prepareSpec, type Target } from "../check/spec.js";
+import { prepareSpec, type PreparedSpec, type Target } from "../check/spec.js";
+import { consulTargetOf, createConsulAdapter } from "../consul/client.js";
+import { runConsulPreflight, skippedPreflight, type PreflightReport } from "../consul/preflight.js";
 import { prefixProblem } from "../install/prefix.js";
 import { formatDiagnostic } from "../spec/load.js";
 import { systemRunner } from "../util/proc.js";
@@ -18,6 +20,19 @@ interface CheckOptions {
   bin?: string;
   prefix?: string;
   target?: Target;
+  /** --consul / --no-consul; undefined: on (the default). */
+  consul?: boolean;
+  strict?: boolean;
+}
+
+async function preflight(opts: CheckOptions, spec: PreparedSpec["spec"], io: Io, hostPrefix: string | undefined): Promise<PreflightReport> {
+  if (opts.consul === false) return skippedPreflight("--no-consul");
+  const consul = createConsulAdapter(consulTargetOf(spec, io.env, hostPrefix ? path.join(hostPrefix, "conf") : io.cwd));
+  try {
+    return await runConsulPreflight(spec, consul);
+  } finally {
+    consul.close();
+  }
 }
 
 export default async function check(opts: CheckOptions, io: Io): Promise<void> {
@@ -30,14 +45,24 @@ export default async function check(opts: CheckOptions, io: Io): Promise<void> {
   const bin = resolveBin(opts.bin, io.env);
   if (!io.json) for (const w of prepared.warnings) io.err(`warning: ${formatDiagnostic(w)}\n`);
 
-  const result = await runCheck({ prepared, bin, ...(hostPrefix ? { hostPrefix } : {}) }, { runner: systemRunner, env: io.env });
-  const json = { ok: result.ok, spec: prepared.file, bin, buildId: result.buildId, ms: result.ms, steps: result.steps };
+  const [result, consul] = await Promise.all([
+    runCheck({ prepared, bin, ...(hostPrefix ? { hostPrefix } : {}) }, { runner: systemRunner, env: io.env }),
+    preflight(opts, prepared.spec, io, hostPrefix),
+  ]);
+  const consulJson = { ran: consul.ran, reachable: consul.reachable, address: consul.address ?? null, upstreams: consul.upstreams, warnings: consul.warnings };
+  const json = { ok: result.ok, spec: prepared.file, bin, buildId: result.buildId, ms: result.ms, steps: result.steps, consul: consulJson };
   if (!result.ok) {
-    throw new RejectedError(`check of ${prepared.file} failed: ${failedStepNames(result)}`, formatCheckSteps(result), json);
+    throw new RejectedError(`check of ${prepared.file} failed: ${failedStepNames(result)}`, [...formatCheckSteps(result), ...(consul.ran ? consul.lines : [])], json);
   }
+  if (opts.strict && consul.warnings.length > 0) {
+    const n = consul.warnings.length;
+    throw new RejectedError(`check of ${prepared.file} failed: the Consul preflight has ${n} warning${n === 1 ? "" : "s"} (--strict)`, [...consul.lines, ...consul.warnings.map((w) => `warning: consul: ${w}`)], { ...json, ok: false });
+  }
+  if (!io.json) for (const w of consul.warnings) io.err(`warning: consul: ${w}\n`);
   report(io, json, [
     `check ${prepared.file} (build ${result.buildId}) with ${bin}${hostPrefix ? ` against ${hostPrefix}` : ""}`,
     ...formatCheckSteps(result),
-    `check passed in ${result.ms} ms`,
+    ...consul.lines,
+    `check passed in ${result.ms} ms${consul.warnings.length > 0 ? ` (${consul.warnings.length} Consul warning(s))` : ""}`,
   ]);
 }

@@ -10,6 +10,7 @@ import { prepareSpec, type Target } from "../check/spec.js";
 import { changesOf, formatPlan, planDiff, planJson } from "../install/plan.js";
 import { prefixProblem } from "../install/prefix.js";
 import { runInstall } from "../install/run.js";
+import { seedFromConsul } from "../install/seed.js";
 import { formatDiagnostic } from "../spec/load.js";
 import { systemRunner } from "../util/proc.js";
 import { report, type Io } from "./io.js";
@@ -49,7 +50,12 @@ export default async function install(opts: InstallOptions, io: Io): Promise<voi
       dryRun: Boolean(opts.dryRun),
       keep,
     },
-    { runner: systemRunner, env: io.env, note: io.json ? undefined : (line) => io.err(`${line}\n`) },
+    {
+      runner: systemRunner,
+      env: io.env,
+      note: io.json ? undefined : (line) => io.err(`${line}\n`),
+      seed: (dir, p) => seedFromConsul(dir, p.spec, p.set.buildId, io.env),
+    },
   );
   const { plan, check } = result;
   const changed = changesOf(plan).map((f) => f.path);
@@ -77,6 +83,7 @@ export default async function install(opts: InstallOptions, io: Io): Promise<voi
       pruned: result.applied ? plan.prune : [],
       check: { ok: check.ok, ms: check.ms, steps: check.steps },
       reload: result.reload ?? null,
+      seed: result.seed ?? null,
     },
     [
       `check passed in ${check.ms} ms (${check.steps.map((s) => `${s.name} ${s.ms} ms`).join(", ")})`,

@@ -20,6 +20,7 @@ import { applyPlan, nodeInstallFs, pruneBackups, type Applied, type InstallFs } 
 import { acquireLock, type Lock } from "./lock.js";
 import { changesOf, planInstall, planRollback, type InstallPlan } from "./plan.js";
 import { findMaster, reloadAndVerify, type ReloadOutcome } from "./reload.js";
+import type { SeedReport } from "./seed.js";
 import { listBackups, listPartialBackups, readBuildId, readFileState, readLiveConfig, readPrefixState, sha256, type FileState } from "./state.js";
 
 export interface RunDeps {
@@ -33,6 +34,8 @@ export interface RunDeps {
   lockTimeoutMs?: number;
   reloadTimeoutMs?: number;
   check?: Partial<CheckDeps>;
+  /** Seeds the runtime's peer dump right before the reload (src/install/seed.ts, seedPeerDump). */
+  seed?: (prefix: string, prepared: PreparedSpec) => Promise<SeedReport | undefined>;
 }
 
 export interface InstallInput {
@@ -51,6 +54,7 @@ export interface InstallResult {
   check: CheckReport;
   applied?: Applied;
   reload?: ReloadOutcome;
+  seed?: SeedReport;
 }
 
 function checkDeps(deps: RunDeps): CheckDeps {
@@ -133,6 +137,9 @@ export async function runInstall(input: InstallInput, deps: RunDeps): Promise<In
       await assertSpecUnchanged();
     }
 
+    const seed = await deps.seed?.(prefix, prepared);
+    for (const line of seed?.lines ?? []) deps.note?.(line);
+
     let reload: ReloadOutcome | undefined;
     if (input.reload && masterPid !== undefined) {
       reload = await reloadAndVerify(
@@ -150,7 +157,7 @@ export async function runInstall(input: InstallInput, deps: RunDeps): Promise<In
       }
     }
     if (applied) await pruneBackups(plan, io, partials);
-    return { plan, check, ...(applied ? { applied } : {}), ...(reload ? { reload } : {}) };
+    return { plan, check, ...(applied ? { applied } : {}), ...(reload ? { reload } : {}), ...(seed ? { seed } : {}) };
   } finally {
     await lock?.release();
   }

@@ -28,6 +28,7 @@ export type HealthStatus = "passing" | "warning" | "critical";
 export type FaultKind =
   | "status500"
   | "hang"
+  | "delay"
   | "close"
   | "garbage"
   | "indexBackwards"
@@ -42,6 +43,8 @@ export interface FaultSpec {
   times?: number;
   /** Matched against the request's path (no query string); omitted: all paths. */
   path?: RegExp;
+  /** delay: how long the request waits before Consul starts on it (default 1500 ms); a slow, overloaded agent. */
+  delayMs?: number;
   /** hugeBody: target body size in bytes (default 8 MiB). */
   bytes?: number;
   /** slowTrickle: bytes per write (default 16) and pause between writes (default 50 ms). */
@@ -607,7 +610,7 @@ export class ConsulStandin {
   // --- fault injection ------------------------------------------------------
 
   /**
-   * Spoils matching requests. "status500", "hang" and "close" apply to any
+   * Spoils matching requests. "status500", "hang", "delay" and "close" apply to any
    * path; the others change the answer of the read endpoints (health, catalog)
    * and are answered at once, without blocking. Returns a function that
    * removes this fault.
@@ -987,6 +990,21 @@ export class ConsulStandin {
     if (fault?.kind === "hang") {
       this.hung.add(proceed);
       res.on("close", () => this.hung.delete(proceed));
+      return;
+    }
+    if (fault?.kind === "delay") {
+      // The answer is what Consul would give once it gets to the request
+      // (a blocking query then blocks as usual, from that moment).
+      const timer = setTimeout(() => {
+        this.inFlight.delete(cancel);
+        if (!res.destroyed) proceed();
+      }, fault.delayMs ?? 1500);
+      const cancel = () => {
+        clearTimeout(timer);
+        this.inFlight.delete(cancel);
+      };
+      this.inFlight.add(cancel);
+      res.on("close", cancel);
       return;
     }
     proceed();
