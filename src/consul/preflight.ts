@@ -9,6 +9,7 @@
 import type { Spec } from "../spec/schema.js";
 import type { ConsulAdapter, ConsulAnswer, ConsulFailure } from "./client.js";
 import { parseHealthEntries } from "./peers.js";
+import { consulUpstreamEntries } from "../spec/upstream-checks.js";
 
 export interface PreflightUpstream {
   name: string;
@@ -60,9 +61,7 @@ export function skippedPreflight(why: string): PreflightReport {
 }
 
 export async function runConsulPreflight(spec: Spec, consul: ConsulAdapter): Promise<PreflightReport> {
-  const ups = Object.entries(spec.upstreams)
-    .filter(([, up]) => typeof up.service === "string")
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const ups = consulUpstreamEntries(spec);
   if (ups.length === 0) return skipped("no upstream discovers its peers from Consul");
 
   const warnings: string[] = [];

@@ -17,6 +17,7 @@ import { dumpPath, parseDump, renderDump, serviceKey, type DumpUpstream } from "
 import { parseHealthEntries } from "../consul/peers.js";
 import type { Spec } from "../spec/schema.js";
 import { writeFileAtomic } from "../util/files.js";
+import { consulUpstreamEntries } from "../spec/upstream-checks.js";
 
 export type SeedSource = "consul" | "dump" | "fallback" | "none";
 
@@ -55,9 +56,7 @@ export const SEED_GENERATOR = "gen-lb install";
  */
 export async function seedPeerDump(input: { prefix: string; spec: Spec; buildId: string }, deps: SeedDeps): Promise<SeedReport | undefined> {
   const { prefix, spec } = input;
-  const ups = Object.entries(spec.upstreams)
-    .filter(([, up]) => typeof up.service === "string")
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const ups = consulUpstreamEntries(spec);
   if (ups.length === 0) return undefined;
 
   const file = dumpPath(prefix, spec);

@@ -15,6 +15,13 @@ export function isStaticUpstream(up: Pick<Upstream, "servers" | "service">): up 
   return up.servers !== undefined && up.service === undefined;
 }
 
+/** The upstreams discovered from Consul, sorted by name, with `service` known to be set. */
+export function consulUpstreamEntries(spec: Pick<Spec, "upstreams">): Array<[string, Upstream & { service: string }]> {
+  return Object.entries(spec.upstreams)
+    .filter((e): e is [string, Upstream & { service: string }] => typeof e[1].service === "string")
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
 /** A static server entry with every field: a bare string is {address}. */
 export function staticServerEntry(entry: string | StaticServer): StaticServer {
   return typeof entry === "string" ? { address: entry, backup: false, down: false } : entry;
