@@ -595,16 +595,14 @@ local function on_flush(premature)
   end
 end
 
---- From gen_lb.health.init_worker: the counters' flush timer.
+--- The counters' flush (a timer callback every FLUSH_EVERY seconds, started
+--- by gen_lb.runtime when there are upstreams).
+_M.on_flush = on_flush
+_M.FLUSH_EVERY = FLUSH_EVERY
+
+--- init_worker_by_lua (from gen_lb.runtime): per-worker state.
 function _M.init_worker()
   worker_id = ngx.worker.id() or 0
-  if #config.upstream_names == 0 then
-    return
-  end
-  local ok, err = ngx.timer.every(FLUSH_EVERY, on_flush)
-  if not ok then
-    error("gen-lb: cannot start the balancer counters timer: " .. tostring(err))
-  end
 end
 
 --- This worker's view of an upstream (for tests and the status endpoint).

@@ -12,7 +12,8 @@ local cjson = require "cjson.safe"
 local consul = require "gen_lb.consul"
 local peers = require "gen_lb.peers"
 local dump = require "gen_lb.dump"
-local election = require "gen_lb.election"
+local lease = require "gen_lb.lease"
+local singleton = require "gen_lb.singleton"
 local log = require "gen_lb.log"
 
 local semaphore = require "ngx.semaphore"
@@ -24,9 +25,6 @@ local wait_thread = ngx.thread.wait
 local now = ngx.now
 local update_time = ngx.update_time
 local sleep = ngx.sleep
-local timer_at = ngx.timer.at
-local timer_every = ngx.timer.every
-local exiting = ngx.worker.exiting
 local escape_uri = ngx.escape_uri
 local decode = cjson.decode
 local concat = table.concat
@@ -39,7 +37,6 @@ local random = math.random
 local floor = math.floor
 local min = math.min
 local ipairs = ipairs
-local pairs = pairs
 local pcall = pcall
 local next = next
 local type = type
@@ -297,8 +294,7 @@ end
 
 -- ------------------------------------------------------------------ the watcher (one worker)
 
-local watchers = {}   -- name -> per-upstream loop state, in the watcher worker
-local leading = false
+local LEASE = lease.new("gen_lb:watcher")
 
 -- Each loop has its own clients: a cosocket belongs to the timer that made it.
 local function new_clients()
@@ -333,9 +329,6 @@ local function new_watcher(name)
     warned = nil,     -- the last dropped-entries warning, to log each once
     empty_kept = false,
     synced = false,
-    gen = 0,
-    running = false,
-    beat = 0,
   }
 end
 
@@ -445,7 +438,7 @@ local function step(w, clients, abort, sema)
   local started = now()
   -- %.0f: Lua's own number formatting would write a large index as 1.2e+14.
   local res, err = get_abortable(client, w.path .. fmt("%.0f", asked), asked > 0 and WAIT or 0, abort, sema)
-  if abort() or not election.is_leader() then
+  if abort() or not LEASE:is_held() then
     return -- superseded while waiting: publish nothing
   end
   if not res then
@@ -514,51 +507,8 @@ local function step(w, clients, abort, sema)
   end
 end
 
-local function loop(premature, name, gen)
-  local w = watchers[name]
-  if premature or not w or w.gen ~= gen then
-    return
-  end
-  w.running = true
-  local clients = new_clients()
-  local sema = semaphore.new()
-  local function abort()
-    return w.gen ~= gen or not leading or exiting()
-  end
-  while not abort() do
-    update_time()
-    w.beat = now()
-    local ok, err = pcall(step, w, clients, abort, sema)
-    if not ok then
-      -- A bug, not a Consul problem: say so, and keep going.
-      log.err('upstream "', name, '": watcher step failed: ', err)
-      close_clients(clients)
-      w.index = 0
-      nap(BACKOFF_CAP, abort)
-    end
-  end
-  close_clients(clients)
-  if w.gen == gen then
-    w.running = false
-  end
-end
-
 -- Longest a healthy loop may go without a beat: a full blocking query plus a capped backoff.
 local STALE_AFTER = WAIT * 17 / 16 + TIMEOUT * 2 + BACKOFF_CAP + MIN_ZERO_INTERVAL + 5
-
-local function start_loop(w)
-  w.gen = w.gen + 1
-  w.index = 0
-  w.synced = false
-  w.running = true
-  update_time()
-  w.beat = now()
-  local ok, err = timer_at(0, loop, w.name, w.gen)
-  if not ok then
-    w.running = false
-    log.err('upstream "', w.name, '": cannot start its watcher: ', err)
-  end
-end
 
 local ADDRESS_LIST
 do
@@ -570,7 +520,6 @@ do
 end
 
 local function become_leader()
-  leading = true
   log.change("worker ", ngx.worker.pid(), " is now the Consul watcher (", #config.upstream_names,
     " upstream(s), Consul ", ADDRESS_LIST, ")")
   -- Its first write makes sure the dump matches what is being served.
@@ -578,80 +527,64 @@ local function become_leader()
 end
 
 local function stop_leading()
-  leading = false
   log.change("worker ", ngx.worker.pid(), " is no longer the Consul watcher")
-  -- Each loop notices the new generation and closes its own connections.
-  for _, w in pairs(watchers) do
-    w.gen = w.gen + 1
-    w.running = false
-  end
 end
 
-local function supervise()
-  update_time()
-  local t = now()
+local function housekeeping()
   for _, name in ipairs(config.upstream_names) do
-    local w = watchers[name]
-    if not w then
-      w = new_watcher(name)
-      watchers[name] = w
-    end
-    if not w.running or t - w.beat > STALE_AFTER then
-      if w.running then
-        log.err('upstream "', name, '": its watcher has been silent for ', fmt("%.0f", t - w.beat),
-          " s; starting a new one")
-      end
-      start_loop(w)
-    end
     peers.repair(name)
   end
   dump.retry_if_needed()
 end
 
-local function elect()
-  local leader = election.tick()
-  if leader and not leading then
-    become_leader()
-  elseif not leader and leading then
-    stop_leading()
+local watcher = singleton.new({
+  lease = LEASE,
+  what = "discovery",
+  on_lead = become_leader,
+  on_step_down = stop_leading,
+  on_tick = housekeeping,
+})
+
+-- One loop per upstream, with its own Consul clients: a cosocket belongs to
+-- the timer that made it.
+local function watch(w, lp, abort)
+  w.index = 0
+  w.synced = false
+  local clients = new_clients()
+  local sema = semaphore.new()
+  while not abort() do
+    singleton.beat(lp)
+    local ok, err = pcall(step, w, clients, abort, sema)
+    if not ok then
+      -- A bug, not a Consul problem: say so, and keep going.
+      log.err('upstream "', w.name, '": watcher step failed: ', err)
+      close_clients(clients)
+      w.index = 0
+      nap(BACKOFF_CAP, abort)
+    end
   end
-  if leader then
-    supervise()
-  end
+  close_clients(clients)
 end
 
-local function tick(premature)
-  if premature then
-    -- The worker is exiting (reload, stop): hand the lease on at once.
-    election.release()
-    leading = false
-    return
-  end
-  local ok, err = pcall(elect)
-  if not ok then
-    log.err("discovery tick failed: ", err)
-  end
+for _, name in ipairs(config.upstream_names) do
+  local w = new_watcher(name)
+  watcher:loop({
+    name = 'the watcher of upstream "' .. name .. '"',
+    stale_after = STALE_AFTER,
+    run = function(lp, abort)
+      return watch(w, lp, abort)
+    end,
+  })
 end
 
---- init_worker_by_lua: every worker joins the election.
-function _M.init_worker()
-  if #config.upstream_names == 0 then
-    return
-  end
-  local ok, err = timer_every(election.TICK, tick)
-  if not ok then
-    error("gen-lb: cannot start the discovery timer: " .. tostring(err))
-  end
-  -- Do not wait a full tick for the first election.
-  ok, err = timer_at(0, tick)
-  if not ok then
-    error("gen-lb: cannot start the discovery timer: " .. tostring(err))
-  end
-end
+--- The election tick (a timer callback; runtime.init_worker starts it in
+--- every worker when there are upstreams).
+_M.tick = watcher.tick
+_M.TICK = lease.TICK
 
 -- For tests and status.
 function _M.is_watcher()
-  return leading
+  return watcher:is_leading()
 end
 
 return _M

@@ -22,16 +22,15 @@
 local config = require "gen_lb.config"
 local peers = require "gen_lb.peers"
 local log = require "gen_lb.log"
-local sys = require "gen_lb.sys"
+local lease = require "gen_lb.lease"
+local singleton = require "gen_lb.singleton"
 local semaphore = require "ngx.semaphore"
 
 local ngx = ngx
 local now = ngx.now
 local update_time = ngx.update_time
 local worker_pid = ngx.worker.pid
-local exiting = ngx.worker.exiting
 local timer_at = ngx.timer.at
-local timer_every = ngx.timer.every
 local spawn = ngx.thread.spawn
 local wait = ngx.thread.wait
 local tcp = ngx.socket.tcp
@@ -54,7 +53,6 @@ local _M = { _VERSION = "0.1.0" }
 
 local DICT_NAME = config.dicts.health
 local hdict = ngx.shared[DICT_NAME]
-local locks = ngx.shared[config.dicts.locks]
 
 _M.HEALTHY, _M.DOWN_ACTIVE, _M.DOWN_PASSIVE = 0, 1, 2
 
@@ -64,11 +62,6 @@ local STEP = 0.2
 local MAX_THREADS = 256
 -- "All peers down" is logged on entering, on leaving, and this often in between.
 local ALL_DOWN_LOG_EVERY = 10
--- The checker lease: renewed every TICK, lost after TTL without renewal.
-local LEASE_KEY = "gen_lb:health_checker"
-local LEASE_MUTEX = "gen_lb:health_checker:takeover"
-local LEASE_TTL = 5
-local TICK = 1
 -- Forgotten peers' keys are deleted again after this long (a worker's
 -- counter flush may have re-created them meanwhile).
 local FORGET_AGAIN = 3
@@ -301,8 +294,6 @@ end
 -- ------------------------------------------------------------------ the checker (one worker)
 
 local tracked = {}      -- name -> per-upstream checker state, in the checker worker
-local leading = false
-local loop_gen, loop_running, loop_beat = 0, false, 0
 local wakeup           -- a semaphore, made per worker in init_worker
 local threads_busy = 0
 
@@ -636,15 +627,11 @@ local function reap(jobs)
   return keep
 end
 
-local function loop(premature, gen)
-  if premature or gen ~= loop_gen then
-    return
-  end
-  loop_running = true
+-- The checker loop: rounds until abort() (another generation, lease lost, exiting).
+local function check_loop(lp, abort)
   local jobs = {}
-  while gen == loop_gen and leading and not exiting() do
-    update_time()
-    loop_beat = now()
+  while not abort() do
+    singleton.beat(lp)
     local ok, next_wake = pcall(round, jobs)
     if not ok then
       log.err("health checker round failed: ", next_wake)
@@ -661,120 +648,46 @@ local function loop(premature, gen)
       wait(job.th)
     end
   end
-  if gen == loop_gen then
-    loop_running = false
-  end
 end
 
-local function start_loop()
-  loop_gen = loop_gen + 1
-  loop_running = true
-  update_time()
-  loop_beat = now()
-  local ok, err = timer_at(0, loop, loop_gen)
-  if not ok then
-    loop_running = false
-    log.err("cannot start the health checker: ", err)
+local function become_checker()
+  tracked = {}
+  -- Every upstream: the ones without checks still need vanished peers forgotten.
+  for _, name in ipairs(config.upstream_names) do
+    tracked[name] = new_tracked(name, config.upstreams[name])
   end
+  log.change("worker ", worker_pid(), " now runs the health checks")
+  forget_removed_upstreams()
 end
 
--- ------------------------------------------------------------------ the lease
-
-local function lease_tick()
-  local pid = worker_pid()
-  local holder = locks:get(LEASE_KEY)
-  if holder == pid then
-    locks:set(LEASE_KEY, pid, LEASE_TTL)
-    return true
-  end
-  if holder == nil then
-    return (locks:add(LEASE_KEY, pid, LEASE_TTL)) == true
-  end
-  if sys.process_alive(holder) then
-    return false
-  end
-  -- The holder died without releasing: one worker replaces it.
-  if not locks:add(LEASE_MUTEX, pid, 2) then
-    return false
-  end
-  local won = locks:get(LEASE_KEY) == holder
-  if won then
-    locks:set(LEASE_KEY, pid, LEASE_TTL)
-  end
-  locks:delete(LEASE_MUTEX)
-  return won
-end
+local checker = singleton.new({
+  lease = lease.new("gen_lb:health_checker"),
+  what = "health checker",
+  on_lead = become_checker,
+  on_step_down = function()
+    log.change("worker ", worker_pid(), " no longer runs the health checks")
+  end,
+})
+-- Longest the loop may go without a beat: a round waits for nothing longer than STEP.
+checker:loop({ name = "the health checker", stale_after = 30, run = check_loop })
 
 --- pid of the worker running the active checks (nil when none).
 function _M.checker_pid()
-  return locks:get(LEASE_KEY)
+  return checker:holder()
 end
 
--- Longest a loop may go without a beat: a round waits for nothing longer than STEP.
-local STALE_AFTER = 30
+--- The checker election tick (a timer callback; runtime.init_worker starts
+--- it in every worker when there are upstreams).
+_M.tick = checker.tick
+_M.TICK = lease.TICK
 
-local function tick(premature)
-  if premature then
-    if locks:get(LEASE_KEY) == worker_pid() then
-      locks:delete(LEASE_KEY)
-    end
-    leading = false
-    return
-  end
-  local leader = lease_tick()
-  if leader and not leading then
-    leading = true
-    tracked = {}
-    -- Every upstream: the ones without checks still need vanished peers forgotten.
-    for _, name in ipairs(config.upstream_names) do
-      tracked[name] = new_tracked(name, config.upstreams[name])
-    end
-    log.change("worker ", worker_pid(), " now runs the health checks")
-    forget_removed_upstreams()
-    start_loop()
-  elseif not leader and leading then
-    leading = false
-    loop_gen = loop_gen + 1
-    log.change("worker ", worker_pid(), " no longer runs the health checks")
-  elseif leader then
-    update_time()
-    if not loop_running or now() - loop_beat > STALE_AFTER then
-      if loop_running then
-        log.err("the health checker has been silent for ", fmt("%.0f", now() - loop_beat), " s; restarting it")
-      end
-      start_loop()
-    end
-  end
-end
+--- Upstreams an earlier config had and this one has not lose their state
+--- (a timer callback when no checker runs: no upstreams at all).
+_M.forget_removed_upstreams = forget_removed_upstreams
 
-local function safe_tick(premature)
-  local ok, err = pcall(tick, premature)
-  if not ok then
-    log.err("health checker tick failed: ", err)
-  end
-end
-
---- init_worker_by_lua (from gen_lb.runtime): the balancer's per-worker
---- counters, and every worker joins the checker election (the elected one
---- also forgets the state of vanished peers, checks or not).
+--- init_worker_by_lua (from gen_lb.runtime): per-worker state.
 function _M.init_worker()
-  require("gen_lb.balancer").init_worker()
-  if #config.upstream_names == 0 then
-    -- No checker runs: one worker forgets what the previous config left.
-    if ngx.worker.id() == 0 then
-      timer_at(0, forget_removed_upstreams)
-    end
-    return
-  end
   wakeup = semaphore.new(0)
-  local ok, err = timer_every(TICK, safe_tick)
-  if not ok then
-    error("gen-lb: cannot start the health checker timer: " .. tostring(err))
-  end
-  ok, err = timer_at(0, safe_tick)
-  if not ok then
-    error("gen-lb: cannot start the health checker timer: " .. tostring(err))
-  end
 end
 
 return _M

@@ -1,17 +1,17 @@
--- gen_lb.runtime: the init_by_lua and init_worker_by_lua entry points.
+-- gen_lb.runtime: the init_by_lua and init_worker_by_lua entry points, and
+-- the one place that initialises modules and starts their timers.
 --
 -- init (master, before the fork): check the shared dicts, load every module
 -- so workers share the compiled code, prepare the dump directory for the
 -- worker user, and seed each upstream's peers from the dump file or its
--- fallback list. init_worker: seed the random generator, join the watcher
--- election, start the health checker.
+-- fallback list. init_worker: seed the random generator, set up each
+-- module's per-worker state, then start the timers: the watcher election
+-- (discovery), the checker election (health), the balancer's counter flush.
+-- May touch: nothing but what those modules expose.
 local config = require "gen_lb.config"
 
 local ngx = ngx
 local error = error
-local pcall = pcall
-local require = require
-local find = string.find
 local floor = math.floor
 local ipairs = ipairs
 local tostring = tostring
@@ -19,19 +19,6 @@ local tostring = tostring
 local _M = { _VERSION = "0.1.0" }
 
 local DICT_ROLES = { "peers", "health", "locks" }
-
--- The health checker is another module; it may not be there.
-local function health_module()
-  local ok, mod = pcall(require, "gen_lb.health")
-  if ok then
-    return mod
-  end
-  if find(tostring(mod), "module 'gen_lb.health' not found", 1, true) then
-    return nil
-  end
-  -- It exists but failed to load: that must not pass silently.
-  error(mod, 0)
-end
 
 function _M.init()
   for _, role in ipairs(DICT_ROLES) do
@@ -45,12 +32,12 @@ function _M.init()
   -- Loaded here so that every worker inherits them, and so that a module
   -- that fails to load stops the start instead of a worker's first use.
   require "gen_lb.peers"
+  require "gen_lb.health"
   require "gen_lb.balancer"
   require "gen_lb.status"
   local log = require "gen_lb.log"
   local dump = require "gen_lb.dump"
   local discovery = require "gen_lb.discovery"
-  health_module()
 
   local ok, err = dump.prepare_dir()
   if not ok then
@@ -59,13 +46,40 @@ function _M.init()
   discovery.seed()
 end
 
+local function every(what, period, callback)
+  local ok, err = ngx.timer.every(period, callback)
+  if not ok then
+    error("gen-lb: cannot start the " .. what .. " timer: " .. tostring(err))
+  end
+end
+
+local function at_once(what, callback)
+  local ok, err = ngx.timer.at(0, callback)
+  if not ok then
+    error("gen-lb: cannot start the " .. what .. " timer: " .. tostring(err))
+  end
+end
+
 function _M.init_worker()
   math.randomseed(floor(ngx.now() * 1000) + ngx.worker.pid())
-  require("gen_lb.discovery").init_worker()
-  local health = health_module()
-  if health and health.init_worker then
-    health.init_worker()
+  local discovery = require "gen_lb.discovery"
+  local health = require "gen_lb.health"
+  local balancer = require "gen_lb.balancer"
+  balancer.init_worker()
+  health.init_worker()
+  if #config.upstream_names == 0 then
+    -- No checker runs: one worker forgets what the previous config left.
+    if ngx.worker.id() == 0 then
+      at_once("forget", health.forget_removed_upstreams)
+    end
+    return
   end
+  -- Every worker joins both elections; the first round does not wait a tick.
+  every("discovery", discovery.TICK, discovery.tick)
+  at_once("discovery", discovery.tick)
+  every("health checker", health.TICK, health.tick)
+  at_once("health checker", health.tick)
+  every("balancer counters", balancer.FLUSH_EVERY, balancer.on_flush)
 end
 
 return _M
