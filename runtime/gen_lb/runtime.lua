@@ -33,6 +33,7 @@ function _M.init()
   -- that fails to load stops the start instead of a worker's first use.
   require "gen_lb.peers"
   require "gen_lb.health"
+  require "gen_lb.health_checker"
   require "gen_lb.balancer"
   require "gen_lb.status"
   local log = require "gen_lb.log"
@@ -64,9 +65,10 @@ function _M.init_worker()
   math.randomseed(floor(ngx.now() * 1000) + ngx.worker.pid())
   local discovery = require "gen_lb.discovery"
   local health = require "gen_lb.health"
+  local checker = require "gen_lb.health_checker"
   local balancer = require "gen_lb.balancer"
   balancer.init_worker()
-  health.init_worker()
+  checker.init_worker()
   if #config.upstream_names == 0 then
     -- No checker runs: one worker forgets what the previous config left.
     if ngx.worker.id() == 0 then
@@ -77,8 +79,8 @@ function _M.init_worker()
   -- Every worker joins both elections; the first round does not wait a tick.
   every("discovery", discovery.TICK, discovery.tick)
   at_once("discovery", discovery.tick)
-  every("health checker", health.TICK, health.tick)
-  at_once("health checker", health.tick)
+  every("health checker", checker.TICK, checker.tick)
+  at_once("health checker", checker.tick)
   every("balancer counters", balancer.FLUSH_EVERY, balancer.on_flush)
 end
 

@@ -40,6 +40,7 @@ local config = require "gen_lb.config"
 local cjson = require "cjson.safe"
 local peers = require "gen_lb.peers"
 local health = require "gen_lb.health"
+local checker = require "gen_lb.health_checker"
 
 local ngx = ngx
 local encode = cjson.encode
@@ -149,7 +150,7 @@ local function serve_json(names)
     generator = config.generator,
     time = ngx.now(),
     pid = ngx.worker.pid(),
-    health_checker = health.checker_pid(),
+    health_checker = checker.checker_pid(),
     dump = peers.dump_state(),
   }
   local ups = {}
