@@ -7,6 +7,11 @@
 -- non-200s, garbage, an empty list under empty=keep) the current peers stay
 -- until a usable answer replaces them. A failing loop is restarted by the
 -- tick, so no error ends discovery (the hand-built version's defect 9).
+--
+-- Owns each upstream's watcher state (index, failures, backoff) and the
+-- "gen_lb:watcher" lease (through gen_lb.singleton); writes peer lists and
+-- their meta through gen_lb.peers and schedules gen_lb.dump. Parsing Consul's
+-- answer is gen_lb.discovery_entries; the abortable fetch, gen_lb.discovery_fetch.
 local config = require "gen_lb.config"
 local cjson = require "cjson.safe"
 local consul = require "gen_lb.consul"
@@ -15,21 +20,18 @@ local dump = require "gen_lb.dump"
 local lease = require "gen_lb.lease"
 local singleton = require "gen_lb.singleton"
 local log = require "gen_lb.log"
+local entries = require "gen_lb.discovery_entries"
+local fetch = require "gen_lb.discovery_fetch"
+local seeding = require "gen_lb.discovery_seed"
 
 local semaphore = require "ngx.semaphore"
 
 local ngx = ngx
-local spawn = ngx.thread.spawn
-local kill = ngx.thread.kill
-local wait_thread = ngx.thread.wait
 local now = ngx.now
 local update_time = ngx.update_time
-local sleep = ngx.sleep
 local escape_uri = ngx.escape_uri
 local decode = cjson.decode
 local concat = table.concat
-local sort = table.sort
-local find = string.find
 local sub = string.sub
 local gsub = string.gsub
 local fmt = string.format
@@ -38,8 +40,6 @@ local floor = math.floor
 local min = math.min
 local ipairs = ipairs
 local pcall = pcall
-local next = next
-local type = type
 local tonumber = tonumber
 local tostring = tostring
 
@@ -59,15 +59,6 @@ local MIN_BLOCK = 0.05
 
 -- ------------------------------------------------------------------ helpers
 
-local function service_key(up)
-  local tags = {}
-  for i, t in ipairs(up.tags or {}) do
-    tags[i] = t
-  end
-  sort(tags)
-  return up.service .. "|" .. (up.datacenter or "") .. "|" .. concat(tags, ",")
-end
-
 local function query_path(up)
   local q = { "/v1/health/service/", escape_uri(up.service), "?passing=1&wait=", fmt("%dms", floor(WAIT * 1000)) }
   if up.datacenter then
@@ -82,215 +73,22 @@ local function query_path(up)
   return concat(q)
 end
 
-local valid_ip = peers.valid_ip
+local parse_entries = entries.parse
 
-local function describe(v)
-  if v == nil then
-    return "missing"
-  end
-  if v == ngx.null then
-    return "null"
-  end
-  local t = type(v)
-  if t == "string" then
-    return fmt("%q", sub(v, 1, 40))
-  end
-  if t == "number" or t == "boolean" then
-    return t .. " " .. tostring(v)
-  end
-  return "a " .. t
-end
-
---- One /v1/health/service entry -> {host, port, weight}, or nil, why.
-local function parse_entry(e)
-  if type(e) ~= "table" then
-    return nil, "entry is " .. describe(e)
-  end
-  local svc, node = e.Service, e.Node
-  if type(svc) ~= "table" then
-    return nil, "Service is " .. describe(svc)
-  end
-  local id = type(svc.ID) == "string" and svc.ID or "?"
-  local addr = svc.Address
-  if addr == nil or addr == "" or addr == ngx.null then
-    addr = type(node) == "table" and node.Address or nil
-    if addr == nil or addr == "" or addr == ngx.null then
-      return nil, "service " .. id .. ": no Service.Address and no Node.Address"
-    end
-  end
-  if type(addr) ~= "string" then
-    return nil, "service " .. id .. ": address is " .. describe(addr)
-  end
-  if not valid_ip(addr) then
-    return nil, "service " .. id .. ": address " .. describe(addr) .. " is not an IP address"
-  end
-  local port = svc.Port
-  if type(port) ~= "number" or port % 1 ~= 0 or port < 1 or port > 65535 then
-    return nil, "service " .. id .. ": Port is " .. describe(port)
-  end
-  local weight, note = 1, nil
-  local w = svc.Weights
-  if w ~= nil and w ~= ngx.null then
-    local passing = type(w) == "table" and w.Passing or nil
-    if type(passing) == "number" and passing % 1 == 0 and passing >= 1 then
-      weight = passing
-    elseif passing ~= nil then
-      note = "service " .. id .. ": Weights.Passing is " .. describe(passing) .. ", using 1"
-    elseif type(w) ~= "table" then
-      note = "service " .. id .. ": Weights is " .. describe(w) .. ", using weight 1"
-    end
-  end
-  return { host = addr, port = port, weight = weight }, note
-end
-
---- A decoded health answer -> list (deduplicated), problems (strings), total entries; or nil, err.
-local function parse_entries(doc)
-  if type(doc) ~= "table" then
-    return nil, "answer is " .. describe(doc) .. ", not a JSON array"
-  end
-  if next(doc) ~= nil and doc[1] == nil then
-    return nil, "answer is a JSON object, not an array"
-  end
-  local list, problems, by_id = {}, {}, {}
-  local total, rejected = #doc, 0
-  for i = 1, total do
-    local peer, why = parse_entry(doc[i])
-    if why then
-      problems[#problems + 1] = why
-    end
-    if not peer then
-      rejected = rejected + 1
-    end
-    if peer then
-      local id = peers.peer_id(peer.host, peer.port)
-      local prev = by_id[id]
-      if prev then
-        -- The same address:port twice (two registrations): one peer.
-        if peer.weight > prev.weight then
-          prev.weight = peer.weight
-        end
-      else
-        by_id[id] = peer
-        list[#list + 1] = peer
-      end
-    end
-  end
-  return list, problems, total, rejected
-end
-_M.parse_entries = parse_entries
-
--- A query runs in a light thread while the loop waits on a semaphore in
--- one-second slices: the loop can then give up on a blocking query at once
--- (worker exiting, watcher replaced) by killing the thread, which also ends
--- its pending read. (Short read timeouts would do it too, but ngx_lua logs
--- each one as an error.)
-local function fetch(client, path, wait, box, sema)
-  local ok, res, err = pcall(client.get, client, path, wait)
-  if ok then
-    box.res, box.err = res, err
-  else
-    box.err = "client error: " .. tostring(res)
-  end
-  box.done = true
-  sema:post(1)
-end
-
-local function get_abortable(client, path, wait, abort, sema)
-  local box = { done = false }
-  local th, err = spawn(fetch, client, path, wait, box, sema)
-  if not th then
-    return nil, "cannot spawn a light thread: " .. tostring(err)
-  end
-  while not box.done do
-    sema:wait(1)
-    if not box.done and abort() then
-      kill(th)
-      pcall(client.close, client)
-      return nil, "aborted"
-    end
-  end
-  wait_thread(th)
-  return box.res, box.err
-end
-
--- ngx.sleep in slices, giving up early when `abort()` says so (worker
--- exiting, watcher replaced), so that no sleep holds a worker's exit.
-local function nap(seconds, abort)
-  while seconds > 0 do
-    if abort and abort() then
-      return
-    end
-    local slice = min(seconds, 0.5)
-    sleep(slice)
-    seconds = seconds - slice
-  end
-end
+local get_abortable = fetch.get
+local nap = fetch.nap
 
 local function backoff(n)
   local d = min(BACKOFF_CAP, BACKOFF_BASE * 2 ^ (n - 1))
   return d / 2 + random() * d / 2
 end
 
-local function fallback_list(up)
-  local list = {}
-  for i, p in ipairs(up.fallback or {}) do
-    list[i] = { host = p.host, port = p.port, weight = p.weight or 1 }
-  end
-  return list
-end
+local service_key = seeding.service_key
+local fallback_list = seeding.fallback_list
+local publish = seeding.publish
 
-local function log_change(name, version, source, index, added, removed, count)
-  log.change('upstream "', name, '": peers changed to version ', version, " from ", source,
-    index and index > 0 and fmt(" (Consul index %.0f)", index) or "",
-    ": added ", log.brief(added), "; removed ", log.brief(removed), "; ", count, " peer(s) now")
-end
-
-local function publish(name, list, source, fields)
-  local changed, version, added, removed = peers.publish(name, list, source, fields)
-  if changed == nil then
-    log.err('upstream "', name, '": cannot store peers: ', version)
-    return nil
-  end
-  if changed then
-    log_change(name, version, source, fields and fields.index, added, removed, #list)
-  end
-  return changed
-end
-
--- ------------------------------------------------------------------ init (master)
-
---- init_by_lua: give every upstream its starting peers, from the dump file,
---- else from its fallback list. On a reload (HUP) the shared dict still holds
---- live lists; an upstream whose service, tags and dc did not change keeps them.
-function _M.seed()
-  local saved, err = dump.read()
-  if not saved and err and not find(err, "No such file", 1, true) then
-    log.warn("ignoring the dump file: ", err)
-  end
-  saved = saved or {}
-  for _, name in ipairs(config.upstream_names) do
-    local up = config.upstreams[name]
-    local key = service_key(up)
-    local meta = peers.meta(name)
-    local live = peers.stored(name)
-    if live and meta.key == key then
-      -- A reload: keep the live list; the watcher refreshes it.
-      peers.update_meta(name, { last_error = ngx.null })
-    else
-      if live then
-        peers.clear(name)
-      end
-      local from = saved[name]
-      if from and from.key == key and #from.peers > 0 then
-        publish(name, from.peers, "dump", { key = key, index = 0 })
-      elseif #(up.fallback or {}) > 0 then
-        publish(name, fallback_list(up), "fallback", { key = key, index = 0 })
-      else
-        peers.update_meta(name, { key = key, source = "none", version = 0, index = 0, count = 0, updated_at = now() })
-      end
-    end
-  end
-end
+--- init_by_lua: every upstream's starting peers (gen_lb.discovery_seed).
+_M.seed = seeding.seed
 
 -- ------------------------------------------------------------------ the watcher (one worker)
 
