@@ -6,6 +6,7 @@
  * (`# servers[0].locations[1]`); `check` uses those to map nginx's
  * "in nginx.conf:LINE" back to the spec.
  */
+import type { RuntimeConfig, RuntimeUpstream } from "./contract/runtime-config.js";
 import type { NginxDirective } from "./render/quote.js";
 import { proxiesToUpstream, type AccessLog, type Location, type Server, type Spec, type Upstream } from "./spec/schema.js";
 import { nginxDuration, parseDuration } from "./spec/units.js";
@@ -19,8 +20,8 @@ export interface RenderModel {
   http: NginxDirective[];
   upstreams: NginxDirective[];
   servers: NginxDirective[];
-  /** Data for lua/gen_lb/config.lua; build_id is added by render. */
-  luaConfig: Record<string, unknown>;
+  /** Data for lua/gen_lb/config.lua (the runtime contract); build_id and generator are added by render. */
+  luaConfig: RuntimeConfig;
 }
 
 /** Names the runtime and the template agree on. */
@@ -330,12 +331,13 @@ function planStatusServer(spec: Spec): NginxDirective {
   );
 }
 
-function planLuaConfig(spec: Spec): Record<string, unknown> {
+function planLuaConfig(spec: Spec): RuntimeConfig {
   const c = spec.consul;
   return {
     dicts: { ...DICTS },
     log_level: spec.runtime.log_level,
-    worker_user: spec.nginx.user?.split(/\s+/)[0],
+    // nginx's own default worker user when the master is root and `user` is unset.
+    worker_user: spec.nginx.user?.split(/\s+/)[0] ?? "nobody",
     dump_file: c.dump_file,
     consul: {
       addresses: c.addresses.map(parseConsulAddress),
@@ -355,7 +357,7 @@ function planLuaConfig(spec: Spec): Record<string, unknown> {
   };
 }
 
-function planLuaUpstream(name: string, up: Upstream, spec: Spec): Record<string, unknown> {
+function planLuaUpstream(name: string, up: Upstream, spec: Spec): RuntimeUpstream {
   const active = up.healthcheck.active;
   const passive = up.healthcheck.passive;
   return {
@@ -398,9 +400,9 @@ export function splitHostPort(hostPort: string): { host: string; port: number } 
   return { host: hostPort.slice(0, at).replace(/^\[(.*)\]$/, "$1"), port: Number(hostPort.slice(at + 1)) };
 }
 
-function parseConsulAddress(url: string): { scheme: string; host: string; port: number } {
+function parseConsulAddress(url: string): RuntimeConfig["consul"]["addresses"][number] {
   const u = new URL(url);
-  const scheme = u.protocol.replace(":", "");
+  const scheme = u.protocol === "https:" ? "https" : "http";
   return { scheme, host: u.hostname.replace(/^\[(.*)\]$/, "$1"), port: u.port ? Number(u.port) : scheme === "https" ? 8501 : 8500 };
 }
 

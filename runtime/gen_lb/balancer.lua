@@ -89,16 +89,16 @@ local function new_state(name, up)
   if not algo then
     error("gen-lb: upstream " .. name .. ": unknown balance " .. tostring(up.balance), 0)
   end
-  local passive = up.healthcheck and up.healthcheck.passive
+  local passive = up.healthcheck.passive
   local statuses = {}
-  for _, s in ipairs(passive and passive.statuses or {}) do
+  for _, s in ipairs(passive and passive.statuses or EMPTY) do
     statuses[s] = true
   end
   local u = {
     name = name,
     algo = algo,
-    retries = up.retries or 0,
-    fail_open = up.fail_open ~= false,
+    retries = up.retries,
+    fail_open = up.fail_open,
     hash_var = up.hash_var,
     checked = health.checked(up),
     hv_key = health.version_key(name),

@@ -46,9 +46,9 @@ local tostring = tostring
 local _M = { _VERSION = "0.1.0" }
 
 local C = config.consul
-local WAIT = C.wait or 30
-local TIMEOUT = C.timeout or 2
-local EMPTY_POLICY = C.empty or "keep"
+local WAIT = C.wait
+local TIMEOUT = C.timeout
+local EMPTY_POLICY = C.empty
 -- Backoff after failures: BASE * 2^(n-1), capped, then jittered to 50-100 %.
 local BACKOFF_BASE = 0.25
 local BACKOFF_CAP = 5
@@ -65,7 +65,7 @@ local function query_path(up)
     q[#q + 1] = "&dc="
     q[#q + 1] = escape_uri(up.datacenter)
   end
-  for _, tag in ipairs(up.tags or {}) do
+  for _, tag in ipairs(up.tags) do
     q[#q + 1] = "&tag="
     q[#q + 1] = escape_uri(tag)
   end
@@ -103,7 +103,7 @@ local function new_clients()
       timeout = TIMEOUT,
       ssl_verify = C.ssl_verify,
       token_env = C.token_env,
-      max_body = C.max_body,
+      max_body = consul.MAX_BODY,
       user_agent = config.generator,
     })
   end

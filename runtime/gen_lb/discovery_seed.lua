@@ -20,7 +20,7 @@ local _M = { _VERSION = "0.1.0" }
 --- What identifies the upstream's Consul query: a reload that keeps it keeps the live list.
 local function service_key(up)
   local tags = {}
-  for i, t in ipairs(up.tags or {}) do
+  for i, t in ipairs(up.tags) do
     tags[i] = t
   end
   sort(tags)
@@ -32,8 +32,8 @@ _M.service_key = service_key
 --- The upstream's fallback peers as a peer list.
 local function fallback_list(up)
   local list = {}
-  for i, p in ipairs(up.fallback or {}) do
-    list[i] = { host = p.host, port = p.port, weight = p.weight or 1 }
+  for i, p in ipairs(up.fallback) do
+    list[i] = { host = p.host, port = p.port, weight = p.weight }
   end
   return list
 end
@@ -85,7 +85,7 @@ function _M.seed()
       local from = saved[name]
       if from and from.key == key and #from.peers > 0 then
         publish(name, from.peers, "dump", { key = key, index = 0 })
-      elseif #(up.fallback or {}) > 0 then
+      elseif #up.fallback > 0 then
         publish(name, fallback_list(up), "fallback", { key = key, index = 0 })
       else
         peers.update_meta(name, { key = key, source = "none", version = 0, index = 0, count = 0, updated_at = now() })

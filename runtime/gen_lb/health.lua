@@ -51,8 +51,8 @@ end
 
 --- Does this upstream have any health checking (so st can be non-zero)?
 local function checked(up)
-  local hc = up and up.healthcheck
-  return hc ~= nil and (hc.active ~= nil or hc.passive ~= nil)
+  local hc = up.healthcheck
+  return hc.active ~= nil or hc.passive ~= nil
 end
 _M.checked = checked
 
@@ -115,7 +115,7 @@ _M.set_state = set_state
 --- fail_timeout; the worker whose count reaches max_fails takes the peer out.
 function _M.report_failure(name, id, why)
   local up = config.upstreams[name]
-  local passive = up and up.healthcheck and up.healthcheck.passive
+  local passive = up and up.healthcheck.passive
   if not passive then
     return
   end

@@ -59,7 +59,7 @@ local wakeup           -- a semaphore, made per worker in init_worker
 local threads_busy = 0
 
 local function new_tracked(name, up)
-  local hc = up.healthcheck or {}
+  local hc = up.healthcheck
   local us = {
     name = name,
     active = hc.active,
@@ -77,7 +77,7 @@ local function new_tracked(name, up)
     valid = {},
   }
   if us.active then
-    for _, s in ipairs(us.active.valid_statuses or { 200 }) do
+    for _, s in ipairs(us.active.valid_statuses) do
       us.valid[s] = true
     end
   end

@@ -30,7 +30,8 @@ end
 --- The request line and headers of an http(s) check of peer `id`.
 function _M.request(ac, id)
   local lines = {
-    "GET ", ac.path or "/", " HTTP/1.0\r\n",
+    "GET ", ac.path, " HTTP/1.0\r\n",
+    -- No host: the peer's address, as a proxy would send it.
     "Host: ", ac.host or id, "\r\n",
     "User-Agent: ", config.generator, " health check\r\n",
     "Accept: */*\r\n",

@@ -1,7 +1,8 @@
 -- gen_lb.runtime: the init_by_lua and init_worker_by_lua entry points, and
 -- the one place that initialises modules and starts their timers.
 --
--- init (master, before the fork): check the shared dicts, load every module
+-- init (master, before the fork): check the config against the contract
+-- (gen_lb.config_check) and the shared dicts, load every module
 -- so workers share the compiled code, prepare the dump directory for the
 -- worker user, and seed each upstream's peers from the dump file or its
 -- fallback list. init_worker: seed the random generator, set up each
@@ -21,6 +22,13 @@ local _M = { _VERSION = "0.1.0" }
 local DICT_ROLES = { "peers", "health", "locks" }
 
 function _M.init()
+  -- Before any module reads a field: a config.lua from another gen-lb
+  -- version (or edited) fails here, naming the field, not at first use.
+  local ok, err = require("gen_lb.config_check").check(config)
+  if not ok then
+    error("gen-lb: lua/gen_lb/config.lua does not match this runtime: " .. err
+      .. " (rebuild with gen-lb build, and install every file of the build)", 0)
+  end
   for _, role in ipairs(DICT_ROLES) do
     local name = config.dicts[role]
     if not ngx.shared[name] then
@@ -40,7 +48,7 @@ function _M.init()
   local dump = require "gen_lb.dump"
   local discovery = require "gen_lb.discovery"
 
-  local ok, err = dump.prepare_dir()
+  ok, err = dump.prepare_dir()
   if not ok then
     log.warn("the dump file ", dump.path, " may not be writable by workers: ", err)
   end

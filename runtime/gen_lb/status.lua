@@ -36,6 +36,9 @@
 --   gen_lb_dump_ok                                  1 when the last dump write worked
 --   gen_lb_dump_written_timestamp_seconds           when it was written
 -- Counters are added up by each worker once a second, so they lag by up to 1 s.
+--
+-- Owns the status and Prometheus documents (src/contract/status.ts is their
+-- schema); reads the peers and health dicts, writes nothing.
 local config = require "gen_lb.config"
 local cjson = require "cjson.safe"
 local peers = require "gen_lb.peers"
@@ -90,11 +93,11 @@ local function upstream_status(name)
   local list = peers.get(name)
   local meta = peers.meta(name)
   local workers = ngx.worker.count()
-  local hc = up.healthcheck or {}
+  local hc = up.healthcheck
   local out = {
     service = up.service,
     balance = up.balance,
-    fail_open = up.fail_open ~= false,
+    fail_open = up.fail_open,
     retries = up.retries,
     health_checks = { active = hc.active and hc.active.type or false, passive = hc.passive ~= nil },
     source = meta.source,

@@ -43,6 +43,16 @@ describe("runtime start-up", () => {
     });
   }
 
+  it("refuses to start when config.lua lacks a field the runtime reads, naming it", async () => {
+    const dir = await prefix();
+    const file = path.join(dir, "lua/gen_lb/config.lua");
+    const text = readFileSync(file, "utf8");
+    const without = text.replace(/^\s*retries = \d+,\n/m, "");
+    expect(without).not.toBe(text);
+    writeFileSync(file, without);
+    await expect(Nginx.start(dir)).rejects.toThrow(/config\.lua does not match this runtime: upstreams\.\w+\.retries is missing/);
+  });
+
   it("calls the health checker's init_worker in every worker", async () => {
     const dir = await prefix();
     // Wrap the real module to see the call (the balancer needs the real one).
