@@ -42,12 +42,16 @@ local release = tries.release
 local finish = tries.finish
 local add_try = tries.add
 local renumber = tries.renumber
--- Declared by lua-resty-core (ngx.status, ngx.req.is_internal,
--- ngx.balancer.get_last_failure); called directly with the request we
--- already hold.
+local get_last_failure = ngx_balancer.get_last_failure
+-- The two calls every request makes go straight to the functions behind
+-- ngx.req.is_internal and ngx.status, with the request we already hold
+-- (the API would look it up again, and ngx.status goes through a metatable).
+-- lua-resty-core declares them, the same in lua-nginx-module 0.10.23
+-- (resty/core/misc.lua) and 0.10.31: int f(ngx_http_request_t *r), which
+-- returns FFI_BAD_CONTEXT (-100) for a fake request (timers, init) and
+-- otherwise r->internal (0, 1) or the response status (0 while unset).
 local C = ffi.C
-local status_out = ffi.new("int[1]")
-local err_out = ffi.new("char *[1]")
+local FFI_BAD_CONTEXT = -100
 local cast = ffi.cast
 local uintptr_t = ffi.typeof("uintptr_t")
 local peers_get = peers.get
@@ -276,15 +280,19 @@ function _M.balance(name)
 
   local r, addr = current_request()
   local st = lookup(addr)
-  -- nginx's state of this upstream's previous try (0: this is the first)
+  -- nginx's state of this upstream's previous try (nil: this is the first)
   -- and that try's status.
-  local failed, code = 0, 0
+  local failed, code
   if st then
-    failed = C.ngx_http_lua_ffi_balancer_get_last_failure(r, status_out, err_out)
-    code = status_out[0]
+    local err
+    failed, code, err = get_last_failure()
+    if err then
+      -- Not expected in balancer_by_lua: then this try counts as a first one.
+      quiet_log(u, 'upstream "', name, '": balancer.get_last_failure() failed: ', err)
+    end
   end
   local key
-  if failed > 0 then
+  if failed then
     -- nginx is retrying: the previous try failed.
     local _, prev = finish(st)
     if prev then
@@ -310,7 +318,11 @@ function _M.balance(name)
     end
     st = acquire(addr)
     st.u, st.gen = u, u.gen
-    if C.ngx_http_lua_ffi_req_is_internal(r) ~= 0 then
+    local internal = C.ngx_http_lua_ffi_req_is_internal(r)
+    if internal == FFI_BAD_CONTEXT then
+      error("gen-lb balancer: not in a request (" .. internal .. ")", 2)
+    end
+    if internal ~= 0 then
       -- A subrequest may never run the log phase: let the sweep see its end.
       st.weak = true
       st.holder[1] = request_ctx()
@@ -356,6 +368,7 @@ function _M.log()
     return
   end
   local u, i = finish(st)
+  -- FFI_BAD_CONTEXT is below 500: no response status to judge, nothing counted.
   if u and C.ngx_http_lua_ffi_get_resp_status(r) >= 500 then
     local code = tonumber(nth_from_end(ngx_var.upstream_status, 1))
     if code and code >= 500 then
