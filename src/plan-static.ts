@@ -8,6 +8,7 @@ import { formatPeerAddress } from "./spec/address.js";
 import type { Spec, Upstream } from "./spec/schema.js";
 import { nginxDuration, parseDuration } from "./spec/units.js";
 import { isStaticUpstream, peerOf, staticServerEntry } from "./spec/upstream-checks.js";
+import type { RuntimeStaticUpstream } from "./contract/runtime-config.js";
 
 export { isStaticUpstream };
 
@@ -62,7 +63,7 @@ export function planStaticUpstream(name: string, up: Upstream): NginxDirective {
 }
 
 /** What the status endpoint says about a static upstream: its configured servers, canonical. */
-export function planStaticStatus(up: Upstream): Record<string, unknown> {
+export function planStaticStatus(up: Upstream): RuntimeStaticUpstream {
   return {
     balance: up.balance,
     retries: up.retries,

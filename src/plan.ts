@@ -6,12 +6,13 @@
  * (`# servers[0].locations[1]`); `check` uses those to map nginx's
  * "in nginx.conf:LINE" back to the spec.
  */
+import type { RuntimeConfig, RuntimeUpstream } from "./contract/runtime-config.js";
 import type { NginxDirective } from "./render/quote.js";
 import { proxiesToUpstream, type AccessLog, type Location, type Server, type Spec, type Upstream } from "./spec/schema.js";
 import { nginxDuration, parseDuration } from "./spec/units.js";
 import { formatPeerAddress } from "./spec/address.js";
 import { hasUpstreamModule } from "./spec/features.js";
-import { peerOf } from "./spec/upstream-checks.js";
+import { consulUpstreamEntries, peerOf } from "./spec/upstream-checks.js";
 import { planStaticStatus, planStaticUpstream, splitUpstreams } from "./plan-static.js";
 
 export interface RenderModel {
@@ -23,8 +24,8 @@ export interface RenderModel {
   http: NginxDirective[];
   upstreams: NginxDirective[];
   servers: NginxDirective[];
-  /** Data for lua/gen_lb/config.lua; build_id is added by render. */
-  luaConfig: Record<string, unknown>;
+  /** Data for lua/gen_lb/config.lua (the runtime contract); build_id and generator are added by render. */
+  luaConfig: RuntimeConfig;
 }
 
 /** Names the runtime and the template agree on. */
@@ -335,13 +336,14 @@ function planStatusServer(spec: Spec): NginxDirective {
   );
 }
 
-function planLuaConfig(spec: Spec): Record<string, unknown> {
+function planLuaConfig(spec: Spec): RuntimeConfig {
   const c = spec.consul;
   const ups = splitUpstreams(spec);
   return {
     dicts: { ...DICTS },
     log_level: spec.runtime.log_level,
-    worker_user: spec.nginx.user?.split(/\s+/)[0],
+    // nginx's own default worker user when the master is root and `user` is unset.
+    worker_user: spec.nginx.user?.split(/\s+/)[0] ?? "nobody",
     dump_file: c.dump_file,
     consul: {
       addresses: c.addresses.map(parseConsulAddress),
@@ -354,14 +356,17 @@ function planLuaConfig(spec: Spec): Record<string, unknown> {
       empty: c.empty,
     },
     upstream_names: ups.consul.map(([name]) => name),
-    upstreams: Object.fromEntries(ups.consul.map(([name, up]) => [name, planLuaUpstream(name, up, spec)])),
-    // Static upstreams are nginx's own; the runtime only lists them (status). Absent when there are none.
-    ...(ups.static.length === 0 ? {} : planStaticLuaConfig(spec, ups.static)),
+    upstreams: Object.fromEntries(consulUpstreamEntries(spec).map(([name, up]) => [name, planLuaUpstream(name, up, spec)])),
+    // Static upstreams are nginx's own; the runtime only lists them (status).
+    ...planStaticLuaConfig(spec, ups.static),
     status: { enabled: spec.status.enabled, path: spec.status.path },
   };
 }
 
-function planStaticLuaConfig(spec: Spec, list: Array<[string, Upstream]>): Record<string, unknown> {
+function planStaticLuaConfig(
+  spec: Spec,
+  list: Array<[string, Upstream]>,
+): Pick<RuntimeConfig, "static_upstream_names" | "static_upstreams" | "upstream_module"> {
   return {
     static_upstream_names: list.map(([name]) => name),
     static_upstreams: Object.fromEntries(list.map(([name, up]) => [name, planStaticStatus(up)])),
@@ -370,7 +375,7 @@ function planStaticLuaConfig(spec: Spec, list: Array<[string, Upstream]>): Recor
   };
 }
 
-function planLuaUpstream(name: string, up: Upstream, spec: Spec): Record<string, unknown> {
+function planLuaUpstream(name: string, up: Upstream & { service: string }, spec: Spec): RuntimeUpstream {
   const active = up.healthcheck.active;
   const passive = up.healthcheck.passive;
   return {
@@ -420,9 +425,9 @@ export function splitHostPort(hostPort: string): { host: string; port: number } 
   return { host: hostPort.slice(0, at).replace(/^\[(.*)\]$/, "$1"), port: Number(hostPort.slice(at + 1)) };
 }
 
-function parseConsulAddress(url: string): { scheme: string; host: string; port: number } {
+function parseConsulAddress(url: string): RuntimeConfig["consul"]["addresses"][number] {
   const u = new URL(url);
-  const scheme = u.protocol.replace(":", "");
+  const scheme = u.protocol === "https:" ? "https" : "http";
   return { scheme, host: u.hostname.replace(/^\[(.*)\]$/, "$1"), port: u.port ? Number(u.port) : scheme === "https" ? 8501 : 8500 };
 }
 

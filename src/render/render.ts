@@ -1,6 +1,6 @@
 /**
  * Render: model + templates -> an in-memory file set {path: contents}. Pure
- * apart from reading the templates once. Deterministic: same model, same
+ * apart from reading the templates and the runtime modules (runtime/gen_lb/) once. Deterministic: same model, same
  * bytes (sorted keys, no timestamps), so CI can diff committed output.
  */
 import { createHash } from "node:crypto";
@@ -29,6 +29,8 @@ export interface FileSet {
 }
 
 export const TEMPLATES_DIR = new URL("../../templates/", import.meta.url);
+/** The Lua runtime modules, copied into every build as lua/gen_lb/*.lua. */
+export const RUNTIME_DIR = new URL("../../runtime/gen_lb/", import.meta.url);
 
 interface Templates {
   nginxConf: Handlebars.TemplateDelegate;
@@ -50,7 +52,7 @@ function templates(): Templates {
   hb.registerHelper("luastring", (value: string) => luaString(value));
   const compile = (file: string) =>
     hb.compile(readFileSync(new URL(file, TEMPLATES_DIR), "utf8"), { noEscape: true, strict: true });
-  const luaDir = new URL("lua/gen_lb/", TEMPLATES_DIR);
+  const luaDir = RUNTIME_DIR;
   cached = {
     nginxConf: compile("nginx.conf.hbs"),
     configLua: compile("config.lua.hbs"),

@@ -11,52 +11,10 @@ import { Backend } from "../support/backends.js";
 import { buildPrefix, Nginx } from "../support/nginx.js";
 import { freePort, waitFor } from "../support/ports.js";
 import { request } from "../support/load.js";
+import { statusDocumentSchema, type PeerStatus, type StatusDocument as StatusDoc, type UpstreamStatus } from "../../src/contract/status.js";
 
-export interface PeerStatus {
-  address: string;
-  weight: number;
-  healthy: boolean;
-  state: "healthy" | "down";
-  down_by?: "active" | "passive";
-  since?: number;
-  reason?: string;
-  consecutive_successes: number;
-  consecutive_failures: number;
-  last_check?: number;
-  last_check_result?: string;
-  requests: number;
-  failures: number;
-  in_flight: number;
-}
-
-export interface UpstreamStatus {
-  service: string;
-  balance: string;
-  fail_open: boolean;
-  retries: number;
-  health_checks: { active: string | false; passive: boolean };
-  source: string;
-  peers_version: number;
-  consul_index: number;
-  updated_at: number;
-  changed_at?: number;
-  last_error?: string;
-  total: number;
-  healthy: number;
-  all_down: boolean;
-  failing?: "open" | "closed";
-  peers: PeerStatus[];
-}
-
-export interface StatusDoc {
-  build_id: string;
-  generator: string;
-  time: number;
-  pid: number;
-  health_checker?: number;
-  dump: { path?: string; written_at?: number; ok?: boolean; error?: string };
-  upstreams: Record<string, UpstreamStatus>;
-}
+// The status document's types come from the contract; status() validates every read against it.
+export type { PeerStatus, UpstreamStatus, StatusDocument as StatusDoc } from "../../src/contract/status.js";
 
 export interface LbOptions {
   /** Upstream name -> spec fields (service defaults to the name). */
@@ -150,7 +108,7 @@ export class Lb {
   async status(): Promise<StatusDoc> {
     const res = await request(this.statusUrl(), { timeoutMs: 5000 });
     if (res.status !== 200) throw new Error(`status: HTTP ${res.status}: ${res.body}`);
-    return JSON.parse(res.body) as StatusDoc;
+    return statusDocumentSchema.parse(JSON.parse(res.body));
   }
 
   async upstream(name: string): Promise<UpstreamStatus> {

@@ -1,7 +1,7 @@
 /**
  * The runtime's start-up contract: a missing shared dict fails the start
- * naming it; the health module is loaded in the master (so its errors stop
- * the start) and started in every worker.
+ * naming it; the health modules are loaded in the master (so their errors
+ * stop the start) and the checker is set up in every worker.
  */
 import { chmodSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import path from "node:path";
@@ -43,15 +43,25 @@ describe("runtime start-up", () => {
     });
   }
 
-  it("calls the health module's init_worker in every worker", async () => {
+  it("refuses to start when config.lua lacks a field the runtime reads, naming it", async () => {
+    const dir = await prefix();
+    const file = path.join(dir, "lua/gen_lb/config.lua");
+    const text = readFileSync(file, "utf8");
+    const without = text.replace(/^\s*retries = \d+,\n/m, "");
+    expect(without).not.toBe(text);
+    writeFileSync(file, without);
+    await expect(Nginx.start(dir)).rejects.toThrow(/config\.lua does not match this runtime: upstreams\.\w+\.retries is missing/);
+  });
+
+  it("calls the health checker's init_worker in every worker", async () => {
     const dir = await prefix();
     // Wrap the real module to see the call (the balancer needs the real one).
     const lua = path.join(dir, "lua/gen_lb");
-    renameSync(path.join(lua, "health.lua"), path.join(lua, "health_real.lua"));
+    renameSync(path.join(lua, "health_checker.lua"), path.join(lua, "health_checker_real.lua"));
     writeFileSync(
-      path.join(lua, "health.lua"),
+      path.join(lua, "health_checker.lua"),
       [
-        'local m = require "gen_lb.health_real"',
+        'local m = require "gen_lb.health_checker_real"',
         "local init_worker = m.init_worker",
         "function m.init_worker(...)",
         '  ngx.log(ngx.WARN, "test: health init_worker in ", ngx.worker.pid())',

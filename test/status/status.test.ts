@@ -9,6 +9,7 @@ import type { Backend } from "../support/backends.js";
 import { request, runLoad } from "../support/load.js";
 import { waitFor } from "../support/ports.js";
 import { Lb, backends } from "../balancer/harness.js";
+import { PROMETHEUS_METRICS, statusDocumentSchema } from "../../src/contract/status.js";
 
 interface Sample {
   name: string;
@@ -102,6 +103,24 @@ describe("status endpoint", () => {
   afterAll(async () => {
     await lb?.stop();
     await Promise.all([a?.stop(), b?.stop()]);
+  });
+
+  it("the live JSON and the Prometheus families are what src/contract/status.ts says", async () => {
+    const res = await request(lb.statusUrl());
+    expect(res.status).toBe(200);
+    const parsed = statusDocumentSchema.safeParse(JSON.parse(res.body));
+    expect(parsed.success ? [] : parsed.error.issues).toEqual([]);
+    expect(Object.keys(parsed.data!.upstreams).sort()).toEqual(["idle", "web"]);
+
+    const { samples, types } = parsePrometheus((await request(lb.statusUrl("?format=prometheus"))).body);
+    // This spec has no static upstream: every family but those that need one.
+    const always = Object.entries(PROMETHEUS_METRICS).filter(([, m]) => !("requires" in m));
+    expect(Object.fromEntries(types)).toEqual(Object.fromEntries(always.map(([n, m]) => [n, m.type])));
+    for (const sample of samples) {
+      const want = PROMETHEUS_METRICS[sample.name as keyof typeof PROMETHEUS_METRICS];
+      expect(want, sample.name).toBeDefined();
+      expect(Object.keys(sample.labels).sort(), sample.name).toEqual([...want.labels].sort());
+    }
   });
 
   it("JSON: build, every upstream with its peers, weights, health, counters, Consul index and dump state", async () => {

@@ -1,4 +1,5 @@
--- gen_lb.balancer: the balancer_by_lua and log_by_lua entry points.
+-- gen_lb.balancer: the balancer_by_lua, log_by_lua and access_by_lua entry
+-- points, and the per-upstream picker cache.
 --
 -- Per upstream, this worker keeps a picker built by the upstream's algorithm
 -- module (gen_lb.balancer_rr, _least_conn, _chash, _random), rebuilt only when
@@ -10,26 +11,19 @@
 --
 -- Retries: the first try sets set_more_tries(retries); nginx runs the
 -- balancer again for each further try, which never gets a peer this request
--- already tried while an untried eligible one exists.
+-- already tried while an untried eligible one exists. A request's tries are
+-- a pooled state (gen_lb.balancer_tries); the log phase, which gen-lb runs
+-- at server level so that error_page and X-Accel-Redirect targets run it
+-- too, hands it back. Counters live in gen_lb.balancer_counters.
 --
--- A request's tries live in a pooled state table found by the request's
--- address (no ngx.ctx: that costs a table and a registry reference per
--- request). The log phase, which gen-lb runs at server level so that
--- error_page and X-Accel-Redirect targets run it too, hands the state back.
--- An address can only be reused once its request is over, so a balancer call
--- that finds a state at its address yet is no retry (nginx's last-failure
--- state says so) finishes that stale state first. Subrequests (mirror,
--- auth_request) never run the log phase: for internal requests the state
--- also holds their ngx.ctx weakly, and a sweep finishes those whose ctx was
--- collected.
---
--- Counters (requests, failed tries, in-flight) are this worker's numbers in
--- plain arrays, added to the health dict once a second by a timer; the status
--- endpoint sums them.
+-- Owns the per-upstream state u; reads the peers and health dicts, reports
+-- failed tries to gen_lb.health.
 local config = require "gen_lb.config"
 local peers = require "gen_lb.peers"
 local health = require "gen_lb.health"
 local log = require "gen_lb.log"
+local tries = require "gen_lb.balancer_tries"
+local counters = require "gen_lb.balancer_counters"
 local ngx_balancer = require "ngx.balancer"
 local base = require "resty.core.base"
 local core_ctx = require "resty.core.ctx"
@@ -42,22 +36,29 @@ local set_current_peer = ngx_balancer.set_current_peer
 local set_more_tries = ngx_balancer.set_more_tries
 local get_request = base.get_request
 local request_ctx = core_ctx.get_ctx_table
--- Declared by lua-resty-core (ngx.status, ngx.req.is_internal,
--- ngx.balancer.get_last_failure); called directly with the request we
--- already hold.
+local lookup = tries.lookup
+local acquire = tries.acquire
+local release = tries.release
+local finish = tries.finish
+local add_try = tries.add
+local renumber = tries.renumber
+local get_last_failure = ngx_balancer.get_last_failure
+-- The two calls every request makes go straight to the functions behind
+-- ngx.req.is_internal and ngx.status, with the request we already hold
+-- (the API would look it up again, and ngx.status goes through a metatable).
+-- lua-resty-core declares them, the same in lua-nginx-module 0.10.23
+-- (resty/core/misc.lua) and 0.10.31: int f(ngx_http_request_t *r), which
+-- returns FFI_BAD_CONTEXT (-100) for a fake request (timers, init) and
+-- otherwise r->internal (0, 1) or the response status (0 while unset).
 local C = ffi.C
-local status_out = ffi.new("int[1]")
-local err_out = ffi.new("char *[1]")
+local FFI_BAD_CONTEXT = -100
 local cast = ffi.cast
 local uintptr_t = ffi.typeof("uintptr_t")
 local peers_get = peers.get
 local hkey = health.key
 local error = error
 local ipairs = ipairs
-local pairs = pairs
 local pcall = pcall
-local collectgarbage = collectgarbage
-local setmetatable = setmetatable
 local tonumber = tonumber
 local tostring = tostring
 local match = string.match
@@ -82,9 +83,6 @@ local FLUSH_EVERY = 1
 
 local hdict = ngx.shared[config.dicts.health]
 local EMPTY = peers.EMPTY
-local WEAK_VALUES = { __mode = "v" }
-
-local worker_id = 0
 
 -- ------------------------------------------------------------------ per-upstream state
 
@@ -95,16 +93,16 @@ local function new_state(name, up)
   if not algo then
     error("gen-lb: upstream " .. name .. ": unknown balance " .. tostring(up.balance), 0)
   end
-  local passive = up.healthcheck and up.healthcheck.passive
+  local passive = up.healthcheck.passive
   local statuses = {}
-  for _, s in ipairs(passive and passive.statuses or {}) do
+  for _, s in ipairs(passive and passive.statuses or EMPTY) do
     statuses[s] = true
   end
   local u = {
     name = name,
     algo = algo,
-    retries = up.retries or 0,
-    fail_open = up.fail_open ~= false,
+    retries = up.retries,
+    fail_open = up.fail_open,
     hash_var = up.hash_var,
     checked = health.checked(up),
     hv_key = health.version_key(name),
@@ -115,14 +113,7 @@ local function new_state(name, up)
     list = EMPTY,
     n = 0,
     index = {},        -- id -> position in list
-    inflight = {},     -- this worker's tries in flight, by position
-    reqs = {},         -- tries since the last flush
-    fails = {},        -- failed tries since the last flush
-    flushed_inf = {},  -- in-flight as last written to the dict
     st_keys = {},
-    req_keys = {},
-    fail_keys = {},
-    inf_keys = {},
     mask = {},
     eligible = 0,
     healthy = 0,
@@ -130,6 +121,9 @@ local function new_state(name, up)
     quiet_until = 0,
     seen_at = -1,
   }
+  -- inflight, reqs, fails (by position): this worker's tries in flight and
+  -- since the last flush, bumped here per try, owned by balancer_counters.
+  counters.init(u)
   u.picker = algo.new(EMPTY, u.inflight)
   u.picker:set_eligible(u.mask, 0)
   return u
@@ -139,67 +133,18 @@ for _, name in ipairs(config.upstream_names) do
   ups[name] = new_state(name, config.upstreams[name])
 end
 
-local function flush(u)
-  local list, reqs, fails, inflight, flushed = u.list, u.reqs, u.fails, u.inflight, u.flushed_inf
-  for i = 1, u.n do
-    local r, f, inf = reqs[i], fails[i], inflight[i]
-    if r > 0 then
-      local k = u.req_keys[i]
-      if not k then
-        k = hkey("req", u.name, list[i].id)
-        u.req_keys[i] = k
-      end
-      hdict:incr(k, r, 0)
-      reqs[i] = 0
-    end
-    if f > 0 then
-      local k = u.fail_keys[i]
-      if not k then
-        k = hkey("fail", u.name, list[i].id)
-        u.fail_keys[i] = k
-      end
-      hdict:incr(k, f, 0)
-      fails[i] = 0
-    end
-    if inf ~= flushed[i] then
-      local k = u.inf_keys[i]
-      if not k then
-        k = hkey("inf" .. worker_id, u.name, list[i].id)
-        u.inf_keys[i] = k
-      end
-      if inf == 0 then
-        hdict:delete(k)
-      else
-        hdict:set(k, inf)
-      end
-      flushed[i] = inf
-    end
-  end
-end
-
 -- The peer list changed: new picker, counters carried over by peer id.
 local function rebuild(u, list, version)
-  flush(u)
+  counters.flush(u)
   local n = #list
-  local old_index, old_inflight, old_flushed = u.index, u.inflight, u.flushed_inf
-  local index, inflight, reqs, fails, flushed = {}, {}, {}, {}, {}
+  local index = {}
   for i = 1, n do
-    local id = list[i].id
-    index[id] = i
-    local o = old_index[id]
-    inflight[i] = o and old_inflight[o] or 0
-    flushed[i] = o and old_flushed[o] or 0
-    reqs[i], fails[i] = 0, 0
+    index[list[i].id] = i
   end
-  for id, o in pairs(old_index) do
-    if not index[id] and old_flushed[o] ~= 0 then
-      hdict:delete(hkey("inf" .. worker_id, u.name, id))
-    end
-  end
+  counters.carry(u, list, index)
   u.list, u.n, u.index = list, n, index
-  u.inflight, u.reqs, u.fails, u.flushed_inf = inflight, reqs, fails, flushed
-  u.st_keys, u.req_keys, u.fail_keys, u.inf_keys = {}, {}, {}, {}
-  u.picker = u.algo.new(list, inflight)
+  u.st_keys = {}
+  u.picker = u.algo.new(list, u.inflight)
   u.gen = u.gen + 1
   u.version = version
   u.hv = -1
@@ -259,69 +204,6 @@ local function refresh(u)
   if hv ~= u.hv then
     recompute(u, hv)
   end
-end
-
--- ------------------------------------------------------------------ per-request state
-
--- Every state ever made (as many as this worker's peak of concurrent
--- proxied requests), and the free ones.
-local states, nstates = {}, 0
-local pool, npool = {}, 0
-local picks = 0    -- tries started by this worker (the sweep's sign of life)
-
--- Request address (a number) -> its state, or false once the request is
--- over: the addresses nginx recycles keep their slots, so the table stops
--- growing and the per-request path inserts no new keys. The sweep drops the
--- false ones when there are many.
-local live, nlive = {}, 0
-local LIVE_KEYS_MAX = 4096
-
-local function acquire(addr)
-  local st
-  if npool > 0 then
-    st = pool[npool]
-    pool[npool] = nil
-    npool = npool - 1
-  else
-    st = { busy = false, addr = false, u = false, gen = 0, n = 0, key = false, tried = {}, ids = {},
-      weak = false, holder = setmetatable({}, WEAK_VALUES) }
-    nstates = nstates + 1
-    states[nstates] = st
-  end
-  st.busy = true
-  st.addr = addr
-  if live[addr] == nil then
-    nlive = nlive + 1
-  end
-  live[addr] = st
-  return st
-end
-
-local function release(st)
-  if live[st.addr] == st then
-    live[st.addr] = false
-  end
-  st.busy, st.addr, st.weak = false, false, false
-  st.holder[1] = nil
-  st.u, st.key, st.n = false, false, 0
-  npool = npool + 1
-  pool[npool] = st
-end
-
--- Position of the request's k-th try in the current list (nil: the peer is gone).
-local function tried_at(u, st, k)
-  if st.gen == u.gen then
-    return st.tried[k]
-  end
-  return u.index[st.ids[k]]
-end
-
--- The list changed between two tries of one request: renumber its tries.
-local function renumber(u, st)
-  for k = 1, st.n do
-    st.tried[k] = u.index[st.ids[k]] or 0
-  end
-  st.gen = u.gen
 end
 
 -- The `back`-th entry from the end of an $upstream_* variable: entries are
@@ -392,39 +274,25 @@ local function current_request()
   return r, tonumber(cast(uintptr_t, r))
 end
 
--- The request's last try is over (its log phase, a retry, or a stale state
--- found by a new request at the same address): it is no longer in flight.
--- Returns its upstream and peer position, if that peer is still listed.
-local function finish(st)
-  local u = st.u
-  if u and st.n > 0 then
-    local i = tried_at(u, st, st.n)
-    if i then
-      local inf = u.inflight[i]
-      if inf > 0 then
-        u.inflight[i] = inf - 1
-      end
-      return u, i
-    end
-  end
-  return nil
-end
-
 --- balancer_by_lua: pick a peer of upstream `name` for this try.
 function _M.balance(name)
   local u = upstream(name)
 
   local r, addr = current_request()
-  local st = live[addr]
-  -- nginx's state of this upstream's previous try (0: this is the first)
+  local st = lookup(addr)
+  -- nginx's state of this upstream's previous try (nil: this is the first)
   -- and that try's status.
-  local failed, code = 0, 0
+  local failed, code
   if st then
-    failed = C.ngx_http_lua_ffi_balancer_get_last_failure(r, status_out, err_out)
-    code = status_out[0]
+    local err
+    failed, code, err = get_last_failure()
+    if err then
+      -- Not expected in balancer_by_lua: then this try counts as a first one.
+      quiet_log(u, 'upstream "', name, '": balancer.get_last_failure() failed: ', err)
+    end
   end
   local key
-  if failed > 0 then
+  if failed then
     -- nginx is retrying: the previous try failed.
     local _, prev = finish(st)
     if prev then
@@ -450,7 +318,11 @@ function _M.balance(name)
     end
     st = acquire(addr)
     st.u, st.gen = u, u.gen
-    if C.ngx_http_lua_ffi_req_is_internal(r) ~= 0 then
+    local internal = C.ngx_http_lua_ffi_req_is_internal(r)
+    if internal == FFI_BAD_CONTEXT then
+      error("gen-lb balancer: not in a request (" .. internal .. ")", 2)
+    end
+    if internal ~= 0 then
       -- A subrequest may never run the log phase: let the sweep see its end.
       st.weak = true
       st.holder[1] = request_ctx()
@@ -482,24 +354,21 @@ function _M.balance(name)
     quiet_log(u, 'upstream "', name, '": set_current_peer(', peer.id, ") failed: ", err)
     return ngx.exit(ngx.ERROR)
   end
-  local k = st.n + 1
-  st.n = k
-  st.tried[k] = i
-  st.ids[k] = peer.id
+  add_try(st, i, peer.id)
   u.inflight[i] = u.inflight[i] + 1
   u.reqs[i] = u.reqs[i] + 1
-  picks = picks + 1
 end
 
 --- log_by_lua (every request of a server that proxies to an upstream): the
 --- request is over; account for its last try.
 function _M.log()
   local r, addr = current_request()
-  local st = live[addr]
+  local st = lookup(addr)
   if not st then
     return
   end
   local u, i = finish(st)
+  -- FFI_BAD_CONTEXT is below 500: no response status to judge, nothing counted.
   if u and C.ngx_http_lua_ffi_get_resp_status(r) >= 500 then
     local code = tonumber(nth_from_end(ngx_var.upstream_status, 1))
     if code and code >= 500 then
@@ -517,73 +386,13 @@ function _M.access(name)
   end
 end
 
--- Subrequests whose log phase never ran: their ctx was collected. Also
--- forgets the addresses of finished requests once there are many.
--- Returns how many such subrequests are still in use afterwards.
-local function reap_orphans()
-  local left, busy = 0, 0
-  for k = 1, nstates do
-    local st = states[k]
-    if st.busy and st.weak then
-      if st.holder[1] == nil then
-        finish(st)
-        release(st)
-      else
-        left = left + 1
-      end
-    end
-    if st.busy then
-      busy = busy + 1
-    end
-  end
-  -- Rebuilt only when most keys are dead, so a worker with many requests in
-  -- flight does not copy them every second.
-  if nlive > LIVE_KEYS_MAX and nlive > 2 * busy then
-    local kept, n = {}, 0
-    for r, st in pairs(live) do
-      if st then
-        kept[r] = st
-        n = n + 1
-      end
-    end
-    live, nlive = kept, n
-  end
-  return left
-end
-
--- A busy worker collects garbage all the time, so an orphan is found within
--- seconds. An idle one may not collect for a long while: when no request came
--- since the last sweep yet some still look in flight, collect once (at most
--- every FORCED_GC_EVERY seconds) and look again.
-local FORCED_GC_EVERY = 10
-local picks_seen, forced_at = 0, 0
-
-local function sweep()
-  local left = reap_orphans()
-  if left > 0 and picks == picks_seen then
-    local t = now()
-    if t - forced_at >= FORCED_GC_EVERY then
-      forced_at = t
-      collectgarbage("collect")
-      reap_orphans()
-    end
-  end
-  picks_seen = picks
-end
-
 local function flush_all(premature)
-  sweep()
+  tries.sweep()
   for _, name in ipairs(config.upstream_names) do
     local u = ups[name]
-    flush(u)
+    counters.flush(u)
     if premature then
-      -- Exiting: this worker's in-flight numbers go (its successor reuses its id).
-      for i = 1, u.n do
-        if u.flushed_inf[i] ~= 0 then
-          hdict:delete(u.inf_keys[i] or hkey("inf" .. worker_id, name, u.list[i].id))
-          u.flushed_inf[i] = 0
-        end
-      end
+      counters.forget_in_flight(u)
     end
   end
 end
@@ -595,16 +404,14 @@ local function on_flush(premature)
   end
 end
 
---- From gen_lb.health.init_worker: the counters' flush timer.
+--- The counters' flush (a timer callback every FLUSH_EVERY seconds, started
+--- by gen_lb.runtime when there are upstreams).
+_M.on_flush = on_flush
+_M.FLUSH_EVERY = FLUSH_EVERY
+
+--- init_worker_by_lua (from gen_lb.runtime): per-worker state.
 function _M.init_worker()
-  worker_id = ngx.worker.id() or 0
-  if #config.upstream_names == 0 then
-    return
-  end
-  local ok, err = ngx.timer.every(FLUSH_EVERY, on_flush)
-  if not ok then
-    error("gen-lb: cannot start the balancer counters timer: " .. tostring(err))
-  end
+  counters.init_worker()
 end
 
 --- This worker's view of an upstream (for tests and the status endpoint).

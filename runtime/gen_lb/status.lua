@@ -37,10 +37,14 @@
 --   gen_lb_dump_ok                                  1 when the last dump write worked
 --   gen_lb_dump_written_timestamp_seconds           when it was written
 -- Counters are added up by each worker once a second, so they lag by up to 1 s.
+--
+-- Owns the status and Prometheus documents (src/contract/status.ts is their
+-- schema); reads the peers and health dicts, writes nothing.
 local config = require "gen_lb.config"
 local cjson = require "cjson.safe"
 local peers = require "gen_lb.peers"
 local health = require "gen_lb.health"
+local checker = require "gen_lb.health_checker"
 local static = require "gen_lb.status_static"
 
 local ngx = ngx
@@ -91,11 +95,11 @@ local function upstream_status(name)
   local list = peers.get(name)
   local meta = peers.meta(name)
   local workers = ngx.worker.count()
-  local hc = up.healthcheck or {}
+  local hc = up.healthcheck
   local out = {
     service = up.service,
     balance = up.balance,
-    fail_open = up.fail_open ~= false,
+    fail_open = up.fail_open,
     retries = up.retries,
     health_checks = { active = hc.active and hc.active.type or false, passive = hc.passive ~= nil },
     source = meta.source,
@@ -157,7 +161,7 @@ local function serve_json(names, statics)
     generator = config.generator,
     time = ngx.now(),
     pid = ngx.worker.pid(),
-    health_checker = health.checker_pid(),
+    health_checker = checker.checker_pid(),
     dump = peers.dump_state(),
   }
   local ups = {}

@@ -28,8 +28,8 @@ local require = require
 
 local _M = { _VERSION = "0.1.0" }
 
-local names = config.static_upstream_names or {}
-local ups = config.static_upstreams or {}
+local names = config.static_upstream_names
+local ups = config.static_upstreams
 
 -- Decided once at load: the module is there or it is not.
 local upstream_api

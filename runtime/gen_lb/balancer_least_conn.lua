@@ -6,6 +6,8 @@
 -- array handed to new().
 --
 -- Interface: see gen_lb.balancer_rr.
+--
+-- Owns its picker; reads the `inflight` array, touches nothing else.
 local setmetatable = setmetatable
 
 local is_tried = require("gen_lb.pick").is_tried

@@ -11,6 +11,8 @@
 --   picker:set_eligible(mask, count)     when health changes; mask[i] true = may get traffic
 --   picker:find(tried, ntried, key)      -> index into list, or nil when every
 --                                           eligible peer is in tried[1..ntried]
+--
+-- Owns its picker; touches nothing else (no I/O, no shared dicts).
 local random = math.random
 local setmetatable = setmetatable
 

@@ -2,6 +2,8 @@
 -- (Linux). Each declaration is made on its own and a clash with another
 -- module's identical declaration is ignored, so other modules may declare the
 -- same functions.
+--
+-- Owns the FFI declarations it makes; touches only the paths and pids it is given.
 local ffi = require "ffi"
 
 local C = ffi.C

@@ -2,6 +2,8 @@
 -- Change lines (peers added/removed, watcher elected) go out at the level the
 -- spec chose (runtime.log_level); problems go out at WARN or ERR. Callers log
 -- once per event or per failure streak, never per request.
+--
+-- Owns nothing; touches nothing but nginx's error log.
 local config = require "gen_lb.config"
 
 local ngx = ngx
@@ -20,7 +22,7 @@ local LEVELS = {
   error = ngx.ERR,
 }
 
-local change_level = LEVELS[config.log_level or "notice"] or ngx.NOTICE
+local change_level = LEVELS[config.log_level]
 
 local function emit(level, ...)
   local n = select("#", ...)

@@ -11,6 +11,9 @@
 -- The writer stores "p:" before "v:", so a reader that sees a new "v:" finds
 -- the new list. Each worker decodes a list once per change and keeps it; the
 -- per-request path is one dict read of "v:NAME" and table lookups.
+--
+-- Owns the peers shared dict (every key above); the watcher is its only writer
+-- of lists, gen_lb.dump writes the "dump" state, gen_lb.health forgets removed upstreams.
 local config = require "gen_lb.config"
 local cjson = require "cjson.safe"
 

@@ -5,6 +5,9 @@
 -- atomically (temp file, fsync, rename). init_by_lua reads it before workers
 -- start. The master (root, usually) creates the dump directory and gives it
 -- to the worker user, since workers write the file after dropping privileges.
+--
+-- Owns the dump file and its directory; reads lists through gen_lb.peers and
+-- records the outcome there ("dump" key).
 local config = require "gen_lb.config"
 local cjson = require "cjson.safe"
 local peers = require "gen_lb.peers"
@@ -75,7 +78,7 @@ function _M.prepare_dir()
     return true
   end
   -- nginx's default worker user when the master is root and `user` is unset.
-  local user = config.worker_user or "nobody"
+  local user = config.worker_user
   local uid, gid = sys.user_ids(user)
   if not uid then
     return nil, "cannot make " .. dir .. " writable for workers: " .. gid
@@ -143,8 +146,8 @@ local function render(written_at)
         .. ",\"index\":" .. fmt("%.0f", tonumber(meta.index) or 0) .. ",\"peers\":" .. json .. "}"
     end
   end
-  return "{\"format\":" .. FORMAT .. ",\"generator\":" .. encode(config.generator or "gen-lb")
-    .. ",\"build_id\":" .. encode(config.build_id or "") .. ",\"written_at\":" .. written_at
+  return "{\"format\":" .. FORMAT .. ",\"generator\":" .. encode(config.generator)
+    .. ",\"build_id\":" .. encode(config.build_id) .. ",\"written_at\":" .. written_at
     .. ",\"upstreams\":{" .. concat(parts, ",") .. "}}\n"
 end
 

@@ -5,6 +5,8 @@
 -- draws again a few times and then takes the first untried eligible peer.
 --
 -- Interface: see gen_lb.balancer_rr.
+--
+-- Owns its picker; touches nothing else.
 local random = math.random
 local setmetatable = setmetatable
 

@@ -12,6 +12,8 @@
 -- sort when the peer list changes; a pick is crc32 plus a binary search.
 --
 -- Interface: see gen_lb.balancer_rr.
+--
+-- Owns its picker and ring; touches nothing else.
 local ffi = require "ffi"
 local bit = require "bit"
 

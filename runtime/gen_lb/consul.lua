@@ -7,6 +7,8 @@
 -- capped. Content-Length, chunked and read-until-close bodies are handled.
 -- The ACL token is read from the environment at request time and only ever
 -- sent in the X-Consul-Token header.
+--
+-- Owns its connection; touches no shared dict (the watcher owns what it reads).
 local ngx = ngx
 local tcp = ngx.socket.tcp
 local now = ngx.now
@@ -27,7 +29,8 @@ local setmetatable = setmetatable
 local _M = { _VERSION = "0.1.0" }
 local mt = { __index = _M }
 
-local DEFAULT_MAX_BODY = 4 * 1024 * 1024
+--- The largest answer body a client takes (a health list of thousands of instances fits).
+_M.MAX_BODY = 4 * 1024 * 1024
 local MAX_HEADER_BYTES = 64 * 1024
 local READ_CHUNK = 64 * 1024
 
@@ -49,11 +52,11 @@ function _M.new(opts)
     connect_host = host == "localhost" and "127.0.0.1" or host,
     host_header = (find(host, ":", 1, true) and "[" .. host .. "]" or host) .. ":" .. a.port,
     label = label,
-    timeout_ms = floor((opts.timeout or 2) * 1000),
-    ssl_verify = opts.ssl_verify ~= false,
+    timeout_ms = floor(opts.timeout * 1000),
+    ssl_verify = opts.ssl_verify,
     token_env = opts.token_env,
-    max_body = opts.max_body or DEFAULT_MAX_BODY,
-    user_agent = opts.user_agent or "gen-lb",
+    max_body = opts.max_body,
+    user_agent = opts.user_agent,
     sock = nil,
   }, mt)
 end

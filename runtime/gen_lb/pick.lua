@@ -2,6 +2,8 @@
 -- are an array of peer indexes and its length, owned by the caller and
 -- reused across requests; the eligible set is built from a mask whenever
 -- health changes (never per request).
+--
+-- Pure: touches nothing but its arguments.
 local _M = { _VERSION = "0.1.0" }
 
 --- Whether peer index i is among the first ntried entries of tried.

@@ -1,0 +1,112 @@
+-- gen_lb.discovery_entries: the pure parsing of Consul's
+-- /v1/health/service answer into peers. No I/O, no shared dicts: it reads
+-- its argument and gen_lb.peers' address rules only.
+local peers = require "gen_lb.peers"
+
+local ngx = ngx
+local fmt = string.format
+local sub = string.sub
+local next = next
+local type = type
+local tostring = tostring
+
+local _M = { _VERSION = "0.1.0" }
+
+local valid_ip = peers.valid_ip
+
+local function describe(v)
+  if v == nil then
+    return "missing"
+  end
+  if v == ngx.null then
+    return "null"
+  end
+  local t = type(v)
+  if t == "string" then
+    return fmt("%q", sub(v, 1, 40))
+  end
+  if t == "number" or t == "boolean" then
+    return t .. " " .. tostring(v)
+  end
+  return "a " .. t
+end
+
+--- One /v1/health/service entry -> {host, port, weight}, or nil, why.
+local function parse_entry(e)
+  if type(e) ~= "table" then
+    return nil, "entry is " .. describe(e)
+  end
+  local svc, node = e.Service, e.Node
+  if type(svc) ~= "table" then
+    return nil, "Service is " .. describe(svc)
+  end
+  local id = type(svc.ID) == "string" and svc.ID or "?"
+  local addr = svc.Address
+  if addr == nil or addr == "" or addr == ngx.null then
+    addr = type(node) == "table" and node.Address or nil
+    if addr == nil or addr == "" or addr == ngx.null then
+      return nil, "service " .. id .. ": no Service.Address and no Node.Address"
+    end
+  end
+  if type(addr) ~= "string" then
+    return nil, "service " .. id .. ": address is " .. describe(addr)
+  end
+  if not valid_ip(addr) then
+    return nil, "service " .. id .. ": address " .. describe(addr) .. " is not an IP address"
+  end
+  local port = svc.Port
+  if type(port) ~= "number" or port % 1 ~= 0 or port < 1 or port > 65535 then
+    return nil, "service " .. id .. ": Port is " .. describe(port)
+  end
+  local weight, note = 1, nil
+  local w = svc.Weights
+  if w ~= nil and w ~= ngx.null then
+    local passing = type(w) == "table" and w.Passing or nil
+    if type(passing) == "number" and passing % 1 == 0 and passing >= 1 then
+      weight = passing
+    elseif passing ~= nil then
+      note = "service " .. id .. ": Weights.Passing is " .. describe(passing) .. ", using 1"
+    elseif type(w) ~= "table" then
+      note = "service " .. id .. ": Weights is " .. describe(w) .. ", using weight 1"
+    end
+  end
+  return { host = addr, port = port, weight = weight }, note
+end
+
+--- A decoded health answer -> list (deduplicated), problems (strings), total entries; or nil, err.
+local function parse_entries(doc)
+  if type(doc) ~= "table" then
+    return nil, "answer is " .. describe(doc) .. ", not a JSON array"
+  end
+  if next(doc) ~= nil and doc[1] == nil then
+    return nil, "answer is a JSON object, not an array"
+  end
+  local list, problems, by_id = {}, {}, {}
+  local total, rejected = #doc, 0
+  for i = 1, total do
+    local peer, why = parse_entry(doc[i])
+    if why then
+      problems[#problems + 1] = why
+    end
+    if not peer then
+      rejected = rejected + 1
+    end
+    if peer then
+      local id = peers.peer_id(peer.host, peer.port)
+      local prev = by_id[id]
+      if prev then
+        -- The same address:port twice (two registrations): one peer.
+        if peer.weight > prev.weight then
+          prev.weight = peer.weight
+        end
+      else
+        by_id[id] = peer
+        list[#list + 1] = peer
+      end
+    end
+  end
+  return list, problems, total, rejected
+end
+_M.parse = parse_entries
+
+return _M

@@ -1,0 +1,121 @@
+/**
+ * The runtime config contract, both sides: plan's config parses with the
+ * zod schema (src/contract/runtime-config.ts), the Lua runtime's own check
+ * (runtime/gen_lb/config_check.lua, run by LuaJIT) accepts what render
+ * writes, names every field the schema requires when it is missing, and
+ * declares no field the schema does not have.
+ */
+import { spawnSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { describe, expect, it } from "vitest";
+import { z } from "zod";
+import { runtimeConfigSchema, type RuntimeConfig } from "../../src/contract/runtime-config.js";
+import { planBuild } from "../../src/plan.js";
+import { luaLiteral } from "../../src/render/quote.js";
+import { validateSpecText } from "../../src/spec/validate.js";
+
+const examplesDir = new URL("../../fixtures/examples/", import.meta.url);
+const checkSource = fileURLToPath(new URL("../../runtime/gen_lb/config_check.lua", import.meta.url));
+const examples = readdirSync(examplesDir).filter((f) => /\.ya?ml$/.test(f)).sort();
+
+if (spawnSync("luajit", ["-v"]).error) throw new Error("luajit is not installed (apt-get install luajit)");
+
+function configOf(file: string): RuntimeConfig {
+  const r = validateSpecText(readFileSync(new URL(file, examplesDir), "utf8"), file);
+  if (!r.spec) throw new Error(r.errors.map((e) => e.message).join("\n"));
+  return planBuild(r.spec, { specFile: file, generator: "gen-lb test" }).luaConfig;
+}
+
+/** Runs `lua` (a chunk that may use `check` and `config`) in LuaJIT against `config`; its stdout. */
+function runLua(config: unknown, lua: string): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "gen-lb-contract-"));
+  mkdirSync(path.join(dir, "gen_lb"));
+  writeFileSync(path.join(dir, "gen_lb/config_check.lua"), readFileSync(checkSource));
+  writeFileSync(path.join(dir, "gen_lb/config.lua"), `return ${luaLiteral(config)}\n`);
+  const prelude = `package.path = ${JSON.stringify(`${dir}/?.lua;`)} .. package.path; local check = require("gen_lb.config_check"); local config = require("gen_lb.config");`;
+  const r = spawnSync("luajit", ["-e", `${prelude} ${lua}`], { encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`luajit: ${r.stderr}`);
+  return r.stdout;
+}
+
+const luaCheck = (config: unknown) => runLua(config, `local ok, err = check.check(config) io.write(ok and "ok" or err)`);
+
+/** Dotted paths of the required fields present in `value`, per the schema. */
+function requiredPaths(schema: z.ZodType, value: unknown, at: string): string[] {
+  const def = (schema as unknown as { def: { type: string; shape?: Record<string, z.ZodType>; element?: z.ZodType; valueType?: z.ZodType; innerType?: z.ZodType } }).def;
+  const join = (k: string) => (at === "" ? k : `${at}.${k}`);
+  if (def.type === "object" && value && typeof value === "object") {
+    return Object.entries(def.shape!).flatMap(([k, s]) => {
+      const optional = (s as unknown as { def: { type: string } }).def.type === "optional";
+      const v = (value as Record<string, unknown>)[k];
+      const inner = optional ? (s as unknown as { def: { innerType: z.ZodType } }).def.innerType : s;
+      return [...(optional ? [] : [join(k)]), ...(v === undefined ? [] : requiredPaths(inner, v, join(k)))];
+    });
+  }
+  if (def.type === "array" && Array.isArray(value)) return value.flatMap((v, i) => requiredPaths(def.element!, v, `${at}[${i}]`));
+  if (def.type === "record" && value && typeof value === "object") {
+    return Object.entries(value).flatMap(([k, v]) => requiredPaths(def.valueType!, v, join(k)));
+  }
+  return [];
+}
+
+function without(config: unknown, dotted: string): unknown {
+  const copy = structuredClone(config) as Record<string, unknown>;
+  const keys = dotted.split(/\.|\[(\d+)\]/).filter((k) => k !== undefined && k !== "");
+  let node: Record<string, unknown> = copy;
+  for (const k of keys.slice(0, -1)) node = node[k] as Record<string, unknown>;
+  delete node[keys[keys.length - 1]!];
+  return copy;
+}
+
+describe("runtime config contract", () => {
+  it("has examples with active and passive checks, a token and fallback peers", () => {
+    const c = configOf("basic.yaml");
+    const up = Object.values(c.upstreams)[0]!;
+    expect(up.healthcheck.active).toBeDefined();
+    expect(up.healthcheck.passive).toBeDefined();
+    expect(c.consul.token_env).toBeDefined();
+  });
+
+  it.each(examples)("%s: plan's config parses with the schema and passes the Lua check", (file) => {
+    const c = configOf(file);
+    expect(runtimeConfigSchema.parse(c)).toEqual(c);
+    expect(luaCheck({ ...c, build_id: "x", generator: "gen-lb test" })).toBe("ok");
+  });
+
+  it.each(examples)("%s: the Lua check names every required field when it is missing", (file) => {
+    const c = { ...configOf(file), build_id: "x", generator: "gen-lb test" };
+    const paths = requiredPaths(runtimeConfigSchema, c, "").concat(["build_id", "generator"]);
+    expect(paths.some((p) => /^upstreams\.[^.]+\.healthcheck\.active\.valid_statuses$/.test(p))).toBe(true);
+    for (const p of paths) {
+      // An empty array renders as {} either way; its absence is what counts.
+      expect(luaCheck(without(c, p)), p).toMatch(new RegExp(`^${p.replace(/[.[\]]/g, "\\$&")} is missing`));
+    }
+  });
+
+  it("the Lua check declares no field the schema does not have", () => {
+    // Every key of the Lua SHAPE, as dotted paths ("*" for map values, "[]" for array items).
+    const out = runLua(
+      {},
+      `local function walk(s, at, out) for k, v in pairs(s) do if k ~= "_optional" then
+         local p = (k == "_each" and at .. "[]") or (k == "_values" and at .. ".*") or (at == "" and k or at .. "." .. k)
+         if type(v) == "table" then walk(v, p, out) else out[#out + 1] = p end end end end
+       local out = {} walk(check.SHAPE, "", out) table.sort(out) io.write(table.concat(out, "\\n"))`,
+    );
+    const zodLeaves = (schema: z.ZodType, at: string): string[] => {
+      const def = (schema as unknown as { def: { type: string; shape?: Record<string, z.ZodType>; element?: z.ZodType; valueType?: z.ZodType; innerType?: z.ZodType } }).def;
+      if (def.type === "optional") return zodLeaves(def.innerType!, at);
+      if (def.type === "object") return Object.entries(def.shape!).flatMap(([k, s]) => zodLeaves(s, at === "" ? k : `${at}.${k}`));
+      if (def.type === "array") return zodLeaves(def.element!, `${at}[]`);
+      if (def.type === "record") return zodLeaves(def.valueType!, `${at}.*`);
+      return [at];
+    };
+    const schemaLeaves = new Set([...zodLeaves(runtimeConfigSchema, ""), "build_id", "generator"]);
+    const luaLeaves = out.split("\n").map((l) => l.replace(/\.\*\.\*/g, ".*"));
+    expect(luaLeaves.filter((l) => !schemaLeaves.has(l))).toEqual([]);
+    expect([...schemaLeaves].filter((l) => !luaLeaves.includes(l))).toEqual([]);
+  });
+});
