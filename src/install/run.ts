@@ -16,11 +16,11 @@ import { runCheck, type CheckDeps, type CheckReport } from "../check/run.js";
 import type { PreparedSpec } from "../check/spec.js";
 import { statusUrl, type StatusFetcher } from "../check/status.js";
 import { nginxTestCommand, type ProcessRunner } from "../util/proc.js";
-import { applyPlan, nodeInstallFs, pruneBackups, type Applied, type InstallFs } from "./apply.js";
+import { applyPlan, nodeInstallFs, readJournal, recoverInterrupted, withKillHook, type Applied, type InstallFs } from "./apply.js";
 import { acquireLock, type Lock } from "./lock.js";
 import { changesOf, planInstall, planRollback, type InstallPlan } from "./plan.js";
 import { findMaster, reloadAndVerify, type ReloadOutcome } from "./reload.js";
-import { listBackups, listPartialBackups, readBuildId, readFileState, readLiveConfig, readPrefixState, sha256, type FileState } from "./state.js";
+import { listBackups, readBuildId, readFileState, readLiveConfig, readPrefixState, sha256, type FileState } from "./state.js";
 
 export interface RunDeps {
   runner: ProcessRunner;
@@ -65,6 +65,30 @@ async function lockPrefix(prefix: string, deps: RunDeps): Promise<Lock> {
   });
 }
 
+/**
+ * Lock the prefix and finish or undo whatever an interrupted gen-lb left
+ * (apply.ts's journal) before reading anything. A dry run takes the lock
+ * only when there is something to recover, and releases it after.
+ */
+async function lockAndRecover(prefix: string, dryRun: boolean | undefined, io: InstallFs, deps: RunDeps): Promise<Lock | undefined> {
+  if (dryRun && !(await readJournal(prefix))) return undefined;
+  const lock = await lockPrefix(prefix, deps);
+  try {
+    const done = await recoverInterrupted(prefix, io);
+    if (done) deps.note?.(`${done}`);
+  } catch (error) {
+    await lock.release();
+    throw error;
+  }
+  if (dryRun) {
+    await lock.release();
+    return undefined;
+  }
+  return lock;
+}
+
+const installFs = (deps: RunDeps) => deps.fs ?? withKillHook(nodeInstallFs, deps.env);
+
 /** With --reload, the running master to signal; a reload that cannot happen is known before anything is touched. */
 async function masterToReload(reload: boolean | undefined, pidFile: string, deps: RunDeps): Promise<number | undefined> {
   if (!reload) return undefined;
@@ -75,12 +99,11 @@ async function masterToReload(reload: boolean | undefined, pidFile: string, deps
 
 export async function runInstall(input: InstallInput, deps: RunDeps): Promise<InstallResult> {
   const { prefix, prepared } = input;
-  const io = deps.fs ?? nodeInstallFs;
-  const liveBefore = await readLiveConfig(prefix);
-  const masterPid = await masterToReload(input.reload, liveBefore.pidFile, deps);
-
-  const lock = input.dryRun ? undefined : await lockPrefix(prefix, deps);
+  const io = installFs(deps);
+  const lock = await lockAndRecover(prefix, input.dryRun, io, deps);
   try {
+    const liveBefore = await readLiveConfig(prefix);
+    const masterPid = await masterToReload(input.reload, liveBefore.pidFile, deps);
     const check = await runCheck({ prepared, bin: input.bin, hostPrefix: prefix }, checkDeps(deps));
     if (!check.ok) {
       throw new RejectedError(`check failed (${failedStepNames(check)}): nothing was installed in ${prefix}`, formatCheckSteps(check), { check });
@@ -124,7 +147,6 @@ export async function runInstall(input: InstallInput, deps: RunDeps): Promise<In
         );
       }
     };
-    const partials = await listPartialBackups(prefix);
     let applied: Applied | undefined;
     if (changesOf(plan).length > 0) {
       applied = await applyPlan(plan, io, { beforeSwap: assertSpecUnchanged });
@@ -149,7 +171,7 @@ export async function runInstall(input: InstallInput, deps: RunDeps): Promise<In
         );
       }
     }
-    if (applied) await pruneBackups(plan, io, partials);
+    await applied?.commit();
     return { plan, check, ...(applied ? { applied } : {}), ...(reload ? { reload } : {}) };
   } finally {
     await lock?.release();
@@ -168,7 +190,6 @@ async function restoreAfterFailedReload(
   if (!applied) return new RejectedError(`${what}; no files had changed`, details, { reload: failed });
   try {
     await applied.undo();
-    await applied.dropBackup();
   } catch (error) {
     return new RejectedError(`${what}, and restoring the previous files failed: ${(error as Error).message}`, [
       ...details,
@@ -207,11 +228,11 @@ export interface RollbackResult {
 
 export async function runRollback(input: RollbackInput, deps: RunDeps): Promise<RollbackResult> {
   const { prefix } = input;
-  const io = deps.fs ?? nodeInstallFs;
-  const liveBefore = await readLiveConfig(prefix);
-  const masterPid = await masterToReload(input.reload, liveBefore.pidFile, deps);
-  const lock = input.dryRun ? undefined : await lockPrefix(prefix, deps);
+  const io = installFs(deps);
+  const lock = await lockAndRecover(prefix, input.dryRun, io, deps);
   try {
+    const liveBefore = await readLiveConfig(prefix);
+    const masterPid = await masterToReload(input.reload, liveBefore.pidFile, deps);
     const backups = await listBackups(prefix);
     const latest = backups[backups.length - 1];
     if (!latest) throw new RejectedError(`no install backup in ${prefix}/.gen-lb/backups: there is nothing to roll back to`);
@@ -252,7 +273,6 @@ export async function runRollback(input: RollbackInput, deps: RunDeps): Promise<
       const test = await deps.runner.run(nginxTestCommand(input.bin, prefix));
       if (test.exitCode !== 0) {
         await applied?.undo();
-        await applied?.dropBackup();
         throw new RejectedError(
           `the rolled-back config fails \`${input.bin} -t\`; the files are back as they were before the rollback and nothing was reloaded`,
           (test.stderr || test.stdout).trim().split("\n").filter(Boolean),
@@ -278,8 +298,8 @@ export async function runRollback(input: RollbackInput, deps: RunDeps): Promise<
       }
     }
     // Success: the undo copy is not needed, and the consumed backup goes (the next rollback goes further back).
-    await applied?.dropBackup();
-    await pruneBackups(plan, io);
+    if (applied) await applied.commit();
+    else for (const p of plan.prune) await io.rmTree(path.join(prefix, p));
     return { plan, backupId: latest.id, ...(reload ? { reload } : {}) };
   } finally {
     await lock?.release();
