@@ -90,9 +90,9 @@ async function lockAndRecover(prefix: string, dryRun: boolean | undefined, io: I
 const installFs = (deps: RunDeps) => deps.fs ?? withKillHook(nodeInstallFs, deps.env);
 
 /** With --reload, the running master to signal; a reload that cannot happen is known before anything is touched. */
-async function masterToReload(reload: boolean | undefined, pidFile: string, deps: RunDeps): Promise<number | undefined> {
+async function masterToReload(reload: boolean | undefined, pidFile: string, prefix: string, deps: RunDeps): Promise<number | undefined> {
   if (!reload) return undefined;
-  const master = await findMaster(pidFile, deps.runner);
+  const master = await findMaster(pidFile, deps.runner, path.join(prefix, "conf/nginx.conf"));
   if ("problem" in master) throw new RejectedError(`cannot --reload: ${master.problem}; nothing was changed`);
   return master.pid;
 }
@@ -103,7 +103,7 @@ export async function runInstall(input: InstallInput, deps: RunDeps): Promise<In
   const lock = await lockAndRecover(prefix, input.dryRun, io, deps);
   try {
     const liveBefore = await readLiveConfig(prefix);
-    const masterPid = await masterToReload(input.reload, liveBefore.pidFile, deps);
+    const masterPid = await masterToReload(input.reload, liveBefore.pidFile, prefix, deps);
     const check = await runCheck({ prepared, bin: input.bin, hostPrefix: prefix }, checkDeps(deps));
     if (!check.ok) {
       throw new RejectedError(`check failed (${failedStepNames(check)}): nothing was installed in ${prefix}`, formatCheckSteps(check), { check });
@@ -232,7 +232,7 @@ export async function runRollback(input: RollbackInput, deps: RunDeps): Promise<
   const lock = await lockAndRecover(prefix, input.dryRun, io, deps);
   try {
     const liveBefore = await readLiveConfig(prefix);
-    const masterPid = await masterToReload(input.reload, liveBefore.pidFile, deps);
+    const masterPid = await masterToReload(input.reload, liveBefore.pidFile, prefix, deps);
     const backups = await listBackups(prefix);
     const latest = backups[backups.length - 1];
     if (!latest) throw new RejectedError(`no install backup in ${prefix}/.gen-lb/backups: there is nothing to roll back to`);
