@@ -22,6 +22,7 @@ interface InstallOptions {
   reload?: boolean;
   dryRun?: boolean;
   keep: string;
+  force?: boolean;
 }
 
 export function parseKeep(value: string): number {
@@ -48,6 +49,7 @@ export default async function install(opts: InstallOptions, io: Io): Promise<voi
       reload: Boolean(opts.reload),
       dryRun: Boolean(opts.dryRun),
       keep,
+      force: Boolean(opts.force),
     },
     { runner: systemRunner, env: io.env, note: io.json ? undefined : (line) => io.err(`${line}\n`) },
   );
@@ -73,6 +75,7 @@ export default async function install(opts: InstallOptions, io: Io): Promise<voi
       buildId: plan.buildId,
       previousBuildId: plan.previousBuildId ?? null,
       changed,
+      lostServers: plan.lostServers,
       backup: backup ?? null,
       pruned: result.applied ? plan.prune : [],
       check: { ok: check.ok, ms: check.ms, steps: check.steps },

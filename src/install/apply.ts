@@ -421,6 +421,7 @@ export async function applyPlan(plan: InstallPlan, io: InstallFs = nodeInstallFs
       ...(plan.previousBuildId ? { previousBuildId: plan.previousBuildId } : {}),
       files: manifestFiles,
       createdDirs,
+      ...(plan.kind === "install" ? { installed: plan.installed } : {}),
     };
     await io.writeFile(path.join(partial, MANIFEST), Buffer.from(JSON.stringify(manifest, null, 2) + "\n"), 0o644);
     await io.rename(partial, backupDir);

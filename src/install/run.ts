@@ -44,6 +44,8 @@ export interface InstallInput {
   reload: boolean;
   dryRun: boolean;
   keep: number;
+  /** Replace files edited by hand since the last install (they are backed up first, as always). */
+  force?: boolean;
 }
 
 export interface InstallResult {
@@ -129,6 +131,15 @@ export async function runInstall(input: InstallInput, deps: RunDeps): Promise<In
       commands,
     });
     if (input.dryRun) return { plan, check };
+    if (plan.handEdited.length > 0 && !input.force) {
+      throw new RejectedError(
+        `${plan.handEdited.length} file(s) in ${prefix} changed since the last install: ${plan.handEdited.join(", ")}; nothing was installed`,
+        [
+          `\`gen-lb install --dry-run\` shows the diff; --force replaces them (the edited files are backed up first, and rollback restores them)`,
+          ...(plan.lostServers.length > 0 ? ["server blocks of conf/nginx.conf that would no longer exist:", ...plan.lostServers.map((l) => `  ${l}`)] : []),
+        ],
+      );
+    }
     if (changesOf(plan).length === 0 && !input.reload) return { plan, check };
 
     // What was checked must be what the spec on disk says now.

@@ -101,6 +101,8 @@ export interface Manifest {
   files: ManifestFile[];
   /** Directories this install created (rollback removes them when empty). */
   createdDirs: string[];
+  /** Every file the install left in place, path -> sha256: what the next install checks for hand edits. */
+  installed?: Record<string, string>;
 }
 
 export interface BackupEntry {

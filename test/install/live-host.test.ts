@@ -57,3 +57,53 @@ describe("install --reload signals only this prefix's master", () => {
     expect(await body(po)).toBe("other");
   }, 120_000);
 });
+
+describe("install: hand edits since the last install, and a config gen-lb did not write", () => {
+  it("an edited Lua file and a server block added to nginx.conf: refused without --force, listing them; --force replaces them, backed up, and rollback returns them", async () => {
+    const dir = tempDir();
+    const prefix = makePrefix();
+    const p = await ports();
+    expect(install(prefix, writeSpec(dir, "v1.json", specObject(p, "v1"))).status).toBe(0);
+    appendFileSync(path.join(prefix, "lua/gen_lb/config.lua"), "-- tuned by hand\n");
+    const conf = path.join(prefix, "conf/nginx.conf");
+    writeFileSync(conf, readFileSync(conf, "utf8").replace(/\n}\s*$/, "\n    server { listen 127.0.0.1:9; server_name admin.example; return 204; }\n}\n"));
+    const edited = liveFiles(prefix);
+    const before = snapshot(prefix, []);
+
+    const v2 = writeSpec(dir, "v2.json", specObject(p, "v2"));
+    const r = install(prefix, v2);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain(`gen-lb: 2 file(s) in ${prefix} changed since the last install: lua/gen_lb/config.lua, conf/nginx.conf; nothing was installed`);
+    expect(r.stderr).toMatch(/--force replaces them/);
+    expect(r.stderr).toMatch(/^ {4}listen 127\.0\.0\.1:9; server_name admin\.example \(line \d+\)$/m);
+    expect(snapshot(prefix, [])).toEqual(before);
+
+    const dry = install(prefix, v2, "--dry-run");
+    expect(dry.status).toBe(0);
+    expect(dry.stdout).toContain("changed by hand since the last install (install refuses without --force): lua/gen_lb/config.lua, conf/nginx.conf");
+
+    const forced = install(prefix, v2, "--force");
+    expect(forced.status, forced.stderr).toBe(0);
+    expect(readFileSync(conf, "utf8")).not.toContain("admin.example");
+    // The next install compares against what --force wrote: no edits now.
+    expect(install(prefix, writeSpec(dir, "v3.json", specObject(p, "v3"))).status).toBe(0);
+    expect(runCli(["rollback", "--prefix", prefix]).status).toBe(0);
+    expect(runCli(["rollback", "--prefix", prefix]).status).toBe(0);
+    expect(liveFiles(prefix)).toEqual(edited);
+  }, 120_000);
+
+  it("replacing a hand-written nginx.conf lists the server blocks (listen, server_name) that will no longer exist", async () => {
+    const dir = tempDir();
+    const prefix = makePrefix();
+    const p = await ports();
+    writeFileSync(
+      path.join(prefix, "conf/nginx.conf"),
+      `events {}\nhttp {\n  server { listen 127.0.0.1:${p.http}; server_name www.example; return 200 "site"; }\n  server {\n    listen 127.0.0.1:8443;\n    server_name api.example api2.example;\n  }\n}\n`,
+    );
+    const r = install(prefix, writeSpec(dir, "v1.json", specObject(p, "v1")));
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toContain("conf/nginx.conf was not written by gen-lb; these server blocks will no longer exist:");
+    expect(r.stdout).toContain("listen 127.0.0.1:8443; server_name api.example api2.example (line 4)");
+    expect(r.stdout).toContain(`listen 127.0.0.1:${p.http}; server_name www.example (line 3)`);
+  }, 120_000);
+});
