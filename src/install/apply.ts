@@ -105,6 +105,8 @@ interface JournalFile {
   action: "add" | "replace" | "remove";
   /** Where the new bytes are staged, relative to the prefix (the undo copy goes to `staged`.undo). */
   staged: string;
+  /** The file the path is a symbolic link to (absolute): written through, the link itself is never replaced. */
+  target?: string;
   before?: { sha256: string; mode: number; uid: number; gid: number };
 }
 
@@ -173,11 +175,12 @@ async function undoJournal(prefix: string, journal: Journal, io: InstallFs): Pro
   if (journal.phase !== "undoing") await writeJournal(prefix, io, { ...journal, phase: "undoing" });
   // Backwards, so nginx.conf (swapped last of the files it names) is restored first.
   for (const f of [...journal.files].reverse()) {
+    const dest = f.target ?? abs(f.path);
     if (!f.before) {
-      await io.rm(abs(f.path));
+      await io.rm(dest);
       continue;
     }
-    if (await sameAsBefore(abs(f.path), f.before)) continue;
+    if (await sameAsBefore(dest, f.before)) continue;
     const tmp = abs(`${f.staged}.undo`);
     await io.mkdir(path.dirname(tmp));
     await io.rm(tmp);
@@ -185,8 +188,8 @@ async function undoJournal(prefix: string, journal: Journal, io: InstallFs): Pro
     if (isRoot()) await io.chown(tmp, f.before.uid, f.before.gid);
     await io.chmod(tmp, f.before.mode);
     // A rollback may have removed the directory along with its last file.
-    await io.mkdir(path.dirname(abs(f.path)));
-    await io.rename(tmp, abs(f.path));
+    await io.mkdir(path.dirname(dest));
+    await io.rename(tmp, dest);
   }
   await dropTemporaries(prefix, journal, io);
   for (const d of [...journal.createDirs].sort((a, b) => b.length - a.length)) await io.rmdirIfEmpty(abs(d));
@@ -341,12 +344,15 @@ export async function applyPlan(plan: InstallPlan, io: InstallFs = nodeInstallFs
   // devices), else beside the target; either way the journal names it before it exists.
   const files: JournalFile[] = [];
   for (const f of changes) {
-    const inState = (await deviceOf(path.dirname(abs(f.path)))) === stateDev;
-    const staged = inState ? path.posix.join(STAGING_DIR, tag, f.path) : path.posix.join(path.posix.dirname(f.path), `.${path.posix.basename(f.path)}.gen-lb-new-${tag}`);
+    const dest = f.before?.linkTarget ?? abs(f.path);
+    const inState = (await deviceOf(path.dirname(dest))) === stateDev;
+    const beside = path.join(path.dirname(dest), `.${path.basename(dest)}.gen-lb-new-${tag}`);
+    const staged = inState ? path.posix.join(STAGING_DIR, tag, f.path) : path.relative(prefix, beside);
     files.push({
       path: f.path,
       action: f.action as JournalFile["action"],
       staged,
+      ...(f.before?.linkTarget ? { target: f.before.linkTarget } : {}),
       ...(f.before ? { before: { sha256: f.before.sha256, mode: f.before.mode, uid: f.before.uid, gid: f.before.gid } } : {}),
     });
   }
@@ -386,7 +392,7 @@ export async function applyPlan(plan: InstallPlan, io: InstallFs = nodeInstallFs
       if (f.before) {
         const copy = path.join(partial, "files", f.path);
         await io.mkdir(path.dirname(copy));
-        await io.copyFile(abs(f.path), copy);
+        await io.copyFile(f.before.linkTarget ?? abs(f.path), copy);
         // The copy must be what the plan saw: a file changed under us is not backed up by a guess.
         if (sha256(await io.readFile(copy)) !== f.before.sha256) {
           throw new RejectedError(`${f.path} changed while gen-lb was preparing the install; nothing was changed, run it again`);
@@ -444,8 +450,9 @@ export async function applyPlan(plan: InstallPlan, io: InstallFs = nodeInstallFs
     journal.phase = "swapping";
     await writeJournal(prefix, io, journal);
     for (const [i, f] of changes.entries()) {
-      if (f.action === "remove") await io.rm(abs(f.path));
-      else await io.rename(abs(files[i]!.staged), abs(f.path));
+      const dest = files[i]!.target ?? abs(f.path);
+      if (f.action === "remove") await io.rm(dest);
+      else await io.rename(abs(files[i]!.staged), dest);
     }
     journal.phase = "swapped";
     await writeJournal(prefix, io, journal);
