@@ -8,7 +8,7 @@ import { resolveBin } from "../check/bin.js";
 import { formatCheckSteps } from "../check/format.js";
 import { prepareSpec, type Target } from "../check/spec.js";
 import { changesOf, formatPlan, planDiff, planJson } from "../install/plan.js";
-import { prefixProblem } from "../install/prefix.js";
+import { openrestyBin, prefixProblem, resolvePrefix } from "../install/prefix.js";
 import { runInstall } from "../install/run.js";
 import { formatDiagnostic } from "../spec/load.js";
 import { systemRunner } from "../util/proc.js";
@@ -33,11 +33,13 @@ export function parseKeep(value: string): number {
 
 export default async function install(opts: InstallOptions, io: Io): Promise<void> {
   const keep = parseKeep(String(opts.keep));
-  const prefix = path.resolve(io.cwd, opts.prefix);
+  const resolved = await resolvePrefix(path.resolve(io.cwd, opts.prefix));
+  const prefix = resolved.prefix;
+  if (resolved.note && !io.json) io.err(`${resolved.note}\n`);
   const problem = await prefixProblem(prefix, { writable: !opts.dryRun });
   if (problem) throw new RejectedError(`${problem}; nothing was installed`);
   const prepared = await prepareSpec(opts.spec, io.cwd, opts.target);
-  const bin = resolveBin(opts.bin, io.env);
+  const bin = resolveBin(opts.bin ?? openrestyBin(resolved), io.env);
   if (!io.json) for (const w of prepared.warnings) io.err(`warning: ${formatDiagnostic(w)}\n`);
 
   const result = await runInstall(
