@@ -10,7 +10,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { runCli } from "../support/cli.js";
 import { request } from "../support/load.js";
 import { Nginx, tempDir } from "../support/nginx.js";
-import { sleep } from "../support/ports.js";
+import { sleep, waitFor } from "../support/ports.js";
 import { liveFiles, makePrefix, ports, snapshot, specObject, writeSpec, type Ports } from "./helpers.js";
 
 const BIN = ["--bin", "/usr/sbin/nginx"];
@@ -140,5 +140,24 @@ describe("install: a symlinked conf/nginx.conf", () => {
     expect(readlinkSync(link)).toBe(managed);
     expect(readFileSync(managed).equals(original)).toBe(true);
     expect(existsSync(path.join(prefix, ".gen-lb/journal.json"))).toBe(false);
+  }, 120_000);
+});
+
+describe("install --reload reads only what its own reload wrote to error.log", () => {
+  it("[emerg] lines an earlier refused install left in error.log do not fail the next install's reload", async () => {
+    const dir = tempDir();
+    const prefix = makePrefix();
+    const p = await ports();
+    // A prefix that never ran gen-lb: the hand-written site, running.
+    writeFileSync(path.join(prefix, "conf/nginx.conf"), `pid logs/nginx.pid;\nerror_log logs/error.log;\nevents {}\nhttp {\n  server { listen 127.0.0.1:${p.http}; return 200 "site"; }\n}\n`);
+    await startNginx(prefix);
+    expect(await body(p)).toBe("site");
+    // What a refused reload leaves behind.
+    appendFileSync(path.join(prefix, "logs/error.log"), `2026/01/01 00:00:00 [emerg] 1#1: cannot load certificate "/x/lb.crt" from an earlier install\n`);
+    const r = install(prefix, writeSpec(dir, "v1.json", specObject(p, "v1")), "--reload");
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/reloaded in \d+ ms: \d new worker\(s\) up; .* serves build [0-9a-f]{16}/);
+    // The old worker may take one more connection before it closes its listener.
+    await waitFor(async () => (await body(p)) === "v1", "the new config serving", 5_000);
   }, 120_000);
 });
