@@ -4,8 +4,10 @@
  * process and inject a failure at an exact step. The commands in
  * src/commands/ only parse options and print.
  *
- * install: lock -> check against the prefix -> plan -> (dry run: stop here)
- *          -> spec still what was checked? -> back up, stage, swap
+ * install: lock -> finish/undo an interrupted change (journal) -> check
+ *          against the prefix -> plan -> (dry run: stop here) -> refuse hand
+ *          edits without --force -> spec still what was checked? -> back up,
+ *          stage, swap (journaled) -> deps.beforeReload (pre-seed seam)
  *          -> reload and verify -> on failure: restore, reload, exit 1
  *          -> prune old backups -> unlock
  */
@@ -33,6 +35,13 @@ export interface RunDeps {
   lockTimeoutMs?: number;
   reloadTimeoutMs?: number;
   check?: Partial<CheckDeps>;
+  /**
+   * Runs after the new files are in place and before the SIGHUP (only with
+   * --reload): the seam for pre-seeding the peer dump from Consul, so the new
+   * workers start with peers. A throw goes the way of a failed reload: the
+   * previous files are restored.
+   */
+  beforeReload?: (ctx: { prefix: string; prepared: PreparedSpec; note: (line: string) => void }) => Promise<void>;
 }
 
 export interface InstallInput {
@@ -168,6 +177,13 @@ export async function runInstall(input: InstallInput, deps: RunDeps): Promise<In
 
     let reload: ReloadOutcome | undefined;
     if (input.reload && masterPid !== undefined) {
+      try {
+        await deps.beforeReload?.({ prefix, prepared, note: deps.note ?? (() => undefined) });
+      } catch (error) {
+        const failed: ReloadOutcome = { ok: false, ms: 0, messages: [(error as Error).message] };
+        if (applied) await applied.undo();
+        throw new RejectedError(`preparing the reload of build ${prepared.set.buildId} failed; ${applied ? "the previous files were restored" : "no files had changed"}, nothing was signalled`, failed.messages, { reload: failed });
+      }
       reload = await reloadAndVerify(
         { pid: masterPid, errorLogs: live.errorLogs, ...(url ? { statusUrl: url } : {}), expectBuildId: prepared.set.buildId },
         { runner: deps.runner, ...(deps.fetchStatus ? { fetchStatus: deps.fetchStatus } : {}), ...(deps.reloadTimeoutMs ? { timeoutMs: deps.reloadTimeoutMs } : {}) },
