@@ -98,6 +98,11 @@ async function lockAndRecover(prefix: string, dryRun: boolean | undefined, io: I
   return lock;
 }
 
+/** For read-only commands (diff): finish or undo an interrupted change first, so they read old or new files, never a mix. */
+export async function recoverPrefix(prefix: string, deps: RunDeps): Promise<void> {
+  await lockAndRecover(prefix, true, installFs(deps), deps);
+}
+
 const installFs = (deps: RunDeps) => deps.fs ?? withKillHook(nodeInstallFs, deps.env);
 
 /** With --reload, the running master to signal; a reload that cannot happen is known before anything is touched. */
