@@ -95,6 +95,7 @@ Exit codes: 0 ok, 1 spec or config rejected, 2 usage error or crash.`,
     .option("--reload", "signal the running master and verify the new config is live")
     .option("--dry-run", "print the plan and a diff; change nothing")
     .option("--keep <n>", "how many backups to keep", "5")
+    .option("--force", "replace files changed by hand since the last install (backed up first)")
     .action(lazy("install"));
 
   p.command("rollback")

@@ -3,8 +3,10 @@ import path from "node:path";
 import { RejectedError } from "../errors.js";
 import { prepareSpec, type Target } from "../check/spec.js";
 import { changesOf, formatPlan, planDiff, planInstall, planJson } from "../install/plan.js";
-import { prefixProblem } from "../install/prefix.js";
+import { prefixProblem, resolvePrefix } from "../install/prefix.js";
+import { recoverPrefix } from "../install/run.js";
 import { readBuildId, readPrefixState } from "../install/state.js";
+import { systemRunner } from "../util/proc.js";
 import { report, type Io } from "./io.js";
 
 interface DiffOptions {
@@ -14,9 +16,11 @@ interface DiffOptions {
 }
 
 export default async function diff(opts: DiffOptions, io: Io): Promise<void> {
-  const prefix = path.resolve(io.cwd, opts.prefix);
+  const { prefix, note } = await resolvePrefix(path.resolve(io.cwd, opts.prefix));
+  if (note && !io.json) io.err(`${note}\n`);
   const problem = await prefixProblem(prefix, { writable: false });
   if (problem) throw new RejectedError(problem);
+  await recoverPrefix(prefix, { runner: systemRunner, env: io.env, note: io.json ? undefined : (line) => io.err(`${line}\n`) });
   const prepared = await prepareSpec(opts.spec, io.cwd, opts.target);
   const previousBuildId = await readBuildId(prefix);
   const plan = planInstall({

@@ -8,7 +8,7 @@ import { resolveBin } from "../check/bin.js";
 import { formatCheckSteps } from "../check/format.js";
 import { prepareSpec, type Target } from "../check/spec.js";
 import { changesOf, formatPlan, planDiff, planJson } from "../install/plan.js";
-import { prefixProblem } from "../install/prefix.js";
+import { openrestyBin, prefixProblem, resolvePrefix } from "../install/prefix.js";
 import { runInstall } from "../install/run.js";
 import { seedFromConsul } from "../install/seed.js";
 import { formatDiagnostic } from "../spec/load.js";
@@ -23,6 +23,7 @@ interface InstallOptions {
   reload?: boolean;
   dryRun?: boolean;
   keep: string;
+  force?: boolean;
 }
 
 export function parseKeep(value: string): number {
@@ -33,11 +34,13 @@ export function parseKeep(value: string): number {
 
 export default async function install(opts: InstallOptions, io: Io): Promise<void> {
   const keep = parseKeep(String(opts.keep));
-  const prefix = path.resolve(io.cwd, opts.prefix);
+  const resolved = await resolvePrefix(path.resolve(io.cwd, opts.prefix));
+  const prefix = resolved.prefix;
+  if (resolved.note && !io.json) io.err(`${resolved.note}\n`);
   const problem = await prefixProblem(prefix, { writable: !opts.dryRun });
   if (problem) throw new RejectedError(`${problem}; nothing was installed`);
   const prepared = await prepareSpec(opts.spec, io.cwd, opts.target);
-  const bin = resolveBin(opts.bin, io.env);
+  const bin = resolveBin(opts.bin ?? openrestyBin(resolved), io.env);
   if (!io.json) for (const w of prepared.warnings) io.err(`warning: ${formatDiagnostic(w)}\n`);
 
   const result = await runInstall(
@@ -49,6 +52,7 @@ export default async function install(opts: InstallOptions, io: Io): Promise<voi
       reload: Boolean(opts.reload),
       dryRun: Boolean(opts.dryRun),
       keep,
+      force: Boolean(opts.force),
     },
     {
       runner: systemRunner,
@@ -79,6 +83,7 @@ export default async function install(opts: InstallOptions, io: Io): Promise<voi
       buildId: plan.buildId,
       previousBuildId: plan.previousBuildId ?? null,
       changed,
+      lostServers: plan.lostServers,
       backup: backup ?? null,
       pruned: result.applied ? plan.prune : [],
       check: { ok: check.ok, ms: check.ms, steps: check.steps },

@@ -3,7 +3,7 @@ import path from "node:path";
 import { RejectedError } from "../errors.js";
 import { changesOf, formatPlan, planJson } from "../install/plan.js";
 import { resolveBin } from "../check/bin.js";
-import { prefixProblem } from "../install/prefix.js";
+import { openrestyBin, prefixProblem, resolvePrefix } from "../install/prefix.js";
 import { runRollback } from "../install/run.js";
 import { systemRunner } from "../util/proc.js";
 import { report, type Io } from "./io.js";
@@ -15,12 +15,14 @@ interface RollbackOptions {
 }
 
 export default async function rollback(opts: RollbackOptions, io: Io): Promise<void> {
-  const prefix = path.resolve(io.cwd, opts.prefix);
+  const resolved = await resolvePrefix(path.resolve(io.cwd, opts.prefix));
+  const prefix = resolved.prefix;
+  if (resolved.note && !io.json) io.err(`${resolved.note}\n`);
   const problem = await prefixProblem(prefix, { writable: true });
   if (problem) throw new RejectedError(`${problem}; nothing was changed`);
   const result = await runRollback(
     // With --reload the restored files are tested (`BIN -t`) before the signal.
-    { prefix, reload: Boolean(opts.reload), ...(opts.reload ? { bin: resolveBin(opts.bin, io.env) } : {}) },
+    { prefix, reload: Boolean(opts.reload), ...(opts.reload ? { bin: resolveBin(opts.bin ?? openrestyBin(resolved), io.env) } : {}) },
     { runner: systemRunner, env: io.env, note: io.json ? undefined : (line) => io.err(`${line}\n`) },
   );
   const restored = changesOf(result.plan).map((f) => ({ path: f.path, action: f.action }));

@@ -6,13 +6,17 @@
  *   1. back up  copy every file to be replaced or removed into
  *               .gen-lb/backups/<id>.partial/, checksum it, write the
  *               manifest, rename the directory to <id> (complete or absent)
- *   2. stage    write each new file beside its target (same directory, so
- *               same file system: the rename below cannot cross devices)
+ *   2. stage    write each new file into .gen-lb/staging/ (checked to be
+ *               the target's file system, so the rename below cannot cross
+ *               devices; beside the target otherwise)
  *   3. swap     rename each staged file over its target; remove stale ones
  *
- * A failure in 1 or 2 deletes what was written and leaves the prefix as it
- * was. A failure in 3 puts back the files already swapped. After a
- * successful apply, `undo()` restores the backup (a reload that failed).
+ * A journal (below) is written before any of it and at each phase change, so
+ * that a gen-lb killed at any step leaves enough for the next one to finish
+ * or undo it. A failure in 1 or 2 deletes what was written and leaves the
+ * prefix as it was. A failure in 3 puts back the files already swapped.
+ * After a successful apply, `undo()` restores the backup (a reload that
+ * failed) and `commit()` keeps the change.
  */
 import { randomBytes } from "node:crypto";
 import { promises as fs } from "node:fs";
@@ -20,7 +24,7 @@ import path from "node:path";
 import { RejectedError } from "../errors.js";
 import { GENERATOR } from "../pipeline.js";
 import { changesOf, type InstallPlan, type PlannedFile } from "./plan.js";
-import { MANIFEST, MANIFEST_FORMAT, sha256, type Manifest, type ManifestFile } from "./state.js";
+import { BACKUPS_DIR, listPartialBackups, MANIFEST, MANIFEST_FORMAT, STATE_DIR, sha256, type Manifest, type ManifestFile } from "./state.js";
 
 /** The file operations the applier uses; tests wrap it to inject ENOSPC, EIO... at an exact step. */
 export interface InstallFs {
@@ -70,14 +74,234 @@ export const nodeInstallFs: InstallFs = {
   chmod: (file, mode) => fs.chmod(file, mode),
 };
 
+// ---------------------------------------------------------------- the journal
+
+/**
+ * What an apply in progress is doing, in PREFIX/.gen-lb/journal.json,
+ * replaced atomically (write beside, rename over) at each phase change and
+ * written before anything else. A gen-lb killed at any step leaves it
+ * behind, and the next gen-lb on the prefix reads it first
+ * (recoverInterrupted):
+ *
+ *   preparing  backup and staging only, no live file touched (but new
+ *              directories): delete what was made; the prefix is as before
+ *   swapping   some live files may be new: put every file back from the
+ *   undoing    (complete) backup, remove added ones; the prefix is as before
+ *   swapped    every file is new: finish (prune, remove emptied directories)
+ *
+ * Every step of the undo compares the live file with the backup first, so
+ * an undo killed half-way is simply run again.
+ */
+export const JOURNAL = `${STATE_DIR}/journal.json`;
+/** New bytes wait here (same file system as the prefix, checked) until they are renamed into place. */
+export const STAGING_DIR = `${STATE_DIR}/staging`;
+/** Backups being deleted: moved here first (one rename), so a kill never leaves a half-deleted backup in backups/. */
+export const TRASH_DIR = `${STATE_DIR}/trash`;
+
+type Phase = "preparing" | "swapping" | "swapped" | "undoing";
+
+interface JournalFile {
+  path: string;
+  action: "add" | "replace" | "remove";
+  /** Where the new bytes are staged, relative to the prefix (the undo copy goes to `staged`.undo). */
+  staged: string;
+  /** The file the path is a symbolic link to (absolute): written through, the link itself is never replaced. */
+  target?: string;
+  before?: { sha256: string; mode: number; uid: number; gid: number };
+}
+
+export interface Journal {
+  format: 1;
+  kind: "install" | "rollback";
+  phase: Phase;
+  pid: number;
+  startedAt: string;
+  backupDir: string;
+  files: JournalFile[];
+  /** Directories the apply creates (removed again, when empty, by an undo). */
+  createDirs: string[];
+  /** Directories to remove if empty once the change is finished. */
+  removeDirs: string[];
+  /** Backups to delete once the change is finished. */
+  prune: string[];
+}
+
+export async function readJournal(prefix: string): Promise<Journal | undefined> {
+  const text = await fs.readFile(path.join(prefix, JOURNAL), "utf8").catch((e: NodeJS.ErrnoException) => {
+    if (e.code === "ENOENT") return undefined;
+    throw new RejectedError(`cannot read ${JOURNAL} in ${prefix}: ${e.code ?? e.message}`);
+  });
+  if (text === undefined) return undefined;
+  try {
+    const j = JSON.parse(text) as Journal;
+    if (j.format !== 1 || !Array.isArray(j.files)) throw new Error(`unknown journal format ${String(j.format)}`);
+    return j;
+  } catch (error) {
+    throw new RejectedError(`${path.join(prefix, JOURNAL)} is unreadable (${(error as Error).message}): an interrupted install cannot be finished automatically`, [
+      `the previous files are in ${path.join(prefix, BACKUPS_DIR)}; compare by hand, then remove the journal`,
+    ]);
+  }
+}
+
+async function writeJournal(prefix: string, io: InstallFs, journal: Journal): Promise<void> {
+  const file = path.join(prefix, JOURNAL);
+  await io.mkdir(path.dirname(file));
+  await io.rm(`${file}.tmp`);
+  await io.writeFile(`${file}.tmp`, Buffer.from(JSON.stringify(journal, null, 2) + "\n"), 0o644);
+  await io.rename(`${file}.tmp`, file);
+}
+
+/** The device of `p`, or of its nearest existing parent. */
+async function deviceOf(p: string): Promise<number> {
+  for (let d = p; ; d = path.dirname(d)) {
+    const st = await fs.stat(d).catch(() => undefined);
+    if (st) return st.dev;
+    if (d === path.dirname(d)) return -1;
+  }
+}
+
+const isRoot = () => process.getuid?.() === 0;
+
+async function sameAsBefore(file: string, before: NonNullable<JournalFile["before"]>): Promise<boolean> {
+  const st = await fs.lstat(file).catch(() => undefined);
+  if (!st?.isFile() || (st.mode & 0o7777) !== before.mode) return false;
+  if (isRoot() && (st.uid !== before.uid || st.gid !== before.gid)) return false;
+  return sha256(await fs.readFile(file)) === before.sha256;
+}
+
+/** Put every journaled file back as the backup has it, remove added ones; then drop the backup and the journal. */
+async function undoJournal(prefix: string, journal: Journal, io: InstallFs): Promise<void> {
+  const abs = (p: string) => path.join(prefix, p);
+  if (journal.phase !== "undoing") await writeJournal(prefix, io, { ...journal, phase: "undoing" });
+  // Backwards, so nginx.conf (swapped last of the files it names) is restored first.
+  for (const f of [...journal.files].reverse()) {
+    const dest = f.target ?? abs(f.path);
+    if (!f.before) {
+      await io.rm(dest);
+      continue;
+    }
+    if (await sameAsBefore(dest, f.before)) continue;
+    const tmp = abs(`${f.staged}.undo`);
+    await io.mkdir(path.dirname(tmp));
+    await io.rm(tmp);
+    await io.copyFile(path.join(abs(journal.backupDir), "files", f.path), tmp);
+    if (isRoot()) await io.chown(tmp, f.before.uid, f.before.gid);
+    await io.chmod(tmp, f.before.mode);
+    // A rollback may have removed the directory along with its last file.
+    await io.mkdir(path.dirname(dest));
+    await io.rename(tmp, dest);
+  }
+  await dropTemporaries(prefix, journal, io);
+  for (const d of [...journal.createDirs].sort((a, b) => b.length - a.length)) await io.rmdirIfEmpty(abs(d));
+  await io.rmTree(abs(`${journal.backupDir}.partial`));
+  await io.rmTree(abs(journal.backupDir));
+  await io.rm(path.join(prefix, JOURNAL));
+}
+
+async function dropTemporaries(prefix: string, journal: Journal, io: InstallFs): Promise<void> {
+  for (const f of journal.files) {
+    if (f.staged.startsWith(`${STAGING_DIR}/`)) continue;
+    await io.rm(path.join(prefix, f.staged));
+    await io.rm(path.join(prefix, `${f.staged}.undo`));
+  }
+  await io.rmTree(path.join(prefix, STAGING_DIR));
+}
+
+/** Move a backup out of backups/ in one rename, then delete it. */
+async function deleteBackup(prefix: string, rel: string, io: InstallFs): Promise<void> {
+  const trash = path.join(prefix, TRASH_DIR);
+  await io.mkdir(trash);
+  const to = path.join(trash, path.basename(rel));
+  await io.rmTree(to);
+  await io.rename(path.join(prefix, rel), to).catch((e: NodeJS.ErrnoException) => {
+    if (e.code !== "ENOENT") throw e;
+  });
+  await io.rmTree(trash);
+}
+
+/** The change is complete: remove emptied directories, delete what it consumed, forget the journal. */
+async function finishJournal(prefix: string, journal: Journal, io: InstallFs): Promise<void> {
+  for (const d of journal.removeDirs) await io.rmdirIfEmpty(path.join(prefix, d)).catch(() => false);
+  for (const p of journal.prune) await deleteBackup(prefix, p, io);
+  await dropTemporaries(prefix, journal, io);
+  await io.rm(path.join(prefix, JOURNAL));
+}
+
+/** Nothing live was touched yet: delete the staged files, the backup and the directories made for it. */
+async function abandonJournal(prefix: string, journal: Journal, io: InstallFs, extraDirs: string[] = []): Promise<void> {
+  await dropTemporaries(prefix, journal, io);
+  await io.rmTree(path.join(prefix, `${journal.backupDir}.partial`));
+  await io.rmTree(path.join(prefix, journal.backupDir));
+  for (const d of [...journal.createDirs].sort((a, b) => b.length - a.length)) await io.rmdirIfEmpty(path.join(prefix, d));
+  await io.rm(path.join(prefix, JOURNAL));
+  for (const d of extraDirs) await io.rmdirIfEmpty(d).catch(() => false);
+}
+
+/**
+ * Finish or undo what an interrupted gen-lb left (see the journal above),
+ * and delete temporaries of one killed before it wrote its journal. Run
+ * under the prefix lock. Returns what was done, in words, or undefined when
+ * there was nothing to do.
+ */
+export async function recoverInterrupted(prefix: string, io: InstallFs = nodeInstallFs): Promise<string | undefined> {
+  const journal = await readJournal(prefix);
+  const abs = (p: string) => path.join(prefix, p);
+  if (!journal) {
+    await io.rm(abs(`${JOURNAL}.tmp`));
+    await io.rmTree(abs(STAGING_DIR));
+    await io.rmTree(abs(TRASH_DIR));
+    for (const p of await listPartialBackups(prefix)) await io.rmTree(p);
+    return undefined;
+  }
+  const what = `${journal.kind === "install" ? "an install" : "a rollback"} (gen-lb pid ${journal.pid}, started ${journal.startedAt})`;
+  try {
+    if (journal.phase === "preparing") {
+      await abandonJournal(prefix, journal, io);
+      return `${what} was interrupted before it changed any file: its backup and staged files were deleted`;
+    }
+    if (journal.phase === "swapped") {
+      await finishJournal(prefix, journal, io);
+      return `${what} was interrupted after its files were in place: finished it`;
+    }
+    await undoJournal(prefix, journal, io);
+    return `${what} was interrupted while swapping files: put the ${journal.files.length} file(s) it was changing back as they were before it`;
+  } catch (error) {
+    throw fsFailure(error, `cannot finish the interrupted ${journal.kind} recorded in ${abs(JOURNAL)}`, "; run again once the cause is fixed");
+  }
+}
+
+/**
+ * Tests: GEN_LB_TEST_KILL_AT_STEP=N kills this process (SIGKILL, as `kill -9`
+ * does) right before its Nth file operation on the prefix, to prove that
+ * every step can be interrupted.
+ */
+export function withKillHook(io: InstallFs, env: NodeJS.ProcessEnv): InstallFs {
+  const at = Number(env.GEN_LB_TEST_KILL_AT_STEP);
+  if (!Number.isInteger(at) || at <= 0) return io;
+  let step = 0;
+  const wrapped = {} as Record<string, unknown>;
+  for (const [name, fn] of Object.entries(io)) {
+    wrapped[name] = (...args: unknown[]) => {
+      if (++step === at) {
+        process.kill(process.pid, "SIGKILL");
+        return new Promise(() => undefined);
+      }
+      return (fn as (...a: unknown[]) => Promise<unknown>)(...args);
+    };
+  }
+  return wrapped as unknown as InstallFs;
+}
+
+// ---------------------------------------------------------------- apply
+
 export interface Applied {
   /** Absolute path of the (complete) backup. */
   backupDir: string;
   changed: string[];
-  /** Put every changed file back as it was before apply (bytes, mode, owner); remove added ones. */
+  /** Put every changed file back as it was before apply (bytes, mode, owner); remove added ones; drop the backup. */
   undo(): Promise<void>;
-  /** Delete the backup (when the change it guards was undone or consumed). */
-  dropBackup(): Promise<void>;
+  /** Keep the change: delete the backups the plan prunes (and a rollback's own safety copy), forget the journal. */
+  commit(): Promise<void>;
 }
 
 export interface ApplyOptions {
@@ -85,9 +309,8 @@ export interface ApplyOptions {
   beforeSwap?: () => Promise<void>;
 }
 
-const isRoot = () => process.getuid?.() === 0;
-
 function fsFailure(error: unknown, what: string, outcome = ""): RejectedError {
+  if (error instanceof RejectedError) return error;
   const e = error as NodeJS.ErrnoException;
   const reason =
     e.code === "ENOSPC" || e.code === "EDQUOT"
@@ -105,27 +328,59 @@ function fsFailure(error: unknown, what: string, outcome = ""): RejectedError {
 export async function applyPlan(plan: InstallPlan, io: InstallFs = nodeInstallFs, opts: ApplyOptions = {}): Promise<Applied> {
   const prefix = plan.prefix;
   const abs = (p: string) => path.join(prefix, p);
+  if (await readJournal(prefix)) throw new RejectedError(`${abs(JOURNAL)} records an unfinished change: run gen-lb again to finish or undo it first; nothing was changed`);
   const tag = randomBytes(4).toString("hex");
-  const stagedPath = (p: string) => path.join(path.dirname(abs(p)), `.${path.basename(p)}.gen-lb-new-${tag}`);
   const changes = changesOf(plan);
   const backupDir = abs(plan.backupDir);
   const partial = `${backupDir}.partial`;
-  const staged: string[] = [];
-  const createdDirs: string[] = [];
+  const stateDev = await deviceOf(abs(STATE_DIR));
 
-  // The backup directory's parents (.gen-lb/backups) may be new too: a
-  // failed first install must not leave them behind.
+  // gen-lb's own directories may be new too: a failed first install must not leave them behind.
   const newParents: string[] = [];
   for (let d = path.dirname(backupDir); d.startsWith(prefix + path.sep); d = path.dirname(d)) {
     if (await fs.stat(d).then(() => false, () => true)) newParents.push(d);
   }
-  const cleanup = async () => {
-    for (const s of staged) await io.rm(s).catch(() => undefined);
-    await io.rmTree(partial).catch(() => undefined);
-    await io.rmTree(backupDir).catch(() => undefined);
-    for (const d of [...createdDirs].reverse()) await io.rmdirIfEmpty(abs(d)).catch(() => undefined);
-    for (const d of newParents) await io.rmdirIfEmpty(d).catch(() => undefined);
+  // Staged in .gen-lb/staging when that is the target's file system (a rename cannot cross
+  // devices), else beside the target; either way the journal names it before it exists.
+  const files: JournalFile[] = [];
+  for (const f of changes) {
+    const dest = f.before?.linkTarget ?? abs(f.path);
+    const inState = (await deviceOf(path.dirname(dest))) === stateDev;
+    const beside = path.join(path.dirname(dest), `.${path.basename(dest)}.gen-lb-new-${tag}`);
+    const staged = inState ? path.posix.join(STAGING_DIR, tag, f.path) : path.relative(prefix, beside);
+    files.push({
+      path: f.path,
+      action: f.action as JournalFile["action"],
+      staged,
+      ...(f.before?.linkTarget ? { target: f.before.linkTarget } : {}),
+      ...(f.before ? { before: { sha256: f.before.sha256, mode: f.before.mode, uid: f.before.uid, gid: f.before.gid } } : {}),
+    });
+  }
+  const journal: Journal = {
+    format: 1,
+    kind: plan.kind,
+    phase: "preparing",
+    pid: process.pid,
+    startedAt: new Date().toISOString(),
+    backupDir: plan.backupDir,
+    files,
+    createDirs: plan.createDirs,
+    removeDirs: plan.removeDirs,
+    // A rollback's own safety copy goes once the rollback is kept.
+    prune: plan.kind === "rollback" ? [...plan.prune, plan.backupDir] : plan.prune,
   };
+  const abandon = async () => {
+    await abandonJournal(prefix, journal, io, newParents).catch(() => undefined);
+  };
+
+  // 0. the journal, before anything else
+  try {
+    await writeJournal(prefix, io, journal);
+  } catch (error) {
+    await io.rm(abs(`${JOURNAL}.tmp`)).catch(() => undefined);
+    for (const d of newParents) await io.rmdirIfEmpty(d).catch(() => undefined);
+    throw fsFailure(error, `cannot write ${JOURNAL} in ${prefix}`, "; nothing was changed");
+  }
 
   // 1. back up
   const manifestFiles: ManifestFile[] = [];
@@ -137,7 +392,7 @@ export async function applyPlan(plan: InstallPlan, io: InstallFs = nodeInstallFs
       if (f.before) {
         const copy = path.join(partial, "files", f.path);
         await io.mkdir(path.dirname(copy));
-        await io.copyFile(abs(f.path), copy);
+        await io.copyFile(f.before.linkTarget ?? abs(f.path), copy);
         // The copy must be what the plan saw: a file changed under us is not backed up by a guess.
         if (sha256(await io.readFile(copy)) !== f.before.sha256) {
           throw new RejectedError(`${f.path} changed while gen-lb was preparing the install; nothing was changed, run it again`);
@@ -147,12 +402,13 @@ export async function applyPlan(plan: InstallPlan, io: InstallFs = nodeInstallFs
       manifestFiles.push(entry);
     }
   } catch (error) {
-    await cleanup();
-    throw error instanceof RejectedError ? error : fsFailure(error, `cannot back up into ${plan.backupDir}`, "; nothing was changed");
+    await abandon();
+    throw fsFailure(error, `cannot back up into ${plan.backupDir}`, "; nothing was changed");
   }
 
-  // 2. stage (directories first: a directory we create is recorded so a failure removes it again)
+  // 2. stage (directories first; the journal already names them, so an interrupted run removes them again)
   try {
+    const createdDirs: string[] = [];
     for (const d of plan.createDirs) {
       const exists = await fs.stat(abs(d)).then(() => true, () => false);
       if (!exists) {
@@ -171,75 +427,55 @@ export async function applyPlan(plan: InstallPlan, io: InstallFs = nodeInstallFs
       ...(plan.previousBuildId ? { previousBuildId: plan.previousBuildId } : {}),
       files: manifestFiles,
       createdDirs,
+      ...(plan.kind === "install" ? { installed: plan.installed } : {}),
     };
     await io.writeFile(path.join(partial, MANIFEST), Buffer.from(JSON.stringify(manifest, null, 2) + "\n"), 0o644);
     await io.rename(partial, backupDir);
 
-    for (const f of changes) {
+    for (const [i, f] of changes.entries()) {
       if (!f.contents) continue;
-      const s = stagedPath(f.path);
-      staged.push(s);
+      const s = abs(files[i]!.staged);
+      await io.mkdir(path.dirname(s));
       await io.writeFile(s, f.contents, f.mode ?? 0o644);
       if (f.owner && isRoot()) await io.chown(s, f.owner.uid, f.owner.gid);
     }
     await opts.beforeSwap?.();
   } catch (error) {
-    await cleanup();
-    throw error instanceof RejectedError ? error : fsFailure(error, `cannot stage the new files in ${prefix}`, "; nothing was changed");
+    await abandon();
+    throw fsFailure(error, `cannot stage the new files in ${prefix}`, "; nothing was changed");
   }
 
   // 3. swap
-  const swapped: PlannedFile[] = [];
-  const undo = async () => {
-    // Backwards, so nginx.conf (swapped last) is restored first.
-    for (const f of [...swapped].reverse()) {
-      if (f.before) {
-        const s = stagedPath(f.path) + ".undo";
-        // A rollback may have removed the directory along with its last file.
-        await io.mkdir(path.dirname(s));
-        await io.rm(s);
-        await io.copyFile(path.join(backupDir, "files", f.path), s);
-        if (isRoot()) await io.chown(s, f.before.uid, f.before.gid);
-        await io.chmod(s, f.before.mode);
-        await io.rename(s, abs(f.path));
-      } else {
-        await io.rm(abs(f.path));
-      }
-    }
-    swapped.length = 0;
-    for (const d of [...createdDirs].reverse()) await io.rmdirIfEmpty(abs(d));
-  };
   try {
-    for (const f of changes) {
-      if (f.action === "remove") await io.rm(abs(f.path));
-      else await io.rename(stagedPath(f.path), abs(f.path));
-      swapped.push(f);
+    journal.phase = "swapping";
+    await writeJournal(prefix, io, journal);
+    for (const [i, f] of changes.entries()) {
+      const dest = files[i]!.target ?? abs(f.path);
+      if (f.action === "remove") await io.rm(dest);
+      else await io.rename(abs(files[i]!.staged), dest);
     }
+    journal.phase = "swapped";
+    await writeJournal(prefix, io, journal);
   } catch (error) {
     const failure = fsFailure(error, `swapping the new files into ${prefix} failed`);
     try {
-      await undo();
+      await undoJournal(prefix, journal, io);
     } catch (undoError) {
       throw new RejectedError(`${failure.message}; restoring the backup failed too: ${(undoError as Error).message}`, [
-        `the replaced files are in ${backupDir}/files; \`gen-lb rollback --prefix ${prefix}\` retries`,
+        `the replaced files are in ${backupDir}/files; the next gen-lb command on ${prefix} retries the restore`,
       ]);
     }
-    await cleanup();
+    for (const d of newParents) await io.rmdirIfEmpty(d).catch(() => undefined);
     throw new RejectedError(`${failure.message}; the files already swapped were restored, the prefix is as before`);
   }
-  // Directories the plan emptied (a rollback of the install that created them).
-  for (const d of plan.removeDirs) await io.rmdirIfEmpty(abs(d)).catch(() => false);
 
   return {
     backupDir,
     changed: changes.map((f) => f.path),
-    undo,
-    dropBackup: () => io.rmTree(backupDir),
+    undo: async () => {
+      await undoJournal(prefix, journal, io);
+      for (const d of newParents) await io.rmdirIfEmpty(d).catch(() => undefined);
+    },
+    commit: () => finishJournal(prefix, journal, io),
   };
-}
-
-/** Delete backups the plan says are past --keep (or consumed by a rollback). */
-export async function pruneBackups(plan: InstallPlan, io: InstallFs = nodeInstallFs, partials: string[] = []): Promise<void> {
-  for (const p of plan.prune) await io.rmTree(path.join(plan.prefix, p));
-  for (const p of partials) await io.rmTree(p);
 }

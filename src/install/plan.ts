@@ -6,6 +6,8 @@
  */
 import path from "node:path";
 import type { FileSet } from "../render/render.js";
+import { parseString } from "../nginx/parse.js";
+import type { Directive } from "../nginx/types.js";
 import { unifiedDiff } from "../util/diff.js";
 import { BACKUPS_DIR, STATE_DIR, sha256, type BackupEntry, type FileAction, type FileState, type PrefixState } from "./state.js";
 
@@ -39,6 +41,12 @@ export interface InstallPlan {
   prune: string[];
   /** What will run around the file work, in words (dry-run output). */
   commands: string[];
+  /** Files to replace or remove that differ from what the last install wrote (edited by hand since): install refuses them without --force. */
+  handEdited: string[];
+  /** Server blocks (listen, server_name) of a replaced nginx.conf gen-lb did not write that the new one does not have. */
+  lostServers: string[];
+  /** Every file the install leaves in place, path -> sha256 (recorded in the manifest; the next install compares against it). */
+  installed: Record<string, string>;
 }
 
 export const changesOf = (plan: InstallPlan) => plan.files.filter((f) => f.action === "add" || f.action === "replace" || f.action === "remove");
@@ -67,6 +75,45 @@ export interface InstallPlanInput {
   commands: string[];
 }
 
+/** What the last install wrote, path -> sha256, from its manifest (older manifests: the files it changed). */
+export function lastInstalled(backups: BackupEntry[]): Map<string, string> {
+  const last = [...backups].reverse().find((b) => b.manifest?.kind === "install")?.manifest;
+  const out = new Map<string, string>();
+  if (!last) return out;
+  if (last.installed) for (const [p, h] of Object.entries(last.installed)) out.set(p, h);
+  else for (const f of last.files) if (f.after) out.set(f.path, f.after.sha256);
+  return out;
+}
+
+function serverBlocks(text: string): Array<{ key: string; words: string }> {
+  const out: Array<{ key: string; words: string }> = [];
+  const walk = (tree: Directive[]) => {
+    for (const d of tree) {
+      if (d.directive === "server" && d.block) {
+        const listens = d.block.filter((x) => x.directive === "listen").map((x) => x.args.join(" "));
+        const names = d.block.filter((x) => x.directive === "server_name").flatMap((x) => x.args);
+        const listen = listens.length > 0 ? listens : ["80 (the default)"];
+        out.push({
+          key: `${listen.map((l) => l.split(" ")[0]).sort().join(",")}|${[...names].sort().join(",")}`,
+          words: `listen ${listen.join(", ")}; server_name ${names.length > 0 ? names.join(" ") : '""'} (line ${d.line})`,
+        });
+      } else if (d.block && d.directive !== "server") walk(d.block);
+    }
+  };
+  try {
+    walk(parseString(text, "nginx.conf", { comments: false, single: true }).parsed);
+  } catch {
+    /* unparsable: nothing to list */
+  }
+  return out;
+}
+
+/** Server blocks of `before` whose listen addresses and names no server block of `after` has. */
+export function lostServerBlocks(before: string, after: string): string[] {
+  const kept = new Set(serverBlocks(after).map((s) => s.key));
+  return serverBlocks(before).filter((s) => !kept.has(s.key)).map((s) => s.words);
+}
+
 export function planInstall(input: InstallPlanInput): InstallPlan {
   const { set, state } = input;
   const files: PlannedFile[] = [];
@@ -80,6 +127,16 @@ export function planInstall(input: InstallPlanInput): InstallPlan {
   }
   for (const p of state.stale) files.push({ path: p, action: "remove", before: state.files.get(p)! });
   files.sort(swapOrder);
+
+  const wrote = lastInstalled(state.backups);
+  const handEdited = files.filter((f) => (f.action === "replace" || f.action === "remove") && wrote.has(f.path) && wrote.get(f.path) !== f.before!.sha256).map((f) => f.path);
+  const conf = files.find((f) => f.path === "conf/nginx.conf" && f.action === "replace");
+  const lostServers = conf && wrote.get(conf.path) !== conf.before!.sha256 ? lostServerBlocks(conf.before!.bytes.toString("utf8"), conf.contents!.toString("utf8")) : [];
+  const installed: Record<string, string> = {};
+  for (const f of files) {
+    if (f.action === "add" || f.action === "replace") installed[f.path] = sha256(f.contents!);
+    else if (f.action === "unchanged") installed[f.path] = f.before!.sha256;
+  }
 
   const complete = state.backups;
   const seq = (complete.length > 0 ? complete[complete.length - 1]!.seq : 0) + 1;
@@ -100,6 +157,9 @@ export function planInstall(input: InstallPlanInput): InstallPlan {
     removeDirs: [],
     prune,
     commands: input.commands,
+    handEdited,
+    lostServers,
+    installed,
   };
 }
 
@@ -145,6 +205,9 @@ export function planRollback(input: RollbackPlanInput): InstallPlan {
     // The backup is used up: the next rollback goes one install further back.
     prune: [path.posix.join(BACKUPS_DIR, input.backup.id)],
     commands: input.commands,
+    handEdited: [],
+    lostServers: [],
+    installed: {},
   };
 }
 
@@ -170,6 +233,11 @@ export function formatPlan(plan: InstallPlan): string[] {
   if (backedUp.length > 0) lines.push(`  back up ${backedUp.length} file(s) to ${plan.backupDir}/ first`);
   for (const p of plan.prune) lines.push(`  delete backup ${p}/ afterwards`);
   for (const c of plan.commands) lines.push(`  run: ${c}`);
+  if (plan.handEdited.length > 0) lines.push(`  changed by hand since the last install (install refuses without --force): ${plan.handEdited.join(", ")}`);
+  if (plan.lostServers.length > 0) {
+    lines.push("  conf/nginx.conf was not written by gen-lb; these server blocks will no longer exist:");
+    for (const s of plan.lostServers) lines.push(`    ${s}`);
+  }
   if (changes.length === 0) lines.push("  nothing to change");
   return lines;
 }
@@ -197,5 +265,7 @@ export function planJson(plan: InstallPlan): Record<string, unknown> {
     removeDirs: plan.removeDirs,
     prune: plan.prune,
     commands: plan.commands,
+    handEdited: plan.handEdited,
+    lostServers: plan.lostServers,
   };
 }

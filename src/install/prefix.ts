@@ -42,3 +42,41 @@ export async function prefixProblem(dir: string, opts: { writable: boolean }): P
   }
   return undefined;
 }
+
+export interface ResolvedPrefix {
+  /** The nginx prefix install works in (conf/, logs/, html/). */
+  prefix: string;
+  /** The OpenResty installation it belongs to (what `make install` created: bin/openresty, lualib/, nginx/). */
+  openrestyRoot?: string;
+  /** Which directory was used and why, for the user. */
+  note?: string;
+}
+
+const isDir = (p: string) => fs.stat(p).then((s) => s.isDirectory(), () => false);
+const isExe = (p: string) => fs.access(p, constants.X_OK).then(() => true, () => false);
+
+/**
+ * `--prefix` as users pass it: an nginx prefix, or the root of an OpenResty
+ * `make install` (PREFIX/bin/openresty, PREFIX/lualib, PREFIX/nginx/{conf,
+ * html,logs}), whose nginx/ is then the prefix. Anything else is left to
+ * prefixProblem to explain.
+ */
+export async function resolvePrefix(dir: string): Promise<ResolvedPrefix> {
+  if ((await isDir(path.join(dir, "conf"))) && (await isDir(path.join(dir, "logs")))) {
+    const parent = path.dirname(dir);
+    if (path.basename(dir) === "nginx" && (await isExe(path.join(parent, "bin/openresty")))) {
+      return { prefix: dir, openrestyRoot: parent, note: `using ${dir}: the nginx prefix of the OpenResty in ${parent}` };
+    }
+    return { prefix: dir };
+  }
+  const inner = path.join(dir, "nginx");
+  if ((await isExe(path.join(dir, "bin/openresty"))) && (await isDir(path.join(inner, "conf")))) {
+    return { prefix: inner, openrestyRoot: dir, note: `using ${inner}: ${dir} is an OpenResty installation, its nginx prefix is nginx/` };
+  }
+  return { prefix: dir };
+}
+
+/** The binary of the OpenResty a prefix belongs to, when --bin was not given. */
+export function openrestyBin(resolved: ResolvedPrefix): string | undefined {
+  return resolved.openrestyRoot ? path.join(resolved.openrestyRoot, "bin/openresty") : undefined;
+}

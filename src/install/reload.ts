@@ -6,6 +6,7 @@
  * log is how a failed reload looks from outside.
  */
 import { promises as fs } from "node:fs";
+import path from "node:path";
 import { parseNginxOutput, type NginxMessage } from "../check/messages.js";
 import { fetchStatus as defaultFetch, type StatusFetcher } from "../check/status.js";
 import { isActiveWorker, isNginxMaster, type ProcessRunner } from "../util/proc.js";
@@ -16,8 +17,62 @@ export interface ReloadDeps {
   timeoutMs?: number;
 }
 
-/** The master named by the pid file, or why there is none to signal. */
-export async function findMaster(pidFile: string, runner: ProcessRunner): Promise<{ pid: number } | { problem: string }> {
+/**
+ * The config file a master runs, from its command line ("nginx: master
+ * process /usr/sbin/nginx -p /srv/lb/ -c conf/nginx.conf"): -c relative to
+ * the prefix, the prefix (-p) relative to the directory it was started in;
+ * what is not given comes from the binary's compiled-in defaults (`-V`).
+ * Pure: the caller reads /proc.
+ */
+export function masterConfFile(cmdline: string, cwd: string, compiled: { prefix?: string; confPath?: string }): string | undefined {
+  const argv = cmdline.replace(/^nginx: master process\s*/, "").split(/\s+/).filter(Boolean);
+  let prefix: string | undefined;
+  let conf: string | undefined;
+  for (let i = 1; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === "-p") prefix = argv[++i];
+    else if (a.startsWith("-p") && a.length > 2) prefix = a.slice(2);
+    else if (a === "-c") conf = argv[++i];
+    else if (a.startsWith("-c") && a.length > 2) conf = a.slice(2);
+  }
+  const root = prefix !== undefined ? path.resolve(cwd, prefix) : compiled.prefix;
+  if (conf === undefined) conf = compiled.confPath;
+  if (conf === undefined) return undefined;
+  if (path.isAbsolute(conf)) return conf;
+  return root === undefined ? undefined : path.resolve(root, conf);
+}
+
+/** `--prefix=` and `--conf-path=` of `nginx -V` output. */
+export function compiledPaths(v: string): { prefix?: string; confPath?: string } {
+  const prefix = /--prefix=(\S+)/.exec(v)?.[1];
+  const confPath = /--conf-path=(\S+)/.exec(v)?.[1];
+  return { ...(prefix ? { prefix } : {}), ...(confPath ? { confPath: prefix && !path.isAbsolute(confPath) ? path.resolve(prefix, confPath) : confPath } : {}) };
+}
+
+const realOr = (p: string) => fs.realpath(p).catch(() => path.resolve(p));
+
+/** Does master `pid` (cmdline as /proc shows it) run `conf`? Compared after resolving symlinks. */
+async function runsConf(pid: number, cmdline: string, conf: string, runner: ProcessRunner): Promise<{ ok: boolean; runs: string }> {
+  const cwd = await fs.readlink(`/proc/${pid}/cwd`).catch(() => "/");
+  let compiled: { prefix?: string; confPath?: string } = {};
+  if (!/ -c\s*\S/.test(cmdline) || !/ -p\s*\S/.test(cmdline)) {
+    const exe = await fs.readlink(`/proc/${pid}/exe`).catch(() => undefined);
+    if (exe) {
+      const v = await runner.run({ command: exe, args: ["-V"], timeoutMs: 10_000 });
+      compiled = compiledPaths(`${v.stderr}\n${v.stdout}`);
+    }
+  }
+  const file = masterConfFile(cmdline, cwd, compiled);
+  if (file === undefined) return { ok: false, runs: `an unknown config ("${cmdline.slice(0, 120)}")` };
+  return { ok: (await realOr(file)) === (await realOr(conf)), runs: `${file} ("${cmdline.slice(0, 120)}")` };
+}
+
+/**
+ * The master named by the pid file, or why there is none to signal. It must
+ * run `conf` (this prefix's nginx.conf): a stale pid file can name another
+ * prefix's master, which must never get our SIGHUP.
+ */
+export async function findMaster(pidFile: string, runner: ProcessRunner, conf?: string): Promise<{ pid: number } | { problem: string }> {
   const text = await fs.readFile(pidFile, "utf8").catch((e: NodeJS.ErrnoException) => e);
   if (text instanceof Error) {
     return {
@@ -35,6 +90,14 @@ export async function findMaster(pidFile: string, runner: ProcessRunner): Promis
   }
   if (!isNginxMaster(info)) {
     return { problem: `the pid file ${pidFile} names pid ${pid}, which is not an nginx master ("${info.cmdline.slice(0, 80)}"): the pid file is stale` };
+  }
+  if (conf !== undefined) {
+    const runs = await runsConf(pid, info.cmdline, conf, runner);
+    if (!runs.ok) {
+      return {
+        problem: `the pid file ${pidFile} names pid ${pid}, an nginx master that runs ${runs.runs}, not ${conf}: the pid file is stale or shared with another nginx; nothing was signalled (start this prefix's nginx, or fix its pid directive)`,
+      };
+    }
   }
   return { pid };
 }

@@ -4,8 +4,10 @@
  * process and inject a failure at an exact step. The commands in
  * src/commands/ only parse options and print.
  *
- * install: lock -> check against the prefix -> plan -> (dry run: stop here)
- *          -> spec still what was checked? -> back up, stage, swap
+ * install: lock -> finish/undo an interrupted change (journal) -> check
+ *          against the prefix -> plan -> (dry run: stop here) -> refuse hand
+ *          edits without --force -> spec still what was checked? -> back up,
+ *          stage, swap (journaled) -> deps.seed (peer dump from Consul)
  *          -> reload and verify -> on failure: restore, reload, exit 1
  *          -> prune old backups -> unlock
  */
@@ -16,12 +18,12 @@ import { runCheck, type CheckDeps, type CheckReport } from "../check/run.js";
 import type { PreparedSpec } from "../check/spec.js";
 import { statusUrl, type StatusFetcher } from "../check/status.js";
 import { nginxTestCommand, type ProcessRunner } from "../util/proc.js";
-import { applyPlan, nodeInstallFs, pruneBackups, type Applied, type InstallFs } from "./apply.js";
+import { applyPlan, nodeInstallFs, readJournal, recoverInterrupted, withKillHook, type Applied, type InstallFs } from "./apply.js";
 import { acquireLock, type Lock } from "./lock.js";
 import { changesOf, planInstall, planRollback, type InstallPlan } from "./plan.js";
 import { findMaster, reloadAndVerify, type ReloadOutcome } from "./reload.js";
 import type { SeedReport } from "./seed.js";
-import { listBackups, listPartialBackups, readBuildId, readFileState, readLiveConfig, readPrefixState, sha256, type FileState } from "./state.js";
+import { listBackups, readBuildId, readFileState, readLiveConfig, readPrefixState, sha256, type FileState } from "./state.js";
 
 export interface RunDeps {
   runner: ProcessRunner;
@@ -34,7 +36,11 @@ export interface RunDeps {
   lockTimeoutMs?: number;
   reloadTimeoutMs?: number;
   check?: Partial<CheckDeps>;
-  /** Seeds the runtime's peer dump right before the reload (src/install/seed.ts, seedPeerDump). */
+  /**
+   * Seeds the runtime's peer dump from Consul after the new files are in
+   * place and before any reload (src/install/seed.ts, seedPeerDump), so new
+   * workers start with peers. It reports problems and never throws.
+   */
   seed?: (prefix: string, prepared: PreparedSpec) => Promise<SeedReport | undefined>;
 }
 
@@ -47,6 +53,8 @@ export interface InstallInput {
   reload: boolean;
   dryRun: boolean;
   keep: number;
+  /** Replace files edited by hand since the last install (they are backed up first, as always). */
+  force?: boolean;
 }
 
 export interface InstallResult {
@@ -69,22 +77,50 @@ async function lockPrefix(prefix: string, deps: RunDeps): Promise<Lock> {
   });
 }
 
+/**
+ * Lock the prefix and finish or undo whatever an interrupted gen-lb left
+ * (apply.ts's journal) before reading anything. A dry run takes the lock
+ * only when there is something to recover, and releases it after.
+ */
+async function lockAndRecover(prefix: string, dryRun: boolean | undefined, io: InstallFs, deps: RunDeps): Promise<Lock | undefined> {
+  if (dryRun && !(await readJournal(prefix))) return undefined;
+  const lock = await lockPrefix(prefix, deps);
+  try {
+    const done = await recoverInterrupted(prefix, io);
+    if (done) deps.note?.(`${done}`);
+  } catch (error) {
+    await lock.release();
+    throw error;
+  }
+  if (dryRun) {
+    await lock.release();
+    return undefined;
+  }
+  return lock;
+}
+
+/** For read-only commands (diff): finish or undo an interrupted change first, so they read old or new files, never a mix. */
+export async function recoverPrefix(prefix: string, deps: RunDeps): Promise<void> {
+  await lockAndRecover(prefix, true, installFs(deps), deps);
+}
+
+const installFs = (deps: RunDeps) => deps.fs ?? withKillHook(nodeInstallFs, deps.env);
+
 /** With --reload, the running master to signal; a reload that cannot happen is known before anything is touched. */
-async function masterToReload(reload: boolean | undefined, pidFile: string, deps: RunDeps): Promise<number | undefined> {
+async function masterToReload(reload: boolean | undefined, pidFile: string, prefix: string, deps: RunDeps): Promise<number | undefined> {
   if (!reload) return undefined;
-  const master = await findMaster(pidFile, deps.runner);
+  const master = await findMaster(pidFile, deps.runner, path.join(prefix, "conf/nginx.conf"));
   if ("problem" in master) throw new RejectedError(`cannot --reload: ${master.problem}; nothing was changed`);
   return master.pid;
 }
 
 export async function runInstall(input: InstallInput, deps: RunDeps): Promise<InstallResult> {
   const { prefix, prepared } = input;
-  const io = deps.fs ?? nodeInstallFs;
-  const liveBefore = await readLiveConfig(prefix);
-  const masterPid = await masterToReload(input.reload, liveBefore.pidFile, deps);
-
-  const lock = input.dryRun ? undefined : await lockPrefix(prefix, deps);
+  const io = installFs(deps);
+  const lock = await lockAndRecover(prefix, input.dryRun, io, deps);
   try {
+    const liveBefore = await readLiveConfig(prefix);
+    const masterPid = await masterToReload(input.reload, liveBefore.pidFile, prefix, deps);
     const check = await runCheck({ prepared, bin: input.bin, hostPrefix: prefix }, checkDeps(deps));
     if (!check.ok) {
       throw new RejectedError(`check failed (${failedStepNames(check)}): nothing was installed in ${prefix}`, formatCheckSteps(check), { check });
@@ -110,6 +146,15 @@ export async function runInstall(input: InstallInput, deps: RunDeps): Promise<In
       commands,
     });
     if (input.dryRun) return { plan, check };
+    if (plan.handEdited.length > 0 && !input.force) {
+      throw new RejectedError(
+        `${plan.handEdited.length} file(s) in ${prefix} changed since the last install: ${plan.handEdited.join(", ")}; nothing was installed`,
+        [
+          `\`gen-lb install --dry-run\` shows the diff; --force replaces them (the edited files are backed up first, and rollback restores them)`,
+          ...(plan.lostServers.length > 0 ? ["server blocks of conf/nginx.conf that would no longer exist:", ...plan.lostServers.map((l) => `  ${l}`)] : []),
+        ],
+      );
+    }
     if (changesOf(plan).length === 0 && !input.reload) return { plan, check };
 
     // What was checked must be what the spec on disk says now.
@@ -128,7 +173,6 @@ export async function runInstall(input: InstallInput, deps: RunDeps): Promise<In
         );
       }
     };
-    const partials = await listPartialBackups(prefix);
     let applied: Applied | undefined;
     if (changesOf(plan).length > 0) {
       applied = await applyPlan(plan, io, { beforeSwap: assertSpecUnchanged });
@@ -156,7 +200,7 @@ export async function runInstall(input: InstallInput, deps: RunDeps): Promise<In
         );
       }
     }
-    if (applied) await pruneBackups(plan, io, partials);
+    await applied?.commit();
     return { plan, check, ...(applied ? { applied } : {}), ...(reload ? { reload } : {}), ...(seed ? { seed } : {}) };
   } finally {
     await lock?.release();
@@ -175,7 +219,6 @@ async function restoreAfterFailedReload(
   if (!applied) return new RejectedError(`${what}; no files had changed`, details, { reload: failed });
   try {
     await applied.undo();
-    await applied.dropBackup();
   } catch (error) {
     return new RejectedError(`${what}, and restoring the previous files failed: ${(error as Error).message}`, [
       ...details,
@@ -214,11 +257,11 @@ export interface RollbackResult {
 
 export async function runRollback(input: RollbackInput, deps: RunDeps): Promise<RollbackResult> {
   const { prefix } = input;
-  const io = deps.fs ?? nodeInstallFs;
-  const liveBefore = await readLiveConfig(prefix);
-  const masterPid = await masterToReload(input.reload, liveBefore.pidFile, deps);
-  const lock = input.dryRun ? undefined : await lockPrefix(prefix, deps);
+  const io = installFs(deps);
+  const lock = await lockAndRecover(prefix, input.dryRun, io, deps);
   try {
+    const liveBefore = await readLiveConfig(prefix);
+    const masterPid = await masterToReload(input.reload, liveBefore.pidFile, prefix, deps);
     const backups = await listBackups(prefix);
     const latest = backups[backups.length - 1];
     if (!latest) throw new RejectedError(`no install backup in ${prefix}/.gen-lb/backups: there is nothing to roll back to`);
@@ -259,7 +302,6 @@ export async function runRollback(input: RollbackInput, deps: RunDeps): Promise<
       const test = await deps.runner.run(nginxTestCommand(input.bin, prefix));
       if (test.exitCode !== 0) {
         await applied?.undo();
-        await applied?.dropBackup();
         throw new RejectedError(
           `the rolled-back config fails \`${input.bin} -t\`; the files are back as they were before the rollback and nothing was reloaded`,
           (test.stderr || test.stdout).trim().split("\n").filter(Boolean),
@@ -285,8 +327,8 @@ export async function runRollback(input: RollbackInput, deps: RunDeps): Promise<
       }
     }
     // Success: the undo copy is not needed, and the consumed backup goes (the next rollback goes further back).
-    await applied?.dropBackup();
-    await pruneBackups(plan, io);
+    if (applied) await applied.commit();
+    else for (const p of plan.prune) await io.rmTree(path.join(prefix, p));
     return { plan, backupId: latest.id, ...(reload ? { reload } : {}) };
   } finally {
     await lock?.release();

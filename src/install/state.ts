@@ -24,16 +24,25 @@ export interface FileState {
   mode: number;
   uid: number;
   gid: number;
+  /** The file is a symbolic link to this (absolute, resolved) file: install writes through it and leaves the link. */
+  linkTarget?: string;
 }
 
 export const sha256 = (data: Buffer | string) => createHash("sha256").update(data).digest("hex");
 
 export async function readFileState(file: string): Promise<FileState | undefined> {
   try {
-    const st = await fs.lstat(file);
+    let st = await fs.lstat(file);
+    let linkTarget: string | undefined;
+    if (st.isSymbolicLink()) {
+      // Written through: the link stays, its target is what install backs up and replaces.
+      linkTarget = await fs.realpath(file).catch(() => undefined);
+      if (linkTarget === undefined) throw Object.assign(new Error(`${file} is a symbolic link to ${await fs.readlink(file)}, which does not exist: fix or remove the link`), { code: "EDANGLING" });
+      st = await fs.stat(linkTarget);
+    }
     if (!st.isFile()) return undefined;
-    const bytes = await fs.readFile(file);
-    return { bytes, sha256: sha256(bytes), mode: st.mode & 0o7777, uid: st.uid, gid: st.gid };
+    const bytes = await fs.readFile(linkTarget ?? file);
+    return { bytes, sha256: sha256(bytes), mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, ...(linkTarget ? { linkTarget } : {}) };
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
     throw error;
@@ -101,6 +110,8 @@ export interface Manifest {
   files: ManifestFile[];
   /** Directories this install created (rollback removes them when empty). */
   createdDirs: string[];
+  /** Every file the install left in place, path -> sha256: what the next install checks for hand edits. */
+  installed?: Record<string, string>;
 }
 
 export interface BackupEntry {
