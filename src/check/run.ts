@@ -14,8 +14,8 @@ import { promises as fs } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { buildFileSet } from "../pipeline.js";
-import type { FileSet } from "../render/render.js";
+import { buildFileSet } from "../pipeline/index.js";
+import type { FileSet } from "../pipeline/render.js";
 import { writeFileSet } from "../util/files.js";
 import {
   findLuajit,
@@ -37,7 +37,7 @@ import {
   type NginxMessage,
 } from "./messages.js";
 import { listenAddresses, smokeSpec } from "./smoke.js";
-import type { PreparedSpec } from "./spec.js";
+import type { PreparedSpec } from "../pipeline/index.js";
 import { fetchStatus, statusUrl, type StatusFetcher } from "./status.js";
 
 export interface CheckStep {

@@ -4,7 +4,7 @@
  * (not regex on the rendered nginx.conf) keeps the renderer the only author
  * of nginx syntax. Pure.
  */
-import { normaliseListen } from "../spec/validate.js";
+import { normaliseListen } from "../pipeline/validate.js";
 import type { Spec } from "../spec/schema.js";
 
 type Listen = Spec["servers"][number]["listen"];

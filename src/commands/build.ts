@@ -1,7 +1,7 @@
 import path from "node:path";
 import { RejectedError } from "../errors.js";
-import { buildFileSet, loadSpecFile } from "../pipeline.js";
-import { formatDiagnostic } from "../spec/load.js";
+import { buildFileSet, loadSpecFile } from "../pipeline/index.js";
+import { formatDiagnostic } from "../pipeline/load.js";
 import { unifiedDiff } from "../util/diff.js";
 import { readExisting, staleFiles, writeFileSet } from "../util/files.js";
 import { report, type Io } from "./io.js";

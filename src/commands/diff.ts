@@ -1,7 +1,7 @@
 /** `gen-lb diff --prefix DIR`: what `install` would change there, as a plan and a unified diff. Changes nothing. */
 import path from "node:path";
 import { RejectedError } from "../errors.js";
-import { prepareSpec, type Target } from "../check/spec.js";
+import { prepareSpec, type Target } from "../pipeline/index.js";
 import { changesOf, formatPlan, planDiff, planInstall, planJson } from "../install/plan.js";
 import { prefixProblem } from "../install/prefix.js";
 import { readBuildId, readPrefixState } from "../install/state.js";

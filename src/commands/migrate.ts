@@ -5,21 +5,18 @@
  * --verify builds the new spec into a scratch prefix, compares its directive
  * tree with the old one, and runs `nginx -t` on it.
  */
-import { randomBytes } from "node:crypto";
-import { existsSync, promises as fs, statSync } from "node:fs";
-import os from "node:os";
+import { statSync } from "node:fs";
 import path from "node:path";
+import { resolveBin } from "../check/bin.js";
 import { RejectedError, UsageError } from "../errors.js";
 import { migrate, MigrateError, specYaml, type Migration } from "../migrate/index.js";
 import { formatReport, reportJson } from "../migrate/report.js";
-import { compareConfigs, type Difference } from "../migrate/verify.js";
+import { formatVerify, verifyMigration, type VerifyResult } from "../migrate/verify-build.js";
 import { fsLoader } from "../nginx/load.js";
-import { parseConfig } from "../nginx/parse.js";
-import { buildFileSet } from "../pipeline.js";
-import { formatDiagnostic } from "../spec/load.js";
-import { validateSpecText } from "../spec/validate.js";
-import { writeFileSet } from "../util/files.js";
-import { nginxTestCommand, systemRunner } from "../util/proc.js";
+import { formatDiagnostic } from "../pipeline/index.js";
+import { validateSpecText } from "../pipeline/validate.js";
+import { writeFileAtomic } from "../util/files.js";
+import { systemRunner } from "../util/proc.js";
 import type { Io } from "./io.js";
 
 /**
@@ -34,51 +31,6 @@ interface MigrateOpts {
   report?: string;
   verify?: boolean;
   bin?: string;
-}
-
-async function writeAtomically(file: string, contents: string): Promise<void> {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}-${randomBytes(4).toString("hex")}.tmp`);
-  try {
-    await fs.writeFile(tmp, contents, { mode: 0o644 });
-    await fs.rename(tmp, file);
-  } catch (e) {
-    await fs.rm(tmp, { force: true }).catch(() => undefined);
-    throw new RejectedError(`cannot write ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
-  }
-}
-
-/** openresty on PATH, else the distro nginx. */
-function defaultBin(env: NodeJS.ProcessEnv): string {
-  for (const dir of (env.PATH ?? "").split(":")) {
-    if (dir && existsSync(path.join(dir, "openresty"))) return path.join(dir, "openresty");
-  }
-  return "/usr/sbin/nginx";
-}
-
-interface VerifyResult {
-  differences: Difference[];
-  nginxTest: { ok: boolean; output: string; bin: string };
-}
-
-async function verify(m: Migration, specText: string, specFile: string, bin: string): Promise<VerifyResult> {
-  const validated = validateSpecText(specText, `${specFile} (as JSON)`);
-  if (!validated.spec) {
-    throw new RejectedError("the migrated spec does not validate (please report this gen-lb bug)", validated.errors.map(formatDiagnostic));
-  }
-  // A distro nginx needs the load_module lines of target "nginx".
-  const target = path.basename(bin).startsWith("openresty") ? undefined : "nginx";
-  const set = buildFileSet(validated.spec, specFile, target);
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), "gen-lb-migrate-verify-"));
-  try {
-    await writeFileSet(dir, set);
-    const parsed = parseConfig(path.join(dir, "conf/nginx.conf"), fsLoader());
-    const differences = compareConfigs(m.tree, parsed.config[0]?.parsed ?? [], m.findings);
-    const r = await systemRunner.run(nginxTestCommand(bin, dir));
-    const output = (r.spawnError ? `cannot run ${bin}: ${r.spawnError}` : `${r.stdout}${r.stderr}`).replaceAll(dir, "<prefix>");
-    return { differences, nginxTest: { ok: r.exitCode === 0, output, bin } };
-  } finally {
-    await fs.rm(dir, { recursive: true, force: true });
-  }
 }
 
 export default async function run(opts: MigrateOpts, io: Io, args: string[]): Promise<void> {
@@ -121,21 +73,12 @@ export default async function run(opts: MigrateOpts, io: Io, args: string[]): Pr
   }
 
   let verified: VerifyResult | undefined;
-  if (opts.verify) verified = await verify(m, JSON.stringify(m.spec), out, opts.bin ?? defaultBin(io.env));
+  if (opts.verify) verified = await verifyMigration(m, JSON.stringify(m.spec), out, resolveBin(opts.bin, io.env), systemRunner);
 
-  await writeAtomically(outAbs, yaml);
+  await writeFileAtomic(outAbs, yaml);
   const text = formatReport(m.findings, file, out);
-  const verifyText = verified
-    ? [
-        `Verify: the config built from ${out} against ${file}`,
-        `  ${verified.nginxTest.bin} -t: ${verified.nginxTest.ok ? "ok" : "FAILED"}`,
-        ...(verified.nginxTest.ok ? [] : verified.nginxTest.output.trim().split("\n").map((l) => `    ${l}`)),
-        `  differences not explained by the report: ${verified.differences.length}`,
-        ...verified.differences.map((d) => `    ${d.file}:${d.line}: ${d.kind}: ${d.message} [${d.scope}]`),
-        "",
-      ].join("\n")
-    : "";
-  if (opts.report) await writeAtomically(path.resolve(io.cwd, opts.report), text + verifyText);
+  const verifyText = verified ? formatVerify(verified, out, file) : "";
+  if (opts.report) await writeFileAtomic(path.resolve(io.cwd, opts.report), text + verifyText);
 
   if (io.json) {
     io.out(JSON.stringify({ ok: true, ...reportJson(m.findings, file, out), ...(verified ? { verify: verified } : {}) }, null, 2) + "\n");

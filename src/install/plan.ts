@@ -5,7 +5,7 @@
  * `--dry-run` and `gen-lb diff` print it.
  */
 import path from "node:path";
-import type { FileSet } from "../render/render.js";
+import type { FileSet } from "../pipeline/render.js";
 import { unifiedDiff } from "../util/diff.js";
 import { BACKUPS_DIR, STATE_DIR, sha256, type BackupEntry, type FileAction, type FileState, type PrefixState } from "./state.js";
 

@@ -7,7 +7,7 @@ import { randomBytes } from "node:crypto";
 import { constants, promises as fs } from "node:fs";
 import path from "node:path";
 import { RejectedError } from "../errors.js";
-import type { FileSet } from "../render/render.js";
+import type { FileSet } from "../pipeline/render.js";
 
 /** Directories whose *.lua files gen-lb owns: stale modules there are removed. */
 const OWNED_DIRS = ["lua/gen_lb"];
@@ -17,21 +17,32 @@ export interface WriteSummary {
   removed: string[];
 }
 
+/**
+ * The one errno-to-message map: what a user can act on, for every file
+ * operation gen-lb does (build, migrate, init, install, rollback).
+ */
+const ERRNO_MESSAGES: Readonly<Record<string, string>> = {
+  ENOENT: "no such file or directory",
+  EACCES: "permission denied",
+  EPERM: "permission denied",
+  ENOSPC: "no space left on the device",
+  EDQUOT: "no space left on the device",
+  EROFS: "read-only file system",
+  ENOTDIR: "a path component is a file, not a directory",
+  EEXIST: "a path component is a file, not a directory",
+  EISDIR: "a directory stands where a file should be written",
+  EXDEV: "cross-device rename",
+};
+
+/** The message for a failed file operation: the map's, else the error's own. */
+export function errnoMessage(error: unknown): string {
+  const e = error as NodeJS.ErrnoException;
+  return (e.code !== undefined ? ERRNO_MESSAGES[e.code] : undefined) ?? e.message ?? String(error);
+}
+
 function describeFsError(error: unknown, target: string): RejectedError {
   const e = error as NodeJS.ErrnoException;
-  const reason =
-    e.code === "EACCES" || e.code === "EPERM"
-      ? "permission denied"
-      : e.code === "ENOSPC"
-        ? "no space left on the device"
-        : e.code === "ENOTDIR" || e.code === "EEXIST"
-          ? "a path component is a file, not a directory"
-          : e.code === "EISDIR"
-            ? "a directory stands where a file should be written"
-            : e.code === "EROFS"
-            ? "read-only file system"
-            : (e.message ?? String(error));
-  return new RejectedError(`cannot write ${target}: ${reason}`, [`${e.path ?? target}`]);
+  return new RejectedError(`cannot write ${target}: ${errnoMessage(error)}`, [`${e.path ?? target}`]);
 }
 
 /** Write `set` under `outDir`, atomically per file and all-or-nothing for staging failures. */
@@ -127,7 +138,7 @@ export async function readSpecFile(file: string): Promise<{ text: string } | { p
   } catch (error) {
     const e = error as NodeJS.ErrnoException;
     if (e.code === "ENOENT") return { problem: "missing", detail: `${file} does not exist; run \`gen-lb init\` to write a starter spec, or pass --spec FILE` };
-    return { problem: "unreadable", detail: `cannot read ${file}: ${e.code ?? e.message}` };
+    return { problem: "unreadable", detail: `cannot read ${file}: ${errnoMessage(e)}` };
   }
 }
 

@@ -2,7 +2,7 @@
 import { describe, expect, it } from "vitest";
 import { confLineOf, isBackgroundNetworkError, missingLuaModule, parseNginxOutput, placeInSpec } from "../../src/check/messages.js";
 import { listenAddresses, smokeSpec } from "../../src/check/smoke.js";
-import { parseSpecPath } from "../../src/check/spec.js";
+import { parseSpecPath } from "../../src/pipeline/index.js";
 import { statusUrl } from "../../src/check/status.js";
 import { specSchema } from "../../src/spec/schema.js";
 import { luajitCheckCommand, nginxStartCommand, nginxTestCommand } from "../../src/util/proc.js";

@@ -4,7 +4,7 @@
  */
 import type { z } from "zod";
 import { formatPath, loadSpecText, type LoadedSpec, type SpecDiagnostic } from "./load.js";
-import { proxiesToUpstream, specSchema, type Directive, type Spec } from "./schema.js";
+import { proxiesToUpstream, specSchema, type Directive, type Spec } from "../spec/schema.js";
 
 export interface ValidationResult {
   spec?: Spec;

@@ -6,9 +6,9 @@
  * (`# servers[0].locations[1]`); `check` uses those to map nginx's
  * "in nginx.conf:LINE" back to the spec.
  */
-import type { NginxDirective } from "./render/quote.js";
-import { proxiesToUpstream, type AccessLog, type Location, type Server, type Spec, type Upstream } from "./spec/schema.js";
-import { nginxDuration, parseDuration } from "./spec/units.js";
+import type { NginxDirective } from "../render/quote.js";
+import { proxiesToUpstream, type AccessLog, type Location, type Server, type Spec, type Upstream } from "../spec/schema.js";
+import { nginxDuration, parseDuration } from "../spec/units.js";
 
 export interface RenderModel {
   generator: string;

@@ -6,8 +6,8 @@
 import { createHash } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import Handlebars from "handlebars";
-import type { RenderModel } from "../plan.js";
-import { luaLiteral, luaString, nginxArg, renderDirective, type NginxDirective } from "./quote.js";
+import type { RenderModel } from "./plan.js";
+import { luaLiteral, luaString, nginxArg, renderDirective, type NginxDirective } from "../render/quote.js";
 
 export interface OutputFile {
   /** Relative to the prefix, with "/" separators. */

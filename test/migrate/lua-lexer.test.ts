@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { LuaLexError, lexLua, scanLuaBlock } from "../../src/nginx/lua-lexer.js";
+import { lexLua } from "../../src/migrate/lua-lexer.js";
+import { LuaLexError, scanLuaBlock } from "../../src/nginx/lua-block.js";
 
 describe("scanLuaBlock", () => {
   const close = (body: string) => scanLuaBlock(`{${body}} tail`, 1);
