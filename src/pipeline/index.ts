@@ -12,7 +12,7 @@ import type { Spec } from "../spec/schema.js";
 import { readSpecFile } from "../util/files.js";
 import { formatDiagnostic, loadSpecText, type SourcePosition, type SpecDiagnostic } from "./load.js";
 import { planBuild } from "./plan.js";
-import { renderFileSet, type FileSet } from "./render.js";
+import { renderFileSet, type FileSet, type RenderOptions } from "./render.js";
 import { validateLoaded } from "./validate.js";
 
 export { formatDiagnostic, type SpecDiagnostic } from "./load.js";
@@ -57,10 +57,10 @@ export async function loadSpecFile(file: string, cwd: string): Promise<LoadedSpe
 }
 
 /** Plan and render (both pure); a value no quoting helper can write safely rejects the spec. */
-export function buildFileSet(spec: Spec, specFile: string, target?: "openresty" | "nginx"): FileSet {
+export function buildFileSet(spec: Spec, specFile: string, target?: "openresty" | "nginx", opts: RenderOptions = {}): FileSet {
   const effective = target === undefined ? spec : { ...spec, target };
   try {
-    return renderFileSet(planBuild(effective, { specFile: path.basename(specFile), generator: GENERATOR }));
+    return renderFileSet(planBuild(effective, { specFile: path.basename(specFile), generator: GENERATOR }), opts);
   } catch (error) {
     if (error instanceof UnsafeValueError) throw new RejectedError(`the spec holds a value that cannot be written safely: ${error.message}`);
     throw error;
