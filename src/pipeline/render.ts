@@ -96,6 +96,15 @@ export function renderFileSet(model: RenderModel, opts: RenderOptions = {}): Fil
 }
 
 /**
+ * The runtime's Lua modules: copied from the templates as they are, the same
+ * for every spec of one gen-lb version (config.lua, rendered from the spec,
+ * is not one of them). `diff --no-runtime` leaves them out.
+ */
+export function isRuntimeModule(filePath: string): boolean {
+  return /^lua\/gen_lb\/[^/]+\.lua$/.test(filePath) && filePath !== "lua/gen_lb/config.lua";
+}
+
+/**
  * Which spec path produced a line of the rendered nginx.conf: the nearest
  * `# <spec path>` comment above it that is still open. Used to map nginx's
  * "in .../nginx.conf:LINE" back to the spec.

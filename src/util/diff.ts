@@ -98,3 +98,11 @@ export function unifiedDiff(before: string, after: string, fromName: string, toN
   }
   return out.join("\n") + "\n";
 }
+
+/**
+ * The order files are shown in diffs: conf/nginx.conf first (what a reviewer
+ * reads), then the rest in their given order.
+ */
+export function inDiffOrder<T extends { path: string }>(files: readonly T[]): T[] {
+  return [...files.filter((f) => f.path === "conf/nginx.conf"), ...files.filter((f) => f.path !== "conf/nginx.conf")];
+}
