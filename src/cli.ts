@@ -73,11 +73,12 @@ Exit codes: 0 ok, 1 spec or config rejected, 2 usage error or crash.`,
     .action(lazy("init"));
 
   p.command("build")
-    .description("render the spec into an nginx prefix: conf/nginx.conf, lua/gen_lb/*.lua, logs/")
+    .description("render the spec into an nginx prefix: conf/nginx.conf, lua/gen_lb/*.lua, logs/, state/")
     .option("-s, --spec <file>", "spec file (YAML or JSON)", "gen-lb.yaml")
     .option("-o, --out <dir>", "output prefix directory", "dist")
     .addOption(new Option("-t, --target <target>", "override the spec's target").choices(["openresty", "nginx"]))
     .option("--check", "write nothing; exit 1 with a diff when --out differs from what the spec produces")
+    .option("--force", "replace or remove files in --out that gen-lb did not write")
     .action(lazy("build"));
 
   p.command("schema")
@@ -132,6 +133,7 @@ Exit codes: 0 ok, 1 spec or config rejected, 2 usage error or crash.`,
     .option("--report <file>", "write the migration report here instead of stdout")
     .option("--verify", "build the new spec and compare its directive tree with the old config")
     .option("--bin <path>", "nginx binary used by --verify for nginx -t")
+    .option("--force", "overwrite --out or --report files that gen-lb did not write")
     .action(lazy("migrate"));
 
   return p;

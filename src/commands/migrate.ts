@@ -1,7 +1,9 @@
 /**
  * `gen-lb migrate FILE`: old nginx (+ Lua + Consul) setup -> gen-lb spec and
  * a report. The spec (and --report file) are written atomically: a temp file
- * beside the target, then a rename, so a failed run never leaves half a spec.
+ * beside the target, then a rename, so a failed run never leaves half a spec;
+ * an existing file that gen-lb did not write (no migrate header) is replaced
+ * only with --force.
  * --verify builds the new spec into a scratch prefix, compares its directive
  * tree with the old one, and runs `nginx -t` on it.
  */
@@ -15,7 +17,7 @@ import { formatVerify, verifyMigration, type VerifyResult } from "../migrate/ver
 import { fsLoader } from "../nginx/load.js";
 import { formatDiagnostic } from "../pipeline/index.js";
 import { validateSpecText } from "../pipeline/validate.js";
-import { writeFileAtomic } from "../util/files.js";
+import { isForeignFile, writeFileAtomic } from "../util/files.js";
 import { systemRunner } from "../util/proc.js";
 import type { Io } from "./io.js";
 
@@ -31,7 +33,15 @@ interface MigrateOpts {
   report?: string;
   verify?: boolean;
   bin?: string;
+  force?: boolean;
 }
+
+/**
+ * What `migrate` writes starts with these: the YAML spec's comment header and
+ * the report's first line (a JSON spec has no comments: it is replaced only
+ * when it already holds the same bytes, or with --force).
+ */
+const writtenByMigrate = (contents: string) => /^# gen-lb spec migrated from |^gen-lb migrate: /.test(contents);
 
 export default async function run(opts: MigrateOpts, io: Io, args: string[]): Promise<void> {
   const file = args[0];
@@ -75,10 +85,20 @@ export default async function run(opts: MigrateOpts, io: Io, args: string[]): Pr
   let verified: VerifyResult | undefined;
   if (opts.verify) verified = await verifyMigration(m, JSON.stringify(m.spec), out, resolveBin(opts.bin, io.env), systemRunner);
 
-  await writeFileAtomic(outAbs, yaml);
   const text = formatReport(m.findings, file, out);
   const verifyText = verified ? formatVerify(verified, out, file) : "";
-  if (opts.report) await writeFileAtomic(path.resolve(io.cwd, opts.report), text + verifyText);
+  const reportAbs = opts.report ? path.resolve(io.cwd, opts.report) : undefined;
+  if (!opts.force) {
+    const foreign = [
+      ...((await isForeignFile(outAbs, yaml, writtenByMigrate)) ? [out] : []),
+      ...(reportAbs && (await isForeignFile(reportAbs, text + verifyText, writtenByMigrate)) ? [opts.report!] : []),
+    ];
+    if (foreign.length > 0) {
+      throw new RejectedError(`${foreign.join(" and ")} already exist${foreign.length === 1 ? "s" : ""} and gen-lb did not write ${foreign.length === 1 ? "it" : "them"}; nothing was written: choose another --out/--report, or pass --force`);
+    }
+  }
+  await writeFileAtomic(outAbs, yaml);
+  if (reportAbs) await writeFileAtomic(reportAbs, text + verifyText);
 
   if (io.json) {
     io.out(JSON.stringify({ ok: true, ...reportJson(m.findings, file, out), ...(verified ? { verify: verified } : {}) }, null, 2) + "\n");

@@ -113,6 +113,43 @@ export async function staleFiles(outDir: string, set: FileSet): Promise<string[]
   return stale;
 }
 
+/**
+ * Files that writing `set` into `outDir` would replace or remove although
+ * gen-lb did not write them: neither `generatedByGenLb` (the generated-by
+ * header) nor already the bytes gen-lb would write. A caller refuses unless
+ * --force.
+ */
+export async function foreignFiles(outDir: string, set: FileSet, generatedByGenLb: (contents: string) => boolean): Promise<string[]> {
+  const existing = await readExisting(outDir, set.files.map((f) => f.path));
+  const foreign: string[] = [];
+  for (const f of set.files) {
+    const before = existing.get(f.path);
+    if (before !== undefined && before !== f.contents && !generatedByGenLb(before)) foreign.push(f.path);
+  }
+  const stale = await staleFiles(outDir, set);
+  for (const [p, before] of await readExisting(outDir, stale)) {
+    if (before !== undefined && !generatedByGenLb(before)) foreign.push(p);
+  }
+  return foreign;
+}
+
+/** Whether `file` exists with other contents than `contents` and `generatedByGenLb` does not claim it. */
+export async function isForeignFile(file: string, contents: string, generatedByGenLb: (contents: string) => boolean): Promise<boolean> {
+  const before = await fs.readFile(file, "utf8").catch((e: NodeJS.ErrnoException) => (e.code === "ENOENT" ? undefined : ""));
+  return before !== undefined && before !== contents && !generatedByGenLb(before);
+}
+
+/** An empty placeholder (logs/.gitkeep) so that git keeps a directory nginx needs; left alone when present. */
+export async function ensureKeepFile(file: string): Promise<boolean> {
+  try {
+    await fs.writeFile(file, "", { flag: "wx", mode: 0o644 });
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "EEXIST") return false;
+    throw describeFsError(error, file);
+  }
+}
+
 /** Current contents of the set's paths under `dir` (undefined where missing). */
 export async function readExisting(dir: string, paths: readonly string[]): Promise<Map<string, string | undefined>> {
   const out = new Map<string, string | undefined>();
