@@ -17,7 +17,7 @@ import { formatVerify, verifyMigration, type VerifyResult } from "../migrate/ver
 import { fsLoader } from "../nginx/load.js";
 import { formatDiagnostic } from "../pipeline/index.js";
 import { validateSpecText } from "../pipeline/validate.js";
-import { isForeignFile, writeFileAtomic } from "../util/files.js";
+import { errnoMessage, isForeignFile, writeFileAtomic } from "../util/files.js";
 import { systemRunner } from "../util/proc.js";
 import type { Io } from "./io.js";
 
@@ -54,7 +54,7 @@ export default async function run(opts: MigrateOpts, io: Io, args: string[]): Pr
     size = stat.size;
   } catch (e) {
     if (e instanceof UsageError) throw e;
-    throw new UsageError(`cannot read ${file}: no such file`);
+    throw new UsageError(`cannot read ${file}: ${errnoMessage(e)}`);
   }
   if (size > MAX_MIGRATE_BYTES) {
     throw new RejectedError(

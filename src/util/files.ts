@@ -19,10 +19,11 @@ export interface WriteSummary {
 
 /**
  * The one errno-to-message map: what a user can act on, for every file
- * operation gen-lb does (build, migrate, init, install, rollback).
+ * operation gen-lb does (reading specs and nginx configs; build, migrate,
+ * init, install and rollback writing).
  */
 const ERRNO_MESSAGES: Readonly<Record<string, string>> = {
-  ENOENT: "no such file or directory",
+  ENOENT: "no such file",
   EACCES: "permission denied",
   EPERM: "permission denied",
   ENOSPC: "no space left on the device",
@@ -30,7 +31,7 @@ const ERRNO_MESSAGES: Readonly<Record<string, string>> = {
   EROFS: "read-only file system",
   ENOTDIR: "a path component is a file, not a directory",
   EEXIST: "a path component is a file, not a directory",
-  EISDIR: "a directory stands where a file should be written",
+  EISDIR: "is a directory",
   EXDEV: "cross-device rename",
 };
 
