@@ -141,8 +141,11 @@ export async function runCheck(input: CheckInput, deps: CheckDeps): Promise<Chec
   // nginx and LuaJIT name files by their scratch path; the scratch is gone
   // when the user reads the report, so speak in prefix-relative paths.
   const relative = (text: string) => text.split(`${scratch}//`).join("").split(`${scratch}/`).join("");
+  // ...and of the spec's own listen addresses, not the scratch ports.
+  let listens: ReadonlyArray<readonly [string, string]> = [];
+  const unscratch = (text: string) => listens.reduce((t, [scratchListen, listen]) => t.split(`"${scratchListen}"`).join(`"${listen}"`), text);
   const describe = (msgs: readonly NginxMessage[], conf: string) =>
-    msgs.map((m) => relative(formatMessage(m, placeInSpec(m, conf, prepared.locate))));
+    msgs.map((m) => unscratch(relative(formatMessage(m, placeInSpec(m, conf, prepared.locate)))));
   try {
     // A port handed out a moment ago can be taken before nginx binds it (-t
     // binds too): one retry with fresh ports.
@@ -150,6 +153,7 @@ export async function runCheck(input: CheckInput, deps: CheckDeps): Promise<Chec
     let tested: boolean;
     for (let attempt = 1; ; attempt++) {
       build = await scratchBuild(prepared, deps);
+      listens = build.listens;
       await fillScratch(scratch, build.set, input.hostPrefix);
       const t0 = performance.now();
       const r = await deps.runner.run(nginxTestCommand(bin, scratch));
@@ -172,6 +176,7 @@ export async function runCheck(input: CheckInput, deps: CheckDeps): Promise<Chec
     else {
       const rebuild = async () => {
         build = await scratchBuild(prepared, deps);
+        listens = build.listens;
         await fillScratch(scratch, build.set, input.hostPrefix);
         return build;
       };
@@ -217,6 +222,8 @@ interface ScratchBuild {
   /** The checked set with the scratch build's files in place of its own (so edits to the set are checked too). */
   set: FileSet;
   conf: string;
+  /** [scratch listen, the spec's listen], to speak of the spec's addresses in messages. */
+  listens: Array<readonly [string, string]>;
 }
 
 async function scratchBuild(prepared: PreparedSpec, deps: CheckDeps): Promise<ScratchBuild> {
@@ -229,7 +236,14 @@ async function scratchBuild(prepared: PreparedSpec, deps: CheckDeps): Promise<Sc
   const files = prepared.set.files.map((f) => byPath.get(f.path) ?? f);
   for (const f of rendered.files) if (!prepared.set.files.some((g) => g.path === f.path)) files.push(f);
   const set: FileSet = { files, dirs: [...new Set([...prepared.set.dirs, ...rendered.dirs, "temp"])], buildId: prepared.set.buildId };
-  return { spec, set, conf: set.files.find((f) => f.path === "conf/nginx.conf")!.contents };
+  const asList = (l: string | number | Array<string | number>) => (Array.isArray(l) ? l : [l]).map(String);
+  const listens: Array<readonly [string, string]> = [];
+  prepared.spec.servers.forEach((server, i) => {
+    const scratchListens = asList(spec.servers[i]!.listen);
+    asList(server.listen).forEach((l, j) => listens.push([scratchListens[j]!, l]));
+  });
+  if (prepared.spec.status.enabled) listens.push([String(spec.status.listen), String(prepared.spec.status.listen)]);
+  return { spec, set, conf: set.files.find((f) => f.path === "conf/nginx.conf")!.contents, listens };
 }
 
 async function readLog(file: string): Promise<string> {

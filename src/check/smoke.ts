@@ -6,6 +6,7 @@
  * (not regex on the rendered nginx.conf) keeps the renderer the only author
  * of nginx syntax. Pure.
  */
+import { isIP } from "node:net";
 import { normaliseListen } from "../pipeline/validate.js";
 import type { Spec } from "../spec/schema.js";
 
@@ -28,6 +29,18 @@ export function listenAddresses(spec: Spec): string[] {
 }
 
 const isFilePath = (p: string) => !/^(syslog:|stderr$|memory:)/.test(p);
+
+/**
+ * The host a scratch listen binds: loopback for a port, a wildcard or an IP
+ * literal (the check must not need the LB's own addresses, nor root for
+ * port 80); any other host is kept, so that `nginx -t` still reports one it
+ * cannot resolve ("host not found"), mapped back to the spec.
+ */
+function scratchHost(listen: string): string {
+  const host = /^\d+$/.test(listen) ? "*" : listen.replace(/:\d+$/, "");
+  const bare = host.replace(/^\[(.*)\]$/, "$1");
+  return host === "*" || isIP(bare) !== 0 ? "127.0.0.1" : host;
+}
 
 /**
  * Temp paths: a distro nginx compiles in absolute ones (/var/lib/nginx/...)
@@ -56,7 +69,7 @@ export function scratchSpec(spec: Spec, ports: ReadonlyMap<string, number>): Spe
   const portFor = (l: string | number) => {
     const port = ports.get(normaliseListen(String(l)));
     if (port === undefined) throw new Error(`no smoke port for listen ${String(l)}`);
-    return `127.0.0.1:${port}`;
+    return `${scratchHost(String(l))}:${port}`;
   };
   const moveAccessLogs = <T extends Spec["servers"][number]["access_log"]>(logs: T): T =>
     (Array.isArray(logs) ? logs.map((l) => (l.path !== undefined && isFilePath(l.path) ? { ...l, path: "logs/access.log" } : l)) : logs) as T;

@@ -92,6 +92,12 @@ describe("smoke spec", () => {
     expect(s.status.allow).toEqual(["127.0.0.1", "10.0.0.0/8"]);
   });
 
+  it("binds loopback for ports, wildcards and IP literals, and keeps any other host for nginx -t to judge", () => {
+    const odd = specSchema.parse({ servers: [{ listen: ["10.1.2.3:80", "[2001:db8::1]:443", "999.1.1.1:8080", "lb.example.com:80"] }] });
+    const s = scratchSpec(odd, new Map([["10.1.2.3:80", 1], ["[2001:db8::1]:443", 2], ["999.1.1.1:8080", 3], ["lb.example.com:80", 4], ["127.0.0.1:8081", 5]]));
+    expect(s.servers[0]!.listen).toEqual(["127.0.0.1:1", "127.0.0.1:2", "999.1.1.1:3", "lb.example.com:4"]);
+  });
+
   it("keeps the smoke master inside the scratch prefix and daemonized", () => {
     const s = scratchSpec(spec, new Map([["*:80", 1], ["[::1]:8443", 2], ["*:8081", 3]]));
     expect(s.nginx.pid).toBe("logs/nginx.pid");
