@@ -9,6 +9,15 @@ import type { Command as CommandType } from "commander";
 import { GenLbError } from "./errors.js";
 import { processIo, type Io } from "./commands/io.js";
 
+// A reader that goes away (`gen-lb diff | head`) is not an error: stop
+// writing, quietly, and end with the command's own exit code.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on("error", (error: NodeJS.ErrnoException) => {
+    if (error.code === "EPIPE" || stream.destroyed) return;
+    throw error;
+  });
+}
+
 // `gen-lb --version` answers before commander is even loaded.
 const argv = process.argv.slice(2);
 const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string };
@@ -64,11 +73,12 @@ Exit codes: 0 ok, 1 spec or config rejected, 2 usage error or crash.`,
     .action(lazy("init"));
 
   p.command("build")
-    .description("render the spec into an nginx prefix: conf/nginx.conf, lua/gen_lb/*.lua, logs/")
+    .description("render the spec into an nginx prefix: conf/nginx.conf, lua/gen_lb/*.lua, logs/, state/")
     .option("-s, --spec <file>", "spec file (YAML or JSON)", "gen-lb.yaml")
     .option("-o, --out <dir>", "output prefix directory", "dist")
     .addOption(new Option("-t, --target <target>", "override the spec's target").choices(["openresty", "nginx"]))
     .option("--check", "write nothing; exit 1 with a diff when --out differs from what the spec produces")
+    .option("--force", "replace or remove files in --out that gen-lb did not write")
     .action(lazy("build"));
 
   p.command("schema")
@@ -110,6 +120,8 @@ Exit codes: 0 ok, 1 spec or config rejected, 2 usage error or crash.`,
     .requiredOption("--prefix <dir>", "the live nginx prefix")
     .option("-s, --spec <file>", "spec file", "gen-lb.yaml")
     .addOption(new Option("-t, --target <target>", "override the spec's target").choices(["openresty", "nginx"]))
+    .option("--exit-code", "exit 1 when install would change something (as git diff --exit-code)")
+    .option("--no-runtime", "leave the runtime Lua modules (the same for every spec) out of the diff")
     .action(lazy("diff"));
 
   p.command("parse")
@@ -125,6 +137,7 @@ Exit codes: 0 ok, 1 spec or config rejected, 2 usage error or crash.`,
     .option("--report <file>", "write the migration report here instead of stdout")
     .option("--verify", "build the new spec and compare its directive tree with the old config")
     .option("--bin <path>", "nginx binary used by --verify for nginx -t")
+    .option("--force", "overwrite --out or --report files that gen-lb did not write")
     .action(lazy("migrate"));
 
   return p;

@@ -3,7 +3,7 @@
  * saying it in the spec's terms. Pure: text in, data out.
  */
 import path from "node:path";
-import { specPathForLine } from "../render/render.js";
+import { specPathForLine } from "../pipeline/render.js";
 
 export type NginxLevel = "debug" | "info" | "notice" | "warn" | "error" | "crit" | "alert" | "emerg";
 

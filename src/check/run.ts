@@ -3,10 +3,14 @@
  *
  *   nginx -t      parse and test in a scratch prefix (runs no Lua)
  *   lua syntax    LuaJIT -bl on every emitted Lua file
- *   smoke start   start it for real on free loopback ports, because -t runs
- *                 neither init_by_lua nor init_worker_by_lua; read the error
- *                 log, ask the status endpoint for the build id, stop
+ *   smoke start   start it for real, because -t runs neither init_by_lua
+ *                 nor init_worker_by_lua; read the error log, ask the status
+ *                 endpoint for the build id, stop
  *
+ * Every step runs the scratch build (scratchSpec: free loopback ports, logs,
+ * pid, temp paths and dump inside the scratch prefix; `nginx -t` binds ports
+ * and opens logs too), so a check needs no privileges. The scratch build
+ * carries the checked build's id, which the status endpoint must serve.
  * Everything happens in a temp directory that is removed afterwards; the
  * live prefix (--prefix) is only read, for the host files the config needs.
  */
@@ -14,8 +18,8 @@ import { promises as fs } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { buildFileSet } from "../pipeline.js";
-import type { FileSet } from "../render/render.js";
+import { buildFileSet } from "../pipeline/index.js";
+import type { FileSet } from "../pipeline/render.js";
 import { writeFileSet } from "../util/files.js";
 import {
   findLuajit,
@@ -36,8 +40,8 @@ import {
   placeInSpec,
   type NginxMessage,
 } from "./messages.js";
-import { listenAddresses, smokeSpec } from "./smoke.js";
-import type { PreparedSpec } from "./spec.js";
+import { listenAddresses, scratchSpec } from "./smoke.js";
+import type { PreparedSpec } from "../pipeline/index.js";
 import { fetchStatus, statusUrl, type StatusFetcher } from "./status.js";
 
 export interface CheckStep {
@@ -109,6 +113,12 @@ async function fillScratch(scratch: string, set: FileSet, hostPrefix: string | u
 
 class Steps {
   readonly list: CheckStep[] = [];
+  /** A step whose command already ran (and took `ms`). */
+  async record(name: CheckStep["name"], ms: number, fn: () => { ok: boolean; messages: string[] }): Promise<boolean> {
+    const { ok, messages } = fn();
+    this.list.push({ name, ok, ms, messages });
+    return ok;
+  }
   async run(name: CheckStep["name"], fn: () => Promise<{ ok: boolean; messages: string[] }>): Promise<boolean> {
     const started = performance.now();
     const { ok, messages } = await fn();
@@ -131,26 +141,47 @@ export async function runCheck(input: CheckInput, deps: CheckDeps): Promise<Chec
   // nginx and LuaJIT name files by their scratch path; the scratch is gone
   // when the user reads the report, so speak in prefix-relative paths.
   const relative = (text: string) => text.split(`${scratch}//`).join("").split(`${scratch}/`).join("");
+  // ...and of the spec's own listen addresses, not the scratch ports.
+  let listens: ReadonlyArray<readonly [string, string]> = [];
+  const unscratch = (text: string) => listens.reduce((t, [scratchListen, listen]) => t.split(`"${scratchListen}"`).join(`"${listen}"`), text);
   const describe = (msgs: readonly NginxMessage[], conf: string) =>
-    msgs.map((m) => relative(formatMessage(m, placeInSpec(m, conf, prepared.locate))));
+    msgs.map((m) => unscratch(relative(formatMessage(m, placeInSpec(m, conf, prepared.locate)))));
   try {
-    await fillScratch(scratch, prepared.set, input.hostPrefix);
-    const nginxConf = prepared.set.files.find((f) => f.path === "conf/nginx.conf")!.contents;
-
-    const tested = await steps.run("nginx -t", async () => {
+    // A port handed out a moment ago can be taken before nginx binds it (-t
+    // binds too): one retry with fresh ports.
+    let build: ScratchBuild;
+    let tested: boolean;
+    for (let attempt = 1; ; attempt++) {
+      build = await scratchBuild(prepared, deps);
+      listens = build.listens;
+      await fillScratch(scratch, build.set, input.hostPrefix);
+      const t0 = performance.now();
       const r = await deps.runner.run(nginxTestCommand(bin, scratch));
-      if (r.spawnError) return { ok: false, messages: [`cannot run ${bin}: ${r.spawnError}`] };
-      const msgs = dedupeMessages(parseNginxOutput(`${r.stderr}\n${r.stdout}`));
-      const missing = missingLuaModule(msgs, bin, prepared.target);
-      const messages = [...(missing ? [missing] : []), ...describe(msgs, nginxConf)];
-      if (r.exitCode !== 0 && messages.length === 0) messages.push(`${bin} -t exited with ${r.exitCode}${r.timedOut ? " (timed out)" : ""}`);
-      return { ok: r.exitCode === 0, messages };
-    });
+      const ms = Math.round(performance.now() - t0);
+      const msgs = r.spawnError ? [] : dedupeMessages(parseNginxOutput(`${r.stderr}\n${r.stdout}`));
+      if (attempt === 1 && r.exitCode !== 0 && msgs.some((m) => /Address already in use/.test(m.text))) continue;
+      tested = await steps.record("nginx -t", ms, () => {
+        if (r.spawnError) return { ok: false, messages: [`cannot run ${bin}: ${r.spawnError}`] };
+        const missing = missingLuaModule(msgs, bin, prepared.target);
+        const messages = [...(missing ? [missing] : []), ...describe(msgs, build.conf)];
+        if (r.exitCode !== 0 && messages.length === 0) messages.push(`${bin} -t exited with ${r.exitCode}${r.timedOut ? " (timed out)" : ""}`);
+        return { ok: r.exitCode === 0, messages };
+      });
+      break;
+    }
 
-    await steps.run("lua syntax", () => checkLua(prepared.set, scratch, bin, deps, relative));
+    await steps.run("lua syntax", () => checkLua(build.set, scratch, bin, deps, relative));
 
     if (!tested) steps.skip("smoke start", "nginx -t failed");
-    else await steps.run("smoke start", () => smokeStart(input, scratch, deps, describe));
+    else {
+      const rebuild = async () => {
+        build = await scratchBuild(prepared, deps);
+        listens = build.listens;
+        await fillScratch(scratch, build.set, input.hostPrefix);
+        return build;
+      };
+      await steps.run("smoke start", () => smokeStart(input, build, rebuild, scratch, deps, describe));
+    }
   } finally {
     await fs.rm(scratch, { recursive: true, force: true }).catch(() => undefined);
   }
@@ -186,90 +217,116 @@ async function checkLua(
   return { ok: false, messages: errors.length > 0 ? errors : [`${luajit} exited with ${r.exitCode}`] };
 }
 
+interface ScratchBuild {
+  spec: PreparedSpec["spec"];
+  /** The checked set with the scratch build's files in place of its own (so edits to the set are checked too). */
+  set: FileSet;
+  conf: string;
+  /** [scratch listen, the spec's listen], to speak of the spec's addresses in messages. */
+  listens: Array<readonly [string, string]>;
+}
+
+async function scratchBuild(prepared: PreparedSpec, deps: CheckDeps): Promise<ScratchBuild> {
+  const getPort = deps.freePort ?? freeLoopbackPort;
+  const ports = new Map<string, number>();
+  for (const address of listenAddresses(prepared.spec)) ports.set(address, await getPort());
+  const spec = scratchSpec(prepared.spec, ports);
+  const rendered = buildFileSet(spec, prepared.file, prepared.target, { buildId: prepared.set.buildId });
+  const byPath = new Map(rendered.files.map((f) => [f.path, f]));
+  const files = prepared.set.files.map((f) => byPath.get(f.path) ?? f);
+  for (const f of rendered.files) if (!prepared.set.files.some((g) => g.path === f.path)) files.push(f);
+  const set: FileSet = { files, dirs: [...new Set([...prepared.set.dirs, ...rendered.dirs, "temp"])], buildId: prepared.set.buildId };
+  const asList = (l: string | number | Array<string | number>) => (Array.isArray(l) ? l : [l]).map(String);
+  const listens: Array<readonly [string, string]> = [];
+  prepared.spec.servers.forEach((server, i) => {
+    const scratchListens = asList(spec.servers[i]!.listen);
+    asList(server.listen).forEach((l, j) => listens.push([scratchListens[j]!, l]));
+  });
+  if (prepared.spec.status.enabled) listens.push([String(spec.status.listen), String(prepared.spec.status.listen)]);
+  return { spec, set, conf: set.files.find((f) => f.path === "conf/nginx.conf")!.contents, listens };
+}
+
 async function readLog(file: string): Promise<string> {
   return fs.readFile(file, "utf8").catch(() => "");
 }
 
 async function smokeStart(
   input: CheckInput,
+  first: ScratchBuild,
+  /** Fresh ports (same build id), for the one retry when a port was taken between -t and the start. */
+  rebuild: () => Promise<ScratchBuild>,
   scratch: string,
   deps: CheckDeps,
   describe: (msgs: readonly NginxMessage[], conf: string) => string[],
 ): Promise<{ ok: boolean; messages: string[] }> {
-  const { prepared, bin } = input;
+  const { bin } = input;
   const timeout = deps.startTimeoutMs ?? 10_000;
-  const getPort = deps.freePort ?? freeLoopbackPort;
   const logFile = path.join(scratch, "logs/error.log");
   const pidFile = path.join(scratch, "logs/nginx.pid");
-
-  // A port handed out a moment ago can be taken before nginx binds it: one retry with fresh ports.
+  let build = first;
   for (let attempt = 1; ; attempt++) {
-    const ports = new Map<string, number>();
-    for (const address of listenAddresses(prepared.spec)) ports.set(address, await getPort());
-    const spec = smokeSpec(prepared.spec, ports);
-    const set = buildFileSet(spec, prepared.file, prepared.target);
-    // Host-owned files (mime.types) are already in place, the host's copy or ours.
-    await writeFileSet(scratch, { ...set, files: set.files.filter((f) => !f.hostOwned) });
-    const conf = set.files.find((f) => f.path === "conf/nginx.conf")!.contents;
     await fs.rm(logFile, { force: true });
-
     const start = await deps.runner.run(nginxStartCommand(bin, scratch));
-    if (start.exitCode !== 0) {
-      const msgs = dedupeMessages([...parseNginxOutput(start.stderr), ...parseNginxOutput(await readLog(logFile))]);
-      if (attempt === 1 && msgs.some((m) => /Address already in use/.test(m.text))) continue;
-      await stopMaster(scratch, pidFile, deps.runner);
-      return { ok: false, messages: startFailure(start, msgs, bin, describe, conf) };
+    if (start.exitCode === 0) break;
+    const msgs = dedupeMessages([...parseNginxOutput(start.stderr), ...parseNginxOutput(await readLog(logFile))]);
+    await stopMaster(scratch, pidFile, deps.runner);
+    if (attempt === 1 && msgs.some((m) => /Address already in use/.test(m.text))) {
+      build = await rebuild();
+      continue;
     }
-
-    const messages: string[] = [];
-    let ok = true;
-    const pid = await waitUntil(async () => Number((await fs.readFile(pidFile, "utf8").catch(() => "")).trim()) || undefined, timeout);
-    try {
-      if (pid === undefined) return { ok: false, messages: [`${bin} started but wrote no pid file (${path.relative(scratch, pidFile)}) within ${timeout} ms`] };
-      const want = typeof spec.nginx.worker_processes === "number" ? spec.nginx.worker_processes : 1;
-      const workers = await waitUntil(() => {
-        if (!deps.runner.inspect(pid)) return Promise.resolve(-1);
-        const n = deps.runner.children(pid).filter(isActiveWorker).length;
-        return Promise.resolve(n >= want ? n : undefined);
-      }, timeout);
-      if (workers === undefined || workers < 0) {
-        ok = false;
-        messages.push(workers === undefined ? `workers did not come up within ${timeout} ms` : "the master exited right after starting");
-      }
-
-      const url = statusUrl(spec);
-      if (ok && url !== undefined) {
-        const answer = await waitUntil(() => (deps.fetchStatus ?? fetchStatus)(url, 2_000).catch(() => undefined), timeout);
-        if (answer === undefined) {
-          ok = false;
-          messages.push(`the status endpoint did not answer within ${timeout} ms`);
-        } else if (answer.status !== 200 || answer.buildId !== set.buildId) {
-          ok = false;
-          messages.push(`the status endpoint answered ${answer.status} with build ${answer.buildId ?? "(none)"}, expected ${set.buildId}: ${answer.body.slice(0, 200)}`);
-        } else {
-          messages.push(`${workers} workers up; status endpoint serves build ${answer.buildId}`);
-        }
-      } else if (ok) {
-        messages.push(`${workers} workers up; status endpoint disabled, build id not asked`);
-      }
-      // init_worker_by_lua timers run right after the fork: give them a moment to complain.
-      await sleep(300);
-    } finally {
-      await stopMaster(scratch, pidFile, deps.runner, pid);
-    }
-
-    const logged = dedupeMessages(parseNginxOutput(await readLog(logFile)));
-    const failing = logged.filter((m) => FAILING_LEVELS.has(m.level) && !isBackgroundNetworkError(m));
-    const network = logged.filter(isBackgroundNetworkError);
-    if (failing.length > 0) ok = false;
-    messages.push(...describe(failing, conf));
-    if (network.length > 0) {
-      messages.push(
-        `not counted: ${network.length} network error(s) from background timers (Consul or health-checked peers not reachable from this host; the runtime retries): ${network[0]!.text}`,
-      );
-    }
-    return { ok, messages };
+    return { ok: false, messages: startFailure(start, msgs, bin, describe, build.conf) };
   }
+  const { spec, conf } = build;
+  const buildId = build.set.buildId;
+
+  const messages: string[] = [];
+  let ok = true;
+  const pid = await waitUntil(async () => Number((await fs.readFile(pidFile, "utf8").catch(() => "")).trim()) || undefined, timeout);
+  try {
+    if (pid === undefined) return { ok: false, messages: [`${bin} started but wrote no pid file (${path.relative(scratch, pidFile)}) within ${timeout} ms`] };
+    const want = typeof spec.nginx.worker_processes === "number" ? spec.nginx.worker_processes : 1;
+    const workers = await waitUntil(() => {
+      if (!deps.runner.inspect(pid)) return Promise.resolve(-1);
+      const n = deps.runner.children(pid).filter(isActiveWorker).length;
+      return Promise.resolve(n >= want ? n : undefined);
+    }, timeout);
+    if (workers === undefined || workers < 0) {
+      ok = false;
+      messages.push(workers === undefined ? `workers did not come up within ${timeout} ms` : "the master exited right after starting");
+    }
+
+    const url = statusUrl(spec);
+    if (ok && url !== undefined) {
+      const answer = await waitUntil(() => (deps.fetchStatus ?? fetchStatus)(url, 2_000).catch(() => undefined), timeout);
+      if (answer === undefined) {
+        ok = false;
+        messages.push(`the status endpoint did not answer within ${timeout} ms`);
+      } else if (answer.status !== 200 || answer.buildId !== buildId) {
+        ok = false;
+        messages.push(`the status endpoint answered ${answer.status} with build ${answer.buildId ?? "(none)"}, expected ${buildId}: ${answer.body.slice(0, 200)}`);
+      } else {
+        messages.push(`${workers} workers up; status endpoint serves build ${answer.buildId}`);
+      }
+    } else if (ok) {
+      messages.push(`${workers} workers up (build ${buildId}); status endpoint disabled, build id not asked`);
+    }
+    // init_worker_by_lua timers run right after the fork: give them a moment to complain.
+    await sleep(300);
+  } finally {
+    await stopMaster(scratch, pidFile, deps.runner, pid);
+  }
+
+  const logged = dedupeMessages(parseNginxOutput(await readLog(logFile)));
+  const failing = logged.filter((m) => FAILING_LEVELS.has(m.level) && !isBackgroundNetworkError(m));
+  const network = logged.filter(isBackgroundNetworkError);
+  if (failing.length > 0) ok = false;
+  messages.push(...describe(failing, conf));
+  if (network.length > 0) {
+    messages.push(
+      `not counted: ${network.length} network error(s) from background timers (Consul or health-checked peers not reachable from this host; the runtime retries): ${network[0]!.text}`,
+    );
+  }
+  return { ok, messages };
 }
 
 function startFailure(

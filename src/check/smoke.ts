@@ -1,10 +1,13 @@
 /**
- * The spec the smoke start runs: the user's spec with everything that would
- * reach outside the scratch prefix pointed back into it. Rewriting the spec
+ * The spec every step of check runs (nginx -t binds the listen ports and
+ * opens the logs too): the user's spec with everything that would reach
+ * outside the scratch prefix pointed back into it, so a check needs no
+ * privileges (CI runners are not root). Rewriting the spec
  * (not regex on the rendered nginx.conf) keeps the renderer the only author
  * of nginx syntax. Pure.
  */
-import { normaliseListen } from "../spec/validate.js";
+import { isIP } from "node:net";
+import { normaliseListen } from "../pipeline/validate.js";
 import type { Spec } from "../spec/schema.js";
 
 type Listen = Spec["servers"][number]["listen"];
@@ -27,23 +30,46 @@ export function listenAddresses(spec: Spec): string[] {
 
 const isFilePath = (p: string) => !/^(syslog:|stderr$|memory:)/.test(p);
 
+/**
+ * The host a scratch listen binds: loopback for a port, a wildcard or an IP
+ * literal (the check must not need the LB's own addresses, nor root for
+ * port 80); any other host is kept, so that `nginx -t` still reports one it
+ * cannot resolve ("host not found"), mapped back to the spec.
+ */
+function scratchHost(listen: string): string {
+  const host = /^\d+$/.test(listen) ? "*" : listen.replace(/:\d+$/, "");
+  const bare = host.replace(/^\[(.*)\]$/, "$1");
+  return host === "*" || isIP(bare) !== 0 ? "127.0.0.1" : host;
+}
+
+/**
+ * Temp paths: a distro nginx compiles in absolute ones (/var/lib/nginx/...)
+ * that its workers' user owns; proxy and client body are the two every
+ * gen-lb config uses.
+ */
+const TEMP_PATHS = [
+  ["client_body_temp_path", "temp/client_body"],
+  ["proxy_temp_path", "temp/proxy"],
+] as const;
+
 /** Worker count for the smoke start: enough to exercise the per-node election, cheap on big hosts. */
 const SMOKE_WORKERS = 2;
 
 /**
  * `ports` maps each address of listenAddresses() to a free loopback port.
- * Besides the listens: pid, error log, access logs and the dump file move
- * into the scratch prefix (the smoke master must not overwrite the live pid
+ * Besides the listens: pid, error log, access logs (the http level gets one
+ * when the spec sets none: nginx would open its compiled-in path), temp
+ * paths and the dump file move into the scratch prefix (the smoke master must not overwrite the live pid
  * file or write the live dump), `daemon`/`master_process` directives go (the
  * start must daemonize and return), the error log is at least as verbose as
  * "error" (the check reads it), and the status endpoint admits 127.0.0.1 so
  * the check can ask it for the build id.
  */
-export function smokeSpec(spec: Spec, ports: ReadonlyMap<string, number>): Spec {
+export function scratchSpec(spec: Spec, ports: ReadonlyMap<string, number>): Spec {
   const portFor = (l: string | number) => {
     const port = ports.get(normaliseListen(String(l)));
     if (port === undefined) throw new Error(`no smoke port for listen ${String(l)}`);
-    return `127.0.0.1:${port}`;
+    return `${scratchHost(String(l))}:${port}`;
   };
   const moveAccessLogs = <T extends Spec["servers"][number]["access_log"]>(logs: T): T =>
     (Array.isArray(logs) ? logs.map((l) => (l.path !== undefined && isFilePath(l.path) ? { ...l, path: "logs/access.log" } : l)) : logs) as T;
@@ -61,7 +87,11 @@ export function smokeSpec(spec: Spec, ports: ReadonlyMap<string, number>): Spec 
       directives: n.directives.filter((d) => d.name !== "daemon" && d.name !== "master_process"),
       http: {
         ...n.http,
-        access_log: moveAccessLogs(n.http.access_log),
+        access_log: n.http.access_log === undefined ? [{ path: "logs/access.log" }] : moveAccessLogs(n.http.access_log),
+        directives: [
+          ...n.http.directives.filter((d) => !TEMP_PATHS.some(([name]) => name === d.name)),
+          ...TEMP_PATHS.map(([name, dir]) => ({ name, args: [dir] })),
+        ],
         ...(n.http.error_log !== undefined && isFilePath(n.http.error_log) ? { error_log: "logs/error.log" } : {}),
       },
     },

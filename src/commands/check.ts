@@ -7,11 +7,11 @@ import { RejectedError } from "../errors.js";
 import { resolveBin } from "../check/bin.js";
 import { failedStepNames, formatCheckSteps } from "../check/format.js";
 import { runCheck } from "../check/run.js";
-import { prepareSpec, type PreparedSpec, type Target } from "../check/spec.js";
+import { prepareSpec, type PreparedSpec, type Target } from "../pipeline/index.js";
 import { consulTargetOf, createConsulAdapter } from "../consul/client.js";
 import { runConsulPreflight, skippedPreflight, type PreflightReport } from "../consul/preflight.js";
 import { prefixProblem } from "../install/prefix.js";
-import { formatDiagnostic } from "../spec/load.js";
+import { formatDiagnostic } from "../pipeline/load.js";
 import { systemRunner } from "../util/proc.js";
 import { report, type Io } from "./io.js";
 

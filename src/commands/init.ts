@@ -1,7 +1,7 @@
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import { RejectedError } from "../errors.js";
-import { TEMPLATES_DIR } from "../render/render.js";
+import { TEMPLATES_DIR } from "../pipeline/render.js";
 import { writeFileAtomic } from "../util/files.js";
 import { report, type Io } from "./io.js";
 

@@ -6,12 +6,12 @@ import path from "node:path";
 import { RejectedError, UsageError } from "../errors.js";
 import { resolveBin } from "../check/bin.js";
 import { formatCheckSteps } from "../check/format.js";
-import { prepareSpec, type Target } from "../check/spec.js";
+import { prepareSpec, type Target } from "../pipeline/index.js";
 import { changesOf, formatPlan, planDiff, planJson } from "../install/plan.js";
 import { openrestyBin, prefixProblem, resolvePrefix } from "../install/prefix.js";
 import { runInstall } from "../install/run.js";
 import { seedFromConsul } from "../install/seed.js";
-import { formatDiagnostic } from "../spec/load.js";
+import { formatDiagnostic } from "../pipeline/load.js";
 import { systemRunner } from "../util/proc.js";
 import { report, type Io } from "./io.js";
 

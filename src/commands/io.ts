@@ -12,8 +12,9 @@ export interface Io {
 
 export function processIo(json: boolean): Io {
   return {
-    out: (text) => process.stdout.write(text),
-    err: (text) => process.stderr.write(text),
+    // After EPIPE (see src/cli.ts) the stream is destroyed: write nothing more.
+    out: (text) => void (process.stdout.destroyed || process.stdout.write(text)),
+    err: (text) => void (process.stderr.destroyed || process.stderr.write(text)),
     json,
     cwd: process.cwd(),
     env: process.env,

@@ -1,25 +1,24 @@
 /**
  * `gen-lb migrate FILE`: old nginx (+ Lua + Consul) setup -> gen-lb spec and
  * a report. The spec (and --report file) are written atomically: a temp file
- * beside the target, then a rename, so a failed run never leaves half a spec.
+ * beside the target, then a rename, so a failed run never leaves half a spec;
+ * an existing file that gen-lb did not write (no migrate header) is replaced
+ * only with --force.
  * --verify builds the new spec into a scratch prefix, compares its directive
  * tree with the old one, and runs `nginx -t` on it.
  */
-import { randomBytes } from "node:crypto";
-import { existsSync, promises as fs, statSync } from "node:fs";
-import os from "node:os";
+import { statSync } from "node:fs";
 import path from "node:path";
+import { resolveBin } from "../check/bin.js";
 import { RejectedError, UsageError } from "../errors.js";
 import { migrate, MigrateError, specYaml, type Migration } from "../migrate/index.js";
 import { formatReport, reportJson } from "../migrate/report.js";
-import { compareConfigs, type Difference } from "../migrate/verify.js";
+import { formatVerify, verifyMigration, type VerifyResult } from "../migrate/verify-build.js";
 import { fsLoader } from "../nginx/load.js";
-import { parseConfig } from "../nginx/parse.js";
-import { buildFileSet } from "../pipeline.js";
-import { formatDiagnostic } from "../spec/load.js";
-import { validateSpecText } from "../spec/validate.js";
-import { writeFileSet } from "../util/files.js";
-import { nginxTestCommand, systemRunner } from "../util/proc.js";
+import { formatDiagnostic } from "../pipeline/index.js";
+import { validateSpecText } from "../pipeline/validate.js";
+import { errnoMessage, isForeignFile, writeFileAtomic } from "../util/files.js";
+import { systemRunner } from "../util/proc.js";
 import type { Io } from "./io.js";
 
 /**
@@ -34,52 +33,15 @@ interface MigrateOpts {
   report?: string;
   verify?: boolean;
   bin?: string;
+  force?: boolean;
 }
 
-async function writeAtomically(file: string, contents: string): Promise<void> {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}-${randomBytes(4).toString("hex")}.tmp`);
-  try {
-    await fs.writeFile(tmp, contents, { mode: 0o644 });
-    await fs.rename(tmp, file);
-  } catch (e) {
-    await fs.rm(tmp, { force: true }).catch(() => undefined);
-    throw new RejectedError(`cannot write ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
-  }
-}
-
-/** openresty on PATH, else the distro nginx. */
-function defaultBin(env: NodeJS.ProcessEnv): string {
-  for (const dir of (env.PATH ?? "").split(":")) {
-    if (dir && existsSync(path.join(dir, "openresty"))) return path.join(dir, "openresty");
-  }
-  return "/usr/sbin/nginx";
-}
-
-interface VerifyResult {
-  differences: Difference[];
-  nginxTest: { ok: boolean; output: string; bin: string };
-}
-
-async function verify(m: Migration, specText: string, specFile: string, bin: string): Promise<VerifyResult> {
-  const validated = validateSpecText(specText, `${specFile} (as JSON)`);
-  if (!validated.spec) {
-    throw new RejectedError("the migrated spec does not validate (please report this gen-lb bug)", validated.errors.map(formatDiagnostic));
-  }
-  // A distro nginx needs the load_module lines of target "nginx".
-  const target = path.basename(bin).startsWith("openresty") ? undefined : "nginx";
-  const set = buildFileSet(validated.spec, specFile, target);
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), "gen-lb-migrate-verify-"));
-  try {
-    await writeFileSet(dir, set);
-    const parsed = parseConfig(path.join(dir, "conf/nginx.conf"), fsLoader());
-    const differences = compareConfigs(m.tree, parsed.config[0]?.parsed ?? [], m.findings);
-    const r = await systemRunner.run(nginxTestCommand(bin, dir));
-    const output = (r.spawnError ? `cannot run ${bin}: ${r.spawnError}` : `${r.stdout}${r.stderr}`).replaceAll(dir, "<prefix>");
-    return { differences, nginxTest: { ok: r.exitCode === 0, output, bin } };
-  } finally {
-    await fs.rm(dir, { recursive: true, force: true });
-  }
-}
+/**
+ * What `migrate` writes starts with these: the YAML spec's comment header and
+ * the report's first line (a JSON spec has no comments: it is replaced only
+ * when it already holds the same bytes, or with --force).
+ */
+const writtenByMigrate = (contents: string) => /^# gen-lb spec migrated from |^gen-lb migrate: /.test(contents);
 
 export default async function run(opts: MigrateOpts, io: Io, args: string[]): Promise<void> {
   const file = args[0];
@@ -92,7 +54,7 @@ export default async function run(opts: MigrateOpts, io: Io, args: string[]): Pr
     size = stat.size;
   } catch (e) {
     if (e instanceof UsageError) throw e;
-    throw new UsageError(`cannot read ${file}: no such file`);
+    throw new UsageError(`cannot read ${file}: ${errnoMessage(e)}`);
   }
   if (size > MAX_MIGRATE_BYTES) {
     throw new RejectedError(
@@ -121,21 +83,22 @@ export default async function run(opts: MigrateOpts, io: Io, args: string[]): Pr
   }
 
   let verified: VerifyResult | undefined;
-  if (opts.verify) verified = await verify(m, JSON.stringify(m.spec), out, opts.bin ?? defaultBin(io.env));
+  if (opts.verify) verified = await verifyMigration(m, JSON.stringify(m.spec), out, resolveBin(opts.bin, io.env), systemRunner);
 
-  await writeAtomically(outAbs, yaml);
   const text = formatReport(m.findings, file, out);
-  const verifyText = verified
-    ? [
-        `Verify: the config built from ${out} against ${file}`,
-        `  ${verified.nginxTest.bin} -t: ${verified.nginxTest.ok ? "ok" : "FAILED"}`,
-        ...(verified.nginxTest.ok ? [] : verified.nginxTest.output.trim().split("\n").map((l) => `    ${l}`)),
-        `  differences not explained by the report: ${verified.differences.length}`,
-        ...verified.differences.map((d) => `    ${d.file}:${d.line}: ${d.kind}: ${d.message} [${d.scope}]`),
-        "",
-      ].join("\n")
-    : "";
-  if (opts.report) await writeAtomically(path.resolve(io.cwd, opts.report), text + verifyText);
+  const verifyText = verified ? formatVerify(verified, out, file) : "";
+  const reportAbs = opts.report ? path.resolve(io.cwd, opts.report) : undefined;
+  if (!opts.force) {
+    const foreign = [
+      ...((await isForeignFile(outAbs, yaml, writtenByMigrate)) ? [out] : []),
+      ...(reportAbs && (await isForeignFile(reportAbs, text + verifyText, writtenByMigrate)) ? [opts.report!] : []),
+    ];
+    if (foreign.length > 0) {
+      throw new RejectedError(`${foreign.join(" and ")} already exist${foreign.length === 1 ? "s" : ""} and gen-lb did not write ${foreign.length === 1 ? "it" : "them"}; nothing was written: choose another --out/--report, or pass --force`);
+    }
+  }
+  await writeFileAtomic(outAbs, yaml);
+  if (reportAbs) await writeFileAtomic(reportAbs, text + verifyText);
 
   if (io.json) {
     io.out(JSON.stringify({ ok: true, ...reportJson(m.findings, file, out), ...(verified ? { verify: verified } : {}) }, null, 2) + "\n");

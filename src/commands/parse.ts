@@ -12,6 +12,7 @@ import { fsLoader } from "../nginx/load.js";
 import { parseConfig } from "../nginx/parse.js";
 import { toPayload } from "../nginx/payload.js";
 import type { Directive } from "../nginx/types.js";
+import { errnoMessage } from "../util/files.js";
 import { report, type Io } from "./io.js";
 
 function count(nodes: readonly Directive[], into: { directives: number; comments: number; includes: number }): void {
@@ -32,7 +33,7 @@ export default async function run(_opts: Record<string, unknown>, io: Io, args: 
     }
   } catch (e) {
     if (e instanceof UsageError) throw e;
-    throw new UsageError(`cannot read ${file}: ${(e as { code?: string }).code === "ENOENT" ? "no such file" : String(e)}`);
+    throw new UsageError(`cannot read ${file}: ${errnoMessage(e)}`);
   }
 
   const result = parseConfig(file, fsLoader(io.cwd));

@@ -22,7 +22,8 @@ import { randomBytes } from "node:crypto";
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import { RejectedError } from "../errors.js";
-import { GENERATOR } from "../pipeline.js";
+import { GENERATOR } from "../pipeline/index.js";
+import { errnoMessage } from "../util/files.js";
 import { changesOf, type InstallPlan, type PlannedFile } from "./plan.js";
 import { BACKUPS_DIR, listPartialBackups, MANIFEST, MANIFEST_FORMAT, STATE_DIR, sha256, type Manifest, type ManifestFile } from "./state.js";
 
@@ -312,16 +313,7 @@ export interface ApplyOptions {
 function fsFailure(error: unknown, what: string, outcome = ""): RejectedError {
   if (error instanceof RejectedError) return error;
   const e = error as NodeJS.ErrnoException;
-  const reason =
-    e.code === "ENOSPC" || e.code === "EDQUOT"
-      ? "no space left on the device"
-      : e.code === "EACCES" || e.code === "EPERM"
-        ? "permission denied"
-        : e.code === "EROFS"
-          ? "read-only file system"
-          : e.code === "EXDEV"
-            ? "cross-device rename"
-            : (e.message ?? String(error));
+  const reason = errnoMessage(error);
   return new RejectedError(`${what}: ${reason}${e.path ? ` (${e.path})` : ""}${outcome}`);
 }
 

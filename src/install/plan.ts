@@ -5,10 +5,10 @@
  * `--dry-run` and `gen-lb diff` print it.
  */
 import path from "node:path";
-import type { FileSet } from "../render/render.js";
+import { isRuntimeModule, type FileSet } from "../pipeline/render.js";
+import { inDiffOrder, unifiedDiff } from "../util/diff.js";
 import { parseString } from "../nginx/parse.js";
 import type { Directive } from "../nginx/types.js";
-import { unifiedDiff } from "../util/diff.js";
 import { BACKUPS_DIR, STATE_DIR, sha256, type BackupEntry, type FileAction, type FileState, type PrefixState } from "./state.js";
 
 export interface PlannedFile {
@@ -242,10 +242,16 @@ export function formatPlan(plan: InstallPlan): string[] {
   return lines;
 }
 
-/** Unified diff of every change, live file -> planned file. */
-export function planDiff(plan: InstallPlan): string {
+export interface DiffOptions {
+  /** false: leave out the runtime's Lua modules (the same for every spec of one gen-lb version). */
+  runtime?: boolean;
+}
+
+/** Unified diff of every change, live file -> planned file; nginx.conf first. */
+export function planDiff(plan: InstallPlan, opts: DiffOptions = {}): string {
   let out = "";
-  for (const f of changesOf(plan)) {
+  for (const f of inDiffOrder(changesOf(plan))) {
+    if (opts.runtime === false && isRuntimeModule(f.path)) continue;
     const before = f.before?.bytes.toString("utf8") ?? "";
     const after = f.contents?.toString("utf8") ?? "";
     out += unifiedDiff(before, after, f.before ? `a/${f.path}` : "/dev/null", f.action === "remove" ? "/dev/null" : `b/${f.path}`);

@@ -15,7 +15,7 @@ import path from "node:path";
 import { RejectedError } from "../errors.js";
 import { failedStepNames, formatCheckSteps } from "../check/format.js";
 import { runCheck, type CheckDeps, type CheckReport } from "../check/run.js";
-import type { PreparedSpec } from "../check/spec.js";
+import type { PreparedSpec } from "../pipeline/index.js";
 import { statusUrl, type StatusFetcher } from "../check/status.js";
 import { nginxTestCommand, type ProcessRunner } from "../util/proc.js";
 import { applyPlan, nodeInstallFs, readJournal, recoverInterrupted, withKillHook, type Applied, type InstallFs } from "./apply.js";

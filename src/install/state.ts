@@ -8,7 +8,7 @@ import { promises as fs } from "node:fs";
 import path from "node:path";
 import { parseString } from "../nginx/parse.js";
 import type { Directive } from "../nginx/types.js";
-import type { FileSet } from "../render/render.js";
+import type { FileSet } from "../pipeline/render.js";
 import { staleFiles } from "../util/files.js";
 
 /** gen-lb's own corner of the prefix: lock, backups. */

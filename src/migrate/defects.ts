@@ -3,7 +3,7 @@
  * system it replaces"), each recognised from the code that carries it and
  * reported with the file:line to look at.
  */
-import type { LuaToken } from "../nginx/lua-lexer.js";
+import type { LuaToken } from "./lua-lexer.js";
 import type { Directive } from "../nginx/types.js";
 import { walk } from "./flatten.js";
 import { consulFacts, findRequires, findSeq, type CheckerCall, type LuaSource } from "./lua.js";

@@ -7,7 +7,7 @@
  * Pure apart from the Loader, which reads the Lua files.
  */
 import path from "node:path";
-import { LuaLexError, lexLua, type LuaToken } from "../nginx/lua-lexer.js";
+import { LuaLexError, lexLua, type LuaToken } from "./lua-lexer.js";
 import type { Directive, Loader } from "../nginx/types.js";
 import { walk } from "./flatten.js";
 import { MigrateError } from "./types.js";

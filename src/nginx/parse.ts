@@ -7,6 +7,7 @@
  * recursively and no real nginx config nests more than a handful of levels.
  */
 import path from "node:path";
+import { errnoMessage } from "../util/files.js";
 import { expandGlob, hasMagic } from "./glob.js";
 import { NginxSyntaxError, Tokenizer } from "./tokenize.js";
 import {
@@ -192,20 +193,6 @@ export function parseString(text: string, file: string, options: ParseOptions = 
   return { parsed: root, errors, includes };
 }
 
-function describeIoError(e: unknown): string {
-  const code = (e as { code?: string }).code;
-  switch (code) {
-    case "ENOENT":
-      return "no such file";
-    case "EISDIR":
-      return "is a directory";
-    case "EACCES":
-      return "permission denied";
-    default:
-      return e instanceof Error ? e.message : String(e);
-  }
-}
-
 const decoder = new TextDecoder("utf-8");
 
 function decode(data: Uint8Array | string): string {
@@ -247,7 +234,7 @@ export function parseConfig(mainFile: string, loader: Loader, options: ParseOpti
       try {
         data = loader.readFile(file);
       } catch (e) {
-        cf.errors.push({ file, line: 1, column: 1, error: `cannot read ${file}: ${describeIoError(e)}` });
+        cf.errors.push({ file, line: 1, column: 1, error: `cannot read ${file}: ${errnoMessage(e)}` });
         continue;
       }
     }
@@ -281,7 +268,7 @@ export function parseConfig(mainFile: string, loader: Loader, options: ParseOpti
               file,
               line: node.line,
               column: node.column,
-              error: `include "${arg}": cannot read ${pattern}: ${describeIoError(e)}`,
+              error: `include "${arg}": cannot read ${pattern}: ${errnoMessage(e)}`,
             });
             continue;
           }

@@ -16,7 +16,7 @@
  *  - `#` at the start of a word starts a comment that runs to the line end.
  * Positions are 1-based lines and columns (characters; a tab counts one).
  */
-import { LuaLexError, scanLuaBlock } from "./lua-lexer.js";
+import { LuaLexError, scanLuaBlock } from "./lua-block.js";
 
 export type TokenKind = "word" | ";" | "{" | "}" | "comment" | "eof";
 

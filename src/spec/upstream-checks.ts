@@ -4,7 +4,7 @@
  * reads are refused on the other, judged from what the user wrote (the
  * parsed spec has every default filled in).
  */
-import type { SpecDiagnostic } from "./load.js";
+import type { SpecDiagnostic } from "../pipeline/load.js";
 import { formatPeerAddress, parsePeerAddress, type PeerAddress } from "./address.js";
 import { upstreamResolveUnsupported } from "./features.js";
 import type { Spec, StaticServer, Upstream } from "./schema.js";

@@ -7,7 +7,7 @@ import { randomBytes } from "node:crypto";
 import { constants, promises as fs } from "node:fs";
 import path from "node:path";
 import { RejectedError } from "../errors.js";
-import type { FileSet } from "../render/render.js";
+import type { FileSet } from "../pipeline/render.js";
 
 /** Directories whose *.lua files gen-lb owns: stale modules there are removed. */
 const OWNED_DIRS = ["lua/gen_lb"];
@@ -17,21 +17,33 @@ export interface WriteSummary {
   removed: string[];
 }
 
+/**
+ * The one errno-to-message map: what a user can act on, for every file
+ * operation gen-lb does (reading specs and nginx configs; build, migrate,
+ * init, install and rollback writing).
+ */
+const ERRNO_MESSAGES: Readonly<Record<string, string>> = {
+  ENOENT: "no such file",
+  EACCES: "permission denied",
+  EPERM: "permission denied",
+  ENOSPC: "no space left on the device",
+  EDQUOT: "no space left on the device",
+  EROFS: "read-only file system",
+  ENOTDIR: "a path component is a file, not a directory",
+  EEXIST: "a path component is a file, not a directory",
+  EISDIR: "is a directory",
+  EXDEV: "cross-device rename",
+};
+
+/** The message for a failed file operation: the map's, else the error's own. */
+export function errnoMessage(error: unknown): string {
+  const e = error as NodeJS.ErrnoException;
+  return (e.code !== undefined ? ERRNO_MESSAGES[e.code] : undefined) ?? e.message ?? String(error);
+}
+
 function describeFsError(error: unknown, target: string): RejectedError {
   const e = error as NodeJS.ErrnoException;
-  const reason =
-    e.code === "EACCES" || e.code === "EPERM"
-      ? "permission denied"
-      : e.code === "ENOSPC"
-        ? "no space left on the device"
-        : e.code === "ENOTDIR" || e.code === "EEXIST"
-          ? "a path component is a file, not a directory"
-          : e.code === "EISDIR"
-            ? "a directory stands where a file should be written"
-            : e.code === "EROFS"
-            ? "read-only file system"
-            : (e.message ?? String(error));
-  return new RejectedError(`cannot write ${target}: ${reason}`, [`${e.path ?? target}`]);
+  return new RejectedError(`cannot write ${target}: ${errnoMessage(error)}`, [`${e.path ?? target}`]);
 }
 
 /** Write `set` under `outDir`, atomically per file and all-or-nothing for staging failures. */
@@ -102,6 +114,43 @@ export async function staleFiles(outDir: string, set: FileSet): Promise<string[]
   return stale;
 }
 
+/**
+ * Files that writing `set` into `outDir` would replace or remove although
+ * gen-lb did not write them: neither `generatedByGenLb` (the generated-by
+ * header) nor already the bytes gen-lb would write. A caller refuses unless
+ * --force.
+ */
+export async function foreignFiles(outDir: string, set: FileSet, generatedByGenLb: (contents: string) => boolean): Promise<string[]> {
+  const existing = await readExisting(outDir, set.files.map((f) => f.path));
+  const foreign: string[] = [];
+  for (const f of set.files) {
+    const before = existing.get(f.path);
+    if (before !== undefined && before !== f.contents && !generatedByGenLb(before)) foreign.push(f.path);
+  }
+  const stale = await staleFiles(outDir, set);
+  for (const [p, before] of await readExisting(outDir, stale)) {
+    if (before !== undefined && !generatedByGenLb(before)) foreign.push(p);
+  }
+  return foreign;
+}
+
+/** Whether `file` exists with other contents than `contents` and `generatedByGenLb` does not claim it. */
+export async function isForeignFile(file: string, contents: string, generatedByGenLb: (contents: string) => boolean): Promise<boolean> {
+  const before = await fs.readFile(file, "utf8").catch((e: NodeJS.ErrnoException) => (e.code === "ENOENT" ? undefined : ""));
+  return before !== undefined && before !== contents && !generatedByGenLb(before);
+}
+
+/** An empty placeholder (logs/.gitkeep) so that git keeps a directory nginx needs; left alone when present. */
+export async function ensureKeepFile(file: string): Promise<boolean> {
+  try {
+    await fs.writeFile(file, "", { flag: "wx", mode: 0o644 });
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "EEXIST") return false;
+    throw describeFsError(error, file);
+  }
+}
+
 /** Current contents of the set's paths under `dir` (undefined where missing). */
 export async function readExisting(dir: string, paths: readonly string[]): Promise<Map<string, string | undefined>> {
   const out = new Map<string, string | undefined>();
@@ -127,7 +176,7 @@ export async function readSpecFile(file: string): Promise<{ text: string } | { p
   } catch (error) {
     const e = error as NodeJS.ErrnoException;
     if (e.code === "ENOENT") return { problem: "missing", detail: `${file} does not exist; run \`gen-lb init\` to write a starter spec, or pass --spec FILE` };
-    return { problem: "unreadable", detail: `cannot read ${file}: ${e.code ?? e.message}` };
+    return { problem: "unreadable", detail: `cannot read ${file}: ${errnoMessage(e)}` };
   }
 }
 

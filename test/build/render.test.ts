@@ -2,8 +2,8 @@ import { chmodSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "
 import { connect } from "node:net";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { buildFileSet } from "../../src/pipeline.js";
-import { validateSpecText } from "../../src/spec/validate.js";
+import { buildFileSet } from "../../src/pipeline/index.js";
+import { validateSpecText } from "../../src/pipeline/validate.js";
 import { buildPrefix, Nginx, nginxTest, tempDir } from "../support/nginx.js";
 import { writeFileSet } from "../../src/util/files.js";
 import { request } from "../support/load.js";

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { runCheck } from "../../src/check/run.js";
-import { prepareSpec } from "../../src/check/spec.js";
+import { prepareSpec } from "../../src/pipeline/index.js";
 import { systemRunner, type Command, type ProcessRunner } from "../../src/util/proc.js";
 import { tempDir } from "../support/nginx.js";
 import { ports, specObject, writeSpec } from "../install/helpers.js";

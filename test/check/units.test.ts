@@ -1,8 +1,8 @@
 /** The pure parts of check: command lines as data, nginx message parsing and mapping, the smoke spec. */
 import { describe, expect, it } from "vitest";
 import { confLineOf, isBackgroundNetworkError, missingLuaModule, parseNginxOutput, placeInSpec } from "../../src/check/messages.js";
-import { listenAddresses, smokeSpec } from "../../src/check/smoke.js";
-import { parseSpecPath } from "../../src/check/spec.js";
+import { listenAddresses, scratchSpec } from "../../src/check/smoke.js";
+import { parseSpecPath } from "../../src/pipeline/index.js";
 import { statusUrl } from "../../src/check/status.js";
 import { specSchema } from "../../src/spec/schema.js";
 import { luajitCheckCommand, nginxStartCommand, nginxTestCommand } from "../../src/util/proc.js";
@@ -86,20 +86,32 @@ describe("smoke spec", () => {
 
   it("gives every distinct listen address one loopback port (shared addresses share it)", () => {
     expect(listenAddresses(spec)).toEqual(["*:80", "[::1]:8443", "*:8081"]);
-    const s = smokeSpec(spec, new Map([["*:80", 50001], ["[::1]:8443", 50002], ["*:8081", 50003]]));
+    const s = scratchSpec(spec, new Map([["*:80", 50001], ["[::1]:8443", 50002], ["*:8081", 50003]]));
     expect(s.servers.map((x) => x.listen)).toEqual([["127.0.0.1:50001", "127.0.0.1:50002"], "127.0.0.1:50001"]);
     expect(s.status.listen).toBe("127.0.0.1:50003");
     expect(s.status.allow).toEqual(["127.0.0.1", "10.0.0.0/8"]);
   });
 
+  it("binds loopback for ports, wildcards and IP literals, and keeps any other host for nginx -t to judge", () => {
+    const odd = specSchema.parse({ servers: [{ listen: ["10.1.2.3:80", "[2001:db8::1]:443", "999.1.1.1:8080", "lb.example.com:80"] }] });
+    const s = scratchSpec(odd, new Map([["10.1.2.3:80", 1], ["[2001:db8::1]:443", 2], ["999.1.1.1:8080", 3], ["lb.example.com:80", 4], ["127.0.0.1:8081", 5]]));
+    expect(s.servers[0]!.listen).toEqual(["127.0.0.1:1", "127.0.0.1:2", "999.1.1.1:3", "lb.example.com:4"]);
+  });
+
   it("keeps the smoke master inside the scratch prefix and daemonized", () => {
-    const s = smokeSpec(spec, new Map([["*:80", 1], ["[::1]:8443", 2], ["*:8081", 3]]));
+    const s = scratchSpec(spec, new Map([["*:80", 1], ["[::1]:8443", 2], ["*:8081", 3]]));
     expect(s.nginx.pid).toBe("logs/nginx.pid");
     expect(s.nginx.error_log).toEqual({ path: "logs/error.log", level: "error" });
     expect(s.consul.dump_file).toBe("state/gen_lb_peers.json");
     expect(s.nginx.directives).toEqual([]);
     expect(s.servers[1]!.access_log).toEqual([{ path: "logs/access.log" }]);
     expect(s.nginx.worker_processes).toBe(2);
+    // No http access_log in the spec: nginx would open its compiled-in path.
+    expect(s.nginx.http.access_log).toEqual([{ path: "logs/access.log" }]);
+    expect(s.nginx.http.directives).toEqual([
+      { name: "client_body_temp_path", args: ["temp/client_body"] },
+      { name: "proxy_temp_path", args: ["temp/proxy"] },
+    ]);
   });
 
   it("the status URL a local client uses", () => {

@@ -13,7 +13,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { consulTargetOf, createConsulAdapter, type ConsulAdapter, type ConsulTarget } from "../../src/consul/client.js";
 import { parseDump, renderDump, serviceKey } from "../../src/consul/dump.js";
 import { parseHealthEntries, peerAddressProblem } from "../../src/consul/peers.js";
-import { validateSpecText } from "../../src/spec/validate.js";
+import { validateSpecText } from "../../src/pipeline/validate.js";
 import { ConsulStandin } from "../support/consul-standin.js";
 import { FIXTURES } from "../install/helpers.js";
 

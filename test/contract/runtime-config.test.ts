@@ -13,9 +13,9 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
 import { runtimeConfigSchema, type RuntimeConfig } from "../../src/contract/runtime-config.js";
-import { planBuild } from "../../src/plan.js";
+import { planBuild } from "../../src/pipeline/plan.js";
 import { luaLiteral } from "../../src/render/quote.js";
-import { validateSpecText } from "../../src/spec/validate.js";
+import { validateSpecText } from "../../src/pipeline/validate.js";
 
 const examplesDir = new URL("../../fixtures/examples/", import.meta.url);
 const checkSource = fileURLToPath(new URL("../../runtime/gen_lb/config_check.lua", import.meta.url));

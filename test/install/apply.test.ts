@@ -12,8 +12,8 @@ import { applyPlan, nodeInstallFs, type InstallFs } from "../../src/install/appl
 import { acquireLock } from "../../src/install/lock.js";
 import { changesOf, planInstall, type InstallPlan } from "../../src/install/plan.js";
 import { readPrefixState, sha256, type FileState } from "../../src/install/state.js";
-import { buildFileSet } from "../../src/pipeline.js";
-import type { FileSet } from "../../src/render/render.js";
+import { buildFileSet } from "../../src/pipeline/index.js";
+import type { FileSet } from "../../src/pipeline/render.js";
 import { specSchema } from "../../src/spec/schema.js";
 import { systemRunner } from "../../src/util/proc.js";
 import { makePrefix, snapshot, specObject } from "./helpers.js";

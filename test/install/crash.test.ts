@@ -14,7 +14,7 @@ import { applyPlan, nodeInstallFs, recoverInterrupted, type InstallFs } from "..
 import { planInstall } from "../../src/install/plan.js";
 import { runRollback } from "../../src/install/run.js";
 import { readPrefixState } from "../../src/install/state.js";
-import { buildFileSet } from "../../src/pipeline.js";
+import { buildFileSet } from "../../src/pipeline/index.js";
 import { specSchema } from "../../src/spec/schema.js";
 import { systemRunner } from "../../src/util/proc.js";
 import { runCli } from "../support/cli.js";

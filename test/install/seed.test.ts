@@ -9,7 +9,7 @@ import { describe, expect, it } from "vitest";
 import type { ConsulAdapter, ConsulAnswer } from "../../src/consul/client.js";
 import { parseDump, renderDump } from "../../src/consul/dump.js";
 import { seedPeerDump } from "../../src/install/seed.js";
-import { validateSpecText } from "../../src/spec/validate.js";
+import { validateSpecText } from "../../src/pipeline/validate.js";
 import { tempDir } from "../support/nginx.js";
 import { makePrefix, ports, runCliAsync, specObject, writeSpec } from "./helpers.js";
 

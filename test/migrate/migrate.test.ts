@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { migrate, MigrateError, specYaml } from "../../src/migrate/index.js";
 import { memoryLoader } from "../../src/nginx/load.js";
 import { specSchema } from "../../src/spec/schema.js";
-import { validateSpecText } from "../../src/spec/validate.js";
+import { validateSpecText } from "../../src/pipeline/validate.js";
 import { CASES, fixtureLoader, fixtures, migrateFixture } from "./helpers.js";
 
 const defectsOf = (rel: string) =>

@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
-import { buildFileSet } from "../../src/pipeline.js";
+import { buildFileSet } from "../../src/pipeline/index.js";
 import type { SpecInput } from "../../src/spec/schema.js";
-import { validateSpecText } from "../../src/spec/validate.js";
-import { specPathForLine } from "../../src/render/render.js";
+import { validateSpecText } from "../../src/pipeline/validate.js";
+import { specPathForLine } from "../../src/pipeline/render.js";
 
 function conf(spec: SpecInput, target?: "openresty" | "nginx") {
   const r = validateSpecText(JSON.stringify(spec), "spec.json");

@@ -3,9 +3,9 @@
  * spec path and line:column and says how to fix it.
  */
 import { describe, expect, it } from "vitest";
-import { formatDiagnostic } from "../../src/spec/load.js";
-import { validateSpecText } from "../../src/spec/validate.js";
-import { planBuild } from "../../src/plan.js";
+import { formatDiagnostic } from "../../src/pipeline/load.js";
+import { validateSpecText } from "../../src/pipeline/validate.js";
+import { planBuild } from "../../src/pipeline/plan.js";
 
 function errorsOf(text: string): string[] {
   const r = validateSpecText(text, "gen-lb.yaml");

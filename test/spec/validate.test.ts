@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { formatDiagnostic } from "../../src/spec/load.js";
-import { validateSpecText } from "../../src/spec/validate.js";
+import { formatDiagnostic } from "../../src/pipeline/load.js";
+import { validateSpecText } from "../../src/pipeline/validate.js";
 
 const basic = readFileSync(new URL("../../fixtures/examples/basic.yaml", import.meta.url), "utf8");
 

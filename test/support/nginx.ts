@@ -8,10 +8,10 @@ import { mkdtempSync, readFileSync, readdirSync, existsSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { execa } from "execa";
-import { buildFileSet } from "../../src/pipeline.js";
+import { buildFileSet } from "../../src/pipeline/index.js";
 import type { SpecInput } from "../../src/spec/schema.js";
-import { formatDiagnostic } from "../../src/spec/load.js";
-import { validateSpecText } from "../../src/spec/validate.js";
+import { formatDiagnostic } from "../../src/pipeline/load.js";
+import { validateSpecText } from "../../src/pipeline/validate.js";
 import { writeFileSet } from "../../src/util/files.js";
 import { waitFor } from "./ports.js";
 

@@ -6,13 +6,13 @@
  * (`# servers[0].locations[1]`); `check` uses those to map nginx's
  * "in nginx.conf:LINE" back to the spec.
  */
-import type { RuntimeConfig, RuntimeUpstream } from "./contract/runtime-config.js";
-import type { NginxDirective } from "./render/quote.js";
-import { proxiesToUpstream, type AccessLog, type Location, type Server, type Spec, type Upstream } from "./spec/schema.js";
-import { nginxDuration, parseDuration } from "./spec/units.js";
-import { formatPeerAddress } from "./spec/address.js";
-import { hasUpstreamModule } from "./spec/features.js";
-import { consulUpstreamEntries, peerOf } from "./spec/upstream-checks.js";
+import type { RuntimeConfig, RuntimeUpstream } from "../contract/runtime-config.js";
+import type { NginxDirective } from "../render/quote.js";
+import { proxiesToUpstream, type AccessLog, type Location, type Server, type Spec, type Upstream } from "../spec/schema.js";
+import { nginxDuration, parseDuration } from "../spec/units.js";
+import { formatPeerAddress } from "../spec/address.js";
+import { hasUpstreamModule } from "../spec/features.js";
+import { consulUpstreamEntries, peerOf } from "../spec/upstream-checks.js";
 import { planStaticStatus, planStaticUpstream, splitUpstreams } from "./plan-static.js";
 
 export interface RenderModel {

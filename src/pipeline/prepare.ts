@@ -6,10 +6,10 @@
  */
 import { createHash } from "node:crypto";
 import path from "node:path";
-import { buildFileSet, loadSpecFile } from "../pipeline.js";
-import type { FileSet } from "../render/render.js";
-import { loadSpecText, type SpecDiagnostic } from "../spec/load.js";
 import type { Spec } from "../spec/schema.js";
+import { buildFileSet, loadSpecFile } from "./index.js";
+import type { SpecDiagnostic } from "./load.js";
+import type { FileSet } from "./render.js";
 
 export type Target = "openresty" | "nginx";
 
@@ -44,9 +44,8 @@ export function fingerprintOf(text: string, set: FileSet): string {
 
 /** Read, validate and render; every spec problem becomes one RejectedError (exit 1). */
 export async function prepareSpec(file: string, cwd: string, targetOverride?: Target): Promise<PreparedSpec> {
-  const { spec, file: display, absFile, text, warnings } = await loadSpecFile(file, cwd);
+  const { spec, file: display, absFile, text, warnings, locate } = await loadSpecFile(file, cwd);
   const set = buildFileSet(spec, display, targetOverride);
-  let locator: ((p: Array<string | number>) => { file: string; line: number; column: number }) | undefined;
   return {
     spec,
     target: targetOverride ?? spec.target,
@@ -57,12 +56,7 @@ export async function prepareSpec(file: string, cwd: string, targetOverride?: Ta
     set,
     fingerprint: fingerprintOf(text, set),
     locate(specPath) {
-      if (locator === undefined) {
-        const loaded = loadSpecText(text, display);
-        if (!loaded.ok) return undefined;
-        locator = loaded.spec.locate;
-      }
-      const pos = locator(parseSpecPath(specPath));
+      const pos = locate(parseSpecPath(specPath));
       return `${pos.file}:${pos.line}:${pos.column}`;
     },
   };

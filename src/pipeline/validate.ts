@@ -4,8 +4,8 @@
  */
 import type { z } from "zod";
 import { formatPath, loadSpecText, type LoadedSpec, type SpecDiagnostic } from "./load.js";
-import { proxiesToUpstream, specSchema, type Directive, type Spec } from "./schema.js";
-import { checkUpstream, isStaticUpstream } from "./upstream-checks.js";
+import { proxiesToUpstream, specSchema, type Directive, type Spec } from "../spec/schema.js";
+import { checkUpstream, isStaticUpstream } from "../spec/upstream-checks.js";
 
 export interface ValidationResult {
   spec?: Spec;

@@ -3,12 +3,12 @@
  * `upstream {}`, with no Lua on its request path, and what the status
  * endpoint lists for it. Pure, like plan.ts.
  */
-import type { NginxDirective } from "./render/quote.js";
-import { formatPeerAddress } from "./spec/address.js";
-import type { Spec, Upstream } from "./spec/schema.js";
-import { nginxDuration, parseDuration } from "./spec/units.js";
-import { isStaticUpstream, peerOf, staticServerEntry } from "./spec/upstream-checks.js";
-import type { RuntimeStaticUpstream } from "./contract/runtime-config.js";
+import type { NginxDirective } from "../render/quote.js";
+import { formatPeerAddress } from "../spec/address.js";
+import type { Spec, Upstream } from "../spec/schema.js";
+import { nginxDuration, parseDuration } from "../spec/units.js";
+import { isStaticUpstream, peerOf, staticServerEntry } from "../spec/upstream-checks.js";
+import type { RuntimeStaticUpstream } from "../contract/runtime-config.js";
 
 export { isStaticUpstream };
 
