@@ -47,8 +47,17 @@ export async function loadSpecFile(file: string, cwd: string): Promise<LoadedSpe
   return { spec: result.spec, file: display, absFile: resolved, text: read.text, warnings: result.warnings };
 }
 
-export function buildFileSet(spec: Spec, specFile: string, target?: "openresty" | "nginx"): FileSet {
-  const effective = target === undefined ? spec : { ...spec, target };
+/**
+ * Render `spec`; `target` overrides the spec's target, `seenVersion` (the
+ * binary's version, from `-V`) is rendered for when the spec names no
+ * target_version.
+ */
+export function buildFileSet(spec: Spec, specFile: string, target?: "openresty" | "nginx", seenVersion?: string): FileSet {
+  const effective = {
+    ...spec,
+    ...(target === undefined ? {} : { target }),
+    ...(spec.target_version === undefined && seenVersion !== undefined ? { target_version: seenVersion } : {}),
+  };
   try {
     return renderFileSet(planBuild(effective, { specFile: path.basename(specFile), generator: GENERATOR }));
   } catch (error) {

@@ -9,6 +9,7 @@
 import type { NginxDirective } from "./render/quote.js";
 import { proxiesToUpstream, type AccessLog, type Location, type Server, type Spec, type Upstream } from "./spec/schema.js";
 import { nginxDuration, parseDuration } from "./spec/units.js";
+import { BASELINE_VERSION, versionAtLeast } from "./target/index.js";
 
 export interface RenderModel {
   generator: string;
@@ -230,14 +231,18 @@ function listens(server: Server): string[] {
 
 function planServer(spec: Spec, server: Server, index: number): NginxDirective {
   const inner: NginxDirective[] = [];
+  // nginx 1.25.1 made HTTP/2 a server directive and deprecated the listen
+  // flag ([warn] on every -t); older versions know only the flag.
+  const http2Directive = versionAtLeast(spec.target_version ?? BASELINE_VERSION, "1.25.1");
   for (const l of listens(server)) {
     const flags: string[] = [];
     if (server.ssl) flags.push("ssl");
-    if (server.http2) flags.push("http2");
+    if (server.http2 && !http2Directive) flags.push("http2");
     if (server.default_server) flags.push("default_server");
     if (server.reuseport) flags.push("reuseport");
     inner.push(d("listen", l, ...flags, ...server.listen_options));
   }
+  if (server.http2 && http2Directive) inner.push(d("http2", "on"));
   if (server.server_name.length > 0) inner.push(d("server_name", ...server.server_name));
   if (server.ssl) {
     inner.push(d("ssl_certificate", server.ssl.certificate), d("ssl_certificate_key", server.ssl.certificate_key));

@@ -10,6 +10,7 @@ import { runCheck } from "../check/run.js";
 import { prepareSpec, type Target } from "../check/spec.js";
 import { prefixProblem } from "../install/prefix.js";
 import { formatDiagnostic } from "../spec/load.js";
+import { describeTarget, detectTarget, targetMismatch } from "../target/index.js";
 import { systemRunner } from "../util/proc.js";
 import { report, type Io } from "./io.js";
 
@@ -26,17 +27,32 @@ export default async function check(opts: CheckOptions, io: Io): Promise<void> {
     const problem = await prefixProblem(hostPrefix, { writable: false });
     if (problem) throw new RejectedError(problem);
   }
-  const prepared = await prepareSpec(opts.spec, io.cwd, opts.target);
   const bin = resolveBin(opts.bin, io.env);
+  // What -V says decides the version rendered for (unless the spec names
+  // one) and names a target mismatch; a binary whose -V we cannot read is
+  // still checked, against the baseline version.
+  const seen = await detectTarget(bin, systemRunner).catch(() => undefined);
+  const prepared = await prepareSpec(opts.spec, io.cwd, opts.target, seen?.version);
+  const mismatch = seen ? targetMismatch(prepared.target, bin, seen) : undefined;
   if (!io.json) for (const w of prepared.warnings) io.err(`warning: ${formatDiagnostic(w)}\n`);
 
   const result = await runCheck({ prepared, bin, ...(hostPrefix ? { hostPrefix } : {}) }, { runner: systemRunner, env: io.env });
-  const json = { ok: result.ok, spec: prepared.file, bin, buildId: result.buildId, ms: result.ms, steps: result.steps };
+  const json = {
+    ok: result.ok,
+    spec: prepared.file,
+    bin,
+    ...(seen ? { binary: { target: seen.target, version: seen.version, lua: seen.lua } } : {}),
+    ...(mismatch ? { mismatch } : {}),
+    buildId: result.buildId,
+    ms: result.ms,
+    steps: result.steps,
+  };
   if (!result.ok) {
-    throw new RejectedError(`check of ${prepared.file} failed: ${failedStepNames(result)}`, formatCheckSteps(result), json);
+    throw new RejectedError(`check of ${prepared.file} failed: ${failedStepNames(result)}`, [...(mismatch ? [mismatch] : []), ...formatCheckSteps(result)], json);
   }
+  if (mismatch && !io.json) io.err(`warning: ${mismatch}\n`);
   report(io, json, [
-    `check ${prepared.file} (build ${result.buildId}) with ${bin}${hostPrefix ? ` against ${hostPrefix}` : ""}`,
+    `check ${prepared.file} (build ${result.buildId}) with ${bin}${seen ? `, ${describeTarget(seen)}` : ""}${hostPrefix ? ` against ${hostPrefix}` : ""}`,
     ...formatCheckSteps(result),
     `check passed in ${result.ms} ms`,
   ]);

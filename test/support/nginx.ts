@@ -34,9 +34,9 @@ export function tempDir(prefix = "gen-lb-test-"): string {
   return mkdtempSync(path.join(os.tmpdir(), prefix));
 }
 
-/** Validate and render `spec` (the matrix's target unless it says otherwise) into a fresh prefix. */
+/** Validate and render `spec` for the matrix's target (whatever the spec says) into a fresh prefix. */
 export async function buildPrefix(spec: SpecInput, dir = tempDir()): Promise<{ dir: string; buildId: string }> {
-  const result = validateSpecText(JSON.stringify({ target: TEST_TARGET, ...spec }), "spec.json");
+  const result = validateSpecText(JSON.stringify({ ...spec, target: TEST_TARGET }), "spec.json");
   if (!result.spec) throw new Error(`test spec is invalid:\n${result.errors.map(formatDiagnostic).join("\n")}`);
   const set = buildFileSet(result.spec, "spec.json");
   await writeFileSet(dir, set);

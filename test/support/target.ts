@@ -10,7 +10,9 @@
  * (buildPrefix, Nginx.start, nginxTest, runCli's GEN_LB_TEST_* passthrough),
  * so test files need no edits to run on both.
  */
+import { spawnSync } from "node:child_process";
 import path from "node:path";
+import { parseVersionOutput, type TargetInfo } from "../../src/target/index.js";
 
 export type TestTarget = "nginx" | "openresty";
 
@@ -24,3 +26,13 @@ function targetOf(bin: string): TestTarget {
 }
 
 export const TEST_TARGET: TestTarget = targetOf(TEST_BIN);
+
+let info: TargetInfo | undefined;
+/** The matrix binary's `-V`, parsed (src/target); e.g. whether it has HTTP/2. */
+export function testBinaryInfo(): TargetInfo {
+  if (info === undefined) {
+    const r = spawnSync(TEST_BIN, ["-V"], { encoding: "utf8" });
+    info = parseVersionOutput(`${r.stderr}${r.stdout}`);
+  }
+  return info;
+}
