@@ -22,7 +22,8 @@ try {
   if (res.status !== 200) throw new Error(`build_cost: HTTP ${res.status}: ${res.body}\n${lb.logTail()}`);
   const r = JSON.parse(res.body) as Record<string, number>;
   console.log(`picker build for 1,000 peers, ${binaryUnderTest()}`);
-  for (const [alg, ms] of Object.entries(r)) console.log(`  ${alg.padEnd(12)} ${ms.toFixed(2)} ms`);
+  // The Lua side times with ngx.now() (millisecond steps), hence whole ms.
+  for (const [alg, ms] of Object.entries(r).sort(([a], [b]) => (a < b ? -1 : 1))) console.log(`  ${alg.padEnd(12)} ${ms} ms`);
 } finally {
   await lb.stop();
 }
