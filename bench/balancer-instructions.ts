@@ -7,6 +7,7 @@
  *
  *   npx tsc -p tsconfig.json && npx tsx bench/balancer-instructions.ts
  *   ROUNDS=2 DURATION=4 npx tsx bench/balancer-instructions.ts
+ *   npx tsx bench/balancer-instructions.ts --bin /opt/openresty/bin/openresty   (or BIN=...; --target/TARGET)
  *
  * Counted: the nginx process's user-space instructions (nginx, the Lua
  * module, LuaJIT, libc). Not counted: the kernel's share, which is the same
@@ -17,6 +18,7 @@
  * every request here (about 0.4k instructions), against once per tens of
  * requests at real rates. Needs valgrind (apt-get install valgrind) and wrk.
  */
+import "./support/binary.js";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import os from "node:os";
@@ -25,7 +27,7 @@ import { ConsulStandin } from "../test/support/consul-standin.js";
 import { NGINX_BIN } from "../test/support/nginx.js";
 import { request } from "../test/support/load.js";
 import { sleep, waitFor } from "../test/support/ports.js";
-import { buildThroughputPrefix, fmt, freePorts, median, nginxVersion, seedNaive, startBackendNginx } from "./support/lb.js";
+import { buildThroughputPrefix, fmt, freePorts, median, binaryUnderTest, seedNaive, startBackendNginx } from "./support/lb.js";
 
 const signed = (n: number) => (n < 0 ? `-${fmt(-n)}` : `+${fmt(n)}`);
 const ROUNDS = Number(process.env.ROUNDS ?? 2);
@@ -103,8 +105,8 @@ try {
   }
   const ir = (v: Variant) => median(perRequest[v]);
   const base = ir("static");
-  console.log(`gen-lb balancer, user-space instructions per request under callgrind: nginx ${nginxVersion()}, 2 peers, ${ROUNDS} round(s) of ${DURATION} s each`);
-  console.log("  variant     instructions/request   vs static   over static   (rounds)");
+  console.log(`gen-lb balancer, user-space instructions per request under callgrind: ${binaryUnderTest()}, 2 peers, ${ROUNDS} round(s) of ${DURATION} s each`);
+  console.log("  variant    instructions/request   vs static   over static   (rounds)");
   for (const v of VARIANTS) {
     console.log(
       `  ${v.padEnd(10)}  ${fmt(ir(v)).padStart(20)}   ${`${(ir(v) / base).toFixed(3)}x`.padStart(9)}   ${signed(ir(v) - base).padStart(11)}   ${perRequest[v].map((x) => fmt(x)).join(" ")}`,

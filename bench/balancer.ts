@@ -8,6 +8,7 @@
  *   npx tsc -p tsconfig.json && npx tsx bench/balancer.ts
  *   ROUNDS=5 DURATION=4 CONNS=32 npx tsx bench/balancer.ts
  *   ONLY=throughput|memory npx tsx bench/balancer.ts
+ *   npx tsx bench/balancer.ts --bin /opt/openresty/bin/openresty   (or BIN=...; --target/TARGET)
  *
  * - backends: a separate nginx answering `return 200` with a tiny body on
  *   1,002 loopback ports, keepalive from the balancer to them;
@@ -23,13 +24,14 @@
  * Goals: requests/s >= 0.97x static with 2 peers, >= 0.95x with 1,000; p99
  * within 10% of static. Timings are reported, never asserted.
  */
+import "./support/binary.js";
 import { spawn, spawnSync } from "node:child_process";
 import { chmodSync, readFileSync } from "node:fs";
 import { ConsulStandin } from "../test/support/consul-standin.js";
 import { buildPrefix, Nginx } from "../test/support/nginx.js";
 import { freePort, sleep, waitFor } from "../test/support/ports.js";
 import { request } from "../test/support/load.js";
-import { buildThroughputPrefix, copyBenchLua, CPUS, fmt, freePorts, luaFileLocation, median, nginxVersion, ONE_WORKER, seedNaive, startBackendNginx } from "./support/lb.js";
+import { buildThroughputPrefix, copyBenchLua, CPUS, fmt, freePorts, luaFileLocation, median, binaryUnderTest, ONE_WORKER, seedNaive, startBackendNginx } from "./support/lb.js";
 
 const ROUNDS = Number(process.env.ROUNDS ?? 5);
 const DURATION = Number(process.env.DURATION ?? 4);
@@ -248,7 +250,7 @@ try {
   if (ONLY === "memory") throw new SkipThroughput();
   await seedNaive(lb.port, "small", small.length);
   await seedNaive(lb.port, "big", big.length);
-  console.log(`gen-lb balancer benchmark: nginx ${nginxVersion()}, ${CPUS} CPU(s)`);
+  console.log(`gen-lb balancer benchmark: ${binaryUnderTest()}, ${CPUS} CPU(s)`);
   const worker = lb.nginx.workerPids()[0]!;
   const ports = { gen: lb.port, raw: lb.rawPort };
   const two = await throughput(ports, worker, "small", small.length, VARIANTS);

@@ -70,6 +70,7 @@ Exit codes: 0 ok, 1 spec or config rejected, 2 usage error or crash.`,
     .description("write a commented starter spec that builds as is")
     .option("-o, --out <file>", "where to write the spec", "gen-lb.yaml")
     .option("--force", "overwrite an existing file")
+    .option("--bin <path>", "the binary the spec is for (default: first of openresty, nginx found); its -V decides the target")
     .action(lazy("init"));
 
   p.command("build")

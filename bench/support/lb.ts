@@ -12,6 +12,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { ConsulStandin } from "../../test/support/consul-standin.js";
 import { buildPrefix, NGINX_BIN } from "../../test/support/nginx.js";
+import { TEST_TARGET } from "../../test/support/target.js";
 import { request } from "../../test/support/load.js";
 import { freePort, waitFor } from "../../test/support/ports.js";
 
@@ -220,5 +221,10 @@ export async function seedNaive(port: number, name: string, n: number): Promise<
 
 export function nginxVersion(): string {
   return spawnSync(NGINX_BIN, ["-v"], { encoding: "utf8" }).stderr.trim().replace("nginx version: ", "");
+}
+
+/** What a benchmark ran: "/opt/openresty/bin/openresty (openresty/1.31.1.1), target openresty". */
+export function binaryUnderTest(): string {
+  return `${NGINX_BIN} (${nginxVersion()}), target ${TEST_TARGET}`;
 }
 

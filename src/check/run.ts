@@ -205,9 +205,11 @@ async function checkLua(
   const luajit = findLuajit(bin, deps.env);
   const files = set.files.filter((f) => f.path.endsWith(".lua")).map((f) => f.path);
   if (luajit === undefined) {
+    // Not a pass: an unchecked syntax error would only show at the first
+    // request that requires the module.
     return {
-      ok: true,
-      messages: [`luajit not found on PATH: ${files.length} Lua files not syntax-checked (install luajit2 on Debian/Ubuntu; OpenResty bundles its own)`],
+      ok: false,
+      messages: [`luajit not found beside ${bin} nor on PATH: ${files.length} Lua files cannot be syntax-checked; install luajit2 (Debian/Ubuntu: apt-get install luajit2), or check with OpenResty's binary (it bundles its own LuaJIT)`],
     };
   }
   const r = await deps.runner.run(luajitCheckCommand(luajit, files.map((f) => path.join(scratch, f))));

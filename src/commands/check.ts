@@ -12,6 +12,7 @@ import { consulTargetOf, createConsulAdapter } from "../consul/client.js";
 import { runConsulPreflight, skippedPreflight, type PreflightReport } from "../consul/preflight.js";
 import { prefixProblem } from "../install/prefix.js";
 import { formatDiagnostic } from "../pipeline/load.js";
+import { describeTarget, detectTarget, targetMismatch } from "../target/index.js";
 import { systemRunner } from "../util/proc.js";
 import { report, type Io } from "./io.js";
 
@@ -41,8 +42,13 @@ export default async function check(opts: CheckOptions, io: Io): Promise<void> {
     const problem = await prefixProblem(hostPrefix, { writable: false });
     if (problem) throw new RejectedError(problem);
   }
-  const prepared = await prepareSpec(opts.spec, io.cwd, opts.target);
   const bin = resolveBin(opts.bin, io.env);
+  // What -V says decides the version rendered for (unless the spec names
+  // one) and names a target mismatch; a binary whose -V we cannot read is
+  // still checked, against the baseline version.
+  const seen = await detectTarget(bin, systemRunner).catch(() => undefined);
+  const prepared = await prepareSpec(opts.spec, io.cwd, opts.target, seen?.version);
+  const mismatch = seen ? targetMismatch(prepared.target, bin, seen) : undefined;
   if (!io.json) for (const w of prepared.warnings) io.err(`warning: ${formatDiagnostic(w)}\n`);
 
   const [result, consul] = await Promise.all([
@@ -50,17 +56,32 @@ export default async function check(opts: CheckOptions, io: Io): Promise<void> {
     preflight(opts, prepared.spec, io, hostPrefix),
   ]);
   const consulJson = { ran: consul.ran, reachable: consul.reachable, address: consul.address ?? null, upstreams: consul.upstreams, warnings: consul.warnings };
-  const json = { ok: result.ok, spec: prepared.file, bin, buildId: result.buildId, ms: result.ms, steps: result.steps, consul: consulJson };
+  const json = {
+    ok: result.ok,
+    spec: prepared.file,
+    bin,
+    ...(seen ? { binary: { target: seen.target, version: seen.version, lua: seen.lua } } : {}),
+    ...(mismatch ? { mismatch } : {}),
+    buildId: result.buildId,
+    ms: result.ms,
+    steps: result.steps,
+    consul: consulJson,
+  };
   if (!result.ok) {
-    throw new RejectedError(`check of ${prepared.file} failed: ${failedStepNames(result)}`, [...formatCheckSteps(result), ...(consul.ran ? consul.lines : [])], json);
+    throw new RejectedError(
+      `check of ${prepared.file} failed: ${failedStepNames(result)}`,
+      [...(mismatch ? [mismatch] : []), ...formatCheckSteps(result), ...(consul.ran ? consul.lines : [])],
+      json,
+    );
   }
   if (opts.strict && consul.warnings.length > 0) {
     const n = consul.warnings.length;
     throw new RejectedError(`check of ${prepared.file} failed: the Consul preflight has ${n} warning${n === 1 ? "" : "s"} (--strict)`, [...consul.lines, ...consul.warnings.map((w) => `warning: consul: ${w}`)], { ...json, ok: false });
   }
+  if (mismatch && !io.json) io.err(`warning: ${mismatch}\n`);
   if (!io.json) for (const w of consul.warnings) io.err(`warning: consul: ${w}\n`);
   report(io, json, [
-    `check ${prepared.file} (build ${result.buildId}) with ${bin}${hostPrefix ? ` against ${hostPrefix}` : ""}`,
+    `check ${prepared.file} (build ${result.buildId}) with ${bin}${seen ? `, ${describeTarget(seen)}` : ""}${hostPrefix ? ` against ${hostPrefix}` : ""}`,
     ...formatCheckSteps(result),
     ...consul.lines,
     `check passed in ${result.ms} ms${consul.warnings.length > 0 ? ` (${consul.warnings.length} Consul warning(s))` : ""}`,

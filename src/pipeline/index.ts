@@ -57,10 +57,25 @@ export async function loadSpecFile(file: string, cwd: string): Promise<LoadedSpe
 }
 
 /** Plan and render (both pure); a value no quoting helper can write safely rejects the spec. */
-export function buildFileSet(spec: Spec, specFile: string, target?: "openresty" | "nginx", opts: RenderOptions = {}): FileSet {
-  const effective = target === undefined ? spec : { ...spec, target };
+/**
+ * Render `spec`; `target` overrides the spec's target; `seenVersion` (the
+ * binary's version, from `-V`) is rendered for when the spec names no
+ * target_version.
+ */
+export function buildFileSet(
+  spec: Spec,
+  specFile: string,
+  target?: "openresty" | "nginx",
+  opts: RenderOptions & { seenVersion?: string } = {},
+): FileSet {
+  const { seenVersion, ...renderOptions } = opts;
+  const effective = {
+    ...spec,
+    ...(target === undefined ? {} : { target }),
+    ...(spec.target_version === undefined && seenVersion !== undefined ? { target_version: seenVersion } : {}),
+  };
   try {
-    return renderFileSet(planBuild(effective, { specFile: path.basename(specFile), generator: GENERATOR }), opts);
+    return renderFileSet(planBuild(effective, { specFile: path.basename(specFile), generator: GENERATOR }), renderOptions);
   } catch (error) {
     if (error instanceof UnsafeValueError) throw new RejectedError(`the spec holds a value that cannot be written safely: ${error.message}`);
     throw error;

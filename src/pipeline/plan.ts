@@ -14,6 +14,7 @@ import { formatPeerAddress } from "../spec/address.js";
 import { hasUpstreamModule } from "../spec/features.js";
 import { consulUpstreamEntries, peerOf } from "../spec/upstream-checks.js";
 import { planStaticStatus, planStaticUpstream, splitUpstreams } from "./plan-static.js";
+import { BASELINE_VERSION, versionAtLeast } from "../target/index.js";
 
 export interface RenderModel {
   generator: string;
@@ -235,14 +236,18 @@ function listens(server: Server): string[] {
 
 function planServer(spec: Spec, server: Server, index: number): NginxDirective {
   const inner: NginxDirective[] = [];
+  // nginx 1.25.1 made HTTP/2 a server directive and deprecated the listen
+  // flag ([warn] on every -t); older versions know only the flag.
+  const http2Directive = versionAtLeast(spec.target_version ?? BASELINE_VERSION, "1.25.1");
   for (const l of listens(server)) {
     const flags: string[] = [];
     if (server.ssl) flags.push("ssl");
-    if (server.http2) flags.push("http2");
+    if (server.http2 && !http2Directive) flags.push("http2");
     if (server.default_server) flags.push("default_server");
     if (server.reuseport) flags.push("reuseport");
     inner.push(d("listen", l, ...flags, ...server.listen_options));
   }
+  if (server.http2 && http2Directive) inner.push(d("http2", "on"));
   if (server.server_name.length > 0) inner.push(d("server_name", ...server.server_name));
   if (server.ssl) {
     inner.push(d("ssl_certificate", server.ssl.certificate), d("ssl_certificate_key", server.ssl.certificate_key));

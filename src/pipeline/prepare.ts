@@ -43,9 +43,9 @@ export function fingerprintOf(text: string, set: FileSet): string {
 }
 
 /** Read, validate and render; every spec problem becomes one RejectedError (exit 1). */
-export async function prepareSpec(file: string, cwd: string, targetOverride?: Target): Promise<PreparedSpec> {
+export async function prepareSpec(file: string, cwd: string, targetOverride?: Target, seenVersion?: string): Promise<PreparedSpec> {
   const { spec, file: display, absFile, text, warnings, locate } = await loadSpecFile(file, cwd);
-  const set = buildFileSet(spec, display, targetOverride);
+  const set = buildFileSet(spec, display, targetOverride, seenVersion === undefined ? {} : { seenVersion });
   return {
     spec,
     target: targetOverride ?? spec.target,

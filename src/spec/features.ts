@@ -1,15 +1,20 @@
 /**
  * What the target's nginx can do, judged from the spec alone (build is pure:
- * it never runs the binary). Today the spec names only the target kind, so
- * each kind stands for the version gen-lb is tested against; once the spec
- * carries the target's version this one function reads it instead.
+ * it never runs the binary): its `target_version` when set (check and
+ * install fill it from the binary's -V), else the version gen-lb is tested
+ * against for the target kind. Rendering choices whose wrong guess breaks
+ * `-t` (http2) use the conservative baseline instead (src/target/).
  */
 import type { Spec } from "./schema.js";
 
 export type NginxVersion = readonly [major: number, minor: number, patch: number];
 
 /** The nginx core version of the target: OpenResty 1.31 bundles nginx 1.31; "nginx" is Debian's 1.22. */
-export function targetNginxVersion(spec: Pick<Spec, "target">): NginxVersion {
+export function targetNginxVersion(spec: Pick<Spec, "target"> & { target_version?: string | undefined }): NginxVersion {
+  if (spec.target_version !== undefined) {
+    const [major = 0, minor = 0, patch = 0] = spec.target_version.split(".").map(Number);
+    return [major, minor, patch];
+  }
   return spec.target === "openresty" ? [1, 31, 1] : [1, 22, 1];
 }
 
@@ -21,11 +26,11 @@ function atLeast(v: NginxVersion, want: NginxVersion): boolean {
 const show = (v: NginxVersion) => v.join(".");
 
 /** `server ... resolve` in an upstream {} (open-source nginx 1.27.3+): the reason it cannot be used, or undefined. */
-export function upstreamResolveUnsupported(spec: Pick<Spec, "target">): string | undefined {
+export function upstreamResolveUnsupported(spec: Pick<Spec, "target" | "target_version">): string | undefined {
   const v = targetNginxVersion(spec);
   return atLeast(v, [1, 27, 3])
     ? undefined
-    : `target "${spec.target}" is nginx ${show(v)}, and \`server ... resolve\` in an upstream needs nginx 1.27.3 or later (OpenResty 1.31 has it): remove resolve (nginx then resolves the names once at start and on reload)`;
+    : `target "${spec.target}"${spec.target_version ? ` ${spec.target_version}` : ""} is nginx ${show(v)}, and \`server ... resolve\` in an upstream needs nginx 1.27.3 or later (OpenResty 1.31 has it): remove resolve (nginx then resolves the names once at start and on reload)`;
 }
 
 /** Does the target ship lua-upstream-nginx-module (`ngx.upstream`), which the status endpoint reads static peer state from? */

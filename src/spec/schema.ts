@@ -473,6 +473,13 @@ export const specSchema = z
       .enum(["openresty", "nginx"])
       .default("openresty")
       .describe('"openresty", or "nginx" (distro nginx + the dynamic Lua module: emits load_module lines)'),
+    target_version: z
+      .string()
+      .regex(/^\d+\.\d+\.\d+$/, { message: "an nginx version such as 1.22.1 (OpenResty 1.31.1.1 is nginx 1.31.1)" })
+      .optional()
+      .describe(
+        "nginx core version to render for (OpenResty 1.31.1.1 is nginx 1.31.1); default: the version `check` sees in `-V`, else 1.22.0. From 1.25.1, HTTP/2 is `http2 on;` rather than a listen flag",
+      ),
     consul: consulSchema.default(() => consulSchema.parse({})),
     nginx: nginxSchema.default(() => nginxSchema.parse({})),
     upstreams: z.record(name("an upstream name"), upstreamSchema).default({}).describe("load-balanced services, by name"),

@@ -55,6 +55,11 @@ export function nginxTestCommand(bin: string, prefix: string): Command {
   return { command: bin, args: ["-t", "-q", "-p", prefixArg(prefix), "-c", "conf/nginx.conf"], timeoutMs: 30_000 };
 }
 
+/** `nginx -V`: version and configure arguments, on stderr. */
+export function versionOutputCommand(bin: string): Command {
+  return { command: bin, args: ["-V"], timeoutMs: 10_000 };
+}
+
 /** Start a master that daemonizes; the command returns once the master is up or has failed. */
 export function nginxStartCommand(bin: string, prefix: string): Command {
   return { command: bin, args: ["-p", prefixArg(prefix), "-c", "conf/nginx.conf"], timeoutMs: 30_000 };

@@ -5,6 +5,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { buildFileSet } from "../../src/pipeline/index.js";
 import { validateSpecText } from "../../src/pipeline/validate.js";
 import { buildPrefix, Nginx, nginxTest, tempDir } from "../support/nginx.js";
+import { TEST_TARGET, type TestTarget } from "../support/target.js";
 import { writeFileSet } from "../../src/util/files.js";
 import { request } from "../support/load.js";
 import { freePort } from "../support/ports.js";
@@ -15,11 +16,11 @@ const examples = readdirSync(examplesDir).filter((f) => /\.ya?ml$|\.json$/.test(
 /** The golden files: what a spec decides. Runtime modules are tested by running them. */
 const GOLDEN = ["conf/nginx.conf", "lua/gen_lb/config.lua"];
 
-function render(file: string) {
+function render(file: string, target?: TestTarget) {
   const text = readFileSync(new URL(file, examplesDir), "utf8");
   const r = validateSpecText(text, file);
   if (!r.spec) throw new Error(r.errors.map((e) => e.message).join("\n"));
-  return buildFileSet(r.spec, file);
+  return buildFileSet(r.spec, file, target);
 }
 
 describe("rendered output", () => {
@@ -49,11 +50,12 @@ describe("rendered output", () => {
     expect(b.files).toEqual(a.files);
   });
 
-  it.each(examples)("%s passes the real nginx -t", async (file) => {
+  it.each(examples)("%s passes the real nginx -t without warnings (rendered for the matrix's target)", async (file) => {
     const dir = tempDir();
-    await writeFileSet(dir, render(file));
+    await writeFileSet(dir, render(file, TEST_TARGET));
     const result = nginxTest(dir);
     expect(result.output).toContain("test is successful");
+    expect(result.output).not.toContain("[warn]");
     expect(result.ok).toBe(true);
   });
 });

@@ -7,7 +7,7 @@ import { mkdirSync, readdirSync, writeFileSync, cpSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { runCli } from "../support/cli.js";
-import { tempDir } from "../support/nginx.js";
+import { NGINX_BIN, tempDir } from "../support/nginx.js";
 import { FIXTURES, makePrefix, ports, snapshot, specObject, writeSpec } from "../install/helpers.js";
 
 function scratchEnv(): { env: Record<string, string>; dir: string } {
@@ -20,11 +20,11 @@ describe("gen-lb check", () => {
     const dir = tempDir();
     const spec = writeSpec(dir, "lb.json", specObject(await ports(), "hello"));
     const { env, dir: tmp } = scratchEnv();
-    const r = runCli(["--json", "check", "--spec", spec, "--bin", "/usr/sbin/nginx"], { env });
+    const r = runCli(["--json", "check", "--spec", spec, "--bin", NGINX_BIN], { env });
     expect(r.stderr).toBe("");
     expect(r.status).toBe(0);
     const out = JSON.parse(r.stdout);
-    expect(out).toMatchObject({ ok: true, bin: "/usr/sbin/nginx", buildId: expect.stringMatching(/^[0-9a-f]{16}$/) });
+    expect(out).toMatchObject({ ok: true, bin: NGINX_BIN, buildId: expect.stringMatching(/^[0-9a-f]{16}$/) });
     expect(out.steps.map((s: { name: string }) => s.name)).toEqual(["nginx -t", "lua syntax", "smoke start"]);
     for (const s of out.steps) expect(s).toMatchObject({ ok: true, ms: expect.any(Number), messages: expect.any(Array) });
     expect(out.steps[1].messages[0]).toMatch(/^\d+ files parsed by .*luajit$/);
@@ -35,9 +35,10 @@ describe("gen-lb check", () => {
   it("human report: one line per step, then the verdict", async () => {
     const dir = tempDir();
     const spec = writeSpec(dir, "lb.json", specObject(await ports(), "hello"));
-    const r = runCli(["check", "--spec", spec, "--bin", "/usr/sbin/nginx"], { cwd: dir });
+    const r = runCli(["check", "--spec", spec, "--bin", NGINX_BIN], { cwd: dir });
     expect(r.status).toBe(0);
-    expect(r.stdout).toMatch(/^check lb\.json \(build [0-9a-f]{16}\) with \/usr\/sbin\/nginx$/m);
+    // The binary and what its -V says: "openresty 1.31.1.1 (nginx 1.31.1, Lua built in)" or "nginx 1.22.1 (Lua module ...)".
+    expect(r.stdout).toMatch(new RegExp(`^check lb\\.json \\(build [0-9a-f]{16}\\) with ${NGINX_BIN.replace(/[/.]/g, "\\$&")}, (openresty \\S+ \\(nginx \\S+, Lua built in\\)|nginx \\S+ \\(Lua module \\S+\\))$`, "m"));
     expect(r.stdout).toMatch(/^ok {4}nginx -t +\d+ ms$/m);
     expect(r.stdout).toMatch(/^ok {4}lua syntax +\d+ ms$/m);
     expect(r.stdout).toMatch(/^ok {4}smoke start +\d+ ms$/m);
@@ -51,7 +52,7 @@ describe("gen-lb check", () => {
     (spec.servers as Array<Record<string, unknown>>)[0]!.listen = "999.1.1.1:8080";
     const file = writeSpec(dir, "bad-listen.json", spec);
     const { env, dir: tmp } = scratchEnv();
-    const r = runCli(["check", "--spec", file, "--bin", "/usr/sbin/nginx"], { cwd: dir, env });
+    const r = runCli(["check", "--spec", file, "--bin", NGINX_BIN], { cwd: dir, env });
     expect(r.status).toBe(1);
     expect(r.stdout).toBe("");
     expect(r.stderr).toContain("gen-lb: check of bad-listen.json failed: nginx -t");
@@ -67,7 +68,7 @@ describe("gen-lb check", () => {
     const spec = specObject(await ports(), "x", {});
     (spec.nginx as Record<string, unknown>).http = { directives: [{ name: "lua_package_cpath", args: ["/nonexistent/?.so"] }] };
     const file = writeSpec(dir, "init-fails.json", spec);
-    const r = runCli(["--json", "check", "--spec", file, "--bin", "/usr/sbin/nginx"], { cwd: dir });
+    const r = runCli(["--json", "check", "--spec", file, "--bin", NGINX_BIN], { cwd: dir });
     expect(r.status).toBe(1);
     const out = JSON.parse(r.stdout);
     expect(out.ok).toBe(false);
@@ -94,7 +95,7 @@ describe("gen-lb check", () => {
 
     // target nginx with a modules directory that lacks the module files.
     const empty = tempDir("gen-lb-nomods-");
-    const file2 = writeSpec(dir, "nomods.json", { ...specObject(await ports(), "x"), nginx: { modules_dir: empty } });
+    const file2 = writeSpec(dir, "nomods.json", { ...specObject(await ports(), "x"), target: "nginx", nginx: { modules_dir: empty } });
     const r2 = runCli(["check", "--spec", file2, "--bin", "/usr/sbin/nginx"], { cwd: dir });
     expect(r2.status).toBe(1);
     expect(r2.stderr).toContain(`/usr/sbin/nginx cannot load ndk_http_module from ${empty} (no such module file): install the Debian/Ubuntu package libnginx-mod-http-ndk`);
@@ -112,10 +113,10 @@ describe("gen-lb check", () => {
     cpSync(path.join(FIXTURES, "certs"), path.join(prefix, "conf/certs"), { recursive: true });
     const before = snapshot(prefix, []);
 
-    const without = runCli(["check", "--spec", file, "--bin", "/usr/sbin/nginx"], { cwd: dir });
+    const without = runCli(["check", "--spec", file, "--bin", NGINX_BIN], { cwd: dir });
     expect(without.status).toBe(1);
     expect(without.stderr).toMatch(/\[emerg\] cannot load certificate .*certs\/lb\.crt/);
-    const withPrefix = runCli(["check", "--spec", file, "--bin", "/usr/sbin/nginx", "--prefix", prefix], { cwd: dir });
+    const withPrefix = runCli(["check", "--spec", file, "--bin", NGINX_BIN, "--prefix", prefix], { cwd: dir });
     expect(withPrefix.stderr).toBe("");
     expect(withPrefix.status).toBe(0);
     expect(withPrefix.stdout).toContain(`against ${prefix}`);
@@ -123,14 +124,16 @@ describe("gen-lb check", () => {
     expect(snapshot(prefix, [])).toEqual(before);
   });
 
-  it("without luajit on PATH the Lua step says so instead of failing", async () => {
+  it("without luajit (Debian's nginx, none on PATH) the Lua step fails and says what to install", async () => {
     const dir = tempDir();
-    const file = writeSpec(dir, "lb.json", specObject(await ports(), "x"));
+    const file = writeSpec(dir, "lb.json", { ...specObject(await ports(), "x"), target: "nginx" });
     const r = runCli(["--json", "check", "--spec", file, "--bin", "/usr/sbin/nginx"], { cwd: dir, env: { PATH: "/nonexistent" } });
-    expect(r.status).toBe(0);
-    const lua = JSON.parse(r.stdout).steps[1];
-    expect(lua).toMatchObject({ name: "lua syntax", ok: true });
-    expect(lua.messages[0]).toMatch(/^luajit not found on PATH: \d+ Lua files not syntax-checked \(install luajit2/);
+    expect(r.status).toBe(1);
+    const out = JSON.parse(r.stdout);
+    expect(out.error.message).toBe("check of lb.json failed: lua syntax");
+    const lua = out.steps[1];
+    expect(lua).toMatchObject({ name: "lua syntax", ok: false });
+    expect(lua.messages[0]).toMatch(/^luajit not found beside \/usr\/sbin\/nginx nor on PATH: \d+ Lua files cannot be syntax-checked; install luajit2/);
   });
 
   it("bad input: an invalid spec, a missing --bin, a --prefix that is not a prefix", async () => {

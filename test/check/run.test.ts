@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest";
 import { runCheck } from "../../src/check/run.js";
 import { prepareSpec } from "../../src/pipeline/index.js";
 import { systemRunner, type Command, type ProcessRunner } from "../../src/util/proc.js";
-import { tempDir } from "../support/nginx.js";
+import { NGINX_BIN, tempDir } from "../support/nginx.js";
 import { ports, specObject, writeSpec } from "../install/helpers.js";
 
 function recording(): { runner: ProcessRunner; calls: Command[] } {
@@ -23,14 +23,14 @@ describe("runCheck", () => {
     const dir = tempDir();
     const prepared = await prepareSpec(writeSpec(dir, "lb.json", specObject(await ports(), "x")), dir);
     const { runner, calls } = recording();
-    const report = await runCheck({ prepared, bin: "/usr/sbin/nginx" }, { runner, env: process.env, tmpDir: dir });
+    const report = await runCheck({ prepared, bin: NGINX_BIN }, { runner, env: process.env, tmpDir: dir });
     expect(report.ok).toBe(true);
     expect(report.buildId).toBe(prepared.set.buildId);
     expect(report.fingerprint).toBe(prepared.fingerprint);
     expect(calls.map((c) => [c.command, c.args[0]])).toEqual([
-      ["/usr/sbin/nginx", "-t"],
+      [NGINX_BIN, "-t"],
       [expect.stringMatching(/luajit$/), "-e"],
-      ["/usr/sbin/nginx", "-p"],
+      [NGINX_BIN, "-p"],
     ]);
     const scratch = calls[0]!.args[3]!;
     expect(scratch.startsWith(`${dir}/gen-lb-check-`)).toBe(true);
@@ -41,7 +41,7 @@ describe("runCheck", () => {
     const dir = tempDir();
     const prepared = await prepareSpec(writeSpec(dir, "lb.json", specObject(await ports(), "x")), dir);
     prepared.set.files.push({ path: "lua/gen_lb/broken.lua", contents: "local x = = 1\nreturn x\n" });
-    const report = await runCheck({ prepared, bin: "/usr/sbin/nginx" }, { runner: systemRunner, env: process.env });
+    const report = await runCheck({ prepared, bin: NGINX_BIN }, { runner: systemRunner, env: process.env });
     expect(report.ok).toBe(false);
     const lua = report.steps.find((s) => s.name === "lua syntax")!;
     expect(lua.ok).toBe(false);

@@ -3,6 +3,7 @@ import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { runCli, ROOT } from "../support/cli.js";
 import { nginxTest, tempDir } from "../support/nginx.js";
+import { TEST_TARGET } from "../support/target.js";
 
 const BASIC = path.join(ROOT, "fixtures/examples/basic.yaml");
 
@@ -39,7 +40,7 @@ describe("gen-lb CLI", () => {
 
   it("build writes an nginx prefix that nginx accepts, and --json describes it", () => {
     const out = tempDir();
-    const r = runCli(["--json", "build", "--spec", BASIC, "--out", out]);
+    const r = runCli(["--json", "build", "--spec", BASIC, "--out", out, "--target", TEST_TARGET]);
     expect(r.stderr).toBe("");
     expect(r.status).toBe(0);
     const result = JSON.parse(r.stdout);

@@ -8,8 +8,9 @@ import { spawn, execFileSync } from "node:child_process";
 import { chmodSync, cpSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { createHash } from "node:crypto";
 import path from "node:path";
-import { CLI, ROOT, type CliResult } from "../support/cli.js";
-import { tempDir } from "../support/nginx.js";
+import { CLI, MATRIX_PATH, ROOT, type CliResult } from "../support/cli.js";
+import { NGINX_BIN, tempDir } from "../support/nginx.js";
+import { TEST_TARGET } from "../support/target.js";
 import { freePort } from "../support/ports.js";
 
 export const FIXTURES = path.join(ROOT, "fixtures/install");
@@ -34,7 +35,7 @@ export async function ports(): Promise<Ports> {
 /** A small spec: `/` answers `text` from nginx itself (no discovery needed), status on its own port. */
 export function specObject(p: Ports, text: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
   return {
-    target: "nginx",
+    target: TEST_TARGET,
     // Nothing listens on port 1: discovery fails fast and quietly (a warning).
     consul: { addresses: ["http://127.0.0.1:1"] },
     nginx: { worker_processes: 2 },
@@ -73,11 +74,13 @@ export function snapshot(dir: string, skip: string[] = ["logs"]): Record<string,
 
 /**
  * The files install and rollback answer for: everything but gen-lb's own
- * .gen-lb/ state and what a running nginx writes (logs/, and state/ where
- * the Lua runtime keeps its peer dump).
+ * .gen-lb/ state and what a running nginx writes (logs/, state/ where
+ * the Lua runtime keeps its peer dump, and the *_temp/ directories a binary
+ * built with prefix-relative temp paths, such as OpenResty, creates).
  */
+export const NGINX_TEMP_DIRS = ["client_body_temp", "proxy_temp", "fastcgi_temp", "uwsgi_temp", "scgi_temp"];
 export function liveFiles(dir: string): Record<string, string> {
-  return snapshot(dir, ["logs", ".gen-lb", "state"]);
+  return snapshot(dir, ["logs", ".gen-lb", "state", ...NGINX_TEMP_DIRS]);
 }
 
 /** Spawn the built CLI without blocking the event loop; clean env like runCli. */
@@ -85,7 +88,7 @@ export function runCliAsync(args: string[], opts: { cwd?: string; env?: Record<s
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [CLI, ...args], {
       cwd: opts.cwd ?? ROOT,
-      env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/root", ...opts.env },
+      env: { PATH: MATRIX_PATH, HOME: process.env.HOME ?? "/root", ...opts.env },
     });
     let stdout = "";
     let stderr = "";
@@ -102,7 +105,7 @@ export function runCliAsync(args: string[], opts: { cwd?: string; env?: Record<s
 /** A shell script that runs nginx, after doing `before` when called for a real start (not -t). */
 export function wrapperBin(dir: string, onStart: string): string {
   const file = path.join(dir, "nginx-wrapper.sh");
-  writeFileSync(file, `#!/bin/sh\ncase " $* " in *" -t "*) ;; *) ${onStart} ;; esac\nexec /usr/sbin/nginx "$@"\n`, { mode: 0o755 });
+  writeFileSync(file, `#!/bin/sh\ncase " $* " in *" -t "*) ;; *) ${onStart} ;; esac\nexec ${NGINX_BIN} "$@"\n`, { mode: 0o755 });
   return file;
 }
 

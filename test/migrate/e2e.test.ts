@@ -17,9 +17,9 @@ import { buildPrefix, Nginx } from "../support/nginx.js";
 import { freePort, waitFor } from "../support/ports.js";
 import { fixtureLoader, root } from "./helpers.js";
 
-// Until the runtime's balancer lands (issue 3), the committed balancer.lua is
-// a placeholder that serves fallback peers only; the traffic assertions wait
-// for it, the discovery assertion does not.
+// Discovery is asynchronous after start: until the watcher's first answer the
+// balancer routes to the fallback peers, so the traffic assertions wait for the
+// Consul instances to be served; the discovery assertion does not.
 
 async function sample(url: string, n: number): Promise<Record<string, number>> {
   const seen: Record<string, number> = {};

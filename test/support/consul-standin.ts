@@ -59,7 +59,12 @@ export interface LoggedRequest {
   path: string;
   query: URLSearchParams;
   headers: http.IncomingHttpHeaders;
-  /** Epoch milliseconds, sub-millisecond precision (benchmarks diff these). */
+  /**
+   * Epoch milliseconds on the monotonic clock (`performance.timeOrigin +
+   * performance.now()`), sub-millisecond precision (benchmarks diff these).
+   * It can sit tens of ms from `Date.now()` in a long-lived process: compare
+   * it with the same clock.
+   */
   at: number;
   /** Set when an answer was sent; stays undefined for closed or hung requests. */
   status?: number;

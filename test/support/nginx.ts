@@ -14,8 +14,10 @@ import { formatDiagnostic } from "../../src/pipeline/load.js";
 import { validateSpecText } from "../../src/pipeline/validate.js";
 import { writeFileSet } from "../../src/util/files.js";
 import { waitFor } from "./ports.js";
+import { TEST_BIN, TEST_TARGET } from "./target.js";
 
-export const NGINX_BIN = process.env.GEN_LB_TEST_NGINX ?? "/usr/sbin/nginx";
+/** The binary under test: the test matrix sets it (see test/support/target.ts). */
+export const NGINX_BIN = TEST_BIN;
 
 const running = new Set<number>();
 process.on("exit", () => {
@@ -32,9 +34,9 @@ export function tempDir(prefix = "gen-lb-test-"): string {
   return mkdtempSync(path.join(os.tmpdir(), prefix));
 }
 
-/** Validate and render `spec` (target nginx unless it says otherwise) into a fresh prefix. */
+/** Validate and render `spec` for the matrix's target (whatever the spec says) into a fresh prefix. */
 export async function buildPrefix(spec: SpecInput, dir = tempDir()): Promise<{ dir: string; buildId: string }> {
-  const result = validateSpecText(JSON.stringify({ target: "nginx", ...spec }), "spec.json");
+  const result = validateSpecText(JSON.stringify({ ...spec, target: TEST_TARGET }), "spec.json");
   if (!result.spec) throw new Error(`test spec is invalid:\n${result.errors.map(formatDiagnostic).join("\n")}`);
   const set = buildFileSet(result.spec, "spec.json");
   await writeFileSet(dir, set);
