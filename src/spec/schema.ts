@@ -24,6 +24,9 @@ export const safeText = (what = "value") =>
       message: `${what} must not contain control characters (newlines, tabs), "\${" or "]]": they cannot be expressed safely in nginx or Lua syntax`,
     });
 
+/** Like safeText, but '' is a valid map match or value. */
+const mapText = (what: string) => z.union([z.literal(""), safeText(what)]);
+
 const name = (what: string) =>
   z
     .string()
@@ -182,10 +185,10 @@ const gzip = z
 const mapBlock = z.strictObject({
   source: safeText("a map source").describe("the value tested, e.g. $http_upgrade"),
   variable: z.string().regex(/^\$[A-Za-z_][A-Za-z0-9_]*$/, { message: "a variable such as $connection_upgrade" }).describe("the variable defined"),
-  default: z.string().optional().describe("value when nothing matches"),
+  default: mapText("a map default").optional().describe("value when nothing matches"),
   hostnames: z.boolean().optional().describe("the map's `hostnames` flag"),
   entries: z
-    .array(z.strictObject({ match: z.string().describe("match ('' matches empty; ~regex allowed)"), value: z.string().describe("resulting value") }))
+    .array(z.strictObject({ match: mapText("a map match").describe("match ('' matches empty; ~regex allowed)"), value: mapText("a map value").describe("resulting value") }))
     .default([])
     .describe("match/value pairs, in order"),
 });

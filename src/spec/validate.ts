@@ -4,6 +4,7 @@
  */
 import type { z } from "zod";
 import { formatPath, loadSpecText, type LoadedSpec, type SpecDiagnostic } from "./load.js";
+import { nginxSideChecks } from "./directive-check.js";
 import { proxiesToUpstream, specSchema, type Directive, type Spec } from "./schema.js";
 
 export interface ValidationResult {
@@ -32,6 +33,7 @@ export function validateLoaded(loaded: LoadedSpec): ValidationResult {
   }
   const spec = parsed.data;
   const { errors, warnings } = crossCheck(spec, diag);
+  if (errors.length === 0) nginxSideChecks(spec, (path, message) => errors.push(diag(path, message)));
   return errors.length > 0 ? { warnings, errors: byPosition(errors) } : { spec, warnings: byPosition(warnings), errors };
 }
 
