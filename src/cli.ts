@@ -111,6 +111,13 @@ Exit codes: 0 ok, 1 spec or config rejected, 2 usage error or crash.`,
   p.command("parse")
     .description("parse an nginx config (with includes) and print its tree in crossplane's shape")
     .argument("<file>", "nginx.conf to parse")
+    .option("--include-comments", "include comments in the tree")
+    .option("--single-file", "do not follow include directives")
+    .option("--ignore <directive>", "leave this directive out (repeatable)", collect, [])
+    .option("--combine", "inline every include into one config")
+    .option("--strict", "unknown directives are errors")
+    .option("--no-check-ctx", "do not check that each directive is allowed where it is")
+    .option("--no-check-args", "do not check each directive's number of arguments")
     .action(lazy("parse"));
 
   p.command("migrate")
@@ -140,7 +147,11 @@ async function main(argv: string[]): Promise<number> {
       if (json) {
         // The command's own result fields (check's steps, build's diff...) stay
         // top-level beside ok, as on success; the error itself is one more key.
-        const doc = { ok: false, ...error.data, error: { message: error.message, exitCode: error.exitCode, details: error.details } };
+        // a command whose --json output is another tool's document (parse: crossplane's payload) gives it whole
+        const doc =
+          error.data?.document !== undefined
+            ? error.data.document
+            : { ok: false, ...error.data, error: { message: error.message, exitCode: error.exitCode, details: error.details } };
         process.stdout.write(JSON.stringify(doc, null, 2) + "\n");
       }
       process.stderr.write(`gen-lb: ${error.message}\n${error.details.map((d) => `  ${d}\n`).join("")}`);

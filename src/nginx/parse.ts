@@ -107,7 +107,12 @@ export function parseString(text: string, file: string, options: ParseOptions = 
       const kind = tz.next();
       if (kind === "word") {
         if (cur === null) cur = { directive: tz.value, line: tz.tokLine, column: tz.tokColumn, file, args: [] };
-        else cur.args.push(tz.value);
+        else {
+          // escapes as written, for crossplane's payload; kept only once one appears
+          const w = tz.written;
+          if (w !== undefined || cur.written !== undefined) (cur.written ??= cur.args.slice()).push(w ?? tz.value);
+          cur.args.push(tz.value);
+        }
       } else if (kind === "comment") {
         if (!keepComments) continue;
         const c: Directive = { directive: "#", line: tz.tokLine, column: tz.tokColumn, file, args: [], comment: tz.value };
@@ -119,7 +124,10 @@ export function parseString(text: string, file: string, options: ParseOptions = 
         if (isLuaBlockDirective(d.directive)) {
           fail(`"${d.directive}" needs its Lua code in a "{ }" block, not ";"`);
         }
-        if (d.directive === "if") stripIfParens(d.args);
+        if (d.directive === "if") {
+          stripIfParens(d.args);
+          if (d.written) stripIfParens(d.written);
+        }
         if (d.directive === "include") includes.push(d);
         finish(d);
         cur = null;
@@ -129,6 +137,7 @@ export function parseString(text: string, file: string, options: ParseOptions = 
         if (isLuaBlockDirective(d.directive)) {
           const body = tz.readLuaBody();
           d.args.push(body.body);
+          d.written?.push(body.body);
           d.lua = { line: body.line, column: body.column };
           lastLua = d;
           finish(d);
@@ -151,7 +160,10 @@ export function parseString(text: string, file: string, options: ParseOptions = 
           );
         }
         if (stack.length > MAX_DEPTH) fail(`blocks nested more than ${MAX_DEPTH} levels deep`);
-        if (d.directive === "if") stripIfParens(d.args);
+        if (d.directive === "if") {
+          stripIfParens(d.args);
+          if (d.written) stripIfParens(d.written);
+        }
         d.block = [];
         finish(d);
         cur = null;
