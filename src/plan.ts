@@ -9,6 +9,7 @@
 import type { NginxDirective } from "./render/quote.js";
 import { proxiesToUpstream, type AccessLog, type Location, type Server, type Spec, type Upstream } from "./spec/schema.js";
 import { nginxDuration, parseDuration } from "./spec/units.js";
+import { planSecurityHeaders, planTls } from "./plan-tls.js";
 
 export interface RenderModel {
   generator: string;
@@ -239,11 +240,8 @@ function planServer(spec: Spec, server: Server, index: number): NginxDirective {
     inner.push(d("listen", l, ...flags, ...server.listen_options));
   }
   if (server.server_name.length > 0) inner.push(d("server_name", ...server.server_name));
-  if (server.ssl) {
-    inner.push(d("ssl_certificate", server.ssl.certificate), d("ssl_certificate_key", server.ssl.certificate_key));
-    if (server.ssl.protocols) inner.push(d("ssl_protocols", ...server.ssl.protocols));
-    inner.push(...optional("ssl_ciphers", server.ssl.ciphers));
-  }
+  if (server.ssl) inner.push(...planTls(server.ssl));
+  inner.push(...planSecurityHeaders(server));
   inner.push(...optional("root", server.root));
   if (server.index) inner.push(d("index", ...server.index));
   for (const page of server.error_pages) inner.push(d("error_page", ...page.codes, page.uri));
