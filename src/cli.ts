@@ -120,6 +120,13 @@ Exit codes: 0 ok, 1 spec or config rejected, 2 usage error or crash.`,
     .option("--no-check-args", "do not check each directive's number of arguments")
     .action(lazy("parse"));
 
+  p.command("lint")
+    .description("gixy-style checks on an nginx config (FILE, with its includes) or on what the spec renders")
+    .argument("[file]", "an existing nginx.conf; without it, the spec's output")
+    .option("-s, --spec <file>", "spec file", "gen-lb.yaml")
+    .addOption(new Option("-t, --target <target>", "override the spec's target").choices(["openresty", "nginx"]))
+    .action(lazy("lint"));
+
   p.command("migrate")
     .description("turn a hand-written nginx (+ Lua + Consul) setup into a gen-lb spec, with a report")
     .argument("<file>", "the old nginx.conf")

@@ -1,6 +1,7 @@
 import path from "node:path";
 import { RejectedError } from "../errors.js";
 import { buildFileSet, loadSpecFile } from "../pipeline.js";
+import { formatFinding, lintRenderedConfig } from "../lint/lint.js";
 import { formatDiagnostic } from "../spec/load.js";
 import { unifiedDiff } from "../util/diff.js";
 import { readExisting, staleFiles, writeFileSet } from "../util/files.js";
@@ -18,6 +19,9 @@ export default async function build(opts: BuildOptions, io: Io): Promise<void> {
   const set = buildFileSet(spec, file, opts.target);
   const outDir = path.resolve(io.cwd, opts.out);
   if (!io.json) for (const w of warnings) io.err(`warning: ${formatDiagnostic(w)}\n`);
+  const conf = set.files.find((f) => f.path === "conf/nginx.conf");
+  const lintFindings = conf ? lintRenderedConfig(conf.contents) : [];
+  if (!io.json) for (const f of lintFindings) io.err(`warning: lint: ${formatFinding(f)}\n`);
 
   if (opts.check) {
     const existing = await readExisting(outDir, set.files.map((f) => f.path));
@@ -46,7 +50,7 @@ export default async function build(opts: BuildOptions, io: Io): Promise<void> {
   const summary = await writeFileSet(outDir, set);
   report(
     io,
-    { ok: true, out: opts.out, buildId: set.buildId, files: summary.written, removed: summary.removed, warnings },
+    { ok: true, out: opts.out, buildId: set.buildId, files: summary.written, removed: summary.removed, warnings, lint: lintFindings },
     [
       `built ${file} -> ${opts.out}/ (build ${set.buildId}): ${summary.written.length} files`,
       ...summary.removed.map((r) => `removed stale ${r}`),
