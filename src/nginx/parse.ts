@@ -30,7 +30,7 @@ export interface ParseOptions {
 export interface FileParse {
   /** Everything parsed; after a syntax error, what was parsed before it. */
   parsed: Directive[];
-  /** At most one syntax error: nginx stops reading a file at the first. */
+  /** Syntax errors: reading stops at the first, but for a directive a "}" ends without ";" (crossplane reads on). */
   errors: ParseError[];
   /** The file's `include` directives, in document order. */
   includes: Directive[];
@@ -171,7 +171,11 @@ export function parseString(text: string, file: string, options: ParseOptions = 
         list = d.block;
       } else if (kind === "}") {
         if (cur !== null) {
-          fail(`unexpected "}": the directive "${cur.directive}" (line ${cur.line}) is not terminated by ";"`);
+          // As crossplane: report the unterminated directive where it starts,
+          // leave it out, close the block and read on.
+          errors.push({ file, line: cur.line, column: cur.column, error: `directive "${cur.directive}" is not terminated by ";"` });
+          cur = null;
+          pending = [];
         }
         if (stack.length === 1) fail('unexpected "}": no block is open here');
         stack.pop();

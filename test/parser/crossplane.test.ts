@@ -200,6 +200,17 @@ describe("crossplane parse options", () => {
     expect(p.config[0]!.parsed[1]!.block![0]!.args).toEqual(["X", 'a"b\\tc']);
   });
 
+  it("a directive a \"}\" ends without \";\": reported at its line, left out, the rest read (crossplane's missing-semicolon case)", () => {
+    const conf =
+      "http {\n    server {\n        location /is-broken {\n            proxy_pass http://is.broken.example\n        }\n\n        location /not-broken {\n            proxy_pass http://not.broken.example;\n        }\n    }\n}\n";
+    const p = parse({ "/c/nginx.conf": conf });
+    expect(p.errors).toEqual([{ file: "/c/nginx.conf", error: 'directive "proxy_pass" is not terminated by ";" in /c/nginx.conf:4', line: 4 }]);
+    expect(p.config[0]!.parsed[0]!.block![0]!.block).toEqual([
+      { directive: "location", line: 3, args: ["/is-broken"], block: [] },
+      { directive: "location", line: 7, args: ["/not-broken"], block: [{ directive: "proxy_pass", line: 8, args: ["http://not.broken.example"] }] },
+    ]);
+  });
+
   it("a failed parse: status failed, errors[] with file, line, error", () => {
     const p = parse({ "/c/nginx.conf": "events {}\nhttp {\n    server {\n" });
     expect(p.status).toBe("failed");
