@@ -30,7 +30,8 @@ export default defineConfig({
     projects: [
       {
         extends: true,
-        test: { name: "unit", include: UNIT },
+        // Its own group, first: vitest runs projects with different maxWorkers in separate groups.
+        test: { name: "unit", include: UNIT, sequence: { groupOrder: 0 } },
       },
       {
         extends: true,
@@ -42,6 +43,7 @@ export default defineConfig({
           // End-to-end files start real nginx masters and backends; two at a
           // time is what a 2-core machine carries without starving timers.
           maxWorkers: 2,
+          sequence: { groupOrder: 1 },
         },
       },
     ],

@@ -128,7 +128,21 @@ Exit codes: 0 ok, 1 spec or config rejected, 2 usage error or crash.`,
   p.command("parse")
     .description("parse an nginx config (with includes) and print its tree in crossplane's shape")
     .argument("<file>", "nginx.conf to parse")
+    .option("--include-comments", "include comments in the tree")
+    .option("--single-file", "do not follow include directives")
+    .option("--ignore <directive>", "leave this directive out (repeatable)", collect, [])
+    .option("--combine", "inline every include into one config")
+    .option("--strict", "unknown directives are errors")
+    .option("--no-check-ctx", "do not check that each directive is allowed where it is")
+    .option("--no-check-args", "do not check each directive's number of arguments")
     .action(lazy("parse"));
+
+  p.command("lint")
+    .description("gixy-style checks on an nginx config (FILE, with its includes) or on what the spec renders")
+    .argument("[file]", "an existing nginx.conf; without it, the spec's output")
+    .option("-s, --spec <file>", "spec file", "gen-lb.yaml")
+    .addOption(new Option("-t, --target <target>", "override the spec's target").choices(["openresty", "nginx"]))
+    .action(lazy("lint"));
 
   p.command("migrate")
     .description("turn a hand-written nginx (+ Lua + Consul) setup into a gen-lb spec, with a report")
@@ -158,7 +172,11 @@ async function main(argv: string[]): Promise<number> {
       if (json) {
         // The command's own result fields (check's steps, build's diff...) stay
         // top-level beside ok, as on success; the error itself is one more key.
-        const doc = { ok: false, ...error.data, error: { message: error.message, exitCode: error.exitCode, details: error.details } };
+        // a command whose --json output is another tool's document (parse: crossplane's payload) gives it whole
+        const doc =
+          error.data?.document !== undefined
+            ? error.data.document
+            : { ok: false, ...error.data, error: { message: error.message, exitCode: error.exitCode, details: error.details } };
         process.stdout.write(JSON.stringify(doc, null, 2) + "\n");
       }
       process.stderr.write(`gen-lb: ${error.message}\n${error.details.map((d) => `  ${d}\n`).join("")}`);

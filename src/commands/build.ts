@@ -12,6 +12,7 @@ import { formatDiagnostic } from "../pipeline/load.js";
 import { isGeneratedOutput } from "../pipeline/render.js";
 import { inDiffOrder, unifiedDiff } from "../util/diff.js";
 import { ensureKeepFile, foreignFiles, readExisting, staleFiles, writeFileSet } from "../util/files.js";
+import { formatFinding, lintRenderedConfig } from "../lint/lint.js";
 import { report, type Io } from "./io.js";
 
 /** Directories a built prefix needs besides the files: logs/ is kept in git by a .gitkeep; the runtime writes its dump to state/. */
@@ -31,6 +32,9 @@ export default async function build(opts: BuildOptions, io: Io): Promise<void> {
   const set = buildFileSet(spec, file, opts.target);
   const outDir = path.resolve(io.cwd, opts.out);
   if (!io.json) for (const w of warnings) io.err(`warning: ${formatDiagnostic(w)}\n`);
+  const conf = set.files.find((f) => f.path === "conf/nginx.conf");
+  const lintFindings = conf ? lintRenderedConfig(conf.contents) : [];
+  if (!io.json) for (const f of lintFindings) io.err(`warning: lint: ${formatFinding(f)}\n`);
 
   if (opts.check) {
     const existing = await readExisting(outDir, set.files.map((f) => f.path));
@@ -76,7 +80,7 @@ export default async function build(opts: BuildOptions, io: Io): Promise<void> {
   if (set.dirs.includes(path.dirname(KEEP_FILE)) && (await ensureKeepFile(path.join(outDir, KEEP_FILE)))) summary.written.push(KEEP_FILE);
   report(
     io,
-    { ok: true, out: opts.out, buildId: set.buildId, files: summary.written, removed: summary.removed, warnings },
+    { ok: true, out: opts.out, buildId: set.buildId, files: summary.written, removed: summary.removed, warnings, lint: lintFindings },
     [
       `built ${file} -> ${opts.out}/ (build ${set.buildId}): ${summary.written.length} files`,
       ...summary.removed.map((r) => `removed stale ${r}`),

@@ -10,7 +10,7 @@ import path from "node:path";
 import { RejectedError, UsageError } from "../errors.js";
 import { fsLoader } from "../nginx/load.js";
 import { parseConfig } from "../nginx/parse.js";
-import { toPayload } from "../nginx/payload.js";
+import { crossplanePayload, type CrossplaneOptions } from "../nginx/crossplane.js";
 import type { Directive } from "../nginx/types.js";
 import { errnoMessage } from "../util/files.js";
 import { report, type Io } from "./io.js";
@@ -24,7 +24,17 @@ function count(nodes: readonly Directive[], into: { directives: number; comments
   }
 }
 
-export default async function run(_opts: Record<string, unknown>, io: Io, args: string[]): Promise<void> {
+export interface ParseCommandOptions {
+  includeComments?: boolean;
+  singleFile?: boolean;
+  ignore?: string[];
+  combine?: boolean;
+  strict?: boolean;
+  checkCtx?: boolean;
+  checkArgs?: boolean;
+}
+
+export default async function run(opts: ParseCommandOptions, io: Io, args: string[]): Promise<void> {
   const file = args[0];
   if (file === undefined || file === "") throw new UsageError("parse needs the nginx config file to read");
   try {
@@ -36,8 +46,16 @@ export default async function run(_opts: Record<string, unknown>, io: Io, args: 
     throw new UsageError(`cannot read ${file}: ${errnoMessage(e)}`);
   }
 
-  const result = parseConfig(file, fsLoader(io.cwd));
-  const payload = toPayload(result);
+  const cp: CrossplaneOptions = {
+    includeComments: opts.includeComments === true,
+    ignore: opts.ignore ?? [],
+    combine: opts.combine === true,
+    strict: opts.strict === true,
+    checkCtx: opts.checkCtx !== false,
+    checkArgs: opts.checkArgs !== false,
+  };
+  const result = parseConfig(file, fsLoader(io.cwd), { comments: cp.includeComments, single: opts.singleFile === true });
+  const payload = crossplanePayload(result, cp);
 
   const totals = { directives: 0, comments: 0, includes: 0 };
   const lines: string[] = [];
@@ -58,13 +76,17 @@ export default async function run(_opts: Record<string, unknown>, io: Io, args: 
     `${n} file${n === 1 ? "" : "s"}, ${totals.directives} directive${totals.directives === 1 ? "" : "s"}, ${totals.comments} comment${totals.comments === 1 ? "" : "s"}: ${result.status}`,
   );
 
-  if (result.status === "failed") {
+  if (payload.status === "failed") {
     if (!io.json) io.out(lines.join("\n") + "\n");
-    const k = result.errors.length;
+    const k = payload.errors.length;
     throw new RejectedError(
       `${file} did not parse as an nginx config (${k} error${k === 1 ? "" : "s"})`,
-      result.errors.map((e) => `${e.file}:${e.line}:${e.column}: ${e.error}`),
-      { payload },
+      // on stderr, gen-lb's exact file:line:column for what the parser found, then the analyser's
+      [
+        ...result.errors.map((e) => `${e.file}:${e.line}:${e.column}: ${e.error}`),
+        ...payload.errors.slice(result.errors.length).map((e) => `${e.file}:${e.line}: ${e.error.slice(0, e.error.lastIndexOf(" in "))}`),
+      ],
+      { document: payload },
     );
   }
   report(io, payload, lines);

@@ -31,7 +31,7 @@ export interface ParseOptions {
 export interface FileParse {
   /** Everything parsed; after a syntax error, what was parsed before it. */
   parsed: Directive[];
-  /** At most one syntax error: nginx stops reading a file at the first. */
+  /** Syntax errors: reading stops at the first, but for a directive a "}" ends without ";" (crossplane reads on). */
   errors: ParseError[];
   /** The file's `include` directives, in document order. */
   includes: Directive[];
@@ -108,7 +108,12 @@ export function parseString(text: string, file: string, options: ParseOptions = 
       const kind = tz.next();
       if (kind === "word") {
         if (cur === null) cur = { directive: tz.value, line: tz.tokLine, column: tz.tokColumn, file, args: [] };
-        else cur.args.push(tz.value);
+        else {
+          // escapes as written, for crossplane's payload; kept only once one appears
+          const w = tz.written;
+          if (w !== undefined || cur.written !== undefined) (cur.written ??= cur.args.slice()).push(w ?? tz.value);
+          cur.args.push(tz.value);
+        }
       } else if (kind === "comment") {
         if (!keepComments) continue;
         const c: Directive = { directive: "#", line: tz.tokLine, column: tz.tokColumn, file, args: [], comment: tz.value };
@@ -120,7 +125,10 @@ export function parseString(text: string, file: string, options: ParseOptions = 
         if (isLuaBlockDirective(d.directive)) {
           fail(`"${d.directive}" needs its Lua code in a "{ }" block, not ";"`);
         }
-        if (d.directive === "if") stripIfParens(d.args);
+        if (d.directive === "if") {
+          stripIfParens(d.args);
+          if (d.written) stripIfParens(d.written);
+        }
         if (d.directive === "include") includes.push(d);
         finish(d);
         cur = null;
@@ -130,6 +138,7 @@ export function parseString(text: string, file: string, options: ParseOptions = 
         if (isLuaBlockDirective(d.directive)) {
           const body = tz.readLuaBody();
           d.args.push(body.body);
+          d.written?.push(body.body);
           d.lua = { line: body.line, column: body.column };
           lastLua = d;
           finish(d);
@@ -152,7 +161,10 @@ export function parseString(text: string, file: string, options: ParseOptions = 
           );
         }
         if (stack.length > MAX_DEPTH) fail(`blocks nested more than ${MAX_DEPTH} levels deep`);
-        if (d.directive === "if") stripIfParens(d.args);
+        if (d.directive === "if") {
+          stripIfParens(d.args);
+          if (d.written) stripIfParens(d.written);
+        }
         d.block = [];
         finish(d);
         cur = null;
@@ -160,7 +172,11 @@ export function parseString(text: string, file: string, options: ParseOptions = 
         list = d.block;
       } else if (kind === "}") {
         if (cur !== null) {
-          fail(`unexpected "}": the directive "${cur.directive}" (line ${cur.line}) is not terminated by ";"`);
+          // As crossplane: report the unterminated directive where it starts,
+          // leave it out, close the block and read on.
+          errors.push({ file, line: cur.line, column: cur.column, error: `directive "${cur.directive}" is not terminated by ";"` });
+          cur = null;
+          pending = [];
         }
         if (stack.length === 1) fail('unexpected "}": no block is open here');
         stack.pop();

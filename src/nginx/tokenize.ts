@@ -101,6 +101,8 @@ export class Tokenizer {
   kind: TokenKind = "eof";
   value = "";
   quoted = false;
+  /** crossplane's spelling of the last word when it had an escape, else undefined. */
+  written: string | undefined = undefined;
   tokLine = 1;
   tokColumn = 1;
   tokOffset = 0;
@@ -148,6 +150,7 @@ export class Tokenizer {
     this.tokColumn = i - this.lineStart + 1;
     this.quoted = false;
     this.value = "";
+    this.written = undefined;
     if (i >= n) {
       this.pos = n;
       return (this.kind = "eof");
@@ -212,6 +215,8 @@ export class Tokenizer {
     }
     const raw = s.slice(i + 1, j);
     this.value = escaped ? unescapeWord(raw) : raw;
+    // crossplane's form: quotes dropped, `\"` inside "..." is the quote, every other escape as written
+    this.written = escaped ? raw.split(`\\${String.fromCharCode(quote)}`).join(String.fromCharCode(quote)) : undefined;
     this.quoted = true;
     this.pos = j + 1;
     // nginx insists on a separator after the closing quote; `)` is allowed so
@@ -260,6 +265,7 @@ export class Tokenizer {
     if (j > n) j = n;
     const raw = s.slice(i, j);
     this.value = escaped ? unescapeWord(raw) : raw;
+    this.written = escaped ? raw : undefined;
     this.pos = j;
     return (this.kind = "word");
   }

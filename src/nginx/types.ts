@@ -21,6 +21,8 @@ export interface Directive {
    * outer braces.
    */
   args: string[];
+  /** The arguments with their escape sequences as written (crossplane's form); only when one had an escape. */
+  written?: string[];
   /** Present when the directive ended with `{ ... }` (not for Lua blocks). */
   block?: Directive[];
   /** For `include`: indexes into the payload's config[] of the files it pulled in. */

@@ -15,6 +15,7 @@ import { hasUpstreamModule } from "../spec/features.js";
 import { consulUpstreamEntries, peerOf } from "../spec/upstream-checks.js";
 import { planStaticStatus, planStaticUpstream, splitUpstreams } from "./plan-static.js";
 import { BASELINE_VERSION, versionAtLeast } from "../target/index.js";
+import { planSecurityHeaders, planTls } from "./plan-tls.js";
 
 export interface RenderModel {
   generator: string;
@@ -249,11 +250,8 @@ function planServer(spec: Spec, server: Server, index: number): NginxDirective {
   }
   if (server.http2 && http2Directive) inner.push(d("http2", "on"));
   if (server.server_name.length > 0) inner.push(d("server_name", ...server.server_name));
-  if (server.ssl) {
-    inner.push(d("ssl_certificate", server.ssl.certificate), d("ssl_certificate_key", server.ssl.certificate_key));
-    if (server.ssl.protocols) inner.push(d("ssl_protocols", ...server.ssl.protocols));
-    inner.push(...optional("ssl_ciphers", server.ssl.ciphers));
-  }
+  if (server.ssl) inner.push(...planTls(server.ssl));
+  inner.push(...planSecurityHeaders(server));
   inner.push(...optional("root", server.root));
   if (server.index) inner.push(d("index", ...server.index));
   for (const page of server.error_pages) inner.push(d("error_page", ...page.codes, page.uri));

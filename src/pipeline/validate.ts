@@ -6,6 +6,7 @@ import type { z } from "zod";
 import { formatPath, loadSpecText, type LoadedSpec, type SpecDiagnostic } from "./load.js";
 import { proxiesToUpstream, specSchema, type Directive, type Spec } from "../spec/schema.js";
 import { checkUpstream, isStaticUpstream } from "../spec/upstream-checks.js";
+import { nginxSideChecks } from "./directive-check.js";
 
 export interface ValidationResult {
   spec?: Spec;
@@ -33,6 +34,7 @@ export function validateLoaded(loaded: LoadedSpec): ValidationResult {
   }
   const spec = parsed.data;
   const { errors, warnings } = crossCheck(spec, diag, rawUpstreams(loaded.data));
+  if (errors.length === 0) nginxSideChecks(spec, (path, message) => errors.push(diag(path, message)));
   return errors.length > 0 ? { warnings, errors: byPosition(errors) } : { spec, warnings: byPosition(warnings), errors };
 }
 

@@ -25,6 +25,9 @@ export const safeText = (what = "value") =>
       message: `${what} must not contain control characters (newlines, tabs), "\${" or "]]": they cannot be expressed safely in nginx or Lua syntax`,
     });
 
+/** Like safeText, but '' is a valid map match or value. */
+const mapText = (what: string) => z.union([z.literal(""), safeText(what)]);
+
 const name = (what: string) =>
   z
     .string()
@@ -183,10 +186,10 @@ const gzip = z
 const mapBlock = z.strictObject({
   source: safeText("a map source").describe("the value tested, e.g. $http_upgrade"),
   variable: z.string().regex(/^\$[A-Za-z_][A-Za-z0-9_]*$/, { message: "a variable such as $connection_upgrade" }).describe("the variable defined"),
-  default: z.string().optional().describe("value when nothing matches"),
+  default: mapText("a map default").optional().describe("value when nothing matches"),
   hostnames: z.boolean().optional().describe("the map's `hostnames` flag"),
   entries: z
-    .array(z.strictObject({ match: z.string().describe("match ('' matches empty; ~regex allowed)"), value: z.string().describe("resulting value") }))
+    .array(z.strictObject({ match: mapText("a map match").describe("match ('' matches empty; ~regex allowed)"), value: mapText("a map value").describe("resulting value") }))
     .default([])
     .describe("match/value pairs, in order"),
 });
@@ -208,7 +211,7 @@ export const httpSchema = z
     sendfile: z.boolean().optional().describe("sendfile on/off"),
     tcp_nopush: z.boolean().optional().describe("tcp_nopush on/off"),
     tcp_nodelay: z.boolean().optional().describe("tcp_nodelay on/off"),
-    server_tokens: z.boolean().optional().describe("show the nginx version in headers and error pages"),
+    server_tokens: z.boolean().default(false).describe("show the nginx version in headers and error pages (default off)"),
     keepalive_timeout: duration("65s").optional().describe("client keepalive_timeout"),
     keepalive_requests: z.number().int().positive().optional().describe("client keepalive_requests"),
     types_hash_max_size: z.number().int().positive().optional().describe("types_hash_max_size"),
@@ -395,8 +398,24 @@ const sslSchema = z
   .strictObject({
     certificate: safeText("a certificate path").describe("ssl_certificate"),
     certificate_key: safeText("a key path").describe("ssl_certificate_key"),
-    protocols: z.array(z.enum(["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"])).optional().describe("ssl_protocols"),
-    ciphers: safeText("ciphers").optional().describe("ssl_ciphers"),
+    profile: z
+      .enum(["modern", "intermediate", "old"])
+      .default("intermediate")
+      .describe("Mozilla's TLS profile: protocols, ciphers, ssl_prefer_server_ciphers and session settings; the keys below override it"),
+    protocols: z.array(z.enum(["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"])).optional().describe("ssl_protocols (default: the profile's)"),
+    ciphers: safeText("ciphers").optional().describe("ssl_ciphers (default: the profile's)"),
+    prefer_server_ciphers: z.boolean().optional().describe("ssl_prefer_server_ciphers (default: the profile's)"),
+    hsts: z
+      .union([
+        z.literal(true),
+        z.strictObject({
+          max_age: z.number().int().min(0).default(63072000).describe("seconds (default two years)"),
+          include_subdomains: z.boolean().default(false).describe("add includeSubDomains"),
+          preload: z.boolean().default(false).describe("add preload"),
+        }),
+      ])
+      .optional()
+      .describe("send Strict-Transport-Security (true: max-age two years)"),
   })
   .describe("TLS for this server (adds `ssl` to its listen)");
 
@@ -422,6 +441,10 @@ export const serverSchema = z
       .default([])
       .describe("more parameters for every listen of this server, e.g. proxy_protocol, backlog=4096, so_keepalive=on (socket options go on one server per address)"),
     ssl: sslSchema.optional(),
+    security_headers: z
+      .boolean()
+      .default(false)
+      .describe("add X-Content-Type-Options: nosniff, X-Frame-Options: DENY and Referrer-Policy: strict-origin-when-cross-origin to every response (a location with its own add_header drops them: nginx inherits add_header only when a block has none)"),
     server_name: z.array(safeText("a server name")).default([]).describe("server_name values"),
     root: safeText("a root").optional().describe("server-level root"),
     index: z.array(safeText("an index file")).optional().describe("server-level index"),

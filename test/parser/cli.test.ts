@@ -4,11 +4,13 @@
  * exit code, as a user or CI script sees them.
  */
 import { spawnSync } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { fsLoader } from "../../src/nginx/load.js";
 import { parseConfig } from "../../src/nginx/parse.js";
-import { toPayload } from "../../src/nginx/payload.js";
+import { crossplanePayload } from "../../src/nginx/crossplane.js";
 import { root } from "./helpers.js";
 
 function genLb(...args: string[]) {
@@ -23,11 +25,12 @@ function genLb(...args: string[]) {
 describe("gen-lb parse", () => {
   it("--json prints exactly the crossplane payload, exit 0", () => {
     const file = "fixtures/parser/includes/nginx.conf";
-    const r = genLb("parse", file, "--json");
+    const r = genLb("parse", file, "--json", "--include-comments");
     expect(r.stderr).toBe("");
     expect(r.status).toBe(0);
     const payload = JSON.parse(r.stdout);
-    expect(payload).toEqual(toPayload(parseConfig(file, fsLoader(root))));
+    expect(payload).toEqual(crossplanePayload(parseConfig(file, fsLoader(root)), { includeComments: true }));
+    expect(JSON.stringify(payload)).toContain('"directive":"#"');
     expect(payload.config[0].file).toBe(file);
     expect(payload.config[1].file).toBe("fixtures/parser/includes/mime.types");
   });
@@ -40,12 +43,13 @@ describe("gen-lb parse", () => {
       [
         "fixtures/parser/includes/nginx.conf: 8 directives, 4 includes",
         "fixtures/parser/includes/mime.types: 3 directives",
-        "fixtures/parser/includes/conf.d/a.conf: 2 directives, 1 comment, 1 include",
+        // comments are left out unless --include-comments, as in crossplane
+        "fixtures/parser/includes/conf.d/a.conf: 2 directives, 1 include",
         "fixtures/parser/includes/conf.d/b.conf: 2 directives, 1 include",
         "fixtures/parser/includes/sites/alpha.conf: 2 directives",
         "fixtures/parser/includes/sites/beta.conf: 2 directives",
         "fixtures/parser/includes/snippets/common.conf: 1 directive",
-        "7 files, 20 directives, 1 comment: ok",
+        "7 files, 20 directives, 0 comments: ok",
         "",
       ].join("\n"),
     );
@@ -69,17 +73,21 @@ describe("gen-lb parse", () => {
     );
   });
 
-  it("an include cycle with --json: one JSON document carrying the payload, exit 1", () => {
+  it("an include cycle with --json: crossplane's failed payload, exit 1", () => {
     const r = genLb("parse", "fixtures/parser/include-cycle/nginx.conf", "--json");
     expect(r.status).toBe(1);
     const doc = JSON.parse(r.stdout);
-    expect(doc.ok).toBe(false);
-    expect(doc.error.exitCode).toBe(1);
-    expect(doc.error.details).toEqual([
-      "fixtures/parser/include-cycle/b.conf:2:3: include cycle: fixtures/parser/include-cycle/a.conf -> fixtures/parser/include-cycle/b.conf -> fixtures/parser/include-cycle/a.conf",
+    expect(Object.keys(doc)).toEqual(["status", "errors", "config"]);
+    expect(doc.errors).toEqual([
+      {
+        file: "fixtures/parser/include-cycle/b.conf",
+        error:
+          "include cycle: fixtures/parser/include-cycle/a.conf -> fixtures/parser/include-cycle/b.conf -> fixtures/parser/include-cycle/a.conf in fixtures/parser/include-cycle/b.conf:2",
+        line: 2,
+      },
     ]);
-    expect(doc.payload.status).toBe("failed");
-    expect(doc.payload.config.map((c: { file: string }) => c.file)).toEqual([
+    expect(doc.status).toBe("failed");
+    expect(doc.config.map((c: { file: string }) => c.file)).toEqual([
       "fixtures/parser/include-cycle/nginx.conf",
       "fixtures/parser/include-cycle/a.conf",
       "fixtures/parser/include-cycle/b.conf",
@@ -94,6 +102,33 @@ describe("gen-lb parse", () => {
       'fixtures/parser/include-missing/nginx.conf:3:5: include "missing.conf": cannot read fixtures/parser/include-missing/missing.conf: no such file',
     );
     expect(r.stdout).toContain("fixtures/parser/include-missing/nginx.conf: 5 directives, 2 includes, 1 error");
+  });
+
+  it("crossplane's CLI names: --strict, --ignore (repeatable), --no-check-ctx, --single-file, --combine; failed payload exit 1", () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "gen-lb-parse-"));
+    writeFileSync(path.join(dir, "nginx.conf"), "events {}\nhttp {\n    proxy_passs x;\n    include s.conf;\n}\n");
+    writeFileSync(path.join(dir, "s.conf"), "proxy_pass http://x;\nserver_tokens off;\n");
+    const file = path.join(dir, "nginx.conf");
+    const strict = genLb("parse", file, "--json", "--strict");
+    expect(strict.status).toBe(1);
+    const doc = JSON.parse(strict.stdout);
+    expect(doc.status).toBe("failed");
+    expect(doc.errors).toEqual([
+      { file, error: `unknown directive "proxy_passs" in ${file}:3`, line: 3 },
+      { file: path.join(dir, "s.conf"), error: `"proxy_pass" directive is not allowed here in ${path.join(dir, "s.conf")}:1`, line: 1 },
+    ]);
+    expect(strict.stderr).toContain(`${file}:3: unknown directive "proxy_passs"`);
+    expect(genLb("parse", file, "--json", "--strict", "--ignore", "proxy_passs", "--ignore", "proxy_pass").status).toBe(0);
+    expect(genLb("parse", file, "--json", "--no-check-ctx").status).toBe(0);
+    const single = JSON.parse(genLb("parse", file, "--json", "--single-file").stdout);
+    expect(single.config).toHaveLength(1);
+    const combined = JSON.parse(genLb("parse", file, "--json", "--no-check-ctx", "--combine").stdout);
+    expect(combined.config).toHaveLength(1);
+    expect(combined.config[0].parsed[1].block.map((d: { directive: string; file: string }) => `${d.directive}@${path.basename(d.file)}`)).toEqual([
+      "proxy_passs@nginx.conf",
+      "proxy_pass@s.conf",
+      "server_tokens@s.conf",
+    ]);
   });
 
   it("a file that does not exist is a usage error, exit 2", () => {

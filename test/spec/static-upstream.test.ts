@@ -123,14 +123,14 @@ describe("static upstreams: rendering", () => {
 
 describe("static upstreams: no gen-lb log phase", () => {
   const spec = (locations: string) =>
-    `upstreams:\n  st: {servers: ["10.0.0.1:80"]}\n  co: {service: co}\nservers:\n  - listen: 8080\n    directives: [{name: log_by_lua_block, args: []}]\n    locations: [${locations}]\n`;
+    `upstreams:\n  st: {servers: ["10.0.0.1:80"]}\n  co: {service: co}\nservers:\n  - listen: 8080\n    directives: [{name: log_by_lua, args: ["ngx.log(ngx.INFO, 1)"]}]\n    locations: [${locations}]\n`;
   it("a server proxying only to static upstreams gets none, and may have its own log_by_lua", () => {
     const model = planBuild(ok(spec("{path: /, upstream: st}")), { specFile: "gen-lb.yaml", generator: "test" });
     expect(JSON.stringify(model.servers[0])).not.toContain("gen_lb.balancer");
   });
   it("a server that also proxies to a Consul upstream keeps gen-lb's, and refuses another", () => {
     expect(errorsOf(spec("{path: /, upstream: st}, {path: /c, upstream: co}"))).toEqual([
-      expect.stringMatching(/^servers\[0\]\.directives\[0\]\.name .*log_by_lua_block cannot be used where gen-lb proxies/),
+      expect.stringMatching(/^servers\[0\]\.directives\[0\]\.name .*log_by_lua cannot be used where gen-lb proxies/),
     ]);
   });
 });

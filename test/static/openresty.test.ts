@@ -58,6 +58,7 @@ describe("static upstreams on OpenResty", () => {
         status: { listen: `127.0.0.1:${statusPort}` },
       },
       dir,
+      "openresty",
     );
     nginx = await Nginx.start(dir, {}, OPENRESTY);
   }, 30_000);
@@ -110,6 +111,7 @@ describe("static upstreams on OpenResty", () => {
         status: { enabled: false },
       },
       dir,
+      "openresty",
     );
     const conf = readFileSync(path.join(dir, "conf/nginx.conf"), "utf8");
     expect(conf).toContain("zone gen_lb_static_app 64k;");

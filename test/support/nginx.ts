@@ -14,7 +14,7 @@ import { formatDiagnostic } from "../../src/pipeline/load.js";
 import { validateSpecText } from "../../src/pipeline/validate.js";
 import { writeFileSet } from "../../src/util/files.js";
 import { waitFor } from "./ports.js";
-import { TEST_BIN, TEST_TARGET } from "./target.js";
+import { TEST_BIN, TEST_TARGET, type TestTarget } from "./target.js";
 
 /** The binary under test: the test matrix sets it (see test/support/target.ts). */
 export const NGINX_BIN = TEST_BIN;
@@ -35,8 +35,13 @@ export function tempDir(prefix = "gen-lb-test-"): string {
 }
 
 /** Validate and render `spec` for the matrix's target (whatever the spec says) into a fresh prefix. */
-export async function buildPrefix(spec: SpecInput, dir = tempDir()): Promise<{ dir: string; buildId: string }> {
-  const result = validateSpecText(JSON.stringify({ ...spec, target: TEST_TARGET }), "spec.json");
+/**
+ * Validate and render `spec` into a fresh prefix for the matrix's target
+ * (a spec's own `target` is replaced), or for `target` when a test is about
+ * one binary.
+ */
+export async function buildPrefix(spec: SpecInput, dir = tempDir(), target: TestTarget = TEST_TARGET): Promise<{ dir: string; buildId: string }> {
+  const result = validateSpecText(JSON.stringify({ ...spec, target }), "spec.json");
   if (!result.spec) throw new Error(`test spec is invalid:\n${result.errors.map(formatDiagnostic).join("\n")}`);
   const set = buildFileSet(result.spec, "spec.json");
   await writeFileSet(dir, set);

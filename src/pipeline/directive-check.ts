@@ -1,0 +1,172 @@
+/**
+ * What nginx would refuse, found without nginx: the whole render model (the
+ * spec's escape-hatch directives and the ones gen-lb emits itself) is checked
+ * against the target's directive table, the way ngx_conf_handler checks it:
+ * unknown directive, not allowed in this context, wrong number of arguments,
+ * a block where none is taken (or none where one is), a directive that
+ * refuses a repeat given twice in one block, a dynamic module's directive
+ * without its load_module.
+ */
+import path from "node:path";
+import { planBuild, type RenderModel } from "./plan.js";
+import type { NginxDirective } from "../render/quote.js";
+import {
+  argCountFits,
+  describeArgs,
+  loadDirectiveTable,
+  type DirectiveContext,
+  type DirectiveDefinition,
+  type DirectiveTable,
+} from "../nginx/directives.js";
+import type { Directive, Spec } from "../spec/schema.js";
+
+export type PathDiag = (path: readonly PropertyKey[], message: string) => void;
+
+/** gen-lb's own directives that come straight from one spec key, so a refusal can name it. */
+const OWN_SOURCES: Record<string, readonly PropertyKey[]> = {
+  "main user": ["nginx", "user"],
+  "main worker_processes": ["nginx", "worker_processes"],
+  "main worker_rlimit_nofile": ["nginx", "worker_rlimit_nofile"],
+  "main error_log": ["nginx", "error_log"],
+  "main pid": ["nginx", "pid"],
+  "events worker_connections": ["nginx", "worker_connections"],
+  "events multi_accept": ["nginx", "multi_accept"],
+};
+
+const CONTEXT_WORDS: Record<DirectiveContext, string> = {
+  main: "the main context",
+  events: "events {}",
+  http: "http {}",
+  server: "server {}",
+  location: "location {}",
+  upstream: "upstream {}",
+  server_if: "if {} in a server",
+  location_if: "if {} in a location",
+  limit_except: "limit_except {}",
+  mail: "mail {}",
+  mail_server: "server {} in mail",
+  stream: "stream {}",
+  stream_server: "server {} in stream",
+  stream_upstream: "upstream {} in stream",
+};
+
+/** "servers[0].locations[1]" -> ["servers", 0, "locations", 1] */
+function parseSpecPath(p: string): PropertyKey[] {
+  return (p.match(/[^.[\]]+/g) ?? []).map((s) => (/^\d+$/.test(s) ? Number(s) : s));
+}
+
+function specDirectiveSources(spec: Spec): Map<object, PropertyKey[]> {
+  const map = new Map<object, PropertyKey[]>();
+  const add = (list: readonly Directive[], at: PropertyKey[]) =>
+    list.forEach((d, i) => {
+      map.set(d, [...at, i]);
+      if (d.block) add(d.block, [...at, i, "block"]);
+    });
+  add(spec.nginx.directives, ["nginx", "directives"]);
+  add(spec.nginx.events_directives, ["nginx", "events_directives"]);
+  add(spec.nginx.http.directives, ["nginx", "http", "directives"]);
+  spec.servers.forEach((s, si) => {
+    add(s.directives, ["servers", si, "directives"]);
+    s.locations.forEach((l, li) => add(l.directives, ["servers", si, "locations", li, "directives"]));
+  });
+  return map;
+}
+
+/** Checks `model` (planned from `spec`) against `spec.target`'s table; reports through `report`. */
+export function checkDirectives(spec: Spec, model: RenderModel, report: PathDiag, table?: DirectiveTable): void {
+  const t = table ?? loadDirectiveTable(spec.target);
+  const fromSpec = specDirectiveSources(spec);
+  const loaded = new Set(model.modules.map((m) => path.basename(m)));
+  const label = `${t.target} ${t.version}`;
+
+  const walk = (list: readonly NginxDirective[], ctx: DirectiveContext, owner: readonly PropertyKey[]) => {
+    for (const d of list) {
+      if (d.name === "load_module" && ctx === "main" && d.args[0] !== undefined) loaded.add(path.basename(String(d.args[0])));
+    }
+    const seen = new Map<string, NginxDirective>();
+    for (const d of list) {
+      const specPath = fromSpec.get(d);
+      const own = OWN_SOURCES[`${ctx} ${d.name}`];
+      const at = specPath ?? own ?? owner;
+      const where = specPath ? "" : own ? "" : ` (gen-lb emits "${d.name}" here)`;
+      const defs = t.directives[d.name];
+      if (!defs) {
+        report(specPath ? [...specPath, "name"] : at, `unknown directive "${d.name}": ${label} has no such directive${where}`);
+        continue;
+      }
+      const here = defs.filter((def) => def.contexts.includes(ctx));
+      if (here.length === 0) {
+        const allowed = [...new Set(defs.flatMap((def) => def.contexts))].map((c) => CONTEXT_WORDS[c]).join(", ");
+        report(specPath ? [...specPath, "name"] : at, `"${d.name}" is not allowed in ${CONTEXT_WORDS[ctx]}; nginx allows it in ${allowed}${where}`);
+        continue;
+      }
+      const hasBlock = d.block !== undefined || d.lua !== undefined;
+      const n = d.args.length;
+      const fits = here.filter((def) => def.block === hasBlock && argCountFits(def.args, n));
+      if (fits.length === 0) {
+        const def = here[0]!;
+        const argPath = specPath ? [...specPath, "args"] : at;
+        if (def.block !== hasBlock) {
+          report(specPath ? [...specPath, def.block ? "name" : "block"] : at, def.block ? `"${d.name}" takes a block: give it block: [...]${where}` : `"${d.name}" takes no block: remove its block${where}`);
+        } else {
+          report(argPath, `invalid number of arguments in "${d.name}": got ${n}, nginx takes ${here.map((x) => describeArgs(x.args)).join(" or ")}${where}`);
+        }
+        continue;
+      }
+      const def: DirectiveDefinition = fits[0]!;
+      if (def.loadModule && !loaded.has(path.basename(def.loadModule))) {
+        report(specPath ? [...specPath, "name"] : at, `"${d.name}" comes from ${def.module}, which ${label} builds as a dynamic module: add load_module ${def.loadModule} (nginx.directives) first`);
+      }
+      if (fits.every((x) => !x.repeatable)) {
+        const first = seen.get(d.name);
+        if (first) {
+          // name the spec's copy: gen-lb's own is the one the user cannot remove
+          const firstSpec = fromSpec.get(first);
+          const blame = specPath ?? firstSpec ?? at;
+          const other = specPath && firstSpec ? `also at ${formatKeys(firstSpec)}` : specPath || firstSpec ? "gen-lb already emits it here" : "emitted twice by gen-lb";
+          report([...blame, ...(specPath ?? firstSpec ? ["name"] : [])], `"${d.name}" directive is duplicate: nginx refuses it twice in one ${CONTEXT_WORDS[ctx]} (${other}); remove one`);
+        } else {
+          seen.set(d.name, d);
+        }
+      }
+      if (d.block && def.opens) {
+        const inner = def.opens.length === 1 ? def.opens[0]! : (def.opens.find((o) => o.startsWith(ctx)) ?? def.opens[0]!);
+        walk(d.block, inner, d.comment !== undefined && /^[a-z_]+[.[]|^[a-z_]+$/.test(d.comment) ? parseSpecPath(d.comment) : specPath ?? at);
+      }
+    }
+  };
+
+  walk(model.main, "main", []);
+  walk(model.events, "events", ["nginx"]);
+  walk([...model.http, ...model.upstreams, ...model.servers], "http", ["nginx", "http"]);
+}
+
+function formatKeys(p: readonly PropertyKey[]): string {
+  return p.map((k, i) => (typeof k === "number" ? `[${k}]` : i === 0 ? String(k) : `.${String(k)}`)).join("");
+}
+
+/** nginx compares upstream names case-insensitively ("duplicate upstream"). */
+export function checkUpstreamNames(spec: Spec, report: PathDiag): void {
+  const seen = new Map<string, string>();
+  for (const name of Object.keys(spec.upstreams)) {
+    const key = name.toLowerCase();
+    const first = seen.get(key);
+    if (first !== undefined) {
+      report(["upstreams", name], `duplicate upstream "${name}": nginx compares upstream names case-insensitively and "${first}" is already defined; rename one`);
+    } else {
+      seen.set(key, name);
+    }
+  }
+}
+
+/** Every check of this module on a spec that passed the schema and cross-checks. */
+export function nginxSideChecks(spec: Spec, report: PathDiag): void {
+  checkUpstreamNames(spec, report);
+  let model: RenderModel;
+  try {
+    model = planBuild(spec, { specFile: "spec", generator: "gen-lb" });
+  } catch {
+    return; // render reports what plan cannot do
+  }
+  checkDirectives(spec, model, report);
+}
