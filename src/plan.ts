@@ -206,7 +206,37 @@ function dictSize(explicit: string | number | undefined, spec: Spec): string {
   return `${Math.ceil(bytes / (1024 * 1024))}m`;
 }
 
+/** MIGRATE-MINIMAL: a static upstream as nginx's own upstream {} (peers-static owns the real rendering). */
+function planStaticUpstream(name: string, up: Upstream): NginxDirective {
+  const servers = (up.servers ?? []).map((p) => {
+    if (typeof p === "string") return d("server", p, ...(up.resolve ? ["resolve"] : []));
+    const params: string[] = [];
+    if (p.weight !== undefined) params.push(`weight=${p.weight}`);
+    if (p.max_fails !== undefined) params.push(`max_fails=${p.max_fails}`);
+    if (p.fail_timeout !== undefined) params.push(`fail_timeout=${duration(p.fail_timeout)}`);
+    if (p.max_conns !== undefined) params.push(`max_conns=${p.max_conns}`);
+    if (p.backup) params.push("backup");
+    if (p.down) params.push("down");
+    if (up.resolve) params.push("resolve");
+    return d("server", p.address, ...params);
+  });
+  const balance = up.balance === "least_conn" ? [d("least_conn")] : up.balance === "random" ? [d("random")] : up.balance === "chash" ? [d("hash", up.hash_key ?? "$remote_addr", "consistent")] : [];
+  return block(
+    "upstream",
+    [name],
+    [
+      ...balance,
+      ...servers,
+      ...(up.keepalive > 0 ? [d("keepalive", up.keepalive)] : []),
+      ...(up.keepalive > 0 && up.keepalive_timeout !== undefined ? [d("keepalive_timeout", duration(up.keepalive_timeout))] : []),
+      ...(up.keepalive > 0 ? optional("keepalive_requests", up.keepalive_requests) : []),
+    ],
+    `upstreams.${name}`,
+  );
+}
+
 function planUpstream(name: string, up: Upstream): NginxDirective {
+  if (up.servers !== undefined) return planStaticUpstream(name, up);
   return block(
     "upstream",
     [name],
@@ -347,9 +377,9 @@ function planLuaConfig(spec: Spec): Record<string, unknown> {
       ca_file: c.ca_file,
       empty: c.empty,
     },
-    upstream_names: Object.keys(spec.upstreams).sort(),
+    upstream_names: Object.keys(spec.upstreams).filter((n) => spec.upstreams[n]!.servers === undefined).sort(),
     upstreams: Object.fromEntries(
-      Object.entries(spec.upstreams).map(([name, up]) => [name, planLuaUpstream(name, up, spec)]),
+      Object.entries(spec.upstreams).filter(([, up]) => up.servers === undefined).map(([name, up]) => [name, planLuaUpstream(name, up, spec)]),
     ),
     status: { enabled: spec.status.enabled, path: spec.status.path },
   };

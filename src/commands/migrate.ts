@@ -11,6 +11,7 @@ import os from "node:os";
 import path from "node:path";
 import { RejectedError, UsageError } from "../errors.js";
 import { migrate, MigrateError, specYaml, type Migration } from "../migrate/index.js";
+import { binVersionCommand, parseBinInfo } from "../migrate/bin.js";
 import { formatReport, reportJson } from "../migrate/report.js";
 import { compareConfigs, type Difference } from "../migrate/verify.js";
 import { fsLoader } from "../nginx/load.js";
@@ -104,9 +105,14 @@ export default async function run(opts: MigrateOpts, io: Io, args: string[]): Pr
   const outAbs = path.resolve(io.cwd, out);
   if (outAbs === abs) throw new UsageError("--out would overwrite the config being migrated");
 
+  // The binary the new config will run on decides the target (and what relative load_module paths meant).
+  const binPath = opts.bin ?? defaultBin(io.env);
+  const v = await systemRunner.run(binVersionCommand(binPath));
+  const bin = v.spawnError === undefined && v.exitCode === 0 ? parseBinInfo(binPath, v.stderr + v.stdout) : undefined;
+
   let m: Migration;
   try {
-    m = migrate(file, { loader: fsLoader(io.cwd), cwd: io.cwd, luaPath: (opts.luaPath ?? []).map((p) => path.resolve(io.cwd, p)) });
+    m = migrate(file, { loader: fsLoader(io.cwd), cwd: io.cwd, luaPath: (opts.luaPath ?? []).map((p) => path.resolve(io.cwd, p)), ...(bin ? { bin } : {}) });
   } catch (e) {
     if (e instanceof MigrateError) throw new RejectedError(e.message, e.details);
     throw e;
@@ -144,6 +150,13 @@ export default async function run(opts: MigrateOpts, io: Io, args: string[]): Pr
     io.out(`wrote ${out} and the report ${opts.report} (${m.findings.filter((f) => f.kind === "todo").length} to do, ${defects} known defects found)\n` + verifyText);
   } else {
     io.out(text + verifyText);
+  }
+  const blocking = m.findings.filter((f) => f.blocking);
+  if (blocking.length > 0) {
+    throw new RejectedError(
+      `migrate: ${blocking.length} server(s), location(s) or upstream(s) were left out and must be rewritten by hand (the spec was written without them)`,
+      blocking.map((f) => `${f.file}:${f.line}: ${f.message}`),
+    );
   }
   if (verified && (!verified.nginxTest.ok || verified.differences.length > 0)) {
     throw new RejectedError(

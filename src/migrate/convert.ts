@@ -10,9 +10,11 @@ import { EXTENSION_RE, LISTEN_OPTION_RE, MIME_TYPE_RE, type Directive as SpecDir
 import { isDuration, isSize } from "../spec/units.js";
 import type { Directive } from "../nginx/types.js";
 import { detectDefects } from "./defects.js";
+import { emittedDirectives } from "./emitted.js";
 import { isMimeTypesInclude, walk } from "./flatten.js";
 import { checkerCalls, consulFacts, parseHttpReq, type CheckerCall, type LuaSource, type LuaValue } from "./lua.js";
 import type { Finding } from "./types.js";
+import type { BinInfo } from "./bin.js";
 
 type Obj = Record<string, unknown>;
 
@@ -37,6 +39,8 @@ export interface ConvertInput {
   mainFile: string;
   /** What a relative mainFile is relative to. */
   cwd: string;
+  /** The nginx binary that will run the config (its -V), when known. */
+  bin?: BinInfo;
 }
 
 export interface ConvertResult {
@@ -63,6 +67,13 @@ function size(v: string | undefined): string | number | undefined {
   if (/^\d+$/.test(v)) return Number(v);
   return isSize(v) ? v : undefined;
 }
+/** A size as nginx reads it (1024, 1k, 2m, 1g) in bytes. */
+export function bytes(v: string | undefined): number | undefined {
+  const m = /^(\d+)([kKmMgG]?)$/.exec(v ?? "");
+  if (!m) return undefined;
+  const unit = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2]!.toLowerCase() as "" | "k" | "m" | "g"];
+  return Number(m[1]) * unit;
+}
 function flag(v: string | undefined): boolean | undefined {
   return v === "on" ? true : v === "off" ? false : undefined;
 }
@@ -70,7 +81,58 @@ function msDuration(ms: number): string {
   return ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`;
 }
 
+type StaticPeer = string | { address: string; weight?: number; max_fails?: number; fail_timeout?: string | number; backup?: boolean; down?: boolean; max_conns?: number };
+interface PeerFinding {
+  kind: Finding["kind"];
+  d: Directive;
+  message: string;
+  to?: string;
+}
+
+/**
+ * The servers of a static upstream as the spec's static `servers:` (the one
+ * place that knows that shape): "host:port", "unix:/path", or an object with
+ * the parameters nginx was given. A bare host gets nginx's default port 80.
+ */
+export function staticServers(servers: readonly Directive[], at: string): { servers: StaticPeer[]; resolve: boolean; findings: PeerFinding[] } {
+  const out: StaticPeer[] = [];
+  const findings: PeerFinding[] = [];
+  let resolve = false;
+  for (const s of servers) {
+    const [addr0, ...params] = s.args;
+    let address = addr0 ?? "";
+    if (/^[A-Za-z0-9.-]+$/.test(address) || /^\[[0-9A-Fa-f:.]+\]$/.test(address)) address += ":80";
+    if (!HOST_PORT_RE.test(address) && !/^unix:\/[^\s;{}]*$/.test(address)) {
+      findings.push({ kind: "lost", d: s, message: `${text(s)}: the address cannot be expressed ("host:port" or "unix:/path")` });
+      continue;
+    }
+    const peer: Exclude<StaticPeer, string> = { address };
+    const lostParams: string[] = [];
+    for (const p of params) {
+      const [k, v] = p.includes("=") ? [p.slice(0, p.indexOf("=")), p.slice(p.indexOf("=") + 1)] : [p, undefined];
+      if (k === "weight" && /^[1-9]\d*$/.test(v ?? "")) peer.weight = Number(v);
+      else if (k === "max_fails" && /^\d+$/.test(v ?? "")) peer.max_fails = Number(v);
+      else if (k === "max_conns" && /^\d+$/.test(v ?? "")) peer.max_conns = Number(v);
+      else if (k === "fail_timeout" && duration(v) !== undefined) peer.fail_timeout = duration(v)!;
+      else if (k === "backup" && v === undefined) peer.backup = true;
+      else if (k === "down" && v === undefined) peer.down = true;
+      else if (k === "resolve" && v === undefined) resolve = true;
+      else lostParams.push(p);
+    }
+    out.push(Object.keys(peer).length === 1 ? address : peer);
+    findings.push({
+      kind: lostParams.length ? "lost" : "converted",
+      d: s,
+      message: `${text(s)}${lostParams.length ? `: ${lostParams.join(" ")} cannot be expressed (the server is kept without it)` : ""}`,
+      to: `${at}.servers`,
+    });
+  }
+  return { servers: out, resolve, findings };
+}
+
 class Converter {
+  /** ssl_certificate / ssl_certificate_key set at http level, inherited by every server (as nginx does). */
+  httpSsl: { certificate?: string; certificate_key?: string } = {};
   findings: Finding[] = [];
   spec: Obj = {};
   nginx: Obj = {};
@@ -82,6 +144,8 @@ class Converter {
   /** Upstreams converted from static server lists: name -> server count. */
   staticUpstreams = new Map<string, number>();
   triesByUpstream = new Map<string, number>();
+  /** The proxy_next_upstream settings seen per upstream (locations that set none count as nginx's default). */
+  retryByUpstream = new Map<string, Set<string>>();
   checkers: CheckerCall[];
   /** Lua directives that belong to the discovery pattern (replaced by gen-lb's runtime). */
   patternLua = new Set<Directive>();
@@ -98,6 +162,12 @@ class Converter {
     const f: Finding = { kind, file: d.file, line: d.line, column: d.column, directive: d.directive, message };
     if (to !== undefined) f.to = to;
     this.findings.push(f);
+  }
+
+  /** Left out, and the user must rewrite it by hand: the report names it and migrate exits 1. */
+  mustRewrite(d: Directive, message: string): void {
+    this.add("lost", d, `${message}; rewrite it by hand`);
+    this.findings[this.findings.length - 1]!.blocking = true;
   }
 
   converted(d: Directive, to: string, note = ""): void {
@@ -117,7 +187,6 @@ class Converter {
       args[args.length - 1] = `${args[args.length - 1]})`;
     }
     for (const a of args) {
-      if (a === "") return { why: "an empty argument cannot be expressed in the spec", at: d };
       if (UNSAFE_RE.test(a)) return { why: `the argument ${JSON.stringify(a)} holds a control character, "\${" or "]]", which the spec rejects`, at: d };
     }
     const out: SpecDirective = { name: d.directive, args };
@@ -135,6 +204,14 @@ class Converter {
 
   /** Carry `d` into `list` (the escape hatch at `to`), or report it lost. */
   carry(d: Directive, list: SpecDirective[], to: string): void {
+    const context = to === "nginx.directives" ? "main" : to === "nginx.events_directives" ? "events" : to === "nginx.http.directives" ? "http" : undefined;
+    const own = context && emittedDirectives(context).get(d.directive);
+    if (own) {
+      // nginx takes it once per level; gen-lb writes its own, so a carried copy would fail nginx -t.
+      const same = own.join(" ") === d.args.join(" ");
+      this.add(same ? "dropped" : "lost", d, `${text(d)}: gen-lb sets ${d.directive} ${own.join(" ")} itself${same ? " (the same value)" : "; the old value is not kept"}`);
+      return;
+    }
     if (d.directive.startsWith("log_by_lua") && Object.keys(this.upstreams).length > 0) {
       this.add("lost", d, `${d.directive}: gen-lb runs its own log_by_lua in every server that proxies to an upstream (balancer accounting, passive health checks), and nginx keeps only one`);
       return;
@@ -188,7 +265,8 @@ class Converter {
     this.recognisePattern();
     const main: SpecDirective[] = [];
     const events: SpecDirective[] = [];
-    let target: "openresty" | "nginx" = "openresty";
+    // The binary's -V decides; without it, a config loading the lua module is for a distro nginx.
+    let target: "openresty" | "nginx" = this.input.bin?.target ?? "openresty";
 
     // Upstreams and servers are read after the rest of http, so first find
     // the Lua upstreams (proxy_pass decisions depend on them).
@@ -209,12 +287,16 @@ class Converter {
           this.converted(d, "nginx.user");
           break;
         case "worker_processes":
-          this.nginx.worker_processes = d.args[0] === "auto" ? "auto" : Number(d.args[0]);
-          this.converted(d, "nginx.worker_processes");
+          if (d.args.length === 1 && (d.args[0] === "auto" || /^[1-9]\d*$/.test(d.args[0]!))) {
+            this.nginx.worker_processes = d.args[0] === "auto" ? "auto" : Number(d.args[0]);
+            this.converted(d, "nginx.worker_processes");
+          } else this.carry(d, main, "nginx.directives");
           break;
         case "worker_rlimit_nofile":
-          this.nginx.worker_rlimit_nofile = Number(d.args[0]);
-          this.converted(d, "nginx.worker_rlimit_nofile");
+          if (d.args.length === 1 && /^[1-9]\d*$/.test(d.args[0]!)) {
+            this.nginx.worker_rlimit_nofile = Number(d.args[0]);
+            this.converted(d, "nginx.worker_rlimit_nofile");
+          } else this.carry(d, main, "nginx.directives");
           break;
         case "error_log": {
           const level = d.args[1] ?? "error";
@@ -232,11 +314,19 @@ class Converter {
           break;
         case "load_module": {
           const base = path.basename(d.args[0] ?? "");
+          const file = d.args[0] ?? "";
+          // nginx reads a relative module path against its compiled-in prefix, which the new prefix is not.
+          const abs = path.isAbsolute(file) ? file : this.input.bin?.prefix ? path.join(this.input.bin.prefix, file) : undefined;
           if (base === "ngx_http_lua_module.so" || base === "ndk_http_module.so") {
-            target = "nginx";
-            const dir = path.dirname(d.args[0]!);
-            if (path.isAbsolute(dir)) this.nginx.modules_dir = dir;
-            this.add("dropped", d, `${text(d)}: generated by gen-lb for target "nginx"`, "target");
+            if (!this.input.bin) target = "nginx";
+            if (abs && target === "nginx") this.nginx.modules_dir = path.dirname(abs);
+            this.add("dropped", d, `${text(d)}: generated by gen-lb for target "nginx"${target === "openresty" ? " (not needed: the target is openresty)" : ""}`, "target");
+          } else if (abs === undefined) {
+            this.add("lost", d, `${text(d)}: a path relative to the old nginx's prefix, which migrate does not know (pass --bin); give its absolute path`);
+          } else if (d.args.length === 1 && !UNSAFE_RE.test(abs)) {
+            main.push({ name: "load_module", args: [abs] });
+            this.add("carried", d, `${text(d)}${abs !== file ? ` (relative to the prefix of ${this.input.bin!.bin}, made absolute: ${abs})` : ""}`, "nginx.directives");
+            if (abs !== file) this.findings[this.findings.length - 1]!.newArgs = [abs];
           } else {
             this.carry(d, main, "nginx.directives");
           }
@@ -246,7 +336,7 @@ class Converter {
           for (const e of d.block ?? []) {
             if (e.directive === "#") {
               this.comments++;
-            } else if (e.directive === "worker_connections") {
+            } else if (e.directive === "worker_connections" && e.args.length === 1 && /^[1-9]\d*$/.test(e.args[0]!)) {
               this.nginx.worker_connections = Number(e.args[0]);
               this.converted(e, "nginx.worker_connections");
             } else if (e.directive === "multi_accept" && flag(e.args[0]) !== undefined) {
@@ -405,28 +495,39 @@ class Converter {
           }
           break;
         case "gzip_comp_level":
-        case "gzip_min_length":
-          gzip[c.directive.slice(5)] = Number(a[0]);
-          this.converted(c, `nginx.http.gzip.${c.directive.slice(5)}`);
+        case "gzip_min_length": {
+          // gzip_min_length takes a size (1k); the spec key is bytes.
+          const v = c.directive === "gzip_min_length" ? bytes(a[0]) : /^[1-9]$/.test(a[0] ?? "") ? Number(a[0]) : undefined;
+          if (v === undefined || a.length !== 1) this.carry(c, directives, "nginx.http.directives");
+          else {
+            gzip[c.directive.slice(5)] = v;
+            this.converted(c, `nginx.http.gzip.${c.directive.slice(5)}`, v !== Number(a[0]) ? `${a[0]} = ${v} bytes` : "");
+          }
           break;
+        }
         case "gzip_types":
         case "gzip_proxied":
-          gzip[c.directive.slice(5)] = [...a];
-          this.converted(c, `nginx.http.gzip.${c.directive.slice(5)}`);
-          break;
         case "gzip_vary":
-          gzip.vary = flag(a[0]);
-          this.converted(c, "nginx.http.gzip.vary");
-          break;
         case "gzip_http_version":
         case "gzip_disable":
-          gzip[c.directive.slice(5)] = a[0];
-          this.converted(c, `nginx.http.gzip.${c.directive.slice(5)}`);
+        case "gzip_buffers": {
+          // Each only when the spec key can say exactly what nginx was told; else carried.
+          const key = c.directive.slice(5);
+          const PROXIED = /^(off|expired|no-cache|no-store|private|no_last_modified|no_etag|auth|any)$/;
+          const v =
+            key === "types" ? (a.length > 0 && a.every((x) => x !== "" && !UNSAFE_RE.test(x)) ? [...a] : undefined)
+            : key === "proxied" ? (a.length > 0 && a.every((x) => PROXIED.test(x)) ? [...a] : undefined)
+            : key === "vary" ? (a.length === 1 ? flag(a[0]) : undefined)
+            : key === "http_version" ? (a.length === 1 && /^1\.[01]$/.test(a[0]!) ? a[0] : undefined)
+            : key === "disable" ? (a.length === 1 && a[0] !== "" && !UNSAFE_RE.test(a[0]!) ? a[0] : undefined)
+            : a.length === 2 && /^\d+$/.test(a[0]!) && bytes(a[1]) !== undefined ? a.join(" ") : undefined;
+          if (v === undefined) this.carry(c, directives, "nginx.http.directives");
+          else {
+            gzip[key] = v;
+            this.converted(c, `nginx.http.gzip.${key}`);
+          }
           break;
-        case "gzip_buffers":
-          gzip.buffers = a.join(" ");
-          this.converted(c, "nginx.http.gzip.buffers");
-          break;
+        }
         case "map":
           this.convertMap(c, maps, directives);
           break;
@@ -444,6 +545,14 @@ class Converter {
         case "upstream":
         case "server":
           later.push(c);
+          break;
+        case "ssl_certificate":
+        case "ssl_certificate_key":
+          if (a.length === 1 && a[0] !== "" && !UNSAFE_RE.test(a[0]!)) {
+            const [value, note] = this.confPath(a[0]!);
+            this.httpSsl[c.directive === "ssl_certificate" ? "certificate" : "certificate_key"] = value;
+            this.converted(c, `servers[].ssl.${c.directive.slice(4)}`, `set at http level: every server with an ssl listen inherits it${note ? `; ${note}` : ""}`);
+          } else this.carry(c, directives, "nginx.http.directives");
           break;
         default:
           if (/^init(_worker)?_by_lua/.test(c.directive) && this.patternLua.has(c)) {
@@ -582,8 +691,10 @@ class Converter {
           } else this.add("lost", c, `${text(c)}: cannot be expressed`);
           break;
         case "keepalive":
-          up.keepalive = Number(c.args[0]);
-          this.converted(c, `${at}.keepalive`);
+          if (c.args.length === 1 && /^\d+$/.test(c.args[0]!)) {
+            up.keepalive = Number(c.args[0]);
+            this.converted(c, `${at}.keepalive`);
+          } else this.add("lost", c, `${text(c)}: not a connection count the spec can hold`);
           break;
         case "zone":
           this.add("dropped", c, `${text(c)}: gen-lb keeps peers in its own shared dicts`);
@@ -607,7 +718,25 @@ class Converter {
       return;
     }
 
-    // Static servers become fallback peers; the service must be filled in.
+    const ct = this.consulTemplateService(u);
+    if (!ct) {
+      // A hand-written static list stays static: nginx's own upstream {}, every server parameter kept.
+      const peers = staticServers(servers, at);
+      for (const f of peers.findings) this.add(f.kind, f.d, f.message, f.to);
+      if (peers.servers.length === 0) {
+        this.mustRewrite(u, `upstream ${name}: none of its servers can be expressed, so the upstream is left out`);
+        return;
+      }
+      up.servers = peers.servers;
+      if (peers.resolve) up.resolve = true;
+      delete up.service;
+      this.staticUpstreams.set(name, peers.servers.filter((p) => typeof p === "string" || !p.backup).length);
+      this.add("converted", u, `upstream ${name}: a static upstream (nginx's own upstream {}), ${peers.servers.length} server${peers.servers.length === 1 ? "" : "s"}`, at);
+      this.upstreams[name] = up;
+      return;
+    }
+
+    // consul-template output: the service comes from Consul, the rendered servers are fallback peers.
     const fallback: Array<string | { address: string; weight: number }> = [];
     const fails = new Set<string>();
     for (const s of servers) {
@@ -619,22 +748,19 @@ class Converter {
         continue;
       }
       if (params.includes("down")) {
-        // A server marked down never gets traffic: leaving it out is the same.
         this.add("converted", s, `${text(s)}: marked down, so left out of the fallback peers`, `${at}.fallback`);
         continue;
       }
-      const kept: string[] = [];
-      const lostParams: string[] = [];
       let mf = "1";
       let ft = "10s";
       let weight = 1;
+      const lostParams: string[] = [];
       for (const p of params) {
         const w = /^weight=(\d+)$/.exec(p);
         if (w && Number(w[1]) >= 1 && Number(w[1]) <= 1000) weight = Number(w[1]);
         else if (p.startsWith("max_fails=")) mf = p.slice(10);
         else if (p.startsWith("fail_timeout=")) ft = p.slice(13);
         else lostParams.push(p);
-        if (p.startsWith("max_fails=") || p.startsWith("fail_timeout=")) kept.push(p);
       }
       fallback.push(weight === 1 ? hostPort : { address: hostPort, weight });
       fails.add(`${mf} ${ft}`);
@@ -648,21 +774,13 @@ class Converter {
     if (fallback.length) up.fallback = fallback;
     if (fails.size === 1) {
       const [mf, ft] = [...fails][0]!.split(" ");
-      if (!(mf === "1" && ft === "10s")) up.healthcheck = { passive: { max_fails: Number(mf), fail_timeout: duration(ft) ?? ft } };
+      if (!(mf === "1" && ft === "10s") && Number(mf) > 0) up.healthcheck = { passive: { max_fails: Number(mf), fail_timeout: duration(ft) ?? ft } };
     } else if (fails.size > 1) {
       this.add("todo", u, `upstream ${name}: its servers have different max_fails/fail_timeout; gen-lb has one passive check per upstream`);
     }
     this.staticUpstreams.set(name, fallback.length);
-    const ct = this.consulTemplateService(u);
-    if (ct) up.service = ct;
-    this.add(
-      "todo",
-      u,
-      ct
-        ? `upstream ${name} was rendered by consul-template: service "${ct}" taken from its header; its ${fallback.length} servers are kept only as fallback peers (used before Consul first answers)`
-        : `upstream ${name}: set ${at}.service to its Consul service name (now "${name}"); its static servers are kept only as fallback peers (used before Consul first answers)`,
-      `${at}.service`,
-    );
+    up.service = ct;
+    this.add("todo", u, `upstream ${name} was rendered by consul-template: service "${ct}" taken from its header; its ${fallback.length} servers are kept only as fallback peers (used before Consul first answers)`, `${at}.service`);
     this.upstreams[name] = up;
   }
 
@@ -771,8 +889,8 @@ class Converter {
       groups.set(key, [...(groups.get(key) ?? []), l]);
     }
     const index = this.servers.length;
-    if (groups.size > 1) this.add("converted", s, `server: its listens differ in their parameters (ssl, http2, default_server, reuseport, ...), so it becomes ${groups.size} spec servers with the same content`, `servers[${index}..${index + groups.size - 1}]`);
-    else this.add("converted", s, "server", `servers[${index}]`);
+    const label = this.findings.length;
+    this.add("converted", s, "server", `servers[${index}]`);
     const anySsl = listens.some((l) => l.ssl);
     for (const group of groups.values()) {
       const server: Obj = { listen: group.length === 1 ? group[0]!.addr : group.map((l) => l.addr), ...structuredClone(base) };
@@ -787,13 +905,26 @@ class Converter {
       if (first.reuseport) server.reuseport = true;
       if (first.options.length) server.listen_options = [...first.options];
       if (first.ssl) {
-        if (ssl.certificate === undefined || ssl.certificate_key === undefined) {
-          this.add("lost", first.d, `${text(first.d)}: an ssl listen needs ssl_certificate and ssl_certificate_key in the same server`);
+        const tls = { ...this.httpSsl, ...ssl };
+        if (tls.certificate === undefined || tls.certificate_key === undefined) {
+          this.mustRewrite(first.d, `server ${pos(s)} (${text(first.d)}): an ssl listen needs ssl_certificate and ssl_certificate_key (in the server or at http level), so this server is left out`);
           continue;
         }
-        server.ssl = { ...ssl };
+        server.ssl = tls;
       }
       this.servers.push(server);
+    }
+    // The label names the spec servers this one really became (none when all were left out).
+    const made = this.servers.length - index;
+    const f = this.findings[label]!;
+    if (made === 0) {
+      f.kind = "lost";
+      f.message = "server: left out (see the findings of its listens)";
+      f.blocking = true;
+      delete f.to;
+    } else if (made > 1 || groups.size > 1) {
+      f.message = `server: its listens differ in their parameters (ssl, http2, default_server, reuseport, ...), so it becomes ${made} spec server${made === 1 ? "" : "s"} with the same content`;
+      f.to = made === 1 ? `servers[${index}]` : `servers[${index}..${index + made - 1}]`;
     }
   }
 
@@ -844,7 +975,7 @@ class Converter {
       p = l.args[1];
     } else if (l.args.length === 1) p = l.args[0];
     if (p === undefined || p === "" || UNSAFE_RE.test(p)) {
-      this.add("lost", l, `${text(l)}: this location cannot be expressed`);
+      this.mustRewrite(l, `${text(l)}: this location cannot be expressed, so it is left out`);
       return undefined;
     }
     const block = l.block ?? [];
@@ -899,6 +1030,9 @@ class Converter {
           break;
         case "proxy_next_upstream":
           if (typedUpstream) {
+            const kinds = this.retryByUpstream.get(upstream!) ?? new Set<string>();
+            kinds.add(a.join(" "));
+            this.retryByUpstream.set(upstream!, kinds);
             const up = this.upstreams[upstream!]!;
             if (a[0] === "off") up.retries = 0;
             else {
@@ -936,6 +1070,11 @@ class Converter {
       }
     }
 
+    if (typedUpstream && !block.some((c) => c.directive === "proxy_next_upstream")) {
+      const kinds = this.retryByUpstream.get(upstream!) ?? new Set<string>();
+      kinds.add("error timeout");
+      this.retryByUpstream.set(upstream!, kinds);
+    }
     if (typedUpstream) {
       const own = headers.map(([k, v]) => [k, v] as [string, string]);
       const set = own.length ? own : inherited;
@@ -947,7 +1086,7 @@ class Converter {
         } else if (k.toLowerCase() === "connection" && (v === "$connection_upgrade" || v === "")) {
           if (v === "$connection_upgrade") loc.websocket = true;
           if (d) this.add("dropped", d, `${text(d)}: gen-lb sets Connection itself (${v === "" ? '"" for keepalive' : "$connection_upgrade for websocket"})`);
-        } else if (/^[A-Za-z0-9-]+$/.test(k) && v !== "" && !UNSAFE_RE.test(v)) {
+        } else if (/^[A-Za-z0-9-]+$/.test(k) && !UNSAFE_RE.test(v)) {
           record[k] = v;
           if (d) this.converted(d, `${at}.proxy_set_header.${k}`);
         } else if (d) {
@@ -955,7 +1094,11 @@ class Converter {
         }
       }
       if (Object.keys(record).length) loc.proxy_set_header = record;
-      else this.add("todo", l, `location ${l.args.join(" ")} set no proxy headers; gen-lb sends Host, X-Real-IP, X-Forwarded-For and X-Forwarded-Proto by default (nginx sent Host: $proxy_host)`);
+      else if (headers.length === 0 && set.length === 0) {
+        // What nginx sent when no proxy_set_header was given (gen-lb's own default adds X-Forwarded-*).
+        loc.proxy_set_header = { Host: "$proxy_host" };
+        this.add("converted", l, `location ${l.args.join(" ")} set no proxy headers: nginx's default (Host: $proxy_host) made explicit`, `${at}.proxy_set_header`);
+      }
       if (!headers.length && set.length && own.length === 0 && inherited.length) {
         this.add("converted", l, `location ${l.args.join(" ")}: inherited proxy_set_header made explicit`, `${at}.proxy_set_header`);
       }
@@ -972,6 +1115,13 @@ class Converter {
     // Retries: explicit tries win; a static upstream retried every server; a Lua one never retried (defect 8).
     for (const [name, up] of Object.entries(this.upstreams)) {
       const tries = this.triesByUpstream.get(name);
+      // nginx's own default is "proxy_next_upstream error timeout": no status retries.
+      if (this.staticUpstreams.has(name) && up.retry_statuses === undefined) up.retry_statuses = [];
+      const kinds = this.retryByUpstream.get(name);
+      if (kinds && kinds.size > 1) {
+        const d = this.luaUpstreams.get(name) ?? this.input.tree[0]!;
+        this.add("todo", d, `upstream ${name}: its locations retry differently (${[...kinds].join(" | ")}); gen-lb has one retry policy per upstream, now ${up.retries === 0 ? "off" : "on"} for all of them; split the upstream if that matters`, `upstreams.${name}.retries`);
+      }
       if (up.retries === undefined) {
         if (tries !== undefined) up.retries = Math.min(10, tries - 1);
         else if (this.staticUpstreams.has(name)) up.retries = Math.min(10, Math.max(0, this.staticUpstreams.get(name)! - 1));

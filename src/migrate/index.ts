@@ -11,6 +11,7 @@ import { convert } from "./convert.js";
 import { flatten, walk } from "./flatten.js";
 import { gatherLua } from "./lua.js";
 import { MigrateError, type Finding } from "./types.js";
+import type { BinInfo } from "./bin.js";
 
 export { MigrateError, type Finding } from "./types.js";
 
@@ -22,6 +23,8 @@ export interface MigrateOptions {
   prefix?: string;
   /** What relative paths (the main file's) are relative to; default process.cwd(). */
   cwd?: string;
+  /** The nginx binary (from its -V): the target, and its prefix for relative load_module paths. */
+  bin?: BinInfo;
 }
 
 export interface Migration {
@@ -58,7 +61,7 @@ export function migrate(mainFile: string, opts: MigrateOptions): Migration {
     comments.set(cf.file, list);
   }
   const sources = gatherLua(tree, { loader: opts.loader, prefix: opts.prefix ?? defaultPrefix(mainFile), luaPath: opts.luaPath ?? [] });
-  const result = convert({ tree, sources, comments, mainFile, cwd: opts.cwd ?? process.cwd() });
+  const result = convert({ tree, sources, comments, mainFile, cwd: opts.cwd ?? process.cwd(), ...(opts.bin ? { bin: opts.bin } : {}) });
   const findings: Finding[] = [
     ...inlined.map(({ node, files }): Finding => ({
       kind: "converted",

@@ -288,6 +288,8 @@ export const activeCheckSchema = z
   })
   .describe("active health checks, run by one worker per node against the discovered peers");
 
+const staticPeerAddress = z.union([hostPort, z.string().regex(/^unix:\/[^\s;{}]*$/, { message: 'expected "host:port" or "unix:/path"' })]);
+
 export const passiveCheckSchema = z
   .strictObject({
     max_fails: z.number().int().positive().default(3).describe("failures within fail_timeout that take a peer out"),
@@ -298,7 +300,22 @@ export const passiveCheckSchema = z
 
 export const upstreamSchema = z
   .strictObject({
-    service: name("a Consul service name").describe("Consul service name"),
+    service: name("a Consul service name").optional().describe("Consul service name (omit it for a static upstream with `servers`)"),
+    // MIGRATE-MINIMAL: static upstreams; peers-static owns the real schema and rendering.
+    servers: z
+      .array(z.union([staticPeerAddress, z.strictObject({
+        address: staticPeerAddress,
+        weight: z.number().int().min(1).optional().describe("server weight="),
+        max_fails: z.number().int().min(0).optional().describe("server max_fails="),
+        fail_timeout: duration("10s").optional().describe("server fail_timeout="),
+        backup: z.boolean().optional().describe("server backup"),
+        down: z.boolean().optional().describe("server down"),
+        max_conns: z.number().int().min(0).optional().describe("server max_conns="),
+      })]))
+      .min(1)
+      .optional()
+      .describe('a static upstream: nginx\'s own upstream {} with these servers ("host:port", "unix:/path" or {address, weight, max_fails, fail_timeout, backup, down, max_conns}) instead of a Consul service'),
+    resolve: z.boolean().optional().describe("static upstreams: re-resolve host names (server ... resolve; needs nginx 1.27.3+)"),
     tags: z.array(name("a tag")).default([]).describe("only instances carrying all these tags"),
     datacenter: name("a datacenter").optional().describe("overrides consul.datacenter for this service"),
     balance: z.enum(["round_robin", "least_conn", "chash", "random"]).default("round_robin").describe("balancing algorithm"),
@@ -333,6 +350,7 @@ export const upstreamSchema = z
       .default({})
       .describe("health checking"),
   })
+  .refine((u) => (u.service === undefined) !== (u.servers === undefined), { message: "an upstream needs either service (Consul) or servers (static), not both" })
   .describe("one load-balanced service");
 
 // ---------------------------------------------------------------- servers
@@ -354,7 +372,10 @@ const locationSchema = z
       .optional()
       .describe("return CODE [TEXT|URL]"),
     websocket: z.boolean().default(false).describe("proxy WebSocket upgrades (needs nginx.http.upgrade_map)"),
-    proxy_set_header: z.record(z.string().regex(/^[A-Za-z0-9-]+$/), safeText("a header value")).optional().describe("headers set on proxied requests (default: Host, X-Real-IP, X-Forwarded-For, X-Forwarded-Proto)"),
+    proxy_set_header: z
+      .record(z.string().regex(/^[A-Za-z0-9-]+$/), z.union([z.literal(""), safeText("a header value")]))
+      .optional()
+      .describe('headers set on proxied requests (default: Host, X-Real-IP, X-Forwarded-For, X-Forwarded-Proto); "" sends none (e.g. Proxy: "" against httpoxy)'),
     directives,
   })
   .refine((l) => [l.upstream, l.root, l.alias, l.return].filter((x) => x !== undefined).length <= 1, {
