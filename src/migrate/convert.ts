@@ -9,6 +9,7 @@ import path from "node:path";
 import { EXTENSION_RE, LISTEN_OPTION_RE, MIME_TYPE_RE, type Directive as SpecDirective } from "../spec/schema.js";
 import { isDuration, isSize } from "../spec/units.js";
 import type { Directive } from "../nginx/types.js";
+import { readConsulPattern } from "./consul.js";
 import { detectDefects } from "./defects.js";
 import { emittedDirectives } from "./emitted.js";
 import { isMimeTypesInclude, walk } from "./flatten.js";
@@ -133,6 +134,8 @@ export function staticServers(servers: readonly Directive[], at: string): { serv
 class Converter {
   /** ssl_certificate / ssl_certificate_key set at http level, inherited by every server (as nginx does). */
   httpSsl: { certificate?: string; certificate_key?: string } = {};
+  /** Each converted upstream's directive, for findings about it. */
+  upstreamNodes = new Map<string, Directive>();
   findings: Finding[] = [];
   spec: Obj = {};
   nginx: Obj = {};
@@ -150,6 +153,8 @@ class Converter {
   /** Lua directives that belong to the discovery pattern (replaced by gen-lb's runtime). */
   patternLua = new Set<Directive>();
   patternDicts = new Set<string>();
+  /** The pattern's Lua: modules that talk to Consul, the init blocks using them, the balancers. */
+  patternSources = new Set<LuaSource>();
   statusPaths: Array<{ path: string; allow: string[]; d: Directive }> = [];
   httpHeaders: Array<[string, string]> = [];
   comments = 0;
@@ -232,7 +237,7 @@ class Converter {
     const hasConsul = (s: LuaSource) => consulFacts([s]).length > 0 || this.checkers.some((c) => c.source === s);
     const patternModules = new Set(sources.filter((s) => s.module !== undefined && hasConsul(s)).map((s) => s.module!));
     const requiresPattern = (s: LuaSource) => s.tokens.some((t) => t.kind === "string" && patternModules.has(t.value));
-    const patternSources = new Set<LuaSource>();
+    const patternSources = this.patternSources;
     for (const s of sources) {
       if (s.module !== undefined) {
         if (patternModules.has(s.module)) patternSources.add(s);
@@ -660,6 +665,7 @@ class Converter {
     }
     const up: Obj = { service: name };
     const at = `upstreams.${name}`;
+    this.upstreamNodes.set(name, u);
     const servers: Directive[] = [];
     const lua = this.luaUpstreams.has(name);
     for (const c of u.block ?? []) {
@@ -1128,29 +1134,32 @@ class Converter {
         else up.retries = 1;
       }
     }
-    if (facts.length === 0) return undefined;
+    const needsConsul = Object.values(this.upstreams).some((u) => u.service !== undefined);
+    if (facts.length === 0 && this.luaUpstreams.size === 0 && !needsConsul) return undefined;
+    const pattern = readConsulPattern({ sources: this.input.sources, patternSources: this.patternSources, luaUpstreams: this.luaUpstreams });
+    this.findings.push(...pattern.findings);
     const consul: Obj = {};
-    const addresses = [...new Set(facts.flatMap((f) => (f.address ? [f.address.value] : [])))];
-    if (addresses.length) consul.addresses = addresses;
-    const dcs = [...new Set(facts.flatMap((f) => (f.datacenter ? [f.datacenter] : [])))];
-    if (dcs.length === 1) consul.datacenter = dcs[0];
-    const first = facts[0]!;
-    const f0 = { kind: "todo" as const, file: first.url.file, line: first.url.line, column: first.url.column };
-    this.findings.push({ ...f0, message: `the old code sent no ACL token; if Consul enforces ACLs, set consul.token_env to the variable that holds it`, to: "consul.token_env" });
-    this.findings.push({ kind: "converted", file: first.url.file, line: first.url.line, column: first.url.column, message: `Consul address ${addresses.join(", ") || "(default)"} from "${first.url.value}"`, to: "consul.addresses" });
+    if (pattern.addresses.length) consul.addresses = pattern.addresses;
+    if (pattern.datacenter) consul.datacenter = pattern.datacenter;
+    if (pattern.token_env) {
+      consul.token_env = pattern.token_env;
+      this.dropTokenEnv(pattern.token_env);
+    }
+    if (!pattern.addresses.length && this.luaUpstreams.size === 0) {
+      // consul-template output: the address lives in consul-template's own config, not here.
+      const first = Object.entries(this.upstreams).find(([, u]) => u.service !== undefined);
+      const d = first ? this.upstreamNodes.get(first[0]) : undefined;
+      if (d) this.add("todo", d, "the Consul address is not in the nginx config (consul-template reads it from its own config or CONSUL_HTTP_ADDR); set consul.addresses, and consul.token_env if it uses a token", "consul.addresses");
+    }
 
-    // Services for the Lua upstreams, and their health checks.
-    const services = facts.filter((f) => f.service);
     for (const [name] of this.luaUpstreams) {
       const up = this.upstreams[name];
       if (!up) continue;
-      const svc = services.find((f) => f.service!.value === name) ?? (services.length === 1 ? services[0] : undefined);
-      if (svc?.service) {
-        up.service = svc.service.value;
-        this.findings.push({ kind: "converted", file: svc.service.file, line: svc.service.line, column: svc.service.column, message: `service "${svc.service.value}" for upstream ${name}`, to: `upstreams.${name}.service` });
-      } else {
-        const d = this.luaUpstreams.get(name)!;
-        this.add("todo", d, `upstream ${name}: no Consul service found in its Lua; set upstreams.${name}.service (now "${name}")`, `upstreams.${name}.service`);
+      const svc = pattern.services.get(name);
+      if (svc) {
+        up.service = svc.service;
+        if (svc.tags.length) up.tags = svc.tags;
+        if (svc.datacenter && svc.datacenter !== pattern.datacenter) up.datacenter = svc.datacenter;
       }
       const checker = this.checkers.find((c) => c.options.upstream === name) ?? (this.checkers.length === 1 ? this.checkers[0] : undefined);
       if (checker) {
@@ -1159,7 +1168,33 @@ class Converter {
         this.findings.push({ kind: "converted", file: checker.source.file, line: checker.token.line, column: checker.token.column, message: `spawn_checker{} options as an active check of the discovered peers`, to: `upstreams.${name}.healthcheck.active` });
       }
     }
-    return consul;
+    // A checker on a static upstream: the same active check, on its servers.
+    for (const [name, up] of Object.entries(this.upstreams)) {
+      if (up.servers === undefined) continue;
+      const checker = this.checkers.find((c) => c.options.upstream === name);
+      if (!checker) continue;
+      up.healthcheck = { ...((up.healthcheck as Obj | undefined) ?? {}), active: this.activeCheck(checker.options) };
+      this.findings.push({ kind: "converted", file: checker.source.file, line: checker.token.line, column: checker.token.column, message: `spawn_checker{} options as an active check of the static servers`, to: `upstreams.${name}.healthcheck.active` });
+      const d = this.upstreamNodes.get(name)!;
+      this.add("todo", d, `upstream ${name}: static upstreams get active checks from the runtime's static-upstream support (issue 13); until it lands, build runs no active check for ${name}, only nginx's max_fails/fail_timeout`, `upstreams.${name}.healthcheck.active`);
+    }
+    return Object.keys(consul).length || needsConsul || this.luaUpstreams.size ? consul : undefined;
+  }
+
+  /** `env NAME;` for the token: gen-lb writes it itself for consul.token_env. */
+  dropTokenEnv(name: string): void {
+    const list = this.nginx.directives as SpecDirective[] | undefined;
+    if (!list) return;
+    const i = list.findIndex((d) => d.name === "env" && d.args.length === 1 && d.args[0] === name);
+    if (i < 0) return;
+    list.splice(i, 1);
+    if (list.length === 0) delete this.nginx.directives;
+    const f = this.findings.find((x) => x.kind === "carried" && x.directive === "env" && x.message === `env ${name}`);
+    if (f) {
+      f.kind = "dropped";
+      f.message = `env ${name}: gen-lb declares it itself for consul.token_env`;
+      delete f.to;
+    }
   }
 
   activeCheck(o: Record<string, LuaValue>): Obj {

@@ -60,7 +60,7 @@ export function migrate(mainFile: string, opts: MigrateOptions): Migration {
     });
     comments.set(cf.file, list);
   }
-  const sources = gatherLua(tree, { loader: opts.loader, prefix: opts.prefix ?? defaultPrefix(mainFile), luaPath: opts.luaPath ?? [] });
+  const { sources, missing } = gatherLua(tree, { loader: opts.loader, prefix: opts.prefix ?? defaultPrefix(mainFile), luaPath: opts.luaPath ?? [] });
   const result = convert({ tree, sources, comments, mainFile, cwd: opts.cwd ?? process.cwd(), ...(opts.bin ? { bin: opts.bin } : {}) });
   const findings: Finding[] = [
     ...inlined.map(({ node, files }): Finding => ({
@@ -70,6 +70,13 @@ export function migrate(mainFile: string, opts: MigrateOptions): Migration {
       column: node.column,
       directive: "include",
       message: `include ${node.args[0]}: ${files.length ? `inlined ${files.length} file${files.length === 1 ? "" : "s"} (${files.join(", ")})` : "matched no file"}`,
+    })),
+    ...missing.map(({ require: r, tried }): Finding => ({
+      kind: "todo",
+      file: r.source.file,
+      line: r.token.line,
+      column: r.token.column,
+      message: `require "${r.name}": module not found (tried ${tried.length ? tried.join(", ") : "no paths: no lua_package_path"}), so its code was not read; what migrate inferred from the rest may miss what it does (pass --lua-path DIR to include it)`,
     })),
     ...result.findings,
   ];
