@@ -140,3 +140,73 @@ describe("relative load_module (fixtures/migrate/real/relative-modules)", () => 
     expect(r.ok).toBe(true);
   });
 });
+
+describe("Consul over https with a token and a module that is not installed (fixtures/migrate/real/consul-https)", () => {
+  const m = migrateReal("consul-https");
+  it("keeps both https addresses, the datacenter, the tag and the token's variable; the missing module is a to-do", () => {
+    expect(m.spec.consul).toEqual({ addresses: ["https://consul-a.example.test:8501", "https://consul-b.example.test:8501"], datacenter: "eu-west-1", token_env: "CONSUL_HTTP_TOKEN" });
+    expect(m.spec.upstreams).toMatchObject({ payments: { service: "payments", tags: ["primary"] } });
+    const todo = m.findings.filter((f) => f.kind === "todo");
+    expect(todo.map((f) => `${f.file}:${f.line}:${f.column}`)).toEqual(["consul-https/lua/consul_discovery.lua:3:14"]);
+    expect(todo[0]!.message).toMatch(/^require "lunajson": module not found/);
+    // gen-lb writes `env CONSUL_HTTP_TOKEN;` itself for token_env.
+    expect((m.spec.nginx as { directives?: unknown }).directives).toBeUndefined();
+  });
+  it("builds and passes nginx -t", async () => {
+    const r = await buildAndTest(m);
+    expect(r.output).not.toMatch(/\[(emerg|warn|alert)\]/);
+    expect(r.ok).toBe(true);
+  });
+});
+
+describe("a library's watch(address, services) (fixtures/migrate/real/watch-lib)", () => {
+  const m = migrateReal("watch-lib", ["watch-lib/lib"]);
+  it("takes the address and each upstream's service, tag and datacenter from the call", () => {
+    expect((m.spec.consul as { addresses: string[] }).addresses).toEqual(["http://consul.internal.test:8500"]);
+    expect(m.spec.upstreams).toMatchObject({
+      users_up: { service: "users" },
+      orders_up: { service: "orders", tags: ["v2"], datacenter: "dc2" },
+    });
+    expect(m.findings.filter((f) => f.kind === "todo").map((f) => f.to)).toEqual(["consul.token_env"]);
+  });
+  it("builds and passes nginx -t", async () => {
+    const r = await buildAndTest(m);
+    expect(r.output).not.toMatch(/\[(emerg|warn|alert)\]/);
+    expect(r.ok).toBe(true);
+  });
+});
+
+describe("consul-template's own nginx example, rendered (fixtures/migrate/real/ct-example)", () => {
+  const m = migrateReal("ct-example");
+  it("is recognised (zone upstream-NAME, the 127.0.0.1:65535 placeholder) and the missing Consul address is a to-do", () => {
+    expect(m.spec.upstreams).toMatchObject({
+      web: { service: "web", fallback: ["127.0.0.1:9301", "127.0.0.1:9302"] },
+      billing: { service: "billing" },
+    });
+    expect((m.spec.upstreams as Record<string, { fallback?: unknown }>).billing!.fallback).toBeUndefined();
+    expect(m.findings.some((f) => f.kind === "todo" && f.to === "consul.addresses")).toBe(true);
+  });
+  it("builds and passes nginx -t", async () => {
+    const r = await buildAndTest(m);
+    expect(r.output).not.toMatch(/\[(emerg|warn|alert)\]/);
+    expect(r.ok).toBe(true);
+  });
+});
+
+describe("spawn_checker on a static upstream (fixtures/migrate/real/checker-static)", () => {
+  const m = migrateReal("checker-static");
+  it("carries the checker's options as the upstream's active check", () => {
+    expect(m.spec.upstreams).toMatchObject({
+      backend: {
+        servers: ["127.0.0.1:9401", "127.0.0.1:9402"],
+        healthcheck: { active: { type: "http", path: "/healthz", host: "backend", interval: "2s", timeout: "1s", fall: 3, rise: 2, valid_statuses: [200, 302], concurrency: 10 } },
+      },
+    });
+    expect(m.findings.some((f) => f.kind === "converted" && f.to === "upstreams.backend.healthcheck.active")).toBe(true);
+  });
+  it("builds and passes nginx -t", async () => {
+    const r = await buildAndTest(m);
+    expect(r.output).not.toMatch(/\[(emerg|warn|alert)\]/);
+    expect(r.ok).toBe(true);
+  });
+});
