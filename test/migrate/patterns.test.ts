@@ -210,3 +210,16 @@ describe("spawn_checker on a static upstream (fixtures/migrate/real/checker-stat
     expect(r.ok).toBe(true);
   });
 });
+
+describe("--verify false alarms (fixtures/migrate/real/verify-alarms)", () => {
+  it("access_log /dev/stdout passes nginx -t, and reordered listen flags and gzip off are no difference", async () => {
+    const { runCli } = await import("../support/cli.js");
+    const { mkdtempSync } = await import("node:fs");
+    const os = await import("node:os");
+    const out = path.join(mkdtempSync(path.join(os.tmpdir(), "gen-lb-va-")), "spec.yaml");
+    const r = runCli(["migrate", path.join(real, "verify-alarms/nginx.conf"), "--out", out, "--verify", "--bin", NGINX_BIN]);
+    expect(r.stdout).toContain(`${NGINX_BIN} -t: ok`);
+    expect(r.stdout).toContain("differences not explained by the report: 0");
+    expect(r.status).toBe(0);
+  });
+});
