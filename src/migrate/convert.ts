@@ -12,6 +12,7 @@ import type { Directive } from "../nginx/types.js";
 import { readConsulPattern } from "./consul.js";
 import { detectDefects } from "./defects.js";
 import { emittedDirectives } from "./emitted.js";
+import { compareMimeTypes } from "./mime.js";
 import { isMimeTypesInclude, walk } from "./flatten.js";
 import { checkerCalls, consulFacts, parseHttpReq, type CheckerCall, type LuaSource, type LuaValue } from "./lua.js";
 import type { Finding } from "./types.js";
@@ -36,6 +37,8 @@ export interface ConvertInput {
   sources: readonly LuaSource[];
   /** The comments of each file (for the consul-template check). */
   comments: ReadonlyMap<string, string[]>;
+  /** The parsed files each `include mime.types` pulled in, by the include's file:line:column. */
+  mimeTypes?: ReadonlyMap<string, readonly Directive[]>;
   /** The main config file (relative certificate paths are taken from its directory). */
   mainFile: string;
   /** What a relative mainFile is relative to. */
@@ -418,7 +421,18 @@ class Converter {
         case "include":
           if (isMimeTypesInclude(c)) {
             mime = true;
-            this.converted(c, "nginx.http.include_mime_types", "gen-lb ships its own conf/mime.types");
+            const old = this.input.mimeTypes?.get(`${c.file}:${c.line}:${c.column}`);
+            const cmp = old && old.length ? compareMimeTypes(old) : undefined;
+            const added = cmp ? Object.values(cmp.add).reduce((n, l) => n + l.length, 0) : 0;
+            if (cmp && added) {
+              // What the old file maps and gen-lb's 35-type file does not: kept as extra types.
+              const types = (http.types ??= {}) as Record<string, string[]>;
+              for (const [t, exts] of Object.entries(cmp.add)) types[t] = [...(types[t] ?? []), ...exts];
+            }
+            this.converted(c, "nginx.http.include_mime_types", cmp ? `gen-lb ships its own conf/mime.types; the ${added} extension${added === 1 ? "" : "s"} only the old file maps are kept in nginx.http.types` : "gen-lb ships its own conf/mime.types; the old file was not found, so check what it mapped");
+            if (cmp && cmp.differ.length) {
+              this.add("todo", c, `mime.types: ${cmp.differ.length} extension${cmp.differ.length === 1 ? "" : "s"} get a different type from gen-lb's file than from the old one (${cmp.differ.slice(0, 8).map((x) => `.${x.ext}: ${x.old} -> ${x.shipped}`).join(", ")}${cmp.differ.length > 8 ? ", ..." : ""}); install into the old prefix keeps its own conf/mime.types`, "nginx.http.include_mime_types");
+            }
           } else {
             this.carry(c, directives, "nginx.http.directives");
           }

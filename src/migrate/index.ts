@@ -8,7 +8,7 @@ import { stringify } from "yaml";
 import { parseConfig } from "../nginx/parse.js";
 import type { Directive, Loader } from "../nginx/types.js";
 import { convert } from "./convert.js";
-import { flatten, walk } from "./flatten.js";
+import { flatten, isMimeTypesInclude, walk } from "./flatten.js";
 import { gatherLua } from "./lua.js";
 import { MigrateError, type Finding } from "./types.js";
 import type { BinInfo } from "./bin.js";
@@ -61,7 +61,14 @@ export function migrate(mainFile: string, opts: MigrateOptions): Migration {
     comments.set(cf.file, list);
   }
   const { sources, missing } = gatherLua(tree, { loader: opts.loader, prefix: opts.prefix ?? defaultPrefix(mainFile), luaPath: opts.luaPath ?? [] });
-  const result = convert({ tree, sources, comments, mainFile, cwd: opts.cwd ?? process.cwd(), ...(opts.bin ? { bin: opts.bin } : {}) });
+  // The old mime.types files (include mime.types stays an include in the tree), by include node position.
+  const mimeTypes = new Map<string, Directive[]>();
+  for (const cf of parsed.config) {
+    walk(cf.parsed, (d) => {
+      if (d.directive === "include" && d.includes && isMimeTypesInclude(d)) mimeTypes.set(`${d.file}:${d.line}:${d.column}`, d.includes.flatMap((i) => parsed.config[i]!.parsed));
+    });
+  }
+  const result = convert({ tree, sources, comments, mimeTypes, mainFile, cwd: opts.cwd ?? process.cwd(), ...(opts.bin ? { bin: opts.bin } : {}) });
   const findings: Finding[] = [
     ...inlined.map(({ node, files }): Finding => ({
       kind: "converted",

@@ -39,7 +39,7 @@ describe("gen-lb migrate", () => {
     const report = path.join(dir, "static.report");
     const r = runCli(["migrate", fx("static/nginx.conf"), "--out", out, "--report", report, "--lua-path", fx("consul-lua/lua")]);
     expect(r.status).toBe(0);
-    expect(r.stdout).toMatch(/^wrote .*static\.yaml and the report .*static\.report \(0 to do, 0 known defects found\)\n$/);
+    expect(r.stdout).toMatch(/^wrote .*static\.yaml and the report .*static\.report \(1 to do, 0 known defects found\)\n$/);
     expect(readFileSync(report, "utf8")).toContain("Not carried (port these by hand) (2)");
   });
 
@@ -49,7 +49,7 @@ describe("gen-lb migrate", () => {
     const doc = JSON.parse(r.stdout);
     expect(doc.ok).toBe(true);
     expect(doc.defects).toEqual([]);
-    expect(doc.findings.find((f: { kind: string }) => f.kind === "todo").message).toMatch(/consul-template/);
+    expect(doc.findings.some((f: { kind: string; message: string }) => f.kind === "todo" && /consul-template/.test(f.message))).toBe(true);
   });
 
   it("bad input: exit 1, a message with file:line, and the existing spec left untouched", () => {

@@ -144,7 +144,8 @@ describe("static upstreams", () => {
     expect(lost.filter((l) => /^3[5-7]: /.test(l))).toEqual([]);
     expect(m.findings.find((f) => f.line === 37 && f.kind === "converted")?.to).toBe("upstreams.api.servers");
     expect(lost.some((l) => l.startsWith('65: return 200 {...}: the argument "ok\\n" holds a control character'))).toBe(true);
-    expect(m.findings.filter((f) => f.kind === "todo").map((f) => f.message)).toEqual([]);
+    // The only to-do: the fixture's mime.types maps .js differently from gen-lb's.
+    expect(m.findings.filter((f) => f.kind === "todo").map((f) => f.message)).toEqual([expect.stringMatching(/^mime\.types: 1 extension .*\.js: application\/javascript -> text\/javascript/)]);
     expect(m.findings.some((f) => f.kind === "defect")).toBe(false);
   });
 
@@ -173,7 +174,7 @@ describe("consul-template rendered upstreams", () => {
     });
     const todo = m.findings.find((f) => f.kind === "todo" && f.file.endsWith("upstreams.conf"));
     expect(todo?.line).toBe(3);
-    expect(todo?.message).toMatch(/rendered by consul-template: service "web" taken from its header/);
+    expect(todo?.message).toMatch(/rendered by consul-template: service "web" \(from its header/);
     expect(m.findings[0]!.message).toBe("include conf.d/*.conf: inlined 1 file (consul-template/conf.d/upstreams.conf)");
     // The status server moves off the port the old server uses.
     expect(m.spec.status).toEqual({ listen: "127.0.0.1:8082", enabled: false });

@@ -223,3 +223,19 @@ describe("--verify false alarms (fixtures/migrate/real/verify-alarms)", () => {
     expect(r.status).toBe(0);
   });
 });
+
+describe("the old setup's own mime.types (fixtures/migrate/real/mime-own)", () => {
+  const m = migrateReal("mime-own");
+  it("keeps what only the old file maps, and reports what gen-lb's file maps differently", () => {
+    const http = (m.spec.nginx as { http: { include_mime_types: boolean; types?: Record<string, string[]> } }).http;
+    expect(http.include_mime_types).toBe(true);
+    expect(http.types).toEqual({ "text/x-vcard": ["vcf"] });
+    const todo = m.findings.filter((f) => f.kind === "todo" && f.message.startsWith("mime.types:"));
+    expect(todo.map((f) => f.message)).toEqual([expect.stringContaining(".xml: application/xml -> text/xml")]);
+  });
+  it("builds and passes nginx -t", async () => {
+    const r = await buildAndTest(m);
+    expect(r.output).not.toMatch(/\[(emerg|warn|alert)\]/);
+    expect(r.ok).toBe(true);
+  });
+});
