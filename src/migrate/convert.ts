@@ -13,6 +13,7 @@ import { readConsulPattern } from "./consul.js";
 import { detectDefects } from "./defects.js";
 import { emittedDirectives } from "./emitted.js";
 import { compareMimeTypes } from "./mime.js";
+import { readArgs, tableEntry } from "./table.js";
 import { isMimeTypesInclude, walk } from "./flatten.js";
 import { checkerCalls, consulFacts, parseHttpReq, type CheckerCall, type LuaSource, type LuaValue } from "./lua.js";
 import type { Finding } from "./types.js";
@@ -295,17 +296,16 @@ class Converter {
           this.converted(d, "nginx.user");
           break;
         case "worker_processes":
-          if (d.args.length === 1 && (d.args[0] === "auto" || /^[1-9]\d*$/.test(d.args[0]!))) {
-            this.nginx.worker_processes = d.args[0] === "auto" ? "auto" : Number(d.args[0]);
-            this.converted(d, "nginx.worker_processes");
-          } else this.carry(d, main, "nginx.directives");
+        case "worker_rlimit_nofile": {
+          const entry = tableEntry("main", d.directive)!;
+          const v = readArgs(entry.kind, d.args);
+          if (v === undefined) this.carry(d, main, "nginx.directives");
+          else {
+            this.nginx[d.directive] = v;
+            this.converted(d, entry.key);
+          }
           break;
-        case "worker_rlimit_nofile":
-          if (d.args.length === 1 && /^[1-9]\d*$/.test(d.args[0]!)) {
-            this.nginx.worker_rlimit_nofile = Number(d.args[0]);
-            this.converted(d, "nginx.worker_rlimit_nofile");
-          } else this.carry(d, main, "nginx.directives");
-          break;
+        }
         case "error_log": {
           const level = d.args[1] ?? "error";
           if (d.args.length <= 2 && /^(debug|info|notice|warn|error|crit|alert|emerg)$/.test(level) && d.args[0] && !UNSAFE_RE.test(d.args[0])) {
@@ -344,12 +344,10 @@ class Converter {
           for (const e of d.block ?? []) {
             if (e.directive === "#") {
               this.comments++;
-            } else if (e.directive === "worker_connections" && e.args.length === 1 && /^[1-9]\d*$/.test(e.args[0]!)) {
-              this.nginx.worker_connections = Number(e.args[0]);
-              this.converted(e, "nginx.worker_connections");
-            } else if (e.directive === "multi_accept" && flag(e.args[0]) !== undefined) {
-              this.nginx.multi_accept = flag(e.args[0]);
-              this.converted(e, "nginx.multi_accept");
+            } else if (tableEntry("events", e.directive) && readArgs(tableEntry("events", e.directive)!.kind, e.args) !== undefined) {
+              const entry = tableEntry("events", e.directive)!;
+              this.nginx[e.directive] = readArgs(entry.kind, e.args);
+              this.converted(e, entry.key);
             } else {
               this.carry(e, events, "nginx.events_directives");
             }
@@ -406,6 +404,16 @@ class Converter {
 
     for (const c of children) {
       const a = c.args;
+      const entry = tableEntry("http", c.directive);
+      if (entry) {
+        const v = readArgs(entry.kind, a);
+        if (v === undefined) this.carry(c, directives, "nginx.http.directives");
+        else {
+          http[c.directive] = v;
+          this.converted(c, entry.key);
+        }
+        continue;
+      }
       const simple = <T>(key: string, value: T | undefined, note = "") => {
         if (value === undefined || a.length !== 1) {
           this.carry(c, directives, "nginx.http.directives");
@@ -446,43 +454,6 @@ class Converter {
           } else this.carry(c, directives, "nginx.http.directives");
           break;
         }
-        case "default_type":
-          simple("default_type", a[0]);
-          break;
-        case "sendfile":
-        case "tcp_nopush":
-        case "tcp_nodelay":
-        case "server_tokens":
-          simple(c.directive, flag(a[0]));
-          break;
-        case "keepalive_timeout":
-        case "client_body_timeout":
-        case "client_header_timeout":
-        case "send_timeout":
-        case "proxy_connect_timeout":
-        case "proxy_send_timeout":
-        case "proxy_read_timeout":
-          simple(c.directive, duration(a[0]));
-          break;
-        case "client_max_body_size":
-        case "client_body_buffer_size":
-        case "client_header_buffer_size":
-        case "proxy_buffer_size":
-        case "proxy_busy_buffers_size":
-          simple(c.directive, size(a[0]));
-          break;
-        case "keepalive_requests":
-        case "types_hash_max_size":
-        case "server_names_hash_bucket_size":
-          simple(c.directive, /^\d+$/.test(a[0] ?? "") && Number(a[0]) > 0 ? Number(a[0]) : undefined);
-          break;
-        case "large_client_header_buffers":
-        case "proxy_buffers":
-          if (a.length === 2 && a.every((x) => /^\d+[kKmM]?$/.test(x))) {
-            http[c.directive] = a.join(" ");
-            this.converted(c, `nginx.http.${c.directive}`);
-          } else this.carry(c, directives, "nginx.http.directives");
-          break;
         case "resolver":
           if (a.length > 0 && a.every((x) => !x.includes("=") && !UNSAFE_RE.test(x))) {
             http.resolver = [...a];
