@@ -542,6 +542,7 @@ class Converter {
             const [value, note] = this.confPath(a[0]!);
             this.httpSsl[c.directive === "ssl_certificate" ? "certificate" : "certificate_key"] = value;
             this.converted(c, `servers[].ssl.${c.directive.slice(4)}`, `set at http level: every server with an ssl listen inherits it${note ? `; ${note}` : ""}`);
+            this.findings[this.findings.length - 1]!.newArgs = [value];
           } else this.carry(c, directives, "nginx.http.directives");
           break;
         default:

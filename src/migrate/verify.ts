@@ -86,6 +86,8 @@ export function compareConfigs(oldTree: readonly Directive[], newTree: readonly 
   const disposition = new Map<string, Finding>();
   for (const f of findings) if (f.directive !== undefined && f.column !== undefined) disposition.set(`${f.file}:${f.line}:${f.column}`, f);
   const diffs: Difference[] = [];
+  // http-level TLS files moved into each ssl server (as nginx inherits them): not missing at http, not new in servers.
+  const inherited = new Set(findings.filter((f) => f.to?.startsWith("servers[].ssl.") && /set at http level/.test(f.message)).map((f) => `${f.directive}\u0000${(f.newArgs ?? []).join("\u0000")}`));
 
   /** Old directives that must show up in the new config. */
   const expected = (d: Directive): boolean => {
@@ -93,6 +95,7 @@ export function compareConfigs(oldTree: readonly Directive[], newTree: readonly 
     const f = disposition.get(key(d));
     if (f === undefined) return true;
     if (f.kind === "dropped" || f.kind === "lost") return false;
+    if (inherited.size && /set at http level/.test(f.message)) return false;
     // Moved into the runtime's data (Lua config), not nginx.conf.
     if (f.to !== undefined && /^(upstreams|consul|status|target)/.test(f.to)) return false;
     return true;
@@ -130,6 +133,7 @@ export function compareConfigs(oldTree: readonly Directive[], newTree: readonly 
       if (n.directive === "server" || n.directive === "upstream" || generated(scope, n) || isDefault(n)) continue;
       // Types the old mime.types mapped and gen-lb's file does not, kept as nginx.http.types (the report says so).
       if ((scope === "http" && n.directive === "types") || scope.endsWith("> types")) continue;
+      if (inherited.has([n.directive, ...n.args].join("\u0000"))) continue;
       if (olds.some((o) => o.directive === n.directive && !expected(o))) continue;
       diffs.push({ kind: "added", file: n.file, line: n.line, scope, message: `${show(n)} is new` });
     }

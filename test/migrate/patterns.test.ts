@@ -239,3 +239,20 @@ describe("the old setup's own mime.types (fixtures/migrate/real/mime-own)", () =
     expect(r.ok).toBe(true);
   });
 });
+
+describe("migrate --verify on every pattern fixture", async () => {
+  const { readdirSync, mkdtempSync } = await import("node:fs");
+  const os = await import("node:os");
+  const { runCli } = await import("../support/cli.js");
+  const LUA_PATH: Record<string, string> = { "watch-lib": "watch-lib/lib" };
+  for (const name of readdirSync(real).sort()) {
+    it(`${name}: nginx -t ok, no difference the report does not explain, exit 0`, () => {
+      const out = path.join(mkdtempSync(path.join(os.tmpdir(), "gen-lb-pv-")), "spec.yaml");
+      const lua = LUA_PATH[name] ? ["--lua-path", path.join(real, LUA_PATH[name])] : [];
+      const r = runCli(["migrate", path.join(real, name, "nginx.conf"), "--out", out, "--verify", "--bin", NGINX_BIN, ...lua]);
+      expect(r.stdout + r.stderr).toContain(`${NGINX_BIN} -t: ok`);
+      expect(r.stdout + r.stderr).toContain("differences not explained by the report: 0");
+      expect(r.status).toBe(0);
+    });
+  }
+});
