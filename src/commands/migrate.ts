@@ -12,6 +12,7 @@ import path from "node:path";
 import { resolveBin } from "../check/bin.js";
 import { RejectedError, UsageError } from "../errors.js";
 import { migrate, MigrateError, specYaml, type Migration } from "../migrate/index.js";
+import { binVersionCommand, parseBinInfo } from "../migrate/bin.js";
 import { formatReport, reportJson } from "../migrate/report.js";
 import { formatVerify, verifyMigration, type VerifyResult } from "../migrate/verify-build.js";
 import { fsLoader } from "../nginx/load.js";
@@ -66,9 +67,14 @@ export default async function run(opts: MigrateOpts, io: Io, args: string[]): Pr
   const outAbs = path.resolve(io.cwd, out);
   if (outAbs === abs) throw new UsageError("--out would overwrite the config being migrated");
 
+  // The binary the new config will run on decides the target (and what relative load_module paths meant).
+  const binPath = resolveBin(opts.bin, io.env);
+  const v = await systemRunner.run(binVersionCommand(binPath));
+  const bin = v.spawnError === undefined && v.exitCode === 0 ? parseBinInfo(binPath, v.stderr + v.stdout) : undefined;
+
   let m: Migration;
   try {
-    m = migrate(file, { loader: fsLoader(io.cwd), cwd: io.cwd, luaPath: (opts.luaPath ?? []).map((p) => path.resolve(io.cwd, p)) });
+    m = migrate(file, { loader: fsLoader(io.cwd), cwd: io.cwd, luaPath: (opts.luaPath ?? []).map((p) => path.resolve(io.cwd, p)), ...(bin ? { bin } : {}) });
   } catch (e) {
     if (e instanceof MigrateError) throw new RejectedError(e.message, e.details);
     throw e;
@@ -83,7 +89,7 @@ export default async function run(opts: MigrateOpts, io: Io, args: string[]): Pr
   }
 
   let verified: VerifyResult | undefined;
-  if (opts.verify) verified = await verifyMigration(m, JSON.stringify(m.spec), out, resolveBin(opts.bin, io.env), systemRunner);
+  if (opts.verify) verified = await verifyMigration(m, JSON.stringify(m.spec), out, binPath, systemRunner);
 
   const text = formatReport(m.findings, file, out);
   const verifyText = verified ? formatVerify(verified, out, file) : "";
@@ -107,6 +113,13 @@ export default async function run(opts: MigrateOpts, io: Io, args: string[]): Pr
     io.out(`wrote ${out} and the report ${opts.report} (${m.findings.filter((f) => f.kind === "todo").length} to do, ${defects} known defects found)\n` + verifyText);
   } else {
     io.out(text + verifyText);
+  }
+  const blocking = m.findings.filter((f) => f.blocking);
+  if (blocking.length > 0) {
+    throw new RejectedError(
+      `migrate: ${blocking.length} server(s), location(s) or upstream(s) were left out and must be rewritten by hand (the spec was written without them)`,
+      blocking.map((f) => `${f.file}:${f.line}: ${f.message}`),
+    );
   }
   if (verified && (!verified.nginxTest.ok || verified.differences.length > 0)) {
     throw new RejectedError(

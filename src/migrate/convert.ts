@@ -9,10 +9,15 @@ import path from "node:path";
 import { EXTENSION_RE, LISTEN_OPTION_RE, MIME_TYPE_RE, type Directive as SpecDirective } from "../spec/schema.js";
 import { isDuration, isSize } from "../spec/units.js";
 import type { Directive } from "../nginx/types.js";
+import { readConsulPattern } from "./consul.js";
 import { detectDefects } from "./defects.js";
+import { emittedDirectives } from "./emitted.js";
+import { compareMimeTypes } from "./mime.js";
+import { readArgs, tableEntry } from "./table.js";
 import { isMimeTypesInclude, walk } from "./flatten.js";
 import { checkerCalls, consulFacts, parseHttpReq, type CheckerCall, type LuaSource, type LuaValue } from "./lua.js";
 import type { Finding } from "./types.js";
+import type { BinInfo } from "./bin.js";
 
 type Obj = Record<string, unknown>;
 
@@ -33,10 +38,14 @@ export interface ConvertInput {
   sources: readonly LuaSource[];
   /** The comments of each file (for the consul-template check). */
   comments: ReadonlyMap<string, string[]>;
+  /** The parsed files each `include mime.types` pulled in, by the include's file:line:column. */
+  mimeTypes?: ReadonlyMap<string, readonly Directive[]>;
   /** The main config file (relative certificate paths are taken from its directory). */
   mainFile: string;
   /** What a relative mainFile is relative to. */
   cwd: string;
+  /** The nginx binary that will run the config (its -V), when known. */
+  bin?: BinInfo;
 }
 
 export interface ConvertResult {
@@ -63,6 +72,13 @@ function size(v: string | undefined): string | number | undefined {
   if (/^\d+$/.test(v)) return Number(v);
   return isSize(v) ? v : undefined;
 }
+/** A size as nginx reads it (1024, 1k, 2m, 1g) in bytes. */
+export function bytes(v: string | undefined): number | undefined {
+  const m = /^(\d+)([kKmMgG]?)$/.exec(v ?? "");
+  if (!m) return undefined;
+  const unit = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2]!.toLowerCase() as "" | "k" | "m" | "g"];
+  return Number(m[1]) * unit;
+}
 function flag(v: string | undefined): boolean | undefined {
   return v === "on" ? true : v === "off" ? false : undefined;
 }
@@ -70,7 +86,60 @@ function msDuration(ms: number): string {
   return ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`;
 }
 
+type StaticPeer = string | { address: string; weight?: number; max_fails?: number; fail_timeout?: string | number; backup?: boolean; down?: boolean; max_conns?: number };
+interface PeerFinding {
+  kind: Finding["kind"];
+  d: Directive;
+  message: string;
+  to?: string;
+}
+
+/**
+ * The servers of a static upstream as the spec's static `servers:` (the one
+ * place that knows that shape): "host:port", "unix:/path", or an object with
+ * the parameters nginx was given. A bare host gets nginx's default port 80.
+ */
+export function staticServers(servers: readonly Directive[], at: string): { servers: StaticPeer[]; resolve: boolean; findings: PeerFinding[] } {
+  const out: StaticPeer[] = [];
+  const findings: PeerFinding[] = [];
+  let resolve = false;
+  for (const s of servers) {
+    const [addr0, ...params] = s.args;
+    let address = addr0 ?? "";
+    if (/^[A-Za-z0-9.-]+$/.test(address) || /^\[[0-9A-Fa-f:.]+\]$/.test(address)) address += ":80";
+    if (!HOST_PORT_RE.test(address) && !/^unix:\/[^\s;{}]*$/.test(address)) {
+      findings.push({ kind: "lost", d: s, message: `${text(s)}: the address cannot be expressed ("host:port" or "unix:/path")` });
+      continue;
+    }
+    const peer: Exclude<StaticPeer, string> = { address };
+    const lostParams: string[] = [];
+    for (const p of params) {
+      const [k, v] = p.includes("=") ? [p.slice(0, p.indexOf("=")), p.slice(p.indexOf("=") + 1)] : [p, undefined];
+      if (k === "weight" && /^[1-9]\d*$/.test(v ?? "")) peer.weight = Number(v);
+      else if (k === "max_fails" && /^\d+$/.test(v ?? "")) peer.max_fails = Number(v);
+      else if (k === "max_conns" && /^\d+$/.test(v ?? "")) peer.max_conns = Number(v);
+      else if (k === "fail_timeout" && duration(v) !== undefined) peer.fail_timeout = duration(v)!;
+      else if (k === "backup" && v === undefined) peer.backup = true;
+      else if (k === "down" && v === undefined) peer.down = true;
+      else if (k === "resolve" && v === undefined) resolve = true;
+      else lostParams.push(p);
+    }
+    out.push(Object.keys(peer).length === 1 ? address : peer);
+    findings.push({
+      kind: lostParams.length ? "lost" : "converted",
+      d: s,
+      message: `${text(s)}${lostParams.length ? `: ${lostParams.join(" ")} cannot be expressed (the server is kept without it)` : ""}`,
+      to: `${at}.servers`,
+    });
+  }
+  return { servers: out, resolve, findings };
+}
+
 class Converter {
+  /** ssl_certificate / ssl_certificate_key set at http level, inherited by every server (as nginx does). */
+  httpSsl: { certificate?: string; certificate_key?: string } = {};
+  /** Each converted upstream's directive, for findings about it. */
+  upstreamNodes = new Map<string, Directive>();
   findings: Finding[] = [];
   spec: Obj = {};
   nginx: Obj = {};
@@ -82,10 +151,14 @@ class Converter {
   /** Upstreams converted from static server lists: name -> server count. */
   staticUpstreams = new Map<string, number>();
   triesByUpstream = new Map<string, number>();
+  /** The proxy_next_upstream settings seen per upstream (locations that set none count as nginx's default). */
+  retryByUpstream = new Map<string, Set<string>>();
   checkers: CheckerCall[];
   /** Lua directives that belong to the discovery pattern (replaced by gen-lb's runtime). */
   patternLua = new Set<Directive>();
   patternDicts = new Set<string>();
+  /** The pattern's Lua: modules that talk to Consul, the init blocks using them, the balancers. */
+  patternSources = new Set<LuaSource>();
   statusPaths: Array<{ path: string; allow: string[]; d: Directive }> = [];
   httpHeaders: Array<[string, string]> = [];
   comments = 0;
@@ -98,6 +171,12 @@ class Converter {
     const f: Finding = { kind, file: d.file, line: d.line, column: d.column, directive: d.directive, message };
     if (to !== undefined) f.to = to;
     this.findings.push(f);
+  }
+
+  /** Left out, and the user must rewrite it by hand: the report names it and migrate exits 1. */
+  mustRewrite(d: Directive, message: string): void {
+    this.add("lost", d, `${message}; rewrite it by hand`);
+    this.findings[this.findings.length - 1]!.blocking = true;
   }
 
   converted(d: Directive, to: string, note = ""): void {
@@ -117,7 +196,6 @@ class Converter {
       args[args.length - 1] = `${args[args.length - 1]})`;
     }
     for (const a of args) {
-      if (a === "") return { why: "an empty argument cannot be expressed in the spec", at: d };
       if (UNSAFE_RE.test(a)) return { why: `the argument ${JSON.stringify(a)} holds a control character, "\${" or "]]", which the spec rejects`, at: d };
     }
     const out: SpecDirective = { name: d.directive, args };
@@ -135,6 +213,14 @@ class Converter {
 
   /** Carry `d` into `list` (the escape hatch at `to`), or report it lost. */
   carry(d: Directive, list: SpecDirective[], to: string): void {
+    const context = to === "nginx.directives" ? "main" : to === "nginx.events_directives" ? "events" : to === "nginx.http.directives" ? "http" : undefined;
+    const own = context && emittedDirectives(context).get(d.directive);
+    if (own) {
+      // nginx takes it once per level; gen-lb writes its own, so a carried copy would fail nginx -t.
+      const same = own.join(" ") === d.args.join(" ");
+      this.add(same ? "dropped" : "lost", d, `${text(d)}: gen-lb sets ${d.directive} ${own.join(" ")} itself${same ? " (the same value)" : "; the old value is not kept"}`);
+      return;
+    }
     if (d.directive.startsWith("log_by_lua") && Object.keys(this.upstreams).length > 0) {
       this.add("lost", d, `${d.directive}: gen-lb runs its own log_by_lua in every server that proxies to an upstream (balancer accounting, passive health checks), and nginx keeps only one`);
       return;
@@ -155,7 +241,7 @@ class Converter {
     const hasConsul = (s: LuaSource) => consulFacts([s]).length > 0 || this.checkers.some((c) => c.source === s);
     const patternModules = new Set(sources.filter((s) => s.module !== undefined && hasConsul(s)).map((s) => s.module!));
     const requiresPattern = (s: LuaSource) => s.tokens.some((t) => t.kind === "string" && patternModules.has(t.value));
-    const patternSources = new Set<LuaSource>();
+    const patternSources = this.patternSources;
     for (const s of sources) {
       if (s.module !== undefined) {
         if (patternModules.has(s.module)) patternSources.add(s);
@@ -188,7 +274,8 @@ class Converter {
     this.recognisePattern();
     const main: SpecDirective[] = [];
     const events: SpecDirective[] = [];
-    let target: "openresty" | "nginx" = "openresty";
+    // The binary's -V decides; without it, a config loading the lua module is for a distro nginx.
+    let target: "openresty" | "nginx" = this.input.bin?.target ?? "openresty";
 
     // Upstreams and servers are read after the rest of http, so first find
     // the Lua upstreams (proxy_pass decisions depend on them).
@@ -209,13 +296,16 @@ class Converter {
           this.converted(d, "nginx.user");
           break;
         case "worker_processes":
-          this.nginx.worker_processes = d.args[0] === "auto" ? "auto" : Number(d.args[0]);
-          this.converted(d, "nginx.worker_processes");
+        case "worker_rlimit_nofile": {
+          const entry = tableEntry("main", d.directive)!;
+          const v = readArgs(entry.kind, d.args);
+          if (v === undefined) this.carry(d, main, "nginx.directives");
+          else {
+            this.nginx[d.directive] = v;
+            this.converted(d, entry.key);
+          }
           break;
-        case "worker_rlimit_nofile":
-          this.nginx.worker_rlimit_nofile = Number(d.args[0]);
-          this.converted(d, "nginx.worker_rlimit_nofile");
-          break;
+        }
         case "error_log": {
           const level = d.args[1] ?? "error";
           if (d.args.length <= 2 && /^(debug|info|notice|warn|error|crit|alert|emerg)$/.test(level) && d.args[0] && !UNSAFE_RE.test(d.args[0])) {
@@ -232,11 +322,19 @@ class Converter {
           break;
         case "load_module": {
           const base = path.basename(d.args[0] ?? "");
+          const file = d.args[0] ?? "";
+          // nginx reads a relative module path against its compiled-in prefix, which the new prefix is not.
+          const abs = path.isAbsolute(file) ? file : this.input.bin?.prefix ? path.join(this.input.bin.prefix, file) : undefined;
           if (base === "ngx_http_lua_module.so" || base === "ndk_http_module.so") {
-            target = "nginx";
-            const dir = path.dirname(d.args[0]!);
-            if (path.isAbsolute(dir)) this.nginx.modules_dir = dir;
-            this.add("dropped", d, `${text(d)}: generated by gen-lb for target "nginx"`, "target");
+            if (!this.input.bin) target = "nginx";
+            if (abs && target === "nginx") this.nginx.modules_dir = path.dirname(abs);
+            this.add("dropped", d, `${text(d)}: generated by gen-lb for target "nginx"${target === "openresty" ? " (not needed: the target is openresty)" : ""}`, "target");
+          } else if (abs === undefined) {
+            this.add("lost", d, `${text(d)}: a path relative to the old nginx's prefix, which migrate does not know (pass --bin); give its absolute path`);
+          } else if (d.args.length === 1 && !UNSAFE_RE.test(abs)) {
+            main.push({ name: "load_module", args: [abs] });
+            this.add("carried", d, `${text(d)}${abs !== file ? ` (relative to the prefix of ${this.input.bin!.bin}, made absolute: ${abs})` : ""}`, "nginx.directives");
+            if (abs !== file) this.findings[this.findings.length - 1]!.newArgs = [abs];
           } else {
             this.carry(d, main, "nginx.directives");
           }
@@ -246,12 +344,10 @@ class Converter {
           for (const e of d.block ?? []) {
             if (e.directive === "#") {
               this.comments++;
-            } else if (e.directive === "worker_connections") {
-              this.nginx.worker_connections = Number(e.args[0]);
-              this.converted(e, "nginx.worker_connections");
-            } else if (e.directive === "multi_accept" && flag(e.args[0]) !== undefined) {
-              this.nginx.multi_accept = flag(e.args[0]);
-              this.converted(e, "nginx.multi_accept");
+            } else if (tableEntry("events", e.directive) && readArgs(tableEntry("events", e.directive)!.kind, e.args) !== undefined) {
+              const entry = tableEntry("events", e.directive)!;
+              this.nginx[e.directive] = readArgs(entry.kind, e.args);
+              this.converted(e, entry.key);
             } else {
               this.carry(e, events, "nginx.events_directives");
             }
@@ -308,6 +404,16 @@ class Converter {
 
     for (const c of children) {
       const a = c.args;
+      const entry = tableEntry("http", c.directive);
+      if (entry) {
+        const v = readArgs(entry.kind, a);
+        if (v === undefined) this.carry(c, directives, "nginx.http.directives");
+        else {
+          http[c.directive] = v;
+          this.converted(c, entry.key);
+        }
+        continue;
+      }
       const simple = <T>(key: string, value: T | undefined, note = "") => {
         if (value === undefined || a.length !== 1) {
           this.carry(c, directives, "nginx.http.directives");
@@ -323,7 +429,18 @@ class Converter {
         case "include":
           if (isMimeTypesInclude(c)) {
             mime = true;
-            this.converted(c, "nginx.http.include_mime_types", "gen-lb ships its own conf/mime.types");
+            const old = this.input.mimeTypes?.get(`${c.file}:${c.line}:${c.column}`);
+            const cmp = old && old.length ? compareMimeTypes(old) : undefined;
+            const added = cmp ? Object.values(cmp.add).reduce((n, l) => n + l.length, 0) : 0;
+            if (cmp && added) {
+              // What the old file maps and gen-lb's 35-type file does not: kept as extra types.
+              const types = (http.types ??= {}) as Record<string, string[]>;
+              for (const [t, exts] of Object.entries(cmp.add)) types[t] = [...(types[t] ?? []), ...exts];
+            }
+            this.converted(c, "nginx.http.include_mime_types", cmp ? `gen-lb ships its own conf/mime.types; the ${added} extension${added === 1 ? "" : "s"} only the old file maps are kept in nginx.http.types` : "gen-lb ships its own conf/mime.types; the old file was not found, so check what it mapped");
+            if (cmp && cmp.differ.length) {
+              this.add("todo", c, `mime.types: ${cmp.differ.length} extension${cmp.differ.length === 1 ? "" : "s"} get a different type from gen-lb's file than from the old one (${cmp.differ.slice(0, 8).map((x) => `.${x.ext}: ${x.old} -> ${x.shipped}`).join(", ")}${cmp.differ.length > 8 ? ", ..." : ""}); install into the old prefix keeps its own conf/mime.types`, "nginx.http.include_mime_types");
+            }
           } else {
             this.carry(c, directives, "nginx.http.directives");
           }
@@ -337,43 +454,6 @@ class Converter {
           } else this.carry(c, directives, "nginx.http.directives");
           break;
         }
-        case "default_type":
-          simple("default_type", a[0]);
-          break;
-        case "sendfile":
-        case "tcp_nopush":
-        case "tcp_nodelay":
-        case "server_tokens":
-          simple(c.directive, flag(a[0]));
-          break;
-        case "keepalive_timeout":
-        case "client_body_timeout":
-        case "client_header_timeout":
-        case "send_timeout":
-        case "proxy_connect_timeout":
-        case "proxy_send_timeout":
-        case "proxy_read_timeout":
-          simple(c.directive, duration(a[0]));
-          break;
-        case "client_max_body_size":
-        case "client_body_buffer_size":
-        case "client_header_buffer_size":
-        case "proxy_buffer_size":
-        case "proxy_busy_buffers_size":
-          simple(c.directive, size(a[0]));
-          break;
-        case "keepalive_requests":
-        case "types_hash_max_size":
-        case "server_names_hash_bucket_size":
-          simple(c.directive, /^\d+$/.test(a[0] ?? "") && Number(a[0]) > 0 ? Number(a[0]) : undefined);
-          break;
-        case "large_client_header_buffers":
-        case "proxy_buffers":
-          if (a.length === 2 && a.every((x) => /^\d+[kKmM]?$/.test(x))) {
-            http[c.directive] = a.join(" ");
-            this.converted(c, `nginx.http.${c.directive}`);
-          } else this.carry(c, directives, "nginx.http.directives");
-          break;
         case "resolver":
           if (a.length > 0 && a.every((x) => !x.includes("=") && !UNSAFE_RE.test(x))) {
             http.resolver = [...a];
@@ -405,28 +485,39 @@ class Converter {
           }
           break;
         case "gzip_comp_level":
-        case "gzip_min_length":
-          gzip[c.directive.slice(5)] = Number(a[0]);
-          this.converted(c, `nginx.http.gzip.${c.directive.slice(5)}`);
+        case "gzip_min_length": {
+          // gzip_min_length takes a size (1k); the spec key is bytes.
+          const v = c.directive === "gzip_min_length" ? bytes(a[0]) : /^[1-9]$/.test(a[0] ?? "") ? Number(a[0]) : undefined;
+          if (v === undefined || a.length !== 1) this.carry(c, directives, "nginx.http.directives");
+          else {
+            gzip[c.directive.slice(5)] = v;
+            this.converted(c, `nginx.http.gzip.${c.directive.slice(5)}`, v !== Number(a[0]) ? `${a[0]} = ${v} bytes` : "");
+          }
           break;
+        }
         case "gzip_types":
         case "gzip_proxied":
-          gzip[c.directive.slice(5)] = [...a];
-          this.converted(c, `nginx.http.gzip.${c.directive.slice(5)}`);
-          break;
         case "gzip_vary":
-          gzip.vary = flag(a[0]);
-          this.converted(c, "nginx.http.gzip.vary");
-          break;
         case "gzip_http_version":
         case "gzip_disable":
-          gzip[c.directive.slice(5)] = a[0];
-          this.converted(c, `nginx.http.gzip.${c.directive.slice(5)}`);
+        case "gzip_buffers": {
+          // Each only when the spec key can say exactly what nginx was told; else carried.
+          const key = c.directive.slice(5);
+          const PROXIED = /^(off|expired|no-cache|no-store|private|no_last_modified|no_etag|auth|any)$/;
+          const v =
+            key === "types" ? (a.length > 0 && a.every((x) => x !== "" && !UNSAFE_RE.test(x)) ? [...a] : undefined)
+            : key === "proxied" ? (a.length > 0 && a.every((x) => PROXIED.test(x)) ? [...a] : undefined)
+            : key === "vary" ? (a.length === 1 ? flag(a[0]) : undefined)
+            : key === "http_version" ? (a.length === 1 && /^1\.[01]$/.test(a[0]!) ? a[0] : undefined)
+            : key === "disable" ? (a.length === 1 && a[0] !== "" && !UNSAFE_RE.test(a[0]!) ? a[0] : undefined)
+            : a.length === 2 && /^\d+$/.test(a[0]!) && bytes(a[1]) !== undefined ? a.join(" ") : undefined;
+          if (v === undefined) this.carry(c, directives, "nginx.http.directives");
+          else {
+            gzip[key] = v;
+            this.converted(c, `nginx.http.gzip.${key}`);
+          }
           break;
-        case "gzip_buffers":
-          gzip.buffers = a.join(" ");
-          this.converted(c, "nginx.http.gzip.buffers");
-          break;
+        }
         case "map":
           this.convertMap(c, maps, directives);
           break;
@@ -444,6 +535,15 @@ class Converter {
         case "upstream":
         case "server":
           later.push(c);
+          break;
+        case "ssl_certificate":
+        case "ssl_certificate_key":
+          if (a.length === 1 && a[0] !== "" && !UNSAFE_RE.test(a[0]!)) {
+            const [value, note] = this.confPath(a[0]!);
+            this.httpSsl[c.directive === "ssl_certificate" ? "certificate" : "certificate_key"] = value;
+            this.converted(c, `servers[].ssl.${c.directive.slice(4)}`, `set at http level: every server with an ssl listen inherits it${note ? `; ${note}` : ""}`);
+            this.findings[this.findings.length - 1]!.newArgs = [value];
+          } else this.carry(c, directives, "nginx.http.directives");
           break;
         default:
           if (/^init(_worker)?_by_lua/.test(c.directive) && this.patternLua.has(c)) {
@@ -551,6 +651,7 @@ class Converter {
     }
     const up: Obj = { service: name };
     const at = `upstreams.${name}`;
+    this.upstreamNodes.set(name, u);
     const servers: Directive[] = [];
     const lua = this.luaUpstreams.has(name);
     for (const c of u.block ?? []) {
@@ -582,8 +683,10 @@ class Converter {
           } else this.add("lost", c, `${text(c)}: cannot be expressed`);
           break;
         case "keepalive":
-          up.keepalive = Number(c.args[0]);
-          this.converted(c, `${at}.keepalive`);
+          if (c.args.length === 1 && /^\d+$/.test(c.args[0]!)) {
+            up.keepalive = Number(c.args[0]);
+            this.converted(c, `${at}.keepalive`);
+          } else this.add("lost", c, `${text(c)}: not a connection count the spec can hold`);
           break;
         case "zone":
           this.add("dropped", c, `${text(c)}: gen-lb keeps peers in its own shared dicts`);
@@ -607,11 +710,33 @@ class Converter {
       return;
     }
 
-    // Static servers become fallback peers; the service must be filled in.
+    const ct = this.consulTemplateService(u);
+    if (!ct) {
+      // A hand-written static list stays static: nginx's own upstream {}, every server parameter kept.
+      const peers = staticServers(servers, at);
+      for (const f of peers.findings) this.add(f.kind, f.d, f.message, f.to);
+      if (peers.servers.length === 0) {
+        this.mustRewrite(u, `upstream ${name}: none of its servers can be expressed, so the upstream is left out`);
+        return;
+      }
+      up.servers = peers.servers;
+      if (peers.resolve) up.resolve = true;
+      delete up.service;
+      this.staticUpstreams.set(name, peers.servers.filter((p) => typeof p === "string" || !p.backup).length);
+      this.add("converted", u, `upstream ${name}: a static upstream (nginx's own upstream {}), ${peers.servers.length} server${peers.servers.length === 1 ? "" : "s"}`, at);
+      this.upstreams[name] = up;
+      return;
+    }
+
+    // consul-template output: the service comes from Consul, the rendered servers are fallback peers.
     const fallback: Array<string | { address: string; weight: number }> = [];
     const fails = new Set<string>();
     for (const s of servers) {
       const [addr, ...params] = s.args;
+      if (addr === "127.0.0.1:65535") {
+        this.add("dropped", s, `${text(s)}: consul-template's placeholder for a service with no instance (gen-lb answers 502 itself then)`);
+        continue;
+      }
       let hostPort = addr ?? "";
       if (/^[A-Za-z0-9.-]+$/.test(hostPort) || /^\[[0-9A-Fa-f:.]+\]$/.test(hostPort)) hostPort += ":80";
       if (!HOST_PORT_RE.test(hostPort)) {
@@ -619,22 +744,19 @@ class Converter {
         continue;
       }
       if (params.includes("down")) {
-        // A server marked down never gets traffic: leaving it out is the same.
         this.add("converted", s, `${text(s)}: marked down, so left out of the fallback peers`, `${at}.fallback`);
         continue;
       }
-      const kept: string[] = [];
-      const lostParams: string[] = [];
       let mf = "1";
       let ft = "10s";
       let weight = 1;
+      const lostParams: string[] = [];
       for (const p of params) {
         const w = /^weight=(\d+)$/.exec(p);
         if (w && Number(w[1]) >= 1 && Number(w[1]) <= 1000) weight = Number(w[1]);
         else if (p.startsWith("max_fails=")) mf = p.slice(10);
         else if (p.startsWith("fail_timeout=")) ft = p.slice(13);
         else lostParams.push(p);
-        if (p.startsWith("max_fails=") || p.startsWith("fail_timeout=")) kept.push(p);
       }
       fallback.push(weight === 1 ? hostPort : { address: hostPort, weight });
       fails.add(`${mf} ${ft}`);
@@ -648,33 +770,37 @@ class Converter {
     if (fallback.length) up.fallback = fallback;
     if (fails.size === 1) {
       const [mf, ft] = [...fails][0]!.split(" ");
-      if (!(mf === "1" && ft === "10s")) up.healthcheck = { passive: { max_fails: Number(mf), fail_timeout: duration(ft) ?? ft } };
+      if (!(mf === "1" && ft === "10s") && Number(mf) > 0) up.healthcheck = { passive: { max_fails: Number(mf), fail_timeout: duration(ft) ?? ft } };
     } else if (fails.size > 1) {
       this.add("todo", u, `upstream ${name}: its servers have different max_fails/fail_timeout; gen-lb has one passive check per upstream`);
     }
     this.staticUpstreams.set(name, fallback.length);
-    const ct = this.consulTemplateService(u);
-    if (ct) up.service = ct;
-    this.add(
-      "todo",
-      u,
-      ct
-        ? `upstream ${name} was rendered by consul-template: service "${ct}" taken from its header; its ${fallback.length} servers are kept only as fallback peers (used before Consul first answers)`
-        : `upstream ${name}: set ${at}.service to its Consul service name (now "${name}"); its static servers are kept only as fallback peers (used before Consul first answers)`,
-      `${at}.service`,
-    );
+    up.service = ct;
+    this.add("todo", u, `upstream ${name} was rendered by consul-template: service "${ct}" (from its header, or its name as in consul-template's nginx example); its ${fallback.length} servers are kept only as fallback peers (used before Consul first answers)`, `${at}.service`);
     this.upstreams[name] = up;
   }
 
-  /** A consul-template header ("generated by consul-template", "service: web") in the upstream's file. */
+  /**
+   * An upstream consul-template rendered: a header comment naming
+   * consul-template (and maybe the service), or the shapes of consul-template's
+   * own nginx example: `zone upstream-NAME`, and `server 127.0.0.1:65535`
+   * where the service had no instance ("force a 502"). The service is then the
+   * upstream's name, as in that template.
+   */
   consulTemplateService(u: Directive): string | undefined {
+    const name = u.args[0];
     const comments = this.input.comments.get(u.file) ?? [];
-    if (!comments.some((c) => /consul-template/i.test(c))) return undefined;
-    for (const c of comments) {
-      const m = /service[:=\s]+["']?([A-Za-z0-9_.-]+)/i.exec(c);
-      if (m && !/template/i.test(m[1]!)) return m[1];
+    if (comments.some((c) => /consul-template/i.test(c))) {
+      for (const c of comments) {
+        const m = /service[:=\s]+["']?([A-Za-z0-9_.-]+)/i.exec(c);
+        if (m && !/template/i.test(m[1]!)) return m[1];
+      }
+      return name;
     }
-    return u.args[0];
+    const block = u.block ?? [];
+    const zone = block.some((c) => c.directive === "zone" && c.args[0] === `upstream-${name}`);
+    const placeholder = block.some((c) => c.directive === "server" && c.args[0] === "127.0.0.1:65535");
+    return zone || placeholder ? name : undefined;
   }
 
   // ------------------------------------------------------------ servers
@@ -771,8 +897,8 @@ class Converter {
       groups.set(key, [...(groups.get(key) ?? []), l]);
     }
     const index = this.servers.length;
-    if (groups.size > 1) this.add("converted", s, `server: its listens differ in their parameters (ssl, http2, default_server, reuseport, ...), so it becomes ${groups.size} spec servers with the same content`, `servers[${index}..${index + groups.size - 1}]`);
-    else this.add("converted", s, "server", `servers[${index}]`);
+    const label = this.findings.length;
+    this.add("converted", s, "server", `servers[${index}]`);
     const anySsl = listens.some((l) => l.ssl);
     for (const group of groups.values()) {
       const server: Obj = { listen: group.length === 1 ? group[0]!.addr : group.map((l) => l.addr), ...structuredClone(base) };
@@ -787,13 +913,26 @@ class Converter {
       if (first.reuseport) server.reuseport = true;
       if (first.options.length) server.listen_options = [...first.options];
       if (first.ssl) {
-        if (ssl.certificate === undefined || ssl.certificate_key === undefined) {
-          this.add("lost", first.d, `${text(first.d)}: an ssl listen needs ssl_certificate and ssl_certificate_key in the same server`);
+        const tls = { ...this.httpSsl, ...ssl };
+        if (tls.certificate === undefined || tls.certificate_key === undefined) {
+          this.mustRewrite(first.d, `server ${pos(s)} (${text(first.d)}): an ssl listen needs ssl_certificate and ssl_certificate_key (in the server or at http level), so this server is left out`);
           continue;
         }
-        server.ssl = { ...ssl };
+        server.ssl = tls;
       }
       this.servers.push(server);
+    }
+    // The label names the spec servers this one really became (none when all were left out).
+    const made = this.servers.length - index;
+    const f = this.findings[label]!;
+    if (made === 0) {
+      f.kind = "lost";
+      f.message = "server: left out (see the findings of its listens)";
+      f.blocking = true;
+      delete f.to;
+    } else if (made > 1 || groups.size > 1) {
+      f.message = `server: its listens differ in their parameters (ssl, http2, default_server, reuseport, ...), so it becomes ${made} spec server${made === 1 ? "" : "s"} with the same content`;
+      f.to = made === 1 ? `servers[${index}]` : `servers[${index}..${index + made - 1}]`;
     }
   }
 
@@ -844,7 +983,7 @@ class Converter {
       p = l.args[1];
     } else if (l.args.length === 1) p = l.args[0];
     if (p === undefined || p === "" || UNSAFE_RE.test(p)) {
-      this.add("lost", l, `${text(l)}: this location cannot be expressed`);
+      this.mustRewrite(l, `${text(l)}: this location cannot be expressed, so it is left out`);
       return undefined;
     }
     const block = l.block ?? [];
@@ -899,6 +1038,9 @@ class Converter {
           break;
         case "proxy_next_upstream":
           if (typedUpstream) {
+            const kinds = this.retryByUpstream.get(upstream!) ?? new Set<string>();
+            kinds.add(a.join(" "));
+            this.retryByUpstream.set(upstream!, kinds);
             const up = this.upstreams[upstream!]!;
             if (a[0] === "off") up.retries = 0;
             else {
@@ -936,6 +1078,11 @@ class Converter {
       }
     }
 
+    if (typedUpstream && !block.some((c) => c.directive === "proxy_next_upstream")) {
+      const kinds = this.retryByUpstream.get(upstream!) ?? new Set<string>();
+      kinds.add("error timeout");
+      this.retryByUpstream.set(upstream!, kinds);
+    }
     if (typedUpstream) {
       const own = headers.map(([k, v]) => [k, v] as [string, string]);
       const set = own.length ? own : inherited;
@@ -947,7 +1094,7 @@ class Converter {
         } else if (k.toLowerCase() === "connection" && (v === "$connection_upgrade" || v === "")) {
           if (v === "$connection_upgrade") loc.websocket = true;
           if (d) this.add("dropped", d, `${text(d)}: gen-lb sets Connection itself (${v === "" ? '"" for keepalive' : "$connection_upgrade for websocket"})`);
-        } else if (/^[A-Za-z0-9-]+$/.test(k) && v !== "" && !UNSAFE_RE.test(v)) {
+        } else if (/^[A-Za-z0-9-]+$/.test(k) && !UNSAFE_RE.test(v)) {
           record[k] = v;
           if (d) this.converted(d, `${at}.proxy_set_header.${k}`);
         } else if (d) {
@@ -955,7 +1102,11 @@ class Converter {
         }
       }
       if (Object.keys(record).length) loc.proxy_set_header = record;
-      else this.add("todo", l, `location ${l.args.join(" ")} set no proxy headers; gen-lb sends Host, X-Real-IP, X-Forwarded-For and X-Forwarded-Proto by default (nginx sent Host: $proxy_host)`);
+      else if (headers.length === 0 && set.length === 0) {
+        // What nginx sent when no proxy_set_header was given (gen-lb's own default adds X-Forwarded-*).
+        loc.proxy_set_header = { Host: "$proxy_host" };
+        this.add("converted", l, `location ${l.args.join(" ")} set no proxy headers: nginx's default (Host: $proxy_host) made explicit`, `${at}.proxy_set_header`);
+      }
       if (!headers.length && set.length && own.length === 0 && inherited.length) {
         this.add("converted", l, `location ${l.args.join(" ")}: inherited proxy_set_header made explicit`, `${at}.proxy_set_header`);
       }
@@ -972,35 +1123,55 @@ class Converter {
     // Retries: explicit tries win; a static upstream retried every server; a Lua one never retried (defect 8).
     for (const [name, up] of Object.entries(this.upstreams)) {
       const tries = this.triesByUpstream.get(name);
+      // nginx's own default is "proxy_next_upstream error timeout": no status retries.
+      if (this.staticUpstreams.has(name) && up.retry_statuses === undefined) up.retry_statuses = [];
+      const kinds = this.retryByUpstream.get(name);
+      if (kinds && kinds.size > 1) {
+        const d = this.luaUpstreams.get(name) ?? this.input.tree[0]!;
+        this.add("todo", d, `upstream ${name}: its locations retry differently (${[...kinds].join(" | ")}); gen-lb has one retry policy per upstream, now ${up.retries === 0 ? "off" : "on"} for all of them; split the upstream if that matters`, `upstreams.${name}.retries`);
+      }
       if (up.retries === undefined) {
         if (tries !== undefined) up.retries = Math.min(10, tries - 1);
         else if (this.staticUpstreams.has(name)) up.retries = Math.min(10, Math.max(0, this.staticUpstreams.get(name)! - 1));
         else up.retries = 1;
       }
     }
-    if (facts.length === 0) return undefined;
+    // A checker on a static upstream: the same active check, on its servers.
+    for (const [name, up] of Object.entries(this.upstreams)) {
+      if (up.servers === undefined) continue;
+      const checker = this.checkers.find((c) => c.options.upstream === name);
+      if (!checker) continue;
+      up.healthcheck = { ...((up.healthcheck as Obj | undefined) ?? {}), active: this.activeCheck(checker.options) };
+      this.findings.push({ kind: "converted", file: checker.source.file, line: checker.token.line, column: checker.token.column, message: `spawn_checker{} options as an active check of the static servers`, to: `upstreams.${name}.healthcheck.active` });
+      const d = this.upstreamNodes.get(name)!;
+      this.add("todo", d, `upstream ${name}: static upstreams get active checks from the runtime's static-upstream support (issue 13); until it lands, build runs no active check for ${name}, only nginx's max_fails/fail_timeout`, `upstreams.${name}.healthcheck.active`);
+    }
+    const needsConsul = Object.values(this.upstreams).some((u) => u.service !== undefined);
+    if (facts.length === 0 && this.luaUpstreams.size === 0 && !needsConsul) return undefined;
+    const pattern = readConsulPattern({ sources: this.input.sources, patternSources: this.patternSources, luaUpstreams: this.luaUpstreams });
+    this.findings.push(...pattern.findings);
     const consul: Obj = {};
-    const addresses = [...new Set(facts.flatMap((f) => (f.address ? [f.address.value] : [])))];
-    if (addresses.length) consul.addresses = addresses;
-    const dcs = [...new Set(facts.flatMap((f) => (f.datacenter ? [f.datacenter] : [])))];
-    if (dcs.length === 1) consul.datacenter = dcs[0];
-    const first = facts[0]!;
-    const f0 = { kind: "todo" as const, file: first.url.file, line: first.url.line, column: first.url.column };
-    this.findings.push({ ...f0, message: `the old code sent no ACL token; if Consul enforces ACLs, set consul.token_env to the variable that holds it`, to: "consul.token_env" });
-    this.findings.push({ kind: "converted", file: first.url.file, line: first.url.line, column: first.url.column, message: `Consul address ${addresses.join(", ") || "(default)"} from "${first.url.value}"`, to: "consul.addresses" });
+    if (pattern.addresses.length) consul.addresses = pattern.addresses;
+    if (pattern.datacenter) consul.datacenter = pattern.datacenter;
+    if (pattern.token_env) {
+      consul.token_env = pattern.token_env;
+      this.dropTokenEnv(pattern.token_env);
+    }
+    if (!pattern.addresses.length && this.luaUpstreams.size === 0) {
+      // consul-template output: the address lives in consul-template's own config, not here.
+      const first = Object.entries(this.upstreams).find(([, u]) => u.service !== undefined);
+      const d = first ? this.upstreamNodes.get(first[0]) : undefined;
+      if (d) this.add("todo", d, "the Consul address is not in the nginx config (consul-template reads it from its own config or CONSUL_HTTP_ADDR); set consul.addresses, and consul.token_env if it uses a token", "consul.addresses");
+    }
 
-    // Services for the Lua upstreams, and their health checks.
-    const services = facts.filter((f) => f.service);
     for (const [name] of this.luaUpstreams) {
       const up = this.upstreams[name];
       if (!up) continue;
-      const svc = services.find((f) => f.service!.value === name) ?? (services.length === 1 ? services[0] : undefined);
-      if (svc?.service) {
-        up.service = svc.service.value;
-        this.findings.push({ kind: "converted", file: svc.service.file, line: svc.service.line, column: svc.service.column, message: `service "${svc.service.value}" for upstream ${name}`, to: `upstreams.${name}.service` });
-      } else {
-        const d = this.luaUpstreams.get(name)!;
-        this.add("todo", d, `upstream ${name}: no Consul service found in its Lua; set upstreams.${name}.service (now "${name}")`, `upstreams.${name}.service`);
+      const svc = pattern.services.get(name);
+      if (svc) {
+        up.service = svc.service;
+        if (svc.tags.length) up.tags = svc.tags;
+        if (svc.datacenter && svc.datacenter !== pattern.datacenter) up.datacenter = svc.datacenter;
       }
       const checker = this.checkers.find((c) => c.options.upstream === name) ?? (this.checkers.length === 1 ? this.checkers[0] : undefined);
       if (checker) {
@@ -1009,7 +1180,23 @@ class Converter {
         this.findings.push({ kind: "converted", file: checker.source.file, line: checker.token.line, column: checker.token.column, message: `spawn_checker{} options as an active check of the discovered peers`, to: `upstreams.${name}.healthcheck.active` });
       }
     }
-    return consul;
+    return Object.keys(consul).length || needsConsul || this.luaUpstreams.size ? consul : undefined;
+  }
+
+  /** `env NAME;` for the token: gen-lb writes it itself for consul.token_env. */
+  dropTokenEnv(name: string): void {
+    const list = this.nginx.directives as SpecDirective[] | undefined;
+    if (!list) return;
+    const i = list.findIndex((d) => d.name === "env" && d.args.length === 1 && d.args[0] === name);
+    if (i < 0) return;
+    list.splice(i, 1);
+    if (list.length === 0) delete this.nginx.directives;
+    const f = this.findings.find((x) => x.kind === "carried" && x.directive === "env" && x.message === `env ${name}`);
+    if (f) {
+      f.kind = "dropped";
+      f.message = `env ${name}: gen-lb declares it itself for consul.token_env`;
+      delete f.to;
+    }
   }
 
   activeCheck(o: Record<string, LuaValue>): Obj {

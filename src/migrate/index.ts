@@ -8,9 +8,10 @@ import { stringify } from "yaml";
 import { parseConfig } from "../nginx/parse.js";
 import type { Directive, Loader } from "../nginx/types.js";
 import { convert } from "./convert.js";
-import { flatten, walk } from "./flatten.js";
+import { flatten, isMimeTypesInclude, walk } from "./flatten.js";
 import { gatherLua } from "./lua.js";
 import { MigrateError, type Finding } from "./types.js";
+import type { BinInfo } from "./bin.js";
 
 export { MigrateError, type Finding } from "./types.js";
 
@@ -22,6 +23,8 @@ export interface MigrateOptions {
   prefix?: string;
   /** What relative paths (the main file's) are relative to; default process.cwd(). */
   cwd?: string;
+  /** The nginx binary (from its -V): the target, and its prefix for relative load_module paths. */
+  bin?: BinInfo;
 }
 
 export interface Migration {
@@ -57,8 +60,15 @@ export function migrate(mainFile: string, opts: MigrateOptions): Migration {
     });
     comments.set(cf.file, list);
   }
-  const sources = gatherLua(tree, { loader: opts.loader, prefix: opts.prefix ?? defaultPrefix(mainFile), luaPath: opts.luaPath ?? [] });
-  const result = convert({ tree, sources, comments, mainFile, cwd: opts.cwd ?? process.cwd() });
+  const { sources, missing } = gatherLua(tree, { loader: opts.loader, prefix: opts.prefix ?? defaultPrefix(mainFile), luaPath: opts.luaPath ?? [] });
+  // The old mime.types files (include mime.types stays an include in the tree), by include node position.
+  const mimeTypes = new Map<string, Directive[]>();
+  for (const cf of parsed.config) {
+    walk(cf.parsed, (d) => {
+      if (d.directive === "include" && d.includes && isMimeTypesInclude(d)) mimeTypes.set(`${d.file}:${d.line}:${d.column}`, d.includes.flatMap((i) => parsed.config[i]!.parsed));
+    });
+  }
+  const result = convert({ tree, sources, comments, mimeTypes, mainFile, cwd: opts.cwd ?? process.cwd(), ...(opts.bin ? { bin: opts.bin } : {}) });
   const findings: Finding[] = [
     ...inlined.map(({ node, files }): Finding => ({
       kind: "converted",
@@ -67,6 +77,13 @@ export function migrate(mainFile: string, opts: MigrateOptions): Migration {
       column: node.column,
       directive: "include",
       message: `include ${node.args[0]}: ${files.length ? `inlined ${files.length} file${files.length === 1 ? "" : "s"} (${files.join(", ")})` : "matched no file"}`,
+    })),
+    ...missing.map(({ require: r, tried }): Finding => ({
+      kind: "todo",
+      file: r.source.file,
+      line: r.token.line,
+      column: r.token.column,
+      message: `require "${r.name}": module not found (tried ${tried.length ? tried.join(", ") : "no paths: no lua_package_path"}), so its code was not read; what migrate inferred from the rest may miss what it does (pass --lua-path DIR to include it)`,
     })),
     ...result.findings,
   ];

@@ -64,8 +64,15 @@ export interface GatherOptions {
   luaPath: readonly string[];
 }
 
-/** Every piece of Lua the config runs, modules included (each read once). */
-export function gatherLua(tree: readonly Directive[], opts: GatherOptions): LuaSource[] {
+/** A required module migrate could not find: reported, and the rest is analysed without it. */
+export interface MissingModule {
+  require: LuaRequire;
+  tried: string[];
+}
+
+/** Every piece of Lua the config runs, modules included (each read once), and the modules not found. */
+export function gatherLua(tree: readonly Directive[], opts: GatherOptions): { sources: LuaSource[]; missing: MissingModule[] } {
+  const missing: MissingModule[] = [];
   const sources: LuaSource[] = [];
   const templates: string[] = [];
   walk(tree, (d) => {
@@ -116,14 +123,13 @@ export function gatherLua(tree: readonly Directive[], opts: GatherOptions): LuaS
         }
       }
       if (found === undefined) {
-        throw new MigrateError(`cannot find the Lua module "${req.name}"`, [
-          `${req.source.file}:${req.token.line}:${req.token.column}: require "${req.name}"; tried ${tried.length ? tried.join(", ") : "no paths (no lua_package_path)"}; pass --lua-path DIR`,
-        ]);
+        missing.push({ require: req, tried });
+        continue;
       }
       sources.push({ file: found.file, module: req.name, tokens: lex(found.text, found.file) });
     }
   }
-  return sources;
+  return { sources, missing };
 }
 
 function readText(loader: Loader, file: string): string {
@@ -218,6 +224,11 @@ export interface CheckerCall {
   options: Record<string, LuaValue>;
   source: LuaSource;
   token: LuaToken;
+}
+
+/** The constant table constructor starting at t[i] ("{"), if it is one. */
+export function readTableAt(t: readonly LuaToken[], i: number): LuaValue | undefined {
+  return readTable(t, i)?.[0];
 }
 
 /** Read a table constructor of constants starting at t[i] ("{"); returns the value and the index after "}". */

@@ -25,7 +25,7 @@ export function formatReport(findings: readonly Finding[], source: string, out: 
   for (const [kind, title] of SECTIONS) {
     const list = findings.filter((f) => f.kind === kind);
     lines.push(`${title} (${list.length})`);
-    for (const f of list) lines.push(`  ${where(f)}: ${f.message}${f.to && kind !== "todo" ? ` -> ${f.to}` : ""}`);
+    for (const f of list) lines.push(`  ${f.blocking ? "LEFT OUT " : ""}${where(f)}: ${f.message}${f.to && kind !== "todo" ? ` -> ${f.to}` : ""}`);
     lines.push("");
   }
   return lines.join("\n");

@@ -26,6 +26,8 @@ export interface Finding {
   to?: string;
   /** The arguments the directive has in the new config, when migrate changed them (e.g. a path made absolute). */
   newArgs?: string[];
+  /** A server, location or upstream left out that the user must rewrite by hand: migrate exits 1. */
+  blocking?: boolean;
   /** 1..11, for kind "defect". */
   defect?: number;
 }

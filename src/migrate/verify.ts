@@ -39,11 +39,28 @@ function norm(d: Directive): string {
   if (d.directive === "log_format") args = [args[0] ?? "", ...(args[1]?.startsWith("escape=") ? [args[1]] : []), args.slice(args[1]?.startsWith("escape=") ? 2 : 1).join("")];
   if (d.directive === "error_log" && args.length === 1) args = [...args, "error"];
   if (d.directive === "access_log" && args.length === 1 && args[0] !== "off") args = [...args, "combined"];
+  // listen parameters mean the same in any order; "default" is the old spelling of default_server.
+  if (d.directive === "listen") args = [normListen(args[0] ?? ""), ...args.slice(1).map((a) => (a === "default" ? "default_server" : a)).sort()];
   return [d.directive, ...args.map(normArg)].join("\u0000");
 }
 
 const show = (d: Directive) => [d.directive, ...d.args.map((a) => (a.includes("\n") ? "{...}" : a))].join(" ");
 const key = (d: Directive) => `${d.file}:${d.line}:${d.column}`;
+
+/** Directives whose value is nginx's built-in default: leaving them out changes nothing. */
+const NGINX_DEFAULTS = new Set(
+  [
+    "gzip off", "gzip_vary off", "gzip_comp_level 1", "gzip_min_length 20", "gzip_http_version 1.1", "gzip_proxied off",
+    "sendfile off", "tcp_nopush off", "tcp_nodelay on", "server_tokens on", "keepalive_timeout 75s", "keepalive_requests 1000",
+    "client_max_body_size 1m", "client_body_timeout 60s", "client_header_timeout 60s", "send_timeout 60s",
+    "proxy_connect_timeout 60s", "proxy_read_timeout 60s", "proxy_send_timeout 60s", "proxy_buffering on", "multi_accept off",
+    "ssl_prefer_server_ciphers off", "ssl_session_tickets on", "charset off", "autoindex off",
+  ].map((t) => {
+    const [n, ...a] = t.split(" ");
+    return [n!, ...a.map(normArg)].join("\u0000");
+  }),
+);
+const isDefault = (d: Directive) => NGINX_DEFAULTS.has(norm(d));
 
 /** What gen-lb adds on its own, per scope kind. */
 function generated(scope: string, d: Directive): boolean {
@@ -69,6 +86,8 @@ export function compareConfigs(oldTree: readonly Directive[], newTree: readonly 
   const disposition = new Map<string, Finding>();
   for (const f of findings) if (f.directive !== undefined && f.column !== undefined) disposition.set(`${f.file}:${f.line}:${f.column}`, f);
   const diffs: Difference[] = [];
+  // http-level TLS files moved into each ssl server (as nginx inherits them): not missing at http, not new in servers.
+  const inherited = new Set(findings.filter((f) => f.to?.startsWith("servers[].ssl.") && /set at http level/.test(f.message)).map((f) => `${f.directive}\u0000${(f.newArgs ?? []).join("\u0000")}`));
 
   /** Old directives that must show up in the new config. */
   const expected = (d: Directive): boolean => {
@@ -76,6 +95,7 @@ export function compareConfigs(oldTree: readonly Directive[], newTree: readonly 
     const f = disposition.get(key(d));
     if (f === undefined) return true;
     if (f.kind === "dropped" || f.kind === "lost") return false;
+    if (inherited.size && /set at http level/.test(f.message)) return false;
     // Moved into the runtime's data (Lua config), not nginx.conf.
     if (f.to !== undefined && /^(upstreams|consul|status|target)/.test(f.to)) return false;
     return true;
@@ -100,15 +120,20 @@ export function compareConfigs(oldTree: readonly Directive[], newTree: readonly 
       const same = take((d) => norm(d) === norm(want));
       if (same) continue;
       const other = pool.find((d) => d.directive === o.directive && !generated(scope, d));
-      if (other) {
+      if (other && isDefault(o) && isDefault(other)) {
+        pool.splice(pool.indexOf(other), 1);
+      } else if (other) {
         pool.splice(pool.indexOf(other), 1);
         diffs.push({ kind: "changed", file: o.file, line: o.line, scope, message: `${show(o)} became ${show(other)} (${other.file}:${other.line})` });
-      } else if (!pool.some((d) => d.directive === o.directive)) {
+      } else if (!pool.some((d) => d.directive === o.directive) && !isDefault(o)) {
         diffs.push({ kind: "missing", file: o.file, line: o.line, scope, message: `${show(o)} is not in the new config` });
       }
     }
     for (const n of pool) {
-      if (n.directive === "server" || n.directive === "upstream" || generated(scope, n)) continue;
+      if (n.directive === "server" || n.directive === "upstream" || generated(scope, n) || isDefault(n)) continue;
+      // Types the old mime.types mapped and gen-lb's file does not, kept as nginx.http.types (the report says so).
+      if ((scope === "http" && n.directive === "types") || scope.endsWith("> types")) continue;
+      if (inherited.has([n.directive, ...n.args].join("\u0000"))) continue;
       if (olds.some((o) => o.directive === n.directive && !expected(o))) continue;
       diffs.push({ kind: "added", file: n.file, line: n.line, scope, message: `${show(n)} is new` });
     }

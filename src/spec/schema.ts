@@ -292,6 +292,7 @@ export const activeCheckSchema = z
   })
   .describe("active health checks, run by one worker per node against the discovered peers");
 
+
 export const passiveCheckSchema = z
   .strictObject({
     max_fails: z.number().int().positive().default(3).describe("failures within fail_timeout that take a peer out"),
@@ -387,7 +388,10 @@ const locationSchema = z
       .optional()
       .describe("return CODE [TEXT|URL]"),
     websocket: z.boolean().default(false).describe("proxy WebSocket upgrades (needs nginx.http.upgrade_map)"),
-    proxy_set_header: z.record(z.string().regex(/^[A-Za-z0-9-]+$/), safeText("a header value")).optional().describe("headers set on proxied requests (default: Host, X-Real-IP, X-Forwarded-For, X-Forwarded-Proto)"),
+    proxy_set_header: z
+      .record(z.string().regex(/^[A-Za-z0-9-]+$/), z.union([z.literal(""), safeText("a header value")]))
+      .optional()
+      .describe('headers set on proxied requests (default: Host, X-Real-IP, X-Forwarded-For, X-Forwarded-Proto); "" sends none (e.g. Proxy: "" against httpoxy)'),
     directives,
   })
   .refine((l) => [l.upstream, l.root, l.alias, l.return].filter((x) => x !== undefined).length <= 1, {

@@ -5,8 +5,10 @@
  * parameter so tests can swap it (record calls, inject a failure, run a hook
  * at an exact moment) without touching a real binary.
  */
-import { constants, accessSync, readdirSync, readFileSync, realpathSync, statSync } from "node:fs";
+import { closeSync, constants, accessSync, mkdtempSync, openSync, readdirSync, readFileSync, realpathSync, rmSync, statSync } from "node:fs";
+import os from "node:os";
 import path from "node:path";
+import { spawn } from "node:child_process";
 import { execa } from "execa";
 import { luaString } from "../render/quote.js";
 
@@ -15,6 +17,12 @@ export interface Command {
   args: string[];
   /** Kill the process after this long (a stuck binary must not hang a check). */
   timeoutMs?: number;
+  /**
+   * Give the process files, not pipes, for stdout/stderr: nginx opens
+   * /dev/stdout itself (`access_log /dev/stdout`), which fails on the socket
+   * pairs Node uses for pipes.
+   */
+  fileStdio?: boolean;
 }
 
 export interface CommandResult {
@@ -52,7 +60,7 @@ const prefixArg = (prefix: string) => (prefix.endsWith("/") ? prefix : `${prefix
 
 /** `nginx -t -q`: parse and test the configuration without starting (-q: errors only). */
 export function nginxTestCommand(bin: string, prefix: string): Command {
-  return { command: bin, args: ["-t", "-q", "-p", prefixArg(prefix), "-c", "conf/nginx.conf"], timeoutMs: 30_000 };
+  return { command: bin, args: ["-t", "-q", "-p", prefixArg(prefix), "-c", "conf/nginx.conf"], timeoutMs: 30_000, fileStdio: true };
 }
 
 /** `nginx -V`: version and configure arguments, on stderr. */
@@ -130,8 +138,47 @@ function readProc(pid: number): ProcessInfo | undefined {
   }
 }
 
+async function runWithFileStdio(cmd: Command): Promise<CommandResult> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "gen-lb-stdio-"));
+  const outFile = path.join(dir, "stdout");
+  const errFile = path.join(dir, "stderr");
+  const out = openSync(outFile, "w");
+  const err = openSync(errFile, "w");
+  try {
+    // Plain fds (not execa's pipes), so the child's stdout is an ordinary file.
+    const r = await new Promise<{ code: number | null; error?: NodeJS.ErrnoException; timedOut: boolean }>((resolve) => {
+      const child = spawn(cmd.command, cmd.args, { stdio: ["ignore", out, err] });
+      let timedOut = false;
+      const timer = cmd.timeoutMs === undefined ? undefined : setTimeout(() => {
+        timedOut = true;
+        child.kill("SIGKILL");
+      }, cmd.timeoutMs);
+      child.on("error", (error: NodeJS.ErrnoException) => {
+        if (timer) clearTimeout(timer);
+        resolve({ code: null, error, timedOut });
+      });
+      child.on("close", (code) => {
+        if (timer) clearTimeout(timer);
+        resolve({ code, timedOut });
+      });
+    });
+    return {
+      exitCode: typeof r.code === "number" ? r.code : -1,
+      stdout: readFileSync(outFile, "utf8"),
+      stderr: readFileSync(errFile, "utf8"),
+      ...(r.error?.code ? { spawnError: r.error.code } : {}),
+      timedOut: r.timedOut,
+    };
+  } finally {
+    closeSync(out);
+    closeSync(err);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 export const systemRunner: ProcessRunner = {
   async run(cmd) {
+    if (cmd.fileStdio) return runWithFileStdio(cmd);
     const r = await execa(cmd.command, cmd.args, {
       reject: false,
       timeout: cmd.timeoutMs,

@@ -39,8 +39,8 @@ describe("gen-lb migrate", () => {
     const report = path.join(dir, "static.report");
     const r = runCli(["migrate", fx("static/nginx.conf"), "--out", out, "--report", report, "--lua-path", fx("consul-lua/lua")]);
     expect(r.status).toBe(0);
-    expect(r.stdout).toMatch(/^wrote .*static\.yaml and the report .*static\.report \(4 to do, 0 known defects found\)\n$/);
-    expect(readFileSync(report, "utf8")).toContain("Not carried (port these by hand) (3)");
+    expect(r.stdout).toMatch(/^wrote .*static\.yaml and the report .*static\.report \(1 to do, 0 known defects found\)\n$/);
+    expect(readFileSync(report, "utf8")).toContain("Not carried (port these by hand) (2)");
   });
 
   it("--json prints the findings as one document", () => {
@@ -49,7 +49,7 @@ describe("gen-lb migrate", () => {
     const doc = JSON.parse(r.stdout);
     expect(doc.ok).toBe(true);
     expect(doc.defects).toEqual([]);
-    expect(doc.findings.find((f: { kind: string }) => f.kind === "todo").message).toMatch(/consul-template/);
+    expect(doc.findings.some((f: { kind: string; message: string }) => f.kind === "todo" && /consul-template/.test(f.message))).toBe(true);
   });
 
   it("bad input: exit 1, a message with file:line, and the existing spec left untouched", () => {
@@ -64,15 +64,14 @@ describe("gen-lb migrate", () => {
     expect(readdirSync(dir).filter((f) => f.endsWith(".tmp"))).toEqual([]);
   });
 
-  it("a Lua module that cannot be found: exit 1 with the require's position, no spec", () => {
+  it("a Lua module that cannot be found: the spec is written and the report names the require's position", () => {
     const conf = path.join(dir, "nomod.conf");
     writeFileSync(conf, 'events {}\nhttp {\n  lua_package_path "/nowhere/?.lua;;";\n  init_worker_by_lua_block {\n    require("discovery").start()\n  }\n}\n');
     const out = path.join(dir, "nomod.yaml");
     const r = runCli(["migrate", conf, "--out", out]);
-    expect(r.status).toBe(1);
-    expect(r.stderr).toContain('gen-lb: cannot find the Lua module "discovery"');
-    expect(r.stderr).toContain(`${conf}:5:5: require "discovery"; tried /nowhere/discovery.lua; pass --lua-path DIR`);
-    expect(existsSync(out)).toBe(false);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain(`${conf}:5:5: require "discovery": module not found (tried /nowhere/discovery.lua)`);
+    expect(existsSync(out)).toBe(true);
   });
 
   it("a missing file or a directory is a usage error, exit 2", () => {

@@ -94,18 +94,15 @@ describe("the hand-built Consul + Lua setup", () => {
     ]);
   });
 
-  it("a Lua module it cannot find is a clear error with the require's file:line, unless --lua-path finds it", () => {
+  it("a Lua module it cannot find is reported with the require's file:line and the rest migrated, unless --lua-path finds it", () => {
     const conf = "consul-lua/conf/nginx.conf";
     const text = fixtureLoader("consul-lua").readFile(conf).toString().replace('"$prefix/lua/?.lua;;"', '"/nowhere/?.lua;;"');
     const loader = fixtureLoader("consul-lua", { [conf]: text });
-    try {
-      migrate(conf, { loader });
-      expect.unreachable();
-    } catch (e) {
-      expect(e).toBeInstanceOf(MigrateError);
-      expect((e as MigrateError).message).toBe('cannot find the Lua module "discovery"');
-      expect((e as MigrateError).details[0]).toMatch(/^consul-lua\/conf\/nginx\.conf:24:9: require "discovery"; tried \/nowhere\/discovery\.lua; pass --lua-path DIR$/);
-    }
+    const partial = migrate(conf, { loader });
+    const todo = partial.findings.find((f) => f.kind === "todo" && f.message.startsWith('require "discovery"'));
+    expect(`${todo?.file}:${todo?.line}:${todo?.column}`).toBe("consul-lua/conf/nginx.conf:24:9");
+    expect(todo?.message).toMatch(/module not found \(tried \/nowhere\/discovery\.lua\)/);
+    expect((partial.spec.servers as unknown[]).length).toBeGreaterThan(0);
     const ok = migrate(conf, { loader, luaPath: ["consul-lua/lua"] });
     expect(ok.findings.filter((f) => f.kind === "defect")).toHaveLength(16);
   });
@@ -124,29 +121,31 @@ describe("the hand-built Consul + Lua setup", () => {
 describe("static upstreams", () => {
   const m = migrateFixture(CASES.static);
 
-  it("become fallback peers with their balancing, keepalive and retries", () => {
+  it("stay static upstreams with their balancing, keepalive, retries and every server parameter", () => {
     expect(m.spec.upstreams).toEqual({
       api: {
-        service: "api",
         balance: "least_conn",
         keepalive: 16,
-        fallback: [{ address: "10.0.0.11:8080", weight: 3 }, "10.0.0.12:8080", "10.0.0.13:8080"],
+        servers: [
+          { address: "10.0.0.11:8080", weight: 3, max_fails: 2, fail_timeout: "20s" },
+          { address: "10.0.0.12:8080", max_fails: 2, fail_timeout: "20s" },
+          { address: "10.0.0.13:8080", backup: true },
+        ],
         retry_statuses: [502],
         retries: 2,
       },
-      sessions: { service: "sessions", balance: "chash", hash_key: "$cookie_sid", keepalive: 0, fallback: ["10.0.1.21:9000", "10.0.1.22:80"], retries: 1 },
+      // nginx's default proxy_next_upstream (error timeout): no status retries.
+      sessions: { balance: "chash", hash_key: "$cookie_sid", keepalive: 0, servers: ["10.0.1.21:9000", "10.0.1.22:80"], retry_statuses: [], retries: 1 },
     });
   });
 
-  it("reports per-peer settings it cannot keep, and asks for the services", () => {
+  it("keeps per-server settings (backup included) and asks for no Consul service", () => {
     const lost = m.findings.filter((f) => f.kind === "lost").map((f) => `${f.line}: ${f.message}`);
-    // weight= is kept (the fallback peer's weight); backup has no equivalent.
-    expect(lost.filter((l) => l.startsWith("35: "))).toEqual([]);
-    expect(m.findings.find((f) => f.line === 35 && f.kind === "converted")?.to).toBe("upstreams.api.fallback");
-    expect(lost).toContain("37: server 10.0.0.13:8080 backup: fallback peer 10.0.0.13:8080, but backup cannot be expressed per peer");
+    expect(lost.filter((l) => /^3[5-7]: /.test(l))).toEqual([]);
+    expect(m.findings.find((f) => f.line === 37 && f.kind === "converted")?.to).toBe("upstreams.api.servers");
     expect(lost.some((l) => l.startsWith('65: return 200 {...}: the argument "ok\\n" holds a control character'))).toBe(true);
-    const todo = m.findings.filter((f) => f.kind === "todo").map((f) => f.line);
-    expect(todo).toEqual([33, 33, 41, 51]);
+    // The only to-do: the fixture's mime.types maps .js differently from gen-lb's.
+    expect(m.findings.filter((f) => f.kind === "todo").map((f) => f.message)).toEqual([expect.stringMatching(/^mime\.types: 1 extension .*\.js: application\/javascript -> text\/javascript/)]);
     expect(m.findings.some((f) => f.kind === "defect")).toBe(false);
   });
 
@@ -171,11 +170,11 @@ describe("consul-template rendered upstreams", () => {
   const m = migrateFixture(CASES["consul-template"]);
   it("are read through the glob include and get the service from the header", () => {
     expect(m.spec.upstreams).toEqual({
-      web: { service: "web", keepalive: 0, fallback: ["10.1.0.5:31001", "10.1.0.6:31007", "10.1.0.7:31002", "10.1.0.8:31010"], retries: 3 },
+      web: { service: "web", keepalive: 0, fallback: ["10.1.0.5:31001", "10.1.0.6:31007", "10.1.0.7:31002", "10.1.0.8:31010"], retry_statuses: [], retries: 3 },
     });
     const todo = m.findings.find((f) => f.kind === "todo" && f.file.endsWith("upstreams.conf"));
     expect(todo?.line).toBe(3);
-    expect(todo?.message).toMatch(/rendered by consul-template: service "web" taken from its header/);
+    expect(todo?.message).toMatch(/rendered by consul-template: service "web" \(from its header/);
     expect(m.findings[0]!.message).toBe("include conf.d/*.conf: inlined 1 file (consul-template/conf.d/upstreams.conf)");
     // The status server moves off the port the old server uses.
     expect(m.spec.status).toEqual({ listen: "127.0.0.1:8082", enabled: false });
@@ -377,7 +376,7 @@ describe("bad input", () => {
     expect(validateSpecText(specYaml(m, "n.conf"), "gen-lb.yaml").errors).toEqual([]);
   });
 
-  it("a static server marked down is left out of the fallback peers, and says so", () => {
+  it("a static server marked down stays in the static upstream, marked down", () => {
     const m = migrate("n.conf", {
       loader: memoryLoader({
         "n.conf": [
@@ -390,10 +389,11 @@ describe("bad input", () => {
         ].join("\n"),
       }),
     });
-    expect((m.spec.upstreams as Record<string, Record<string, unknown>>).app!.fallback).toEqual([{ address: "10.0.0.1:8080", weight: 2 }]);
-    expect(m.findings.find((f) => f.directive === "server" && f.line === 3 && f.column === 49)).toMatchObject({
-      kind: "converted",
-      message: "server 10.0.0.2:8080 down: marked down, so left out of the fallback peers",
-    });
+    expect((m.spec.upstreams as Record<string, Record<string, unknown>>).app!.servers).toEqual([
+      { address: "10.0.0.1:8080", weight: 2 },
+      { address: "10.0.0.2:8080", down: true },
+    ]);
+    expect(m.findings.find((f) => f.directive === "server" && f.line === 3 && f.column === 49)).toMatchObject({ kind: "converted", to: "upstreams.app.servers" });
   });
+
 });

@@ -1,0 +1,29 @@
+/**
+ * What migrate needs to know about the nginx that ran the old config and
+ * will run the new one, read from its `-V` (parsing is pure; the command runs
+ * the binary). testinfra's src/target/ can replace readBinInfo later.
+ */
+import type { Command } from "../util/proc.js";
+
+export interface BinInfo {
+  bin: string;
+  target: "openresty" | "nginx";
+  /** --prefix: what relative paths such as `load_module modules/x.so` are relative to. */
+  prefix?: string;
+  /** --modules-path. */
+  modulesPath?: string;
+}
+
+export function binVersionCommand(bin: string): Command {
+  return { command: bin, args: ["-V"], timeoutMs: 10_000 };
+}
+
+/** `nginx -V` output (it goes to stderr) -> target and paths. */
+export function parseBinInfo(bin: string, output: string): BinInfo {
+  const info: BinInfo = { bin, target: /nginx version: openresty\//.test(output) ? "openresty" : "nginx" };
+  const prefix = /--prefix=(\S+)/.exec(output);
+  if (prefix) info.prefix = prefix[1]!.replace(/\/$/, "");
+  const modules = /--modules-path=(\S+)/.exec(output);
+  if (modules) info.modulesPath = modules[1]!;
+  return info;
+}

@@ -1,0 +1,258 @@
+/**
+ * Patterns seen in setups the project did not write (issue 14), each in a
+ * fixture of our own under fixtures/migrate/real/: migrated, the spec
+ * validated, built for the distro nginx and checked with the real `nginx -t`.
+ */
+import { execFileSync } from "node:child_process";
+import { describe, expect, it } from "vitest";
+import { parseBinInfo } from "../../src/migrate/bin.js";
+import { migrate, type Migration } from "../../src/migrate/index.js";
+import { fsLoader } from "../../src/nginx/load.js";
+import { validateSpecText } from "../../src/pipeline/validate.js";
+import { formatDiagnostic } from "../../src/pipeline/load.js";
+import type { SpecInput } from "../../src/spec/schema.js";
+import { buildPrefix, NGINX_BIN, nginxTest } from "../support/nginx.js";
+import { fixtures } from "./helpers.js";
+import path from "node:path";
+
+const real = path.join(fixtures, "real");
+// nginx -V writes to stderr.
+const vText = (() => {
+  try {
+    return execFileSync("sh", ["-c", `"$0" -V 2>&1`, NGINX_BIN], { encoding: "utf8" });
+  } catch (e) {
+    throw new Error(`${NGINX_BIN} -V failed: install Debian's nginx (or set GEN_LB_TEST_NGINX): ${(e as Error).message}`);
+  }
+})();
+const binInfo = parseBinInfo(NGINX_BIN, vText);
+
+export function migrateReal(name: string, luaPath: string[] = []): Migration {
+  return migrate(`${name}/nginx.conf`, { loader: fsLoader(real), cwd: real, bin: binInfo, luaPath: luaPath.map((p) => path.join(real, p)) });
+}
+
+/** Validate, build for target nginx, and run the real nginx -t. */
+export async function buildAndTest(m: Migration): Promise<{ dir: string; ok: boolean; output: string }> {
+  const v = validateSpecText(JSON.stringify(m.spec), "spec.json");
+  expect(v.errors.map(formatDiagnostic)).toEqual([]);
+  const { dir } = await buildPrefix(m.spec as SpecInput);
+  return { dir, ...nginxTest(dir) };
+}
+
+const find = (m: Migration, kind: string, re: RegExp) => m.findings.filter((f) => f.kind === kind && re.test(f.message));
+
+describe("sizes, empty arguments, duplicates (fixtures/migrate/real/values)", () => {
+  const m = migrateReal("values");
+  it("gzip_min_length 1k is 1024 bytes, not null", () => {
+    expect((m.spec.nginx as { http: { gzip: Record<string, unknown> } }).http.gzip).toMatchObject({ enabled: true, min_length: 1024, comp_level: 5 });
+  });
+  it("empty header values are carried: Proxy \"\" in the header map, add_header ETag \"\" in the escape hatch", () => {
+    const [app, other] = m.spec.servers as Array<{ locations: Array<Record<string, unknown>>; server_name: string[] }>;
+    expect(app!.locations[0]!.proxy_set_header).toEqual({ Host: "$host", Proxy: "" });
+    expect(app!.locations[1]!.directives).toEqual([{ name: "add_header", args: ["ETag", ""] }]);
+    expect(other!.server_name).toEqual(["other.example.test"]);
+  });
+  it("lua_socket_log_errors, which gen-lb writes itself, is not duplicated and says so", () => {
+    const http = (m.spec.nginx as { http: { directives?: Array<{ name: string }> } }).http;
+    expect((http.directives ?? []).map((d) => d.name)).not.toContain("lua_socket_log_errors");
+    expect(find(m, "dropped", /^lua_socket_log_errors off: gen-lb sets lua_socket_log_errors off itself/)).toHaveLength(1);
+  });
+  it("each server has its own label in the report", () => {
+    expect(m.findings.filter((f) => f.directive === "server" && f.to?.startsWith("servers[")).map((f) => f.to)).toEqual(["servers[0]", "servers[1]"]);
+  });
+  it("builds and passes nginx -t", async () => {
+    const r = await buildAndTest(m);
+    expect(r.output).not.toMatch(/\[(emerg|warn|alert)\]/);
+    expect(r.ok).toBe(true);
+  });
+});
+
+describe("TLS set at http level (fixtures/migrate/real/http-tls)", () => {
+  const m = migrateReal("http-tls");
+  it("both servers are kept, with the inherited certificate made absolute", () => {
+    const servers = m.spec.servers as Array<{ ssl?: { certificate: string; certificate_key: string } }>;
+    expect(servers).toHaveLength(2);
+    for (const s of servers) expect(s.ssl).toEqual({ certificate: path.join(real, "http-tls/certs/site.crt"), certificate_key: path.join(real, "http-tls/certs/site.key") });
+    expect(m.findings.filter((f) => f.blocking)).toEqual([]);
+  });
+  it("builds and passes nginx -t", async () => {
+    const r = await buildAndTest(m);
+    expect(r.output).not.toMatch(/\[(emerg|warn|alert)\]/);
+    expect(r.ok).toBe(true);
+  });
+});
+
+describe("a server that cannot be kept is named and blocks", () => {
+  it("an ssl listen with no certificate anywhere: the server is LEFT OUT, blocking", async () => {
+    const { memoryLoader } = await import("../../src/nginx/load.js");
+    const m = migrate("n.conf", {
+      loader: memoryLoader({ "n.conf": "events {}\nhttp {\n  server { listen 8443 ssl; location / { return 204; } }\n  server { listen 8081; }\n}\n" }),
+    });
+    expect(m.spec.servers).toEqual([{ listen: 8081 }]);
+    // Only the server that was kept is labelled servers[0].
+    expect(m.findings.filter((f) => f.directive === "server" && f.to !== undefined).map((f) => `${f.line} ${f.to}`)).toEqual(["4 servers[0]"]);
+    const blocking = m.findings.filter((f) => f.blocking);
+    expect(blocking.map((f) => `${f.line} ${f.kind}`)).toEqual(["3 lost", "3 lost"]);
+    expect(m.findings.some((f) => f.kind === "converted" && f.directive === "server" && f.line === 3)).toBe(false);
+  });
+});
+
+describe("static upstreams (fixtures/migrate/real/static-peers)", () => {
+  const m = migrateReal("static-peers");
+  it("a unix socket and a host name stay static, every parameter kept", () => {
+    expect(m.spec.upstreams).toMatchObject({
+      puma: { servers: [{ address: "unix:/run/app/puma.sock", fail_timeout: 0 }] },
+      search: {
+        keepalive: 8,
+        servers: [
+          { address: "localhost:9201", weight: 3, max_fails: 2, fail_timeout: "20s" },
+          { address: "127.0.0.1:9202", max_conns: 100 },
+          { address: "127.0.0.1:9203", backup: true },
+          { address: "127.0.0.1:9204", down: true },
+        ],
+        retries: 0,
+      },
+    });
+    const ups = m.spec.upstreams as Record<string, Record<string, unknown>>;
+    expect(ups.puma!.service).toBeUndefined();
+    expect(m.findings.filter((f) => f.kind === "todo")).toEqual([]);
+  });
+  it("builds and passes nginx -t", async () => {
+    const r = await buildAndTest(m);
+    expect(r.output).not.toMatch(/\[(emerg|warn|alert)\]/);
+    expect(r.ok).toBe(true);
+  });
+});
+
+describe("relative load_module (fixtures/migrate/real/relative-modules)", () => {
+  const m = migrateReal("relative-modules");
+  it("is resolved against the binary's --prefix, and the target comes from -V", () => {
+    expect(m.spec.target).toBe(binInfo.target);
+    expect(binInfo.prefix).toBeDefined();
+    expect((m.spec.nginx as { directives: unknown }).directives).toEqual([{ name: "load_module", args: [path.join(binInfo.prefix!, "modules/ngx_stream_module.so")] }]);
+  });
+  it("without the binary it is reported, not copied", () => {
+    const bare = migrate("relative-modules/nginx.conf", { loader: fsLoader(real), cwd: real });
+    expect(find(bare, "lost", /^load_module modules\/ngx_stream_module.so: a path relative to the old nginx's prefix/)).toHaveLength(1);
+  });
+  it("builds and passes nginx -t", async () => {
+    const r = await buildAndTest(m);
+    expect(r.output).not.toMatch(/\[(emerg|warn|alert)\]/);
+    expect(r.ok).toBe(true);
+  });
+});
+
+describe("Consul over https with a token and a module that is not installed (fixtures/migrate/real/consul-https)", () => {
+  const m = migrateReal("consul-https");
+  it("keeps both https addresses, the datacenter, the tag and the token's variable; the missing module is a to-do", () => {
+    expect(m.spec.consul).toEqual({ addresses: ["https://consul-a.example.test:8501", "https://consul-b.example.test:8501"], datacenter: "eu-west-1", token_env: "CONSUL_HTTP_TOKEN" });
+    expect(m.spec.upstreams).toMatchObject({ payments: { service: "payments", tags: ["primary"] } });
+    const todo = m.findings.filter((f) => f.kind === "todo");
+    expect(todo.map((f) => `${f.file}:${f.line}:${f.column}`)).toEqual(["consul-https/lua/consul_discovery.lua:3:14"]);
+    expect(todo[0]!.message).toMatch(/^require "lunajson": module not found/);
+    // gen-lb writes `env CONSUL_HTTP_TOKEN;` itself for token_env.
+    expect((m.spec.nginx as { directives?: unknown }).directives).toBeUndefined();
+  });
+  it("builds and passes nginx -t", async () => {
+    const r = await buildAndTest(m);
+    expect(r.output).not.toMatch(/\[(emerg|warn|alert)\]/);
+    expect(r.ok).toBe(true);
+  });
+});
+
+describe("a library's watch(address, services) (fixtures/migrate/real/watch-lib)", () => {
+  const m = migrateReal("watch-lib", ["watch-lib/lib"]);
+  it("takes the address and each upstream's service, tag and datacenter from the call", () => {
+    expect((m.spec.consul as { addresses: string[] }).addresses).toEqual(["http://consul.internal.test:8500"]);
+    expect(m.spec.upstreams).toMatchObject({
+      users_up: { service: "users" },
+      orders_up: { service: "orders", tags: ["v2"], datacenter: "dc2" },
+    });
+    expect(m.findings.filter((f) => f.kind === "todo").map((f) => f.to)).toEqual(["consul.token_env"]);
+  });
+  it("builds and passes nginx -t", async () => {
+    const r = await buildAndTest(m);
+    expect(r.output).not.toMatch(/\[(emerg|warn|alert)\]/);
+    expect(r.ok).toBe(true);
+  });
+});
+
+describe("consul-template's own nginx example, rendered (fixtures/migrate/real/ct-example)", () => {
+  const m = migrateReal("ct-example");
+  it("is recognised (zone upstream-NAME, the 127.0.0.1:65535 placeholder) and the missing Consul address is a to-do", () => {
+    expect(m.spec.upstreams).toMatchObject({
+      web: { service: "web", fallback: ["127.0.0.1:9301", "127.0.0.1:9302"] },
+      billing: { service: "billing" },
+    });
+    expect((m.spec.upstreams as Record<string, { fallback?: unknown }>).billing!.fallback).toBeUndefined();
+    expect(m.findings.some((f) => f.kind === "todo" && f.to === "consul.addresses")).toBe(true);
+  });
+  it("builds and passes nginx -t", async () => {
+    const r = await buildAndTest(m);
+    expect(r.output).not.toMatch(/\[(emerg|warn|alert)\]/);
+    expect(r.ok).toBe(true);
+  });
+});
+
+describe("spawn_checker on a static upstream (fixtures/migrate/real/checker-static)", () => {
+  const m = migrateReal("checker-static");
+  it("carries the checker's options as the upstream's active check", () => {
+    expect(m.spec.upstreams).toMatchObject({
+      backend: {
+        servers: ["127.0.0.1:9401", "127.0.0.1:9402"],
+        healthcheck: { active: { type: "http", path: "/healthz", host: "backend", interval: "2s", timeout: "1s", fall: 3, rise: 2, valid_statuses: [200, 302], concurrency: 10 } },
+      },
+    });
+    expect(m.findings.some((f) => f.kind === "converted" && f.to === "upstreams.backend.healthcheck.active")).toBe(true);
+  });
+  it("builds and passes nginx -t", async () => {
+    const r = await buildAndTest(m);
+    expect(r.output).not.toMatch(/\[(emerg|warn|alert)\]/);
+    expect(r.ok).toBe(true);
+  });
+});
+
+describe("--verify false alarms (fixtures/migrate/real/verify-alarms)", () => {
+  it("access_log /dev/stdout passes nginx -t, and reordered listen flags and gzip off are no difference", async () => {
+    const { runCli } = await import("../support/cli.js");
+    const { mkdtempSync } = await import("node:fs");
+    const os = await import("node:os");
+    const out = path.join(mkdtempSync(path.join(os.tmpdir(), "gen-lb-va-")), "spec.yaml");
+    const r = runCli(["migrate", path.join(real, "verify-alarms/nginx.conf"), "--out", out, "--verify", "--bin", NGINX_BIN]);
+    expect(r.stdout).toContain(`${NGINX_BIN} -t: ok`);
+    expect(r.stdout).toContain("differences not explained by the report: 0");
+    expect(r.status).toBe(0);
+  });
+});
+
+describe("the old setup's own mime.types (fixtures/migrate/real/mime-own)", () => {
+  const m = migrateReal("mime-own");
+  it("keeps what only the old file maps, and reports what gen-lb's file maps differently", () => {
+    const http = (m.spec.nginx as { http: { include_mime_types: boolean; types?: Record<string, string[]> } }).http;
+    expect(http.include_mime_types).toBe(true);
+    expect(http.types).toEqual({ "text/x-vcard": ["vcf"] });
+    const todo = m.findings.filter((f) => f.kind === "todo" && f.message.startsWith("mime.types:"));
+    expect(todo.map((f) => f.message)).toEqual([expect.stringContaining(".xml: application/xml -> text/xml")]);
+  });
+  it("builds and passes nginx -t", async () => {
+    const r = await buildAndTest(m);
+    expect(r.output).not.toMatch(/\[(emerg|warn|alert)\]/);
+    expect(r.ok).toBe(true);
+  });
+});
+
+describe("migrate --verify on every pattern fixture", async () => {
+  const { readdirSync, mkdtempSync } = await import("node:fs");
+  const os = await import("node:os");
+  const { runCli } = await import("../support/cli.js");
+  const LUA_PATH: Record<string, string> = { "watch-lib": "watch-lib/lib" };
+  for (const name of readdirSync(real).sort()) {
+    it(`${name}: nginx -t ok, no difference the report does not explain, exit 0`, () => {
+      const out = path.join(mkdtempSync(path.join(os.tmpdir(), "gen-lb-pv-")), "spec.yaml");
+      const lua = LUA_PATH[name] ? ["--lua-path", path.join(real, LUA_PATH[name])] : [];
+      const r = runCli(["migrate", path.join(real, name, "nginx.conf"), "--out", out, "--verify", "--bin", NGINX_BIN, ...lua]);
+      expect(r.stdout + r.stderr).toContain(`${NGINX_BIN} -t: ok`);
+      expect(r.stdout + r.stderr).toContain("differences not explained by the report: 0");
+      expect(r.status).toBe(0);
+    });
+  }
+});
