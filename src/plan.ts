@@ -13,6 +13,7 @@ import { formatPeerAddress } from "./spec/address.js";
 import { hasUpstreamModule } from "./spec/features.js";
 import { peerOf } from "./spec/upstream-checks.js";
 import { planStaticStatus, planStaticUpstream, splitUpstreams } from "./plan-static.js";
+import { planDnsStatus, planDnsUpstream } from "./plan-dns.js";
 
 export interface RenderModel {
   generator: string;
@@ -59,7 +60,9 @@ export function planBuild(spec: Spec, opts: { specFile: string; generator: strin
     http: planHttp(spec),
     upstreams: Object.entries(spec.upstreams)
       .sort(([a], [b]) => (a < b ? -1 : 1))
-      .map(([name, up]) => (up.service === undefined ? planStaticUpstream(name, up) : planUpstream(name, up))),
+      .map(([name, up]) =>
+        up.service === undefined ? planStaticUpstream(name, up) : up.discovery === "dns" ? planDnsUpstream(name, up, spec) : planUpstream(name, up),
+      ),
     servers: [
       ...spec.servers.map((server, i) => planServer(spec, server, i)),
       ...(spec.status.enabled ? [planStatusServer(spec)] : []),
@@ -284,7 +287,8 @@ function planLocation(spec: Spec, loc: Location, path: string): NginxDirective {
 
 function planProxy(up: Upstream, loc: Location): NginxDirective[] {
   const name = loc.upstream!;
-  const consul = up.service !== undefined;
+  // Only the Lua engine reads the hash key from a variable and answers fail-closed itself.
+  const consul = up.service !== undefined && up.discovery !== "dns";
   const out: NginxDirective[] = [];
   if (consul && up.hash_key !== undefined) out.push(d("set", `$${HASH_VAR}`, up.hash_key));
   out.push(d("proxy_pass", `http://${name}`), d("proxy_http_version", "1.1"));
@@ -357,6 +361,14 @@ function planLuaConfig(spec: Spec): Record<string, unknown> {
     upstreams: Object.fromEntries(ups.consul.map(([name, up]) => [name, planLuaUpstream(name, up, spec)])),
     // Static upstreams are nginx's own; the runtime only lists them (status). Absent when there are none.
     ...(ups.static.length === 0 ? {} : planStaticLuaConfig(spec, ups.static)),
+    // discovery: dns upstreams are nginx's own too; status lists them with source "dns". Absent when there are none.
+    ...(ups.dns.length === 0
+      ? {}
+      : {
+          dns_upstream_names: ups.dns.map(([name]) => name),
+          dns_upstreams: Object.fromEntries(ups.dns.map(([name, up]) => [name, planDnsStatus(up, spec)])),
+          upstream_module: hasUpstreamModule(spec),
+        }),
     status: { enabled: spec.status.enabled, path: spec.status.path },
   };
 }
