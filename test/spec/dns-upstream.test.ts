@@ -60,7 +60,7 @@ describe("discovery: dns: validation", () => {
     expect(errorsOf('upstreams:\n  web:\n    servers: ["127.0.0.1:80"]\n    discovery: dns\n' + SERVER)).toEqual([
       expect.stringMatching(/^upstreams\.web\.discovery \(gen-lb\.yaml:4:5\): discovery applies to Consul upstreams/),
     ]);
-    expect(errorsOf(`consul:\n  dns: "localhost"\nupstreams: {}\n`)[0]).toMatch(/^consul\.dns \(gen-lb\.yaml:2:8\): expected "host:port"/);
+    expect(errorsOf(`consul:\n  dns: "localhost"\nupstreams: {}\n`)[0]).toMatch(/^consul\.dns \(gen-lb\.yaml:2:3\): expected "host:port"/);
   });
 
   it("build and check exit 1 with the path and line (target nginx)", () => {
