@@ -3,7 +3,9 @@
  * target openresty) and the Consul DNS stand-in answering from the HTTP
  * stand-in's registrations: nginx's own resolver follows registrations,
  * keeps its peers while DNS is dead, and the status endpoint reads nginx's
- * peers from the upstream's zone (source "dns").
+ * peers from the upstream's zone (source "dns"). The spec also sets an
+ * http-level resolver (nginx.http.resolver) that answers nothing: the
+ * upstream's own resolver, Consul's DNS, is the one nginx asks.
  *
  * Propagation bound: nginx asks again dns_valid + 1 s after an answer (its
  * resolver cache is checked in whole seconds: measured 2.0 s apart with
@@ -95,10 +97,16 @@ describe("discovery: dns on OpenResty", () => {
     await buildPrefix(
       {
         target: "openresty",
-        consul: { dns: dns.address, dns_valid: `${VALID_S}s`, timeout: "1s" },
-        nginx: { worker_processes: 2, http: { access_log: "off" } },
-        upstreams: { web: { service: "web", discovery: "dns", retries: 2, healthcheck: { passive: { max_fails: 1, fail_timeout: "10s" } } } },
-        servers: [{ listen: `127.0.0.1:${port}`, locations: [{ path: "/", upstream: "web" }] }],
+        consul: { addresses: [standin.url], dns: dns.address, dns_valid: `${VALID_S}s`, timeout: "1s" },
+        // An http-level resolver for other names that answers nothing: the DNS
+        // upstream must keep asking its own (Consul's DNS), not this one.
+        nginx: { worker_processes: 2, http: { access_log: "off", resolver: [`127.0.0.1:${await freePort()}`] } },
+        upstreams: {
+          web: { service: "web", discovery: "dns", retries: 2, healthcheck: { passive: { max_fails: 1, fail_timeout: "10s" } } },
+          // The same service through the Lua engine, in the same server: gen-lb's log phase runs there for both.
+          lua: { service: "web" },
+        },
+        servers: [{ listen: `127.0.0.1:${port}`, locations: [{ path: "/", upstream: "web" }, { path: "/lua/", upstream: "lua" }] }],
         status: { listen: `127.0.0.1:${statusPort}` },
       },
       dir,
@@ -207,6 +215,17 @@ describe("discovery: dns on OpenResty", () => {
     expect((await status()).peers.map((p) => p.address)).toContain(`[::1]:${v6.port}`);
     standin.deregisterService("v6");
     await settle(only("a"), "v6 deregistered");
+  }, 30_000);
+
+  it("a server mixing both engines serves each; gen-lb's log phase leaves DNS requests alone", async () => {
+    const load = await runLoad({ url: `http://127.0.0.1:${port}/`, requests: 40, concurrency: 2 });
+    const lua = await waitFor(async () => (await request(`http://127.0.0.1:${port}/lua/`)).headers["x-backend"] === "a", "the Lua engine's upstream");
+    expect(lua).toBe(true);
+    expect(load.failures).toEqual([]);
+    const s = (JSON.parse((await request(`http://127.0.0.1:${statusPort}/status`)).body) as { upstreams: Record<string, { source: string }> }).upstreams;
+    expect(s.web!.source).toBe("dns");
+    expect(s.lua!.source).toBe("consul");
+    expect(nginx!.errorLog()).not.toMatch(/lua entry thread aborted|runtime error|log_by_lua/);
   }, 30_000);
 
   it("NXDOMAIN (no live instance) empties the upstream: 502, total 0; the next registration serves again", async () => {
