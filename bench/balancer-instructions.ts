@@ -8,6 +8,8 @@
  *   npx tsc -p tsconfig.json && npx tsx bench/balancer-instructions.ts
  *   ROUNDS=2 DURATION=4 npx tsx bench/balancer-instructions.ts
  *   npx tsx bench/balancer-instructions.ts --bin /opt/openresty/bin/openresty   (or BIN=...; --target/TARGET)
+ *   On openresty the DNS engine (discovery: dns, a zoned upstream re-resolved
+ *   from the Consul DNS stand-in) runs as the variant "dns".
  *
  * Counted: the nginx process's user-space instructions (nginx, the Lua
  * module, LuaJIT, libc). Not counted: the kernel's share, which is the same
@@ -24,16 +26,19 @@ import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 
 import os from "node:os";
 import path from "node:path";
 import { ConsulStandin } from "../test/support/consul-standin.js";
+import { ConsulDns, dnsSourceOf } from "../test/support/consul-dns.js";
 import { NGINX_BIN } from "../test/support/nginx.js";
 import { request } from "../test/support/load.js";
 import { sleep, waitFor } from "../test/support/ports.js";
-import { buildThroughputPrefix, fmt, freePorts, median, binaryUnderTest, seedNaive, startBackendNginx } from "./support/lb.js";
+import { buildThroughputPrefix, fmt, freePorts, median, binaryUnderTest, BENCH_TARGET, seedNaive, startBackendNginx } from "./support/lb.js";
 
 const signed = (n: number) => (n < 0 ? `-${fmt(-n)}` : `+${fmt(n)}`);
 const ROUNDS = Number(process.env.ROUNDS ?? 2);
 const DURATION = Number(process.env.DURATION ?? 4);
-const VARIANTS = ["static", "gen_static", "bare", "bare_log", "gen", "naive"] as const;
-type Variant = (typeof VARIANTS)[number];
+const ALL = ["static", "gen_static", "dns", "bare", "bare_log", "gen", "naive"] as const;
+type Variant = (typeof ALL)[number];
+// The DNS engine needs nginx 1.27.3+ (`server ... resolve`): OpenResty 1.31 here.
+const VARIANTS: readonly Variant[] = ALL.filter((v) => v !== "dns" || BENCH_TARGET === "openresty");
 
 for (const tool of ["valgrind", "callgrind_control", "wrk"]) {
   if (spawnSync(tool, ["--version"]).error) throw new Error(`${tool} is not installed (apt-get install ${tool === "wrk" ? "wrk" : "valgrind"})`);
@@ -73,9 +78,11 @@ const ports = await freePorts(2);
 const backends = await startBackendNginx(ports);
 const standin = new ConsulStandin();
 await standin.start();
+const dns = new ConsulDns(dnsSourceOf(standin));
+await dns.start();
 for (const p of ports) standin.registerService({ ID: `small-${p}`, Name: "small", Address: "127.0.0.1", Port: p });
 // BIG = 0: no 1,000-peer upstream here; a one-peer "big" keeps the prefix's shape.
-const lb = await buildThroughputPrefix(standin, ports, [ports[0]!], { cpu1: false });
+const lb = await buildThroughputPrefix(standin, ports, [ports[0]!], { cpu1: false, ...(VARIANTS.includes("dns") ? { dns: dns.address } : {}) });
 const conf = path.join(lb.dir, "conf/nginx.conf");
 // One process in the foreground: callgrind follows it, and its counters are its own.
 writeFileSync(conf, readFileSync(conf, "utf8").replace(/^worker_processes 1;$/m, "worker_processes 1;\nmaster_process off;\ndaemon off;"));
@@ -93,7 +100,7 @@ try {
   const url = (v: Variant) => `http://127.0.0.1:${v === "gen" ? lb.port : lb.rawPort}/${v}_small/`;
   for (const v of VARIANTS) await wrkRequests(url(v), 2); // warm-up: JIT, keepalive pools
 
-  const perRequest: Record<Variant, number[]> = { static: [], gen_static: [], bare: [], bare_log: [], gen: [], naive: [] };
+  const perRequest = Object.fromEntries(VARIANTS.map((v) => [v, [] as number[]])) as Record<Variant, number[]>;
   for (let r = 0; r < ROUNDS; r++) {
     for (const v of VARIANTS) {
       control(pid, "-z");
@@ -113,10 +120,14 @@ try {
     );
   }
   console.log(`\n  gen-lb's static upstream (servers:, nginx's own upstream {}) against the hand-written one: ${signed(ir("gen_static") - base)} per request (${(((ir("gen_static") - base) / base) * 100).toFixed(1)} %; the two render the same directives)`);
+  if (VARIANTS.includes("dns")) {
+    console.log(`  gen-lb's DNS engine (discovery: dns: zoned upstream, SRV re-resolved every 2 s by nginx's resolver) against the static upstream: ${signed(ir("dns") - base)} per request (${(((ir("dns") - base) / base) * 100).toFixed(2)} %; goal within 1 %)`);
+  }
   console.log(`  any Lua balancer on this nginx pays at least: +${fmt(ir("bare") - base)} (entering balancer_by_lua, set_current_peer), +${fmt(ir("bare_log") - base)} with a log phase`);
   console.log(`  gen-lb's own work on top of that floor: +${fmt(ir("gen") - ir("bare_log"))} per request (pick, retries, counters, in-flight, passive checks)`);
 } finally {
   vg?.kill("SIGTERM");
   await standin.stop();
+  await dns.stop();
   backends.stop();
 }

@@ -9,6 +9,7 @@
  *   ROUNDS=5 DURATION=4 CONNS=32 npx tsx bench/balancer.ts
  *   ONLY=throughput|memory npx tsx bench/balancer.ts
  *   npx tsx bench/balancer.ts --bin /opt/openresty/bin/openresty   (or BIN=...; --target/TARGET)
+ *     (on openresty the DNS engine, discovery: dns, runs too, as "dns")
  *
  * - backends: a separate nginx answering `return 200` with a tiny body on
  *   1,002 loopback ports, keepalive from the balancer to them;
@@ -31,7 +32,8 @@ import { ConsulStandin } from "../test/support/consul-standin.js";
 import { buildPrefix, Nginx } from "../test/support/nginx.js";
 import { freePort, sleep, waitFor } from "../test/support/ports.js";
 import { request } from "../test/support/load.js";
-import { buildThroughputPrefix, copyBenchLua, CPUS, fmt, freePorts, luaFileLocation, median, binaryUnderTest, ONE_WORKER, seedNaive, startBackendNginx } from "./support/lb.js";
+import { buildThroughputPrefix, copyBenchLua, CPUS, fmt, freePorts, luaFileLocation, median, binaryUnderTest, BENCH_TARGET, ONE_WORKER, seedNaive, startBackendNginx } from "./support/lb.js";
+import { ConsulDns, dnsSourceOf } from "../test/support/consul-dns.js";
 
 const ROUNDS = Number(process.env.ROUNDS ?? 5);
 const DURATION = Number(process.env.DURATION ?? 4);
@@ -116,8 +118,10 @@ function seeded(seed: number): () => number {
  * empty log_by_lua - what any balancer that sees requests end pays. The two
  * bare ones bound what a Lua balancer can reach on this nginx.
  */
-const VARIANTS = ["static", "gen", "naive", "bare", "bare_log"] as const;
-type Variant = (typeof VARIANTS)[number];
+const ALL = ["static", "gen", "naive", "bare", "bare_log", "dns"] as const;
+type Variant = (typeof ALL)[number];
+// dns: gen-lb's DNS engine (discovery: dns), which needs nginx 1.27.3+: only on openresty.
+const VARIANTS: readonly Variant[] = ALL.filter((v) => v !== "dns" || BENCH_TARGET === "openresty");
 interface Row {
   variant: Variant;
   rps: number;
@@ -244,7 +248,9 @@ const standin = new ConsulStandin();
 await standin.start();
 for (const p of small) standin.registerService({ ID: `small-${p}`, Name: "small", Address: "127.0.0.1", Port: p });
 for (const p of big) standin.registerService({ ID: `big-${p}`, Name: "big", Address: "127.0.0.1", Port: p });
-const built = await buildThroughputPrefix(standin, small, big, { cpu1: CPUS >= 2 });
+const dns = new ConsulDns(dnsSourceOf(standin));
+await dns.start();
+const built = await buildThroughputPrefix(standin, small, big, { cpu1: CPUS >= 2, ...(VARIANTS.includes("dns") ? { dns: dns.address } : {}) });
 const lb = { ...built, nginx: await Nginx.start(built.dir) };
 try {
   if (ONLY === "memory") throw new SkipThroughput();
@@ -254,7 +260,7 @@ try {
   const worker = lb.nginx.workerPids()[0]!;
   const ports = { gen: lb.port, raw: lb.rawPort };
   const two = await throughput(ports, worker, "small", small.length, VARIANTS);
-  const thousand = await throughput(ports, worker, "big", big.length, ["static", "gen", "naive"]);
+  const thousand = await throughput(ports, worker, "big", big.length, VARIANTS.filter((v) => ["static", "gen", "naive", "dns"].includes(v)));
   const g2 = two("gen");
   const g1000 = thousand("gen");
   console.log("\ngoals:");
@@ -273,6 +279,9 @@ try {
       `bare + log phase ${bareLog.rpsRatio.toFixed(3)}x (CPU/req ${bareLog.cpuRatio.toFixed(3)}x); gen-lb reaches ${(g2.rpsRatio / bareLog.rpsRatio).toFixed(3)}x of the latter's req/s`,
   );
   console.log(`  balancer worker CPU per request vs static: gen ${g2.cpuRatio.toFixed(3)}x / ${g1000.cpuRatio.toFixed(3)}x, naive ${n2.cpuRatio.toFixed(3)}x / ${n1000.cpuRatio.toFixed(3)}x (2 / ${BIG} peers)`);
+  if (VARIANTS.includes("dns")) {
+    console.log(`  DNS engine (discovery: dns): req/s ${two("dns").rpsRatio.toFixed(3)}x static with 2 peers, ${thousand("dns").rpsRatio.toFixed(3)}x with ${BIG} (Consul's DNS cuts a UDP answer to 512 bytes without TC: the upstream holds the few instances that fit, not ${BIG})`);
+  }
   const errs = lb.nginx.errorLog().split("\n").filter((l) => /\[(error|crit|alert|emerg)\]/.test(l));
   if (errs.length > 0) console.log(`\nerror log of the balancer under test (${errs.length} lines), first: ${errs[0]}`);
 } catch (error) {
@@ -280,6 +289,7 @@ try {
 } finally {
   await lb.nginx.stop();
   await standin.stop();
+  await dns.stop();
 }
 try {
   if (ONLY !== "throughput") await memory(big);

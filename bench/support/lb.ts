@@ -18,6 +18,8 @@ import { freePort, waitFor } from "../../test/support/ports.js";
 
 const luaDir = path.join(path.dirname(fileURLToPath(import.meta.url)), "../lua");
 export const CPUS = os.cpus().length;
+/** The spec target of the prefix under test (the matrix's, test/support/target.ts). The DNS engine's variants need openresty (nginx 1.27.3+). */
+export const BENCH_TARGET: "openresty" | "nginx" = TEST_TARGET;
 
 export const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -150,16 +152,36 @@ export const ONE_WORKER = {
   error_log: { path: "logs/error.log", level: "warn" },
 };
 
-/** The prefix under test, built but not started; `cpu1` pins its one worker to CPU 1. */
-export async function buildThroughputPrefix(standin: ConsulStandin, small: number[], big: number[], opts: { cpu1: boolean }) {
+/**
+ * The prefix under test, built but not started; `cpu1` pins its one worker
+ * to CPU 1; `dns` (the Consul DNS stand-in's "host:port") adds gen-lb's DNS
+ * engine (discovery: dns) for the same services as dns_small / dns_big.
+ */
+export async function buildThroughputPrefix(standin: ConsulStandin, small: number[], big: number[], opts: { cpu1: boolean; dns?: string }) {
   // gen-lb's locations and the hand-written ones live in two servers: gen-lb
   // adds its log phase to every location of a server that proxies to one of
   // its upstreams, which the baseline must not pay.
   const port = await freePort();
   const rawPort = await freePort();
   const bigKeepalive = Math.max(32, big.length + 24);
+  const dnsUpstreams =
+    opts.dns === undefined
+      ? {}
+      : {
+          dns_small: { service: "small", discovery: "dns", retries: 1, keepalive: 32 },
+          ...(big.length > 1 ? { dns_big: { service: "big", discovery: "dns", retries: 1, keepalive: bigKeepalive } } : {}),
+        };
+  const dnsLocations =
+    opts.dns === undefined
+      ? []
+      : [
+          // nginx's own upstream, no log phase: it may share the baseline's server.
+          { path: "/dns_small/", upstream: "dns_small" },
+          ...(big.length > 1 ? [{ path: "/dns_big/", upstream: "dns_big" }] : []),
+        ];
   const spec = {
-    consul: { addresses: [standin.url], wait: "30s" },
+    target: BENCH_TARGET,
+    consul: { addresses: [standin.url], wait: "30s", ...(opts.dns === undefined ? {} : { dns: opts.dns }) },
     nginx: {
       ...ONE_WORKER,
       directives: opts.cpu1 ? [{ name: "worker_cpu_affinity", args: ["10"] }] : [],
@@ -181,6 +203,7 @@ export async function buildThroughputPrefix(standin: ConsulStandin, small: numbe
       big: { service: "big", retries: 1, keepalive: bigKeepalive },
       // gen-lb's static upstream (servers, no service): nginx's own upstream {}, to match static_small.
       gen_static_small: { servers: small.map((p) => `127.0.0.1:${p}`), retries: 1, keepalive: 32 },
+      ...dnsUpstreams,
     },
     servers: [
       {
@@ -197,6 +220,7 @@ export async function buildThroughputPrefix(standin: ConsulStandin, small: numbe
           rawLocation("/static_small/", "static_small"),
           // A static gen-lb upstream adds no log phase, so it may share the baseline's server.
           { path: "/gen_static_small/", upstream: "gen_static_small" },
+          ...dnsLocations,
           rawLocation("/static_big/", "static_big"),
           rawLocation("/naive_small/", "naive_small"),
           rawLocation("/naive_big/", "naive_big"),

@@ -38,6 +38,10 @@ local STATIC = {
     max_conns = "number", backup = "boolean", down = "boolean",
   } },
 }
+local DNS = {
+  service = "string", balance = "string", retries = "number", dns_name = "string",
+  resolver = "string", valid = "number", health_checks = { active = "boolean", passive = "boolean" },
+}
 local SHAPE = {
   build_id = "string", generator = "string",
   dicts = { peers = "string", health = "string", locks = "string" },
@@ -51,6 +55,8 @@ local SHAPE = {
   upstreams = { _values = UPSTREAM },
   static_upstream_names = { _each = "string" },
   static_upstreams = { _values = STATIC },
+  dns_upstream_names = { _each = "string" },
+  dns_upstreams = { _values = DNS },
   upstream_module = "boolean",
   status = { enabled = "boolean", path = "string" },
 }

@@ -12,7 +12,8 @@
 -- healthy, all_down, failing ("open"|"closed", only when all_down), peers
 -- [{address, weight, healthy, state, down_by, since, reason,
 -- consecutive_successes, consecutive_failures, last_check,
--- last_check_result, requests, failures, in_flight}]}}, static_upstreams
+-- last_check_result, requests, failures, in_flight}]}} (discovery: dns
+-- upstreams are listed there too, with source "dns", see gen_lb.status_dns), static_upstreams
 -- {NAME: ...} (static upstreams, see gen_lb.status_static)}.
 -- build_id and generator stay at the top level: `gen-lb install` verifies
 -- the running build through them.
@@ -46,6 +47,7 @@ local peers = require "gen_lb.peers"
 local health = require "gen_lb.health"
 local checker = require "gen_lb.health_checker"
 local static = require "gen_lb.status_static"
+local dns = require "gen_lb.status_dns"
 
 local ngx = ngx
 local encode = cjson.encode
@@ -91,6 +93,9 @@ local function peer_status(name, p, workers)
 end
 
 local function upstream_status(name)
+  if dns.has(name) then
+    return dns.upstream(name)
+  end
   local up = config.upstreams[name]
   local list = peers.get(name)
   local meta = peers.meta(name)
@@ -126,14 +131,20 @@ local function upstream_status(name)
   return out, ps
 end
 
--- Consul upstreams, then static ones (gen_lb.status_static).
+-- Consul upstreams (the Lua engine's, then discovery: dns ones), then static ones (gen_lb.status_static).
 local NONE = {}
+local all_names = {}
+for _, list in ipairs({ config.upstream_names, dns.names() }) do
+  for _, name in ipairs(list) do
+    all_names[#all_names + 1] = name
+  end
+end
 
 local function selected()
   local only = ngx.var.arg_upstream
   if only then
     only = ngx.unescape_uri(only)
-    if config.upstreams[only] then
+    if config.upstreams[only] or dns.has(only) then
       return { only }, NONE
     end
     if static.has(only) then
@@ -141,7 +152,7 @@ local function selected()
     end
     return nil, only
   end
-  return config.upstream_names, static.names()
+  return all_names, static.names()
 end
 
 -- cjson encodes an empty table as {}: the peers arrays are assembled by hand.

@@ -68,13 +68,15 @@ export function dedupeMessages(list: readonly NginxMessage[]): NginxMessage[] {
 
 /**
  * Socket errors from background timers: at a smoke start these are the Lua
- * runtime failing to reach Consul (or a health-checked peer) from the host
- * running the check. The runtime retries them; they say nothing about
+ * runtime failing to reach Consul (or a health-checked peer), or nginx's
+ * resolver failing to reach Consul's DNS, from the host running the check. The runtime retries them; they say nothing about
  * whether the config starts, so they are reported but do not fail it.
  */
 export function isBackgroundNetworkError(msg: NginxMessage): boolean {
+  if (msg.level !== "error") return false;
+  // nginx's own resolver re-reading a discovery: dns upstream from a Consul DNS the check host cannot reach.
+  if (/(?:\) failed|timed out).* while resolving, resolver: |^(?:\S+ )?\S+ could not be resolved \(\d+: /.test(msg.text)) return true;
   return (
-    msg.level === "error" &&
     /context: ngx\.timer/.test(msg.text) &&
     /^(?:\S+ )?(?:connect\(\) failed|connect\(\) to .* failed|recv\(\) failed|send\(\) failed|.*timed out)/.test(msg.text)
   );

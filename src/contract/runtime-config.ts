@@ -73,6 +73,17 @@ export const runtimeStaticUpstreamSchema = z.strictObject({
   ),
 });
 
+/** A `discovery: dns` upstream as the status endpoint lists it: nginx resolves it, the runtime only reads its zone. */
+export const runtimeDnsUpstreamSchema = z.strictObject({
+  service: z.string(),
+  balance: z.enum(["round_robin", "least_conn", "chash", "random"]),
+  retries: int.nonnegative(),
+  dns_name: z.string(),
+  resolver: z.string(),
+  valid: seconds,
+  health_checks: z.strictObject({ active: z.literal(false), passive: z.boolean() }),
+});
+
 export const runtimeConfigSchema = z.strictObject({
   dicts: z.strictObject({ peers: z.string(), health: z.string(), locks: z.string() }),
   log_level: z.enum(["debug", "info", "notice", "warn", "error"]),
@@ -92,6 +103,8 @@ export const runtimeConfigSchema = z.strictObject({
   upstreams: z.record(z.string(), runtimeUpstreamSchema),
   static_upstream_names: z.array(z.string()),
   static_upstreams: z.record(z.string(), runtimeStaticUpstreamSchema),
+  dns_upstream_names: z.array(z.string()),
+  dns_upstreams: z.record(z.string(), runtimeDnsUpstreamSchema),
   upstream_module: z.boolean().describe("the target has lua-upstream-nginx-module (ngx.upstream): status shows static peers' state"),
   status: z.strictObject({ enabled: z.boolean(), path: z.string() }),
 });
@@ -99,3 +112,4 @@ export const runtimeConfigSchema = z.strictObject({
 export type RuntimeConfig = z.infer<typeof runtimeConfigSchema>;
 export type RuntimeUpstream = z.infer<typeof runtimeUpstreamSchema>;
 export type RuntimeStaticUpstream = z.infer<typeof runtimeStaticUpstreamSchema>;
+export type RuntimeDnsUpstream = z.infer<typeof runtimeDnsUpstreamSchema>;

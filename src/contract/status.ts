@@ -75,6 +75,37 @@ export const staticUpstreamStatusSchema = z.strictObject({
   peers: z.array(staticPeerStatusSchema),
 });
 
+/** A peer of a `discovery: dns` upstream: nginx's own view of its zone (ngx.upstream). */
+export const dnsPeerStatusSchema = z.strictObject({
+  address: z.string(),
+  weight: z.number().int().positive(),
+  healthy: z.boolean(),
+  state: z.enum(["healthy", "failed", "down"]),
+  backup: z.boolean(),
+  down: z.boolean(),
+  fails: count,
+  max_fails: count,
+  fail_timeout: seconds,
+  conns: count.optional(),
+});
+
+/** A `discovery: dns` upstream, listed under `upstreams` beside the Lua engine's (source "dns"). */
+export const dnsUpstreamStatusSchema = z.strictObject({
+  service: z.string(),
+  balance: z.enum(["round_robin", "least_conn", "chash", "random"]),
+  retries: count,
+  source: z.literal("dns"),
+  dns_name: z.string().describe("the SRV name nginx resolves"),
+  resolver: z.string(),
+  valid: seconds,
+  health_checks: z.strictObject({ active: z.literal(false), passive: z.boolean() }),
+  state_error: z.string().optional(),
+  total: count,
+  healthy: count,
+  all_down: z.boolean(),
+  peers: z.array(dnsPeerStatusSchema),
+});
+
 export const statusDocumentSchema = z.strictObject({
   build_id: z.string(),
   generator: z.string(),
@@ -87,12 +118,23 @@ export const statusDocumentSchema = z.strictObject({
     ok: z.boolean().optional(),
     error: z.string().optional(),
   }),
-  upstreams: z.record(z.string(), upstreamStatusSchema),
+  upstreams: z.record(z.string(), z.union([upstreamStatusSchema, dnsUpstreamStatusSchema])),
   static_upstreams: z.record(z.string(), staticUpstreamStatusSchema),
 });
 
 export type PeerStatus = z.infer<typeof peerStatusSchema>;
 export type UpstreamStatus = z.infer<typeof upstreamStatusSchema>;
+export type DnsUpstreamStatus = z.infer<typeof dnsUpstreamStatusSchema>;
+/** A status document whose upstreams are all the Lua engine's (no `discovery: dns` upstream). */
+export type LuaStatusDocument = Omit<StatusDocument, "upstreams"> & { upstreams: Record<string, UpstreamStatus> };
+
+/** Narrow a document to the Lua engine's upstreams; throws naming a `discovery: dns` one. */
+export function luaEngineOnly(doc: StatusDocument): LuaStatusDocument {
+  for (const [name, u] of Object.entries(doc.upstreams)) {
+    if (u.source === "dns") throw new Error(`upstream ${name} is a discovery: dns upstream, not the Lua engine's`);
+  }
+  return doc as LuaStatusDocument;
+}
 export type StatusDocument = z.infer<typeof statusDocumentSchema>;
 export type StaticUpstreamStatus = z.infer<typeof staticUpstreamStatusSchema>;
 

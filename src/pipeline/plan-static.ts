@@ -83,8 +83,20 @@ export function planStaticStatus(up: Upstream): RuntimeStaticUpstream {
   };
 }
 
-/** Split a spec's upstreams: Consul ones feed the Lua runtime, static ones nginx's own upstream {}. */
-export function splitUpstreams(spec: Pick<Spec, "upstreams">): { consul: Array<[string, Upstream]>; static: Array<[string, Upstream]> } {
+/**
+ * Split a spec's upstreams: Consul ones with discovery blocking feed the Lua
+ * runtime; static ones and discovery dns ones are nginx's own upstream {}.
+ */
+export function splitUpstreams(spec: Pick<Spec, "upstreams">): {
+  consul: Array<[string, Upstream]>;
+  static: Array<[string, Upstream]>;
+  dns: Array<[string, Upstream]>;
+} {
   const all = Object.entries(spec.upstreams).sort(([a], [b]) => (a < b ? -1 : 1));
-  return { consul: all.filter(([, up]) => !isStaticUpstream(up)), static: all.filter(([, up]) => isStaticUpstream(up)) };
+  const dns = (up: Upstream) => !isStaticUpstream(up) && up.discovery === "dns";
+  return {
+    consul: all.filter(([, up]) => !isStaticUpstream(up) && !dns(up)),
+    static: all.filter(([, up]) => isStaticUpstream(up)),
+    dns: all.filter(([, up]) => dns(up)),
+  };
 }

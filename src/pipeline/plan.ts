@@ -16,6 +16,7 @@ import { consulUpstreamEntries, peerOf } from "../spec/upstream-checks.js";
 import { planStaticStatus, planStaticUpstream, splitUpstreams } from "./plan-static.js";
 import { BASELINE_VERSION, versionAtLeast } from "../target/index.js";
 import { planSecurityHeaders, planTls } from "./plan-tls.js";
+import { planDnsStatus, planDnsUpstream } from "./plan-dns.js";
 
 export interface RenderModel {
   generator: string;
@@ -62,7 +63,9 @@ export function planBuild(spec: Spec, opts: { specFile: string; generator: strin
     http: planHttp(spec),
     upstreams: Object.entries(spec.upstreams)
       .sort(([a], [b]) => (a < b ? -1 : 1))
-      .map(([name, up]) => (up.service === undefined ? planStaticUpstream(name, up) : planUpstream(name, up))),
+      .map(([name, up]) =>
+        up.service === undefined ? planStaticUpstream(name, up) : up.discovery === "dns" ? planDnsUpstream(name, up, spec) : planUpstream(name, up),
+      ),
     servers: [
       ...spec.servers.map((server, i) => planServer(spec, server, i)),
       ...(spec.status.enabled ? [planStatusServer(spec)] : []),
@@ -288,7 +291,8 @@ function planLocation(spec: Spec, loc: Location, path: string): NginxDirective {
 
 function planProxy(up: Upstream, loc: Location): NginxDirective[] {
   const name = loc.upstream!;
-  const consul = up.service !== undefined;
+  // Only the Lua engine reads the hash key from a variable and answers fail-closed itself.
+  const consul = up.service !== undefined && up.discovery !== "dns";
   const out: NginxDirective[] = [];
   if (consul && up.hash_key !== undefined) out.push(d("set", `$${HASH_VAR}`, up.hash_key));
   out.push(d("proxy_pass", `http://${name}`), d("proxy_http_version", "1.1"));
@@ -362,7 +366,17 @@ function planLuaConfig(spec: Spec): RuntimeConfig {
     upstreams: Object.fromEntries(consulUpstreamEntries(spec).map(([name, up]) => [name, planLuaUpstream(name, up, spec)])),
     // Static upstreams are nginx's own; the runtime only lists them (status).
     ...planStaticLuaConfig(spec, ups.static),
+    ...planDnsLuaConfig(spec, ups.dns),
     status: { enabled: spec.status.enabled, path: spec.status.path },
+  };
+}
+
+/** discovery: dns upstreams are nginx's own too; status lists them with source "dns". */
+function planDnsLuaConfig(spec: Spec, list: Array<[string, Upstream]>): Pick<RuntimeConfig, "dns_upstream_names" | "dns_upstreams"> {
+  const withService = list.filter((e): e is [string, Upstream & { service: string }] => e[1].service !== undefined);
+  return {
+    dns_upstream_names: withService.map(([name]) => name),
+    dns_upstreams: Object.fromEntries(withService.map(([name, up]) => [name, planDnsStatus(up, spec)])),
   };
 }
 

@@ -5,7 +5,7 @@
 import type { z } from "zod";
 import { formatPath, loadSpecText, type LoadedSpec, type SpecDiagnostic } from "./load.js";
 import { proxiesToUpstream, specSchema, type Directive, type Spec } from "../spec/schema.js";
-import { checkUpstream, isStaticUpstream } from "../spec/upstream-checks.js";
+import { checkDnsSettings, checkUpstream, isStaticUpstream } from "../spec/upstream-checks.js";
 import { nginxSideChecks } from "./directive-check.js";
 
 export interface ValidationResult {
@@ -120,6 +120,7 @@ function crossCheck(spec: Spec, diag: Diag, raw: Record<string, Record<string, u
     }
     errors.push(...checkUpstream(spec, name, up, raw[name] ?? {}, diag));
   }
+  errors.push(...checkDnsSettings(spec, diag));
 
   // nginx picks a server by listen address, then server_name: two servers on
   // one address with the same names can never both be reached.
@@ -176,7 +177,12 @@ function crossCheck(spec: Spec, diag: Diag, raw: Record<string, Record<string, u
 
   for (const name of upstreamNames) {
     if (used.has(name)) continue;
-    const still = isStaticUpstream(spec.upstreams[name]!) ? "nginx still resolves its servers at start" : "it is still discovered and health-checked";
+    const up = spec.upstreams[name]!;
+    const still = isStaticUpstream(up)
+      ? "nginx still resolves its servers at start"
+      : up.discovery === "dns"
+        ? "nginx still resolves it through Consul's DNS"
+        : "it is still discovered and health-checked";
     warnings.push(diag(["upstreams", name], `upstream "${name}" is not used by any location (${still})`));
   }
   return { errors, warnings };

@@ -33,6 +33,14 @@ export function upstreamResolveUnsupported(spec: Pick<Spec, "target" | "target_v
     : `target "${spec.target}"${spec.target_version ? ` ${spec.target_version}` : ""} is nginx ${show(v)}, and \`server ... resolve\` in an upstream needs nginx 1.27.3 or later (OpenResty 1.31 has it): remove resolve (nginx then resolves the names once at start and on reload)`;
 }
 
+/** `discovery: dns` (zone + `server NAME service=... resolve`, the same nginx 1.27.3 feature): the reason it cannot be used, or undefined. */
+export function upstreamDnsUnsupported(spec: Pick<Spec, "target">): string | undefined {
+  const v = targetNginxVersion(spec);
+  return atLeast(v, [1, 27, 3])
+    ? undefined
+    : `target "${spec.target}" is nginx ${show(v)}, and discovery: dns needs \`server ... service=... resolve\` in an upstream, which nginx has from 1.27.3 (OpenResty 1.31 has it): use discovery: blocking (the default) on this target`;
+}
+
 /** Does the target ship lua-upstream-nginx-module (`ngx.upstream`), which the status endpoint reads static peer state from? */
 export function hasUpstreamModule(spec: Pick<Spec, "target">): boolean {
   return spec.target === "openresty";

@@ -126,6 +126,12 @@ export const consulSchema = z
       .describe(
         "what an empty passing list does when the last good list was not empty: keep the last good peers, or accept it",
       ),
+    dns: hostPort
+      .default("127.0.0.1:8600")
+      .describe('upstreams with `discovery: dns`: the Consul agent\'s DNS address ("host:port"), which nginx\'s own resolver asks for the services\' SRV records'),
+    dns_valid: duration("1s")
+      .default("1s")
+      .describe("upstreams with `discovery: dns`: how long nginx keeps an answer before asking again (resolver valid=; Consul's DNS answers with TTL 0, so this is the re-resolution interval)"),
     dump_file: safeText("a dump file path")
       .default("state/gen_lb_peers.json")
       .describe(
@@ -333,7 +339,13 @@ export const upstreamSchema = z
       .boolean()
       .default(false)
       .describe("static upstreams: re-resolve host-name servers at run time through nginx.http.resolver (`zone` + `server ... resolve`; nginx 1.27.3 or later, OpenResty 1.31); without it nginx resolves them once at start"),
-    tags: z.array(name("a tag")).default([]).describe("Consul upstreams: only instances carrying all these tags"),
+    discovery: z
+      .enum(["blocking", "dns"])
+      .default("blocking")
+      .describe(
+        "Consul upstreams: how peers are found. blocking: gen-lb's Lua runtime watches Consul with blocking queries and balances in Lua (every feature); dns: nginx's own resolver re-reads the service's SRV records from Consul's DNS (consul.dns, every consul.dns_valid) into a zoned `upstream {}` with no Lua on the request path (nginx 1.27.3+, OpenResty 1.31; no active checks, fallback or fail_open, at most one tag)",
+      ),
+    tags: z.array(name("a tag")).default([]).describe("Consul upstreams: only instances carrying all these tags (discovery dns: at most one, as Consul's DNS takes one)"),
     datacenter: name("a datacenter").optional().describe("Consul upstreams: overrides consul.datacenter for this service"),
     balance: z.enum(["round_robin", "least_conn", "chash", "random"]).default("round_robin").describe("balancing algorithm; static upstreams use nginx's: round_robin (default), least_conn, chash (`hash KEY consistent`), random (`random two`)"),
     hash_key: safeText("a hash key").optional().describe("chash only: nginx variable expression hashed, e.g. $remote_addr or $cookie_user"),
@@ -463,15 +475,22 @@ export const serverSchema = z
   .describe("one virtual server");
 
 /**
- * Does this server proxy to a Consul upstream (and so run gen-lb's log
- * phase)? Static upstreams (`servers`, no `service`) are nginx's own and
- * need no Lua; without the upstreams every proxying location counts.
+ * Does this server proxy to a Lua-balanced Consul upstream (and so run
+ * gen-lb's log phase)? Static upstreams (`servers`, no `service`) and
+ * `discovery: dns` ones are nginx's own and need no Lua; without the
+ * upstreams every proxying location counts.
  */
 export function proxiesToUpstream(
   server: { locations: ReadonlyArray<{ upstream?: string | undefined }> },
-  upstreams?: Readonly<Record<string, { service?: string | undefined }>>,
+  upstreams?: Readonly<Record<string, { service?: string | undefined; discovery?: string | undefined }>>,
 ): boolean {
-  return server.locations.some((loc) => loc.upstream !== undefined && (upstreams === undefined || upstreams[loc.upstream]?.service !== undefined));
+  return server.locations.some((loc) => {
+    if (loc.upstream === undefined) return false;
+    if (upstreams === undefined) return true;
+    const up = upstreams[loc.upstream];
+    // discovery: dns is nginx's own upstream too: no gen-lb Lua on its request path.
+    return up?.service !== undefined && up.discovery !== "dns";
+  });
 }
 
 // ---------------------------------------------------------------- status, runtime, root

@@ -6,7 +6,8 @@
  */
 import type { SpecDiagnostic } from "../pipeline/load.js";
 import { formatPeerAddress, parsePeerAddress, type PeerAddress } from "./address.js";
-import { upstreamResolveUnsupported } from "./features.js";
+import { upstreamDnsUnsupported, upstreamResolveUnsupported } from "./features.js";
+import { parseDuration } from "./units.js";
 import type { Spec, StaticServer, Upstream } from "./schema.js";
 
 type Diag = (path: readonly PropertyKey[], message: string) => SpecDiagnostic;
@@ -52,12 +53,14 @@ export function checkUpstream(spec: Spec, name: string, up: Upstream, raw: Recor
   if (up.service !== undefined && up.servers !== undefined) {
     return [diag([...path, "servers"], "give either `service` (peers from Consul) or `servers` (a static upstream), not both; peers to use before Consul first answers go under `fallback`")];
   }
+  if (up.service !== undefined && up.discovery === "dns") return checkDnsUpstream(spec, up, raw, path, diag);
   if (up.service !== undefined) {
     if ("resolve" in raw) errors.push(diag([...path, "resolve"], "resolve applies to static upstreams (`servers`); Consul peers are addresses Consul gives"));
     errors.push(...checkFallback(spec, up, path, diag));
     return errors;
   }
 
+  if ("discovery" in raw) errors.push(diag([...path, "discovery"], "discovery applies to Consul upstreams (`service`) only, and this one is static (`servers`)"));
   for (const [key, why] of Object.entries(CONSUL_ONLY)) {
     if (key in raw) errors.push(diag([...path, key], `${key} applies to Consul upstreams (\`service\`) only, and this one is static (\`servers\`): ${why}`));
   }
@@ -113,4 +116,53 @@ function checkFallback(spec: Spec, up: Upstream, path: PropertyKey[], diag: Diag
     else seen.set(key, i);
   });
   return errors;
+}
+
+/**
+ * `discovery: dns`: what nginx's own upstream can do with SRV-resolved
+ * servers, and what only gen-lb's Lua runtime can (refused, with why).
+ */
+function checkDnsUpstream(spec: Spec, up: Upstream, raw: Record<string, unknown>, path: PropertyKey[], diag: Diag): SpecDiagnostic[] {
+  const errors: SpecDiagnostic[] = [];
+  const unsupported = upstreamDnsUnsupported(spec);
+  if (unsupported !== undefined) errors.push(diag([...path, "discovery"], unsupported));
+  if ("resolve" in raw) errors.push(diag([...path, "resolve"], "resolve applies to static upstreams (`servers`); discovery: dns always re-resolves the service"));
+  if (up.tags.length > 1) {
+    errors.push(diag([...path, "tags"], `Consul's DNS filters on one tag (_NAME._TAG.service.consul), and this upstream asks for ${up.tags.length}; keep one tag, or use discovery: blocking, which filters on all of them`));
+  }
+  if (up.fallback.length > 0) {
+    errors.push(diag([...path, "fallback"], "fallback peers are used by gen-lb's Lua runtime until Consul first answers; with discovery: dns nginx's upstream holds only what Consul's DNS answers (an NXDOMAIN empties it): remove fallback, or use discovery: blocking"));
+  }
+  if ("fail_open" in raw) {
+    errors.push(diag([...path, "fail_open"], "fail_open is the Lua balancer's choice when every peer is down; with discovery: dns nginx decides (it answers 502 when every peer is out by max_fails): remove fail_open, or use discovery: blocking"));
+  }
+  const hc = up.healthcheck;
+  if (hc.active !== undefined) {
+    errors.push(diag([...path, "healthcheck", "active"], "active health checks are run by gen-lb's Lua runtime, and open-source nginx has none of its own: with discovery: dns only Consul's own checks (instances Consul's DNS leaves out) and passive checks (max_fails/fail_timeout) apply; remove healthcheck.active, or use discovery: blocking"));
+  }
+  if (hc.passive !== undefined) {
+    const extra = hc.passive.statuses.filter((s) => up.retries === 0 || !up.retry_statuses.includes(s as never));
+    if (extra.length > 0) {
+      errors.push(
+        diag(
+          [...path, "healthcheck", "passive", "statuses"],
+          `nginx counts an upstream status as a failed try (max_fails) only when it is a proxy_next_upstream condition, i.e. one of retry_statuses with retries > 0; ${extra.join(", ")} ${extra.length === 1 ? "is" : "are"} not: add ${extra.length === 1 ? "it" : "them"} to retry_statuses, or remove ${extra.length === 1 ? "it" : "them"} here`,
+        ),
+      );
+    }
+  }
+  // A dot would split the name into other DNS labels than Consul's _NAME._TAG.
+  if (up.service!.includes(".")) errors.push(diag([...path, "service"], `Consul's DNS name for a service is one label, and "${up.service}" has a dot: discovery: dns cannot ask for it; use discovery: blocking`));
+  if (up.tags.some((t) => t.includes("."))) errors.push(diag([...path, "tags"], "a tag in Consul's DNS name is one label, and a dot would split it: discovery: dns cannot ask for it; use discovery: blocking"));
+  return errors;
+}
+
+/** Once per spec, when an upstream uses discovery: dns: the resolver settings nginx can take. */
+export function checkDnsSettings(spec: Spec, diag: Diag): SpecDiagnostic[] {
+  if (!Object.values(spec.upstreams).some((up) => up.service !== undefined && up.discovery === "dns")) return [];
+  const valid = typeof spec.consul.dns_valid === "number" ? spec.consul.dns_valid : parseDuration(spec.consul.dns_valid);
+  if (!Number.isInteger(valid) || valid < 1) {
+    return [diag(["consul", "dns_valid"], `nginx's resolver takes valid= in whole seconds, at least 1 (got ${JSON.stringify(spec.consul.dns_valid)}): use "1s" or more`)];
+  }
+  return [];
 }

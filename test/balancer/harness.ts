@@ -11,10 +11,10 @@ import { Backend } from "../support/backends.js";
 import { buildPrefix, Nginx } from "../support/nginx.js";
 import { freePort, waitFor } from "../support/ports.js";
 import { request } from "../support/load.js";
-import { statusDocumentSchema, type PeerStatus, type StatusDocument as StatusDoc, type UpstreamStatus } from "../../src/contract/status.js";
+import { luaEngineOnly, statusDocumentSchema, type LuaStatusDocument as StatusDoc, type PeerStatus, type UpstreamStatus } from "../../src/contract/status.js";
 
 // The status document's types come from the contract; status() validates every read against it.
-export type { PeerStatus, UpstreamStatus, StatusDocument as StatusDoc } from "../../src/contract/status.js";
+export type { PeerStatus, UpstreamStatus, LuaStatusDocument as StatusDoc } from "../../src/contract/status.js";
 
 export interface LbOptions {
   /** Upstream name -> spec fields (service defaults to the name). */
@@ -108,7 +108,7 @@ export class Lb {
   async status(): Promise<StatusDoc> {
     const res = await request(this.statusUrl(), { timeoutMs: 5000 });
     if (res.status !== 200) throw new Error(`status: HTTP ${res.status}: ${res.body}`);
-    return statusDocumentSchema.parse(JSON.parse(res.body));
+    return luaEngineOnly(statusDocumentSchema.parse(JSON.parse(res.body)));
   }
 
   async upstream(name: string): Promise<UpstreamStatus> {

@@ -70,6 +70,13 @@ describe("nginx messages", () => {
     const [init] = parseNginxOutput("2026/11/28 12:00:00 [error] 1#1: init_worker_by_lua error: x.lua:1: boom");
     expect(isBackgroundNetworkError(net!)).toBe(true);
     expect(isBackgroundNetworkError(init!)).toBe(false);
+    // nginx's resolver for a discovery: dns upstream, Consul's DNS unreachable from the check host
+    const [refused] = parseNginxOutput("2026/12/02 05:40:00 [error] 7#7: recv() failed (111: Connection refused) while resolving, resolver: 127.0.0.1:8600");
+    const [unresolved] = parseNginxOutput("2026/12/02 05:40:00 [error] 7#7: service.consul could not be resolved (110: Operation timed out)");
+    const [conf] = parseNginxOutput('2026/12/02 05:40:00 [error] 7#7: *1 no live upstreams while connecting to upstream, upstream: "http://web/"');
+    expect(isBackgroundNetworkError(refused!)).toBe(true);
+    expect(isBackgroundNetworkError(unresolved!)).toBe(true);
+    expect(isBackgroundNetworkError(conf!)).toBe(false);
   });
 });
 

@@ -14,6 +14,8 @@ import { Backend } from "../support/backends.js";
 import { request, runLoad } from "../support/load.js";
 import { buildPrefix, Nginx, tempDir } from "../support/nginx.js";
 import { freePort } from "../support/ports.js";
+import { statusDocumentSchema } from "../../src/contract/status.js";
+import { TEST_TARGET } from "../support/target.js";
 
 /** An HTTP backend on a unix socket, answering with its name like Backend does. */
 async function unixBackend(socket: string, name: string): Promise<{ server: http.Server; requests: () => number }> {
@@ -140,16 +142,23 @@ describe("static upstreams on the real nginx", () => {
     expect(new Set(owner.values())).toEqual(new Set(["h1", "h2", "h3"]));
   });
 
-  it("the status endpoint lists static upstreams with their configured servers (no state on Debian's nginx)", async () => {
+  it("the status endpoint lists static upstreams with their servers (nginx's own state where the target has ngx.upstream)", async () => {
     const res = await request(`http://127.0.0.1:${statusPort}/status`);
     expect(res.status).toBe(200);
-    const doc = JSON.parse(res.body) as { upstreams: object; static_upstreams: Record<string, { balance: string; state_source: string; healthy: unknown; total: number; peers: Array<{ address: string; backup: boolean; healthy: unknown }> }> };
+    const doc = statusDocumentSchema.parse(JSON.parse(res.body));
     expect(doc.upstreams).toEqual({});
     expect(Object.keys(doc.static_upstreams).sort()).toEqual(["failover", "keyed", "mixed"]);
     const mixed = doc.static_upstreams.mixed!;
-    expect(mixed.state_source).toBe("none");
-    expect(mixed.healthy).toBeNull();
-    expect(mixed.peers.map((p) => p.address)).toEqual([`localhost:${named.port}`, `unix:${socket}`]);
+    if (TEST_TARGET === "openresty") {
+      // lua-upstream-nginx-module: each worker's own view (no zone without resolve), names as nginx resolved them.
+      expect(mixed.state_source).toBe("worker");
+      expect(mixed.healthy).toBe(2);
+      expect(mixed.peers.map((p) => p.address)).toEqual([expect.stringMatching(new RegExp(`:${named.port}$`)), `unix:${socket}`]);
+    } else {
+      expect(mixed.state_source).toBe("none");
+      expect(mixed.healthy).toBeNull();
+      expect(mixed.peers.map((p) => p.address)).toEqual([`localhost:${named.port}`, `unix:${socket}`]);
+    }
     expect(doc.static_upstreams.failover!.peers.map((p) => p.backup)).toEqual([false, false, true]);
     expect(doc.static_upstreams.keyed!.balance).toBe("chash");
 
