@@ -1,6 +1,6 @@
 /**
- * The eleven defects of the hand-built Consul + Lua setup (DESIGN.md, "The
- * system it replaces"), each recognised from the code that carries it and
+ * The eleven defects of the hand-built Consul + Lua setup (docs/design.md,
+ * "Defects of hand-built setups"), each recognised from the code that carries it and
  * reported with the file:line to look at.
  */
 import type { LuaToken } from "./lua-lexer.js";
