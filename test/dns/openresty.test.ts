@@ -110,6 +110,7 @@ describe("discovery: dns on OpenResty", () => {
         status: { listen: `127.0.0.1:${statusPort}` },
       },
       dir,
+      "openresty",
     );
     nginx = await Nginx.start(dir, {}, OPENRESTY);
     await settle(only("a"), "the first peer");

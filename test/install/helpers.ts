@@ -13,6 +13,9 @@ import { NGINX_BIN, tempDir } from "../support/nginx.js";
 import { TEST_TARGET } from "../support/target.js";
 import { freePort } from "../support/ports.js";
 
+/** worker_processes of every spec specObject() writes. */
+export const SPEC_WORKERS = 2;
+
 export const FIXTURES = path.join(ROOT, "fixtures/install");
 
 /** A live-looking prefix: the fixture skeleton plus an empty logs/. Reachable by nobody (workers). */
@@ -38,7 +41,7 @@ export function specObject(p: Ports, text: string, extra: Record<string, unknown
     target: TEST_TARGET,
     // Nothing listens on port 1: discovery fails fast and quietly (a warning).
     consul: { addresses: ["http://127.0.0.1:1"] },
-    nginx: { worker_processes: 2 },
+    nginx: { worker_processes: SPEC_WORKERS },
     servers: [{ listen: `127.0.0.1:${p.http}`, locations: [{ path: "/", return: { code: 200, text } }] }],
     status: { listen: `127.0.0.1:${p.status}` },
     ...extra,

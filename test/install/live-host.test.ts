@@ -11,7 +11,7 @@ import { runCli } from "../support/cli.js";
 import { request } from "../support/load.js";
 import { Nginx, tempDir } from "../support/nginx.js";
 import { sleep, waitFor } from "../support/ports.js";
-import { liveFiles, makePrefix, ports, snapshot, specObject, writeSpec, type Ports } from "./helpers.js";
+import { liveFiles, makePrefix, ports, snapshot, specObject, SPEC_WORKERS as WORKERS, writeSpec, type Ports } from "./helpers.js";
 
 const BIN = ["--bin", "/usr/sbin/nginx"];
 const started: Nginx[] = [];
@@ -42,6 +42,8 @@ describe("install --reload signals only this prefix's master", () => {
     expect(install(mine, writeSpec(dir, "m1.json", specObject(pm, "mine-v1"))).status).toBe(0);
     expect(install(other, writeSpec(dir, "o1.json", specObject(po, "other"))).status).toBe(0);
     const otherNginx = await startNginx(other);
+    // Every worker up before the snapshot: Nginx.start returns once the first one is.
+    await waitFor(() => otherNginx.workerPids().length === WORKERS, `${WORKERS} workers of the other master`);
     const workers = otherNginx.workerPids();
     // A stale pid file: this prefix's nginx is not running, the pid is another prefix's master.
     writeFileSync(path.join(mine, "logs/nginx.pid"), `${otherNginx.masterPid}\n`);
