@@ -84,7 +84,7 @@ describe("secure defaults", () => {
       expect(headers).toContain("x-content-type-options: nosniff");
       expect(headers).toContain("x-frame-options: deny");
       expect(headers).toContain("referrer-policy: strict-origin-when-cross-origin");
-      expect(headers).toMatch(/^server: nginx\r?$/m);
+      expect(headers).toMatch(/^server: (nginx|openresty)\r?$/m); // server_tokens off: no version
     } finally {
       await nginx.stop();
     }

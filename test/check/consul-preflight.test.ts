@@ -6,9 +6,10 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { ConsulStandin } from "../support/consul-standin.js";
 import { tempDir } from "../support/nginx.js";
+import { TEST_BIN } from "../support/target.js";
 import { ports, runCliAsync, specObject, writeSpec } from "../install/helpers.js";
 
-const BIN = ["--bin", "/usr/sbin/nginx"];
+const BIN = ["--bin", TEST_BIN];
 let standin: ConsulStandin | undefined;
 afterEach(async () => {
   await standin?.stop();
