@@ -8,6 +8,7 @@ import type { NginxDirective } from "../render/quote.js";
 import type { Spec, Upstream } from "../spec/schema.js";
 import { nginxDuration, parseDuration } from "../spec/units.js";
 import type { RuntimeDnsUpstream } from "../contract/runtime-config.js";
+import { nginxBalanceMethod } from "./plan-static.js";
 
 const d = (name: string, ...args: Array<string | number>): NginxDirective => ({ name, args });
 const seconds = (v: string | number) => (typeof v === "number" ? v : parseDuration(v));
@@ -28,20 +29,6 @@ export function dnsNames(up: Pick<Upstream, "service" | "tags" | "datacenter">, 
   return { host, service, srv: `${service}.${host}` };
 }
 
-/** balance -> nginx's method line, as for static upstreams. */
-function method(up: Upstream): NginxDirective[] {
-  switch (up.balance) {
-    case "least_conn":
-      return [d("least_conn")];
-    case "chash":
-      return [d("hash", up.hash_key!, "consistent")];
-    case "random":
-      return [d("random", "two")];
-    default:
-      return [];
-  }
-}
-
 /**
  * The resolver goes inside the upstream (nginx 1.27.3 takes `resolver` at
  * upstream level for its `resolve` servers): Consul's DNS answers only
@@ -58,7 +45,7 @@ export function planDnsUpstream(name: string, up: Upstream, spec: Pick<Spec, "co
     args: [name],
     comment: `upstreams.${name}`,
     block: [
-      ...method(up),
+      ...nginxBalanceMethod(up),
       d("zone", dnsZoneName(name), "256k"),
       d("resolver", spec.consul.dns, `valid=${seconds(spec.consul.dns_valid)}s`),
       d("resolver_timeout", duration(spec.consul.timeout)),

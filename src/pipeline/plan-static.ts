@@ -18,8 +18,8 @@ const duration = (v: string | number) => nginxDuration(typeof v === "number" ? v
 /** Zone for `resolve`: shared by the workers, so they also share the servers' state. */
 export const staticZoneName = (name: string) => `gen_lb_static_${name}`;
 
-/** balance -> nginx's method line; round robin is nginx's default and has none. */
-function method(up: Upstream): NginxDirective[] {
+/** balance -> nginx's method line (static and DNS upstreams); round robin is nginx's default and has none. */
+export function nginxBalanceMethod(up: Pick<Upstream, "balance" | "hash_key">): NginxDirective[] {
   switch (up.balance) {
     case "least_conn":
       return [d("least_conn")];
@@ -52,7 +52,7 @@ export function planStaticUpstream(name: string, up: Upstream): NginxDirective {
     comment: `upstreams.${name}`,
     block: [
       // The method comes first: keepalive must wrap it, not the other way round.
-      ...method(up),
+      ...nginxBalanceMethod(up),
       ...(up.resolve ? [d("zone", staticZoneName(name), "64k")] : []),
       ...servers,
       ...(up.keepalive > 0 ? [d("keepalive", up.keepalive)] : []),
