@@ -17,6 +17,8 @@ export interface PreparedSpec {
   spec: Spec;
   /** Effective target (the spec's, or --target). */
   target: Target;
+  /** The binary's version (from -V) rendered for when the spec names no target_version; every re-render must pass it on. */
+  seenVersion?: string;
   /** As shown to the user (relative to cwd when possible). */
   file: string;
   absFile: string;
@@ -49,6 +51,7 @@ export async function prepareSpec(file: string, cwd: string, targetOverride?: Ta
   return {
     spec,
     target: targetOverride ?? spec.target,
+    ...(seenVersion === undefined ? {} : { seenVersion }),
     file: display,
     absFile,
     text,

@@ -18,7 +18,7 @@ import { buildFileSet } from "../../src/pipeline/index.js";
 import { specSchema } from "../../src/spec/schema.js";
 import { systemRunner } from "../../src/util/proc.js";
 import { runCli } from "../support/cli.js";
-import { tempDir } from "../support/nginx.js";
+import { NGINX_BIN, tempDir } from "../support/nginx.js";
 import { liveFiles, makePrefix, ports, specObject, writeSpec } from "./helpers.js";
 
 const set = (text: string) => buildFileSet(specSchema.parse(specObject({ http: 1, status: 2 }, text)), "lb.json");
@@ -183,17 +183,17 @@ describe("gen-lb install killed with SIGKILL (the built CLI, the real nginx for 
     const v2 = writeSpec(dir, "v2.json", specObject(p, "v2"));
     const template = makePrefix();
     const s0 = liveFiles(template);
-    expect(runCli(["install", "--prefix", template, "--spec", v1, "--bin", "/usr/sbin/nginx"]).status).toBe(0);
+    expect(runCli(["install", "--prefix", template, "--spec", v1, "--bin", NGINX_BIN]).status).toBe(0);
     const oldFiles = liveFiles(template);
     const done = copyOf(template);
-    expect(runCli(["install", "--prefix", done, "--spec", v2, "--bin", "/usr/sbin/nginx"]).status).toBe(0);
+    expect(runCli(["install", "--prefix", done, "--spec", v2, "--bin", NGINX_BIN]).status).toBe(0);
     const newFiles = liveFiles(done);
 
     const outcomes: string[] = [];
     /** Kill the install at file operation `at`; "done" when it got through first. */
     const killAt = (at: number): "done" | "old" | "new" => {
       const prefix = copyOf(template);
-      const r = runCli(["install", "--prefix", prefix, "--spec", v2, "--bin", "/usr/sbin/nginx"], { env: { GEN_LB_TEST_KILL_AT_STEP: String(at) } });
+      const r = runCli(["install", "--prefix", prefix, "--spec", v2, "--bin", NGINX_BIN], { env: { GEN_LB_TEST_KILL_AT_STEP: String(at) } });
       if (r.status === 0) {
         expect(liveFiles(prefix)).toEqual(newFiles);
         return "done";
@@ -201,7 +201,7 @@ describe("gen-lb install killed with SIGKILL (the built CLI, the real nginx for 
       expect(r.status, `step ${at}: ${r.stderr}`).toBe(-1); // killed by a signal
       // The next command: a dry run or a diff (read-only ones recover too, so they never show a mix).
       const next = outcomes.length % 2 === 0
-        ? runCli(["install", "--dry-run", "--prefix", prefix, "--spec", v2, "--bin", "/usr/sbin/nginx"])
+        ? runCli(["install", "--dry-run", "--prefix", prefix, "--spec", v2, "--bin", NGINX_BIN])
         : runCli(["diff", "--prefix", prefix, "--spec", v2]);
       expect(next.status, next.stderr).toBe(0);
       const now = liveFiles(prefix);
