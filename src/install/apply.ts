@@ -359,7 +359,7 @@ export async function applyPlan(plan: InstallPlan, io: InstallFs = nodeInstallFs
     createDirs: plan.createDirs,
     removeDirs: plan.removeDirs,
     // A rollback's own safety copy goes once the rollback is kept.
-    prune: plan.kind === "rollback" ? [...plan.prune, plan.backupDir] : plan.prune,
+    prune: plan.kind === "rollback" && !plan.keepUndo ? [...plan.prune, plan.backupDir] : plan.prune,
   };
   const abandon = async () => {
     await abandonJournal(prefix, journal, io, newParents).catch(() => undefined);

@@ -11,6 +11,7 @@
  *          -> reload and verify -> on failure: restore, reload, exit 1
  *          -> prune old backups -> unlock
  */
+import { promises as fs } from "node:fs";
 import path from "node:path";
 import { RejectedError } from "../errors.js";
 import { failedStepNames, formatCheckSteps } from "../check/format.js";
@@ -23,7 +24,7 @@ import { acquireLock, type Lock } from "./lock.js";
 import { changesOf, planInstall, planRollback, type InstallPlan } from "./plan.js";
 import { findMaster, reloadAndVerify, type ReloadOutcome } from "./reload.js";
 import type { SeedReport } from "./seed.js";
-import { listBackups, readBuildId, readFileState, readLiveConfig, readPrefixState, sha256, type FileState } from "./state.js";
+import { listBackups, readBuildId, readFileState, readLiveConfig, readPrefixState, sha256, STATE_DIR, type FileState } from "./state.js";
 
 export interface RunDeps {
   runner: ProcessRunner;
@@ -247,6 +248,8 @@ export interface RollbackInput {
   reload: boolean;
   bin?: string;
   dryRun?: boolean;
+  /** Replace files edited by hand since the last install (a copy of them stays in the rollback's own backup). */
+  force?: boolean;
 }
 
 export interface RollbackResult {
@@ -293,6 +296,20 @@ export async function runRollback(input: RollbackInput, deps: RunDeps): Promise<
       commands,
     });
     if (input.dryRun) return { plan, backupId: latest.id };
+    if (plan.handEdited.length > 0 && !input.force) {
+      throw new RejectedError(
+        `${plan.handEdited.length} file(s) in ${prefix} changed since the last install: ${plan.handEdited.join(", ")}; nothing was rolled back`,
+        [`rollback would replace them with the files from before build ${latest.manifest.buildId ?? "(unknown)"}; --force does (a copy of the edited files is kept in ${STATE_DIR}/)`],
+        { handEdited: plan.handEdited },
+      );
+    }
+    // Forced over hand edits: the rollback's own safety copy of them stays
+    // (under a name no later rollback in the same second takes).
+    if (plan.handEdited.length > 0) plan.keepUndo = true;
+    for (let n = 2; await fs.stat(path.join(prefix, plan.backupDir)).then(() => true, () => false); n++) {
+      plan.backupId = `${plan.backupId.replace(/-\d+$/, "")}-${n}`;
+      plan.backupDir = path.posix.join(path.posix.dirname(plan.backupDir), plan.backupId);
+    }
 
     const applied = changesOf(plan).length > 0 ? await applyPlan(plan, io) : undefined;
     let reload: ReloadOutcome | undefined;
