@@ -22,7 +22,7 @@ import { nginxTestCommand, type ProcessRunner } from "../util/proc.js";
 import { applyPlan, nodeInstallFs, readJournal, recoverInterrupted, withKillHook, type Applied, type InstallFs } from "./apply.js";
 import { acquireLock, type Lock } from "./lock.js";
 import { changesOf, planInstall, planRollback, type InstallPlan } from "./plan.js";
-import { findMaster, reloadAndVerify, type ReloadOutcome } from "./reload.js";
+import { compiledDefaults, findMaster, reloadAndVerify, type ReloadOutcome } from "./reload.js";
 import type { SeedReport } from "./seed.js";
 import { listBackups, readBuildId, readFileState, readLiveConfig, readPrefixState, sha256, STATE_DIR, type FileState } from "./state.js";
 
@@ -120,7 +120,9 @@ export async function runInstall(input: InstallInput, deps: RunDeps): Promise<In
   const io = installFs(deps);
   const lock = await lockAndRecover(prefix, input.dryRun, io, deps);
   try {
-    const liveBefore = await readLiveConfig(prefix);
+    // Where the running master writes its pid when the live config says nothing (only a reload needs it).
+    const compiled = input.reload ? await compiledDefaults(input.bin, deps.runner) : {};
+    const liveBefore = await readLiveConfig(prefix, [], compiled);
     const masterPid = await masterToReload(input.reload, liveBefore.pidFile, prefix, deps);
     const check = await runCheck({ prepared, bin: input.bin, hostPrefix: prefix }, checkDeps(deps));
     if (!check.ok) {
@@ -129,7 +131,7 @@ export async function runInstall(input: InstallInput, deps: RunDeps): Promise<In
 
     const state = await readPrefixState(prefix, prepared.set);
     const url = statusUrl(prepared.spec);
-    const live = await readLiveConfig(prefix, [prepared.spec.nginx.error_log.path]);
+    const live = await readLiveConfig(prefix, [prepared.spec.nginx.error_log.path], compiled);
     const commands = [`check: ${input.bin} -t, luajit, smoke start (done: passed in ${check.ms} ms)`];
     if (input.reload) {
       commands.push(`kill -HUP ${masterPid} (the master, from ${path.relative(prefix, live.pidFile)})`);
@@ -263,7 +265,8 @@ export async function runRollback(input: RollbackInput, deps: RunDeps): Promise<
   const io = installFs(deps);
   const lock = await lockAndRecover(prefix, input.dryRun, io, deps);
   try {
-    const liveBefore = await readLiveConfig(prefix);
+    const compiled = input.reload && input.bin !== undefined ? await compiledDefaults(input.bin, deps.runner) : {};
+    const liveBefore = await readLiveConfig(prefix, [], compiled);
     const masterPid = await masterToReload(input.reload, liveBefore.pidFile, prefix, deps);
     const backups = await listBackups(prefix);
     const latest = backups[backups.length - 1];
@@ -326,7 +329,7 @@ export async function runRollback(input: RollbackInput, deps: RunDeps): Promise<
       }
     }
     if (input.reload && masterPid !== undefined) {
-      const live = await readLiveConfig(prefix);
+      const live = await readLiveConfig(prefix, [], compiled);
       // The running config's status endpoint answers for the restored build once it takes.
       const url = await restoredStatusUrl(prefix);
       reload = await reloadAndVerify(

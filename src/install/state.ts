@@ -169,10 +169,16 @@ const isFileLog = (p: string) => !/^(syslog:|stderr$|memory:)/.test(p);
 
 /**
  * What the live config says. The master writes its pid and errors where the
- * config it is running says, which is the live nginx.conf (not the new one).
+ * config it is running says, which is the live nginx.conf (not the new one);
+ * where it says nothing, the binary's compiled-in paths (`-V`: Debian's
+ * nginx writes /run/nginx.pid), else nginx's own defaults.
  */
-export async function readLiveConfig(prefix: string, extraErrorLogs: string[] = []): Promise<LiveConfig> {
-  let pid = "logs/nginx.pid";
+export async function readLiveConfig(
+  prefix: string,
+  extraErrorLogs: string[] = [],
+  compiled: { pidPath?: string; errorLogPath?: string } = {},
+): Promise<LiveConfig> {
+  let pid = compiled.pidPath ?? "logs/nginx.pid";
   const logs = new Set<string>();
   try {
     const text = await fs.readFile(path.join(prefix, "conf/nginx.conf"), "utf8");
@@ -183,7 +189,7 @@ export async function readLiveConfig(prefix: string, extraErrorLogs: string[] = 
   } catch {
     /* no live config: defaults */
   }
-  if (logs.size === 0) logs.add("logs/error.log");
+  if (logs.size === 0) logs.add(compiled.errorLogPath ?? "logs/error.log");
   for (const l of extraErrorLogs) logs.add(l);
   const buildId = await readBuildId(prefix);
   return {
