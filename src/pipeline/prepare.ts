@@ -46,7 +46,7 @@ export function fingerprintOf(text: string, set: FileSet): string {
 
 /** Read, validate and render; every spec problem becomes one RejectedError (exit 1). */
 export async function prepareSpec(file: string, cwd: string, targetOverride?: Target, seenVersion?: string): Promise<PreparedSpec> {
-  const { spec, file: display, absFile, text, warnings, locate } = await loadSpecFile(file, cwd);
+  const { spec, file: display, absFile, text, warnings, locate } = await loadSpecFile(file, cwd, targetOverride === undefined ? {} : { target: targetOverride });
   const set = buildFileSet(spec, display, targetOverride, seenVersion === undefined ? {} : { seenVersion });
   return {
     spec,
