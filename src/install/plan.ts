@@ -22,6 +22,8 @@ export interface PlannedFile {
   owner?: { uid: number; gid: number };
   /** The live file now (replace, remove, unchanged, keep-host). */
   before?: FileState;
+  /** Put a symbolic link with this text at the path instead of a file (rollback of a removed link); `contents` is what it points at. */
+  link?: string;
 }
 
 export interface InstallPlan {
@@ -204,7 +206,11 @@ export function planRollback(input: RollbackPlanInput): InstallPlan {
     }
     const saved = input.saved.get(mf.path)!;
     const b = mf.before!;
-    if (now && now.sha256 === b.sha256 && now.mode === b.mode) files.push({ path: mf.path, action: "unchanged", before: now });
+    if (b.link !== undefined && mf.action === "remove") {
+      // The install removed a link (never its target): put the link back.
+      if (now?.link === b.link) files.push({ path: mf.path, action: "unchanged", before: now });
+      else files.push({ path: mf.path, action: now ? "replace" : "add", contents: saved, link: b.link, ...(now ? { before: now } : {}) });
+    } else if (now && now.sha256 === b.sha256 && now.mode === b.mode) files.push({ path: mf.path, action: "unchanged", before: now });
     else files.push({ path: mf.path, action: now ? "replace" : "add", contents: saved, mode: b.mode, owner: { uid: b.uid, gid: b.gid }, ...(now ? { before: now } : {}) });
   }
   files.sort(swapOrder);

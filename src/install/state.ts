@@ -26,6 +26,8 @@ export interface FileState {
   gid: number;
   /** The file is a symbolic link to this (absolute, resolved) file: install writes through it and leaves the link. */
   linkTarget?: string;
+  /** The link's own text (readlink), to put the link itself back after removing it. */
+  link?: string;
 }
 
 export const sha256 = (data: Buffer | string) => createHash("sha256").update(data).digest("hex");
@@ -34,7 +36,9 @@ export async function readFileState(file: string): Promise<FileState | undefined
   try {
     let st = await fs.lstat(file);
     let linkTarget: string | undefined;
+    let link: string | undefined;
     if (st.isSymbolicLink()) {
+      link = await fs.readlink(file);
       // Written through: the link stays, its target is what install backs up and replaces.
       linkTarget = await fs.realpath(file).catch(() => undefined);
       if (linkTarget === undefined) throw Object.assign(new Error(`${file} is a symbolic link to ${await fs.readlink(file)}, which does not exist: fix or remove the link`), { code: "EDANGLING" });
@@ -42,7 +46,7 @@ export async function readFileState(file: string): Promise<FileState | undefined
     }
     if (!st.isFile()) return undefined;
     const bytes = await fs.readFile(linkTarget ?? file);
-    return { bytes, sha256: sha256(bytes), mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, ...(linkTarget ? { linkTarget } : {}) };
+    return { bytes, sha256: sha256(bytes), mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, ...(linkTarget ? { linkTarget, link } : {}) };
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
     throw error;
@@ -91,8 +95,8 @@ export type FileAction = "add" | "replace" | "remove";
 export interface ManifestFile {
   path: string;
   action: FileAction;
-  /** The file as it was before (replace, remove); its bytes are in files/<path>. */
-  before?: { sha256: string; mode: number; uid: number; gid: number; size: number };
+  /** The file as it was before (replace, remove); its bytes are in files/<path>. `link`: it was a symbolic link with this text (a removed one is put back as the link). */
+  before?: { sha256: string; mode: number; uid: number; gid: number; size: number; link?: string };
   /** What the install wrote (add, replace). */
   after?: { sha256: string };
 }
