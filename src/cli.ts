@@ -114,6 +114,7 @@ Exit codes: 0 ok, 1 spec or config rejected, 2 usage error or crash.`,
     .requiredOption("--prefix <dir>", "the live nginx prefix")
     .option("--bin <path>", "openresty or nginx binary that tests (-t) the restored files before --reload signals")
     .option("--reload", "test the restored files, signal the running master and verify the restored build is live")
+    .option("--force", "replace files changed by hand since the last install (a copy of them is kept in .gen-lb/)")
     .action(lazy("rollback"));
 
   p.command("diff")

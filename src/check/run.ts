@@ -233,7 +233,11 @@ async function scratchBuild(prepared: PreparedSpec, deps: CheckDeps): Promise<Sc
   const ports = new Map<string, number>();
   for (const address of listenAddresses(prepared.spec)) ports.set(address, await getPort());
   const spec = scratchSpec(prepared.spec, ports);
-  const rendered = buildFileSet(spec, prepared.file, prepared.target, { buildId: prepared.set.buildId });
+  const rendered = buildFileSet(spec, prepared.file, prepared.target, {
+    buildId: prepared.set.buildId,
+    // Rendered for the version the real output is, or -t proves another config.
+    ...(prepared.seenVersion === undefined ? {} : { seenVersion: prepared.seenVersion }),
+  });
   const byPath = new Map(rendered.files.map((f) => [f.path, f]));
   const files = prepared.set.files.map((f) => byPath.get(f.path) ?? f);
   for (const f of rendered.files) if (!prepared.set.files.some((g) => g.path === f.path)) files.push(f);

@@ -28,7 +28,7 @@ interface BuildOptions {
 }
 
 export default async function build(opts: BuildOptions, io: Io): Promise<void> {
-  const { spec, file, warnings } = await loadSpecFile(opts.spec, io.cwd);
+  const { spec, file, warnings } = await loadSpecFile(opts.spec, io.cwd, opts.target === undefined ? {} : { target: opts.target });
   const set = buildFileSet(spec, file, opts.target);
   const outDir = path.resolve(io.cwd, opts.out);
   if (!io.json) for (const w of warnings) io.err(`warning: ${formatDiagnostic(w)}\n`);

@@ -12,6 +12,7 @@ import { openrestyBin, prefixProblem, resolvePrefix } from "../install/prefix.js
 import { runInstall } from "../install/run.js";
 import { seedFromConsul } from "../install/seed.js";
 import { formatDiagnostic } from "../pipeline/load.js";
+import { describeTarget, detectTarget, targetMismatch } from "../target/index.js";
 import { systemRunner } from "../util/proc.js";
 import { report, type Io } from "./io.js";
 
@@ -39,15 +40,32 @@ export default async function install(opts: InstallOptions, io: Io): Promise<voi
   if (resolved.note && !io.json) io.err(`${resolved.note}\n`);
   const problem = await prefixProblem(prefix, { writable: !opts.dryRun });
   if (problem) throw new RejectedError(`${problem}; nothing was installed`);
-  const prepared = await prepareSpec(opts.spec, io.cwd, opts.target);
   const bin = resolveBin(opts.bin ?? openrestyBin(resolved), io.env);
+  // As check does: the binary's -V decides the version rendered for (unless
+  // the spec names target_version), and a spec for the other kind of binary
+  // is refused before anything runs: target nginx emits load_module lines
+  // OpenResty has no module for, target openresty loads no Lua module at all.
+  const seen = await detectTarget(bin, systemRunner).catch((error: Error) => {
+    if (!io.json) io.err(`warning: ${error.message}: rendering for target_version or the baseline, and the target is not compared with the binary\n`);
+    return undefined;
+  });
+  const prepared = await prepareSpec(opts.spec, io.cwd, opts.target, seen?.version);
+  const mismatch = seen ? targetMismatch(prepared.target, bin, seen) : undefined;
+  if (mismatch) {
+    throw new RejectedError(`${mismatch}; nothing was installed`, [], {
+      bin,
+      binary: { target: seen!.target, version: seen!.version, lua: seen!.lua },
+      specTarget: prepared.target,
+    });
+  }
   if (!io.json) for (const w of prepared.warnings) io.err(`warning: ${formatDiagnostic(w)}\n`);
+  if (seen && !io.json) io.err(`${bin}: ${describeTarget(seen)}; rendering for nginx ${prepared.spec.target_version ?? seen.version}${prepared.spec.target_version ? " (the spec's target_version)" : ""}\n`);
 
   const result = await runInstall(
     {
       prefix,
       prepared,
-      reprepare: () => prepareSpec(opts.spec, io.cwd, opts.target),
+      reprepare: () => prepareSpec(opts.spec, io.cwd, opts.target, seen?.version),
       bin,
       reload: Boolean(opts.reload),
       dryRun: Boolean(opts.dryRun),
@@ -80,6 +98,7 @@ export default async function install(opts: InstallOptions, io: Io): Promise<voi
     {
       ok: true,
       prefix,
+      ...(seen ? { binary: { target: seen.target, version: seen.version, lua: seen.lua } } : {}),
       buildId: plan.buildId,
       previousBuildId: plan.previousBuildId ?? null,
       changed,

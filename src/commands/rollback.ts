@@ -12,6 +12,7 @@ interface RollbackOptions {
   prefix: string;
   bin?: string;
   reload?: boolean;
+  force?: boolean;
 }
 
 export default async function rollback(opts: RollbackOptions, io: Io): Promise<void> {
@@ -22,15 +23,27 @@ export default async function rollback(opts: RollbackOptions, io: Io): Promise<v
   if (problem) throw new RejectedError(`${problem}; nothing was changed`);
   const result = await runRollback(
     // With --reload the restored files are tested (`BIN -t`) before the signal.
-    { prefix, reload: Boolean(opts.reload), ...(opts.reload ? { bin: resolveBin(opts.bin ?? openrestyBin(resolved), io.env) } : {}) },
+    { prefix, reload: Boolean(opts.reload), force: Boolean(opts.force), ...(opts.reload ? { bin: resolveBin(opts.bin ?? openrestyBin(resolved), io.env) } : {}) },
     { runner: systemRunner, env: io.env, note: io.json ? undefined : (line) => io.err(`${line}\n`) },
   );
   const restored = changesOf(result.plan).map((f) => ({ path: f.path, action: f.action }));
+  const kept = result.plan.keepUndo ? result.plan.backupDir : undefined;
   report(
     io,
-    { ok: true, prefix, backup: result.backupId, buildId: result.plan.buildId ?? null, restored, plan: planJson(result.plan), reload: result.reload ?? null },
+    {
+      ok: true,
+      prefix,
+      backup: result.backupId,
+      buildId: result.plan.buildId ?? null,
+      restored,
+      handEdited: result.plan.handEdited,
+      handEditsKept: kept ?? null,
+      plan: planJson(result.plan),
+      reload: result.reload ?? null,
+    },
     [
-      ...formatPlan(result.plan).filter((l) => !l.startsWith("  run: ")),
+      ...formatPlan(result.plan).filter((l) => !l.startsWith("  run: ") && !l.startsWith("  changed by hand")),
+      ...(kept ? [`replaced ${result.plan.handEdited.length} file(s) changed by hand (--force): ${result.plan.handEdited.join(", ")}; their edited copies are in ${kept}/files`] : []),
       `rolled ${prefix} back to ${result.plan.buildId ? `build ${result.plan.buildId}` : "the files before gen-lb's first install"} (backup ${result.backupId} used up)`,
       ...(result.reload ? [`reloaded in ${result.reload.ms} ms: ${result.reload.messages.join("; ")}`] : []),
     ],

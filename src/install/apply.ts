@@ -39,6 +39,8 @@ export interface InstallFs {
   mkdir(dir: string): Promise<void>;
   /** Remove a directory only if it is empty; false otherwise. */
   rmdirIfEmpty(dir: string): Promise<boolean>;
+  /** Create a symbolic link `file` whose text is `link`. */
+  symlink(link: string, file: string): Promise<void>;
   chown(file: string, uid: number, gid: number): Promise<void>;
   chmod(file: string, mode: number): Promise<void>;
 }
@@ -73,6 +75,7 @@ export const nodeInstallFs: InstallFs = {
   },
   chown: (file, uid, gid) => fs.chown(file, uid, gid),
   chmod: (file, mode) => fs.chmod(file, mode),
+  symlink: (link, file) => fs.symlink(link, file),
 };
 
 // ---------------------------------------------------------------- the journal
@@ -108,6 +111,8 @@ interface JournalFile {
   staged: string;
   /** The file the path is a symbolic link to (absolute): written through, the link itself is never replaced. */
   target?: string;
+  /** A symbolic link (this text) that the change removes, or puts in place: removed and restored as the link, its target never touched. */
+  link?: string;
   before?: { sha256: string; mode: number; uid: number; gid: number };
 }
 
@@ -179,6 +184,14 @@ async function undoJournal(prefix: string, journal: Journal, io: InstallFs): Pro
     const dest = f.target ?? abs(f.path);
     if (!f.before) {
       await io.rm(dest);
+      continue;
+    }
+    if (f.link !== undefined && f.action === "remove") {
+      // A removed link comes back as the link; its target was never touched.
+      if ((await fs.readlink(dest).catch(() => undefined)) === f.link) continue;
+      await io.mkdir(path.dirname(dest));
+      await io.rm(dest);
+      await io.symlink(f.link, dest);
       continue;
     }
     if (await sameAsBefore(dest, f.before)) continue;
@@ -336,7 +349,11 @@ export async function applyPlan(plan: InstallPlan, io: InstallFs = nodeInstallFs
   // devices), else beside the target; either way the journal names it before it exists.
   const files: JournalFile[] = [];
   for (const f of changes) {
-    const dest = f.before?.linkTarget ?? abs(f.path);
+    // A symlinked file is replaced through its link; a removed link, or a
+    // link put back, is the link itself (its target is never deleted).
+    const through = f.before?.linkTarget !== undefined && f.action === "replace" && f.link === undefined ? f.before.linkTarget : undefined;
+    const link = f.link ?? (f.action === "remove" ? f.before?.link : undefined);
+    const dest = through ?? abs(f.path);
     const inState = (await deviceOf(path.dirname(dest))) === stateDev;
     const beside = path.join(path.dirname(dest), `.${path.basename(dest)}.gen-lb-new-${tag}`);
     const staged = inState ? path.posix.join(STAGING_DIR, tag, f.path) : path.relative(prefix, beside);
@@ -344,7 +361,8 @@ export async function applyPlan(plan: InstallPlan, io: InstallFs = nodeInstallFs
       path: f.path,
       action: f.action as JournalFile["action"],
       staged,
-      ...(f.before?.linkTarget ? { target: f.before.linkTarget } : {}),
+      ...(through ? { target: through } : {}),
+      ...(link !== undefined ? { link } : {}),
       ...(f.before ? { before: { sha256: f.before.sha256, mode: f.before.mode, uid: f.before.uid, gid: f.before.gid } } : {}),
     });
   }
@@ -359,7 +377,7 @@ export async function applyPlan(plan: InstallPlan, io: InstallFs = nodeInstallFs
     createDirs: plan.createDirs,
     removeDirs: plan.removeDirs,
     // A rollback's own safety copy goes once the rollback is kept.
-    prune: plan.kind === "rollback" ? [...plan.prune, plan.backupDir] : plan.prune,
+    prune: plan.kind === "rollback" && !plan.keepUndo ? [...plan.prune, plan.backupDir] : plan.prune,
   };
   const abandon = async () => {
     await abandonJournal(prefix, journal, io, newParents).catch(() => undefined);
@@ -389,7 +407,14 @@ export async function applyPlan(plan: InstallPlan, io: InstallFs = nodeInstallFs
         if (sha256(await io.readFile(copy)) !== f.before.sha256) {
           throw new RejectedError(`${f.path} changed while gen-lb was preparing the install; nothing was changed, run it again`);
         }
-        entry.before = { sha256: f.before.sha256, mode: f.before.mode, uid: f.before.uid, gid: f.before.gid, size: f.before.bytes.length };
+        entry.before = {
+          sha256: f.before.sha256,
+          mode: f.before.mode,
+          uid: f.before.uid,
+          gid: f.before.gid,
+          size: f.before.bytes.length,
+          ...(f.action === "remove" && f.before.link !== undefined ? { link: f.before.link } : {}),
+        };
       }
       manifestFiles.push(entry);
     }
@@ -428,6 +453,10 @@ export async function applyPlan(plan: InstallPlan, io: InstallFs = nodeInstallFs
       if (!f.contents) continue;
       const s = abs(files[i]!.staged);
       await io.mkdir(path.dirname(s));
+      if (f.link !== undefined) {
+        await io.symlink(f.link, s);
+        continue;
+      }
       await io.writeFile(s, f.contents, f.mode ?? 0o644);
       if (f.owner && isRoot()) await io.chown(s, f.owner.uid, f.owner.gid);
     }

@@ -9,7 +9,7 @@ import { isRuntimeModule, type FileSet } from "../pipeline/render.js";
 import { inDiffOrder, unifiedDiff } from "../util/diff.js";
 import { parseString } from "../nginx/parse.js";
 import type { Directive } from "../nginx/types.js";
-import { BACKUPS_DIR, STATE_DIR, sha256, type BackupEntry, type FileAction, type FileState, type PrefixState } from "./state.js";
+import { BACKUPS_DIR, STATE_DIR, sha256, type BackupEntry, type FileAction, type FileState, type Manifest, type PrefixState } from "./state.js";
 
 export interface PlannedFile {
   path: string;
@@ -22,6 +22,8 @@ export interface PlannedFile {
   owner?: { uid: number; gid: number };
   /** The live file now (replace, remove, unchanged, keep-host). */
   before?: FileState;
+  /** Put a symbolic link with this text at the path instead of a file (rollback of a removed link); `contents` is what it points at. */
+  link?: string;
 }
 
 export interface InstallPlan {
@@ -47,6 +49,8 @@ export interface InstallPlan {
   lostServers: string[];
   /** Every file the install leaves in place, path -> sha256 (recorded in the manifest; the next install compares against it). */
   installed: Record<string, string>;
+  /** Rollback only: keep its own safety copy of the files it replaces (they were edited by hand, --force). */
+  keepUndo?: boolean;
 }
 
 export const changesOf = (plan: InstallPlan) => plan.files.filter((f) => f.action === "add" || f.action === "replace" || f.action === "remove");
@@ -174,6 +178,22 @@ export interface RollbackPlanInput {
   commands: string[];
 }
 
+/**
+ * Files the rollback would replace or remove that differ from what the
+ * backup's install left there (or that exist where it removed one): edited
+ * by hand since that install.
+ */
+export function rollbackHandEdits(manifest: Manifest, current: Map<string, FileState | undefined>): string[] {
+  const out: string[] = [];
+  for (const mf of manifest.files) {
+    const now = current.get(mf.path);
+    if (!now) continue; // gone: restoring the old file loses nothing
+    const left = manifest.installed?.[mf.path] ?? mf.after?.sha256;
+    if (mf.action === "remove" ? true : left !== undefined && now.sha256 !== left) out.push(mf.path);
+  }
+  return out;
+}
+
 /** Put back what the backup's install replaced, removed or added. */
 export function planRollback(input: RollbackPlanInput): InstallPlan {
   const manifest = input.backup.manifest!;
@@ -186,7 +206,11 @@ export function planRollback(input: RollbackPlanInput): InstallPlan {
     }
     const saved = input.saved.get(mf.path)!;
     const b = mf.before!;
-    if (now && now.sha256 === b.sha256 && now.mode === b.mode) files.push({ path: mf.path, action: "unchanged", before: now });
+    if (b.link !== undefined && mf.action === "remove") {
+      // The install removed a link (never its target): put the link back.
+      if (now?.link === b.link) files.push({ path: mf.path, action: "unchanged", before: now });
+      else files.push({ path: mf.path, action: now ? "replace" : "add", contents: saved, link: b.link, ...(now ? { before: now } : {}) });
+    } else if (now && now.sha256 === b.sha256 && now.mode === b.mode) files.push({ path: mf.path, action: "unchanged", before: now });
     else files.push({ path: mf.path, action: now ? "replace" : "add", contents: saved, mode: b.mode, owner: { uid: b.uid, gid: b.gid }, ...(now ? { before: now } : {}) });
   }
   files.sort(swapOrder);
@@ -205,7 +229,7 @@ export function planRollback(input: RollbackPlanInput): InstallPlan {
     // The backup is used up: the next rollback goes one install further back.
     prune: [path.posix.join(BACKUPS_DIR, input.backup.id)],
     commands: input.commands,
-    handEdited: [],
+    handEdited: rollbackHandEdits(manifest, input.current).filter((p) => files.some((f) => f.path === p && (f.action === "replace" || f.action === "remove"))),
     lostServers: [],
     installed: {},
   };
@@ -233,7 +257,7 @@ export function formatPlan(plan: InstallPlan): string[] {
   if (backedUp.length > 0) lines.push(`  back up ${backedUp.length} file(s) to ${plan.backupDir}/ first`);
   for (const p of plan.prune) lines.push(`  delete backup ${p}/ afterwards`);
   for (const c of plan.commands) lines.push(`  run: ${c}`);
-  if (plan.handEdited.length > 0) lines.push(`  changed by hand since the last install (install refuses without --force): ${plan.handEdited.join(", ")}`);
+  if (plan.handEdited.length > 0) lines.push(`  changed by hand since the last install (${plan.kind} refuses without --force): ${plan.handEdited.join(", ")}`);
   if (plan.lostServers.length > 0) {
     lines.push("  conf/nginx.conf was not written by gen-lb; these server blocks will no longer exist:");
     for (const s of plan.lostServers) lines.push(`    ${s}`);

@@ -9,7 +9,7 @@ import { promises as fs } from "node:fs";
 import path from "node:path";
 import { parseNginxOutput, type NginxMessage } from "../check/messages.js";
 import { fetchStatus as defaultFetch, type StatusFetcher } from "../check/status.js";
-import { isActiveWorker, isNginxMaster, type ProcessRunner } from "../util/proc.js";
+import { isActiveWorker, isNginxMaster, versionOutputCommand, type ProcessRunner } from "../util/proc.js";
 
 export interface ReloadDeps {
   runner: ProcessRunner;
@@ -42,11 +42,40 @@ export function masterConfFile(cmdline: string, cwd: string, compiled: { prefix?
   return root === undefined ? undefined : path.resolve(root, conf);
 }
 
-/** `--prefix=` and `--conf-path=` of `nginx -V` output. */
-export function compiledPaths(v: string): { prefix?: string; confPath?: string } {
-  const prefix = /--prefix=(\S+)/.exec(v)?.[1];
-  const confPath = /--conf-path=(\S+)/.exec(v)?.[1];
-  return { ...(prefix ? { prefix } : {}), ...(confPath ? { confPath: prefix && !path.isAbsolute(confPath) ? path.resolve(prefix, confPath) : confPath } : {}) };
+export interface CompiledPaths {
+  prefix?: string;
+  /** Absolute (a relative --conf-path is resolved against --prefix). */
+  confPath?: string;
+  /** As given: a relative one is relative to the prefix nginx runs with (-p). */
+  pidPath?: string;
+  errorLogPath?: string;
+}
+
+/** `--prefix=`, `--conf-path=`, `--pid-path=` and `--error-log-path=` of `nginx -V` output. */
+export function compiledPaths(v: string): CompiledPaths {
+  const opt = (name: string) => new RegExp(`--${name}=('[^']*'|\\S+)`).exec(v)?.[1]?.replace(/^'|'$/g, "");
+  const prefix = opt("prefix");
+  const confPath = opt("conf-path");
+  const pidPath = opt("pid-path");
+  const errorLogPath = opt("error-log-path");
+  return {
+    ...(prefix ? { prefix } : {}),
+    ...(confPath ? { confPath: prefix && !path.isAbsolute(confPath) ? path.resolve(prefix, confPath) : confPath } : {}),
+    ...(pidPath ? { pidPath } : {}),
+    ...(errorLogPath ? { errorLogPath } : {}),
+  };
+}
+
+/**
+ * What `bin` uses when the config does not say: its compiled-in pid file and
+ * error log (Debian's nginx: /run/nginx.pid and stderr; OpenResty: none
+ * given, so nginx's own logs/nginx.pid and logs/error.log). Empty when -V
+ * cannot be read.
+ */
+export async function compiledDefaults(bin: string, runner: ProcessRunner): Promise<CompiledPaths> {
+  const v = await runner.run(versionOutputCommand(bin));
+  if (v.spawnError || v.exitCode !== 0) return {};
+  return compiledPaths(`${v.stderr}\n${v.stdout}`);
 }
 
 const realOr = (p: string) => fs.realpath(p).catch(() => path.resolve(p));

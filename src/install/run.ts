@@ -11,6 +11,7 @@
  *          -> reload and verify -> on failure: restore, reload, exit 1
  *          -> prune old backups -> unlock
  */
+import { promises as fs } from "node:fs";
 import path from "node:path";
 import { RejectedError } from "../errors.js";
 import { failedStepNames, formatCheckSteps } from "../check/format.js";
@@ -21,9 +22,9 @@ import { nginxTestCommand, type ProcessRunner } from "../util/proc.js";
 import { applyPlan, nodeInstallFs, readJournal, recoverInterrupted, withKillHook, type Applied, type InstallFs } from "./apply.js";
 import { acquireLock, type Lock } from "./lock.js";
 import { changesOf, planInstall, planRollback, type InstallPlan } from "./plan.js";
-import { findMaster, reloadAndVerify, type ReloadOutcome } from "./reload.js";
+import { compiledDefaults, findMaster, reloadAndVerify, type ReloadOutcome } from "./reload.js";
 import type { SeedReport } from "./seed.js";
-import { listBackups, readBuildId, readFileState, readLiveConfig, readPrefixState, sha256, type FileState } from "./state.js";
+import { listBackups, readBuildId, readFileState, readLiveConfig, readPrefixState, sha256, STATE_DIR, type FileState } from "./state.js";
 
 export interface RunDeps {
   runner: ProcessRunner;
@@ -119,7 +120,9 @@ export async function runInstall(input: InstallInput, deps: RunDeps): Promise<In
   const io = installFs(deps);
   const lock = await lockAndRecover(prefix, input.dryRun, io, deps);
   try {
-    const liveBefore = await readLiveConfig(prefix);
+    // Where the running master writes its pid when the live config says nothing (only a reload needs it).
+    const compiled = input.reload ? await compiledDefaults(input.bin, deps.runner) : {};
+    const liveBefore = await readLiveConfig(prefix, [], compiled);
     const masterPid = await masterToReload(input.reload, liveBefore.pidFile, prefix, deps);
     const check = await runCheck({ prepared, bin: input.bin, hostPrefix: prefix }, checkDeps(deps));
     if (!check.ok) {
@@ -128,7 +131,7 @@ export async function runInstall(input: InstallInput, deps: RunDeps): Promise<In
 
     const state = await readPrefixState(prefix, prepared.set);
     const url = statusUrl(prepared.spec);
-    const live = await readLiveConfig(prefix, [prepared.spec.nginx.error_log.path]);
+    const live = await readLiveConfig(prefix, [prepared.spec.nginx.error_log.path], compiled);
     const commands = [`check: ${input.bin} -t, luajit, smoke start (done: passed in ${check.ms} ms)`];
     if (input.reload) {
       commands.push(`kill -HUP ${masterPid} (the master, from ${path.relative(prefix, live.pidFile)})`);
@@ -247,6 +250,8 @@ export interface RollbackInput {
   reload: boolean;
   bin?: string;
   dryRun?: boolean;
+  /** Replace files edited by hand since the last install (a copy of them stays in the rollback's own backup). */
+  force?: boolean;
 }
 
 export interface RollbackResult {
@@ -260,7 +265,8 @@ export async function runRollback(input: RollbackInput, deps: RunDeps): Promise<
   const io = installFs(deps);
   const lock = await lockAndRecover(prefix, input.dryRun, io, deps);
   try {
-    const liveBefore = await readLiveConfig(prefix);
+    const compiled = input.reload && input.bin !== undefined ? await compiledDefaults(input.bin, deps.runner) : {};
+    const liveBefore = await readLiveConfig(prefix, [], compiled);
     const masterPid = await masterToReload(input.reload, liveBefore.pidFile, prefix, deps);
     const backups = await listBackups(prefix);
     const latest = backups[backups.length - 1];
@@ -293,6 +299,20 @@ export async function runRollback(input: RollbackInput, deps: RunDeps): Promise<
       commands,
     });
     if (input.dryRun) return { plan, backupId: latest.id };
+    if (plan.handEdited.length > 0 && !input.force) {
+      throw new RejectedError(
+        `${plan.handEdited.length} file(s) in ${prefix} changed since the last install: ${plan.handEdited.join(", ")}; nothing was rolled back`,
+        [`rollback would replace them with the files from before build ${latest.manifest.buildId ?? "(unknown)"}; --force does (a copy of the edited files is kept in ${STATE_DIR}/)`],
+        { handEdited: plan.handEdited },
+      );
+    }
+    // Forced over hand edits: the rollback's own safety copy of them stays
+    // (under a name no later rollback in the same second takes).
+    if (plan.handEdited.length > 0) plan.keepUndo = true;
+    for (let n = 2; await fs.stat(path.join(prefix, plan.backupDir)).then(() => true, () => false); n++) {
+      plan.backupId = `${plan.backupId.replace(/-\d+$/, "")}-${n}`;
+      plan.backupDir = path.posix.join(path.posix.dirname(plan.backupDir), plan.backupId);
+    }
 
     const applied = changesOf(plan).length > 0 ? await applyPlan(plan, io) : undefined;
     let reload: ReloadOutcome | undefined;
@@ -309,7 +329,7 @@ export async function runRollback(input: RollbackInput, deps: RunDeps): Promise<
       }
     }
     if (input.reload && masterPid !== undefined) {
-      const live = await readLiveConfig(prefix);
+      const live = await readLiveConfig(prefix, [], compiled);
       // The running config's status endpoint answers for the restored build once it takes.
       const url = await restoredStatusUrl(prefix);
       reload = await reloadAndVerify(

@@ -26,6 +26,8 @@ export interface FileState {
   gid: number;
   /** The file is a symbolic link to this (absolute, resolved) file: install writes through it and leaves the link. */
   linkTarget?: string;
+  /** The link's own text (readlink), to put the link itself back after removing it. */
+  link?: string;
 }
 
 export const sha256 = (data: Buffer | string) => createHash("sha256").update(data).digest("hex");
@@ -34,7 +36,9 @@ export async function readFileState(file: string): Promise<FileState | undefined
   try {
     let st = await fs.lstat(file);
     let linkTarget: string | undefined;
+    let link: string | undefined;
     if (st.isSymbolicLink()) {
+      link = await fs.readlink(file);
       // Written through: the link stays, its target is what install backs up and replaces.
       linkTarget = await fs.realpath(file).catch(() => undefined);
       if (linkTarget === undefined) throw Object.assign(new Error(`${file} is a symbolic link to ${await fs.readlink(file)}, which does not exist: fix or remove the link`), { code: "EDANGLING" });
@@ -42,7 +46,7 @@ export async function readFileState(file: string): Promise<FileState | undefined
     }
     if (!st.isFile()) return undefined;
     const bytes = await fs.readFile(linkTarget ?? file);
-    return { bytes, sha256: sha256(bytes), mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, ...(linkTarget ? { linkTarget } : {}) };
+    return { bytes, sha256: sha256(bytes), mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, ...(linkTarget ? { linkTarget, link } : {}) };
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
     throw error;
@@ -91,8 +95,8 @@ export type FileAction = "add" | "replace" | "remove";
 export interface ManifestFile {
   path: string;
   action: FileAction;
-  /** The file as it was before (replace, remove); its bytes are in files/<path>. */
-  before?: { sha256: string; mode: number; uid: number; gid: number; size: number };
+  /** The file as it was before (replace, remove); its bytes are in files/<path>. `link`: it was a symbolic link with this text (a removed one is put back as the link). */
+  before?: { sha256: string; mode: number; uid: number; gid: number; size: number; link?: string };
   /** What the install wrote (add, replace). */
   after?: { sha256: string };
 }
@@ -169,10 +173,16 @@ const isFileLog = (p: string) => !/^(syslog:|stderr$|memory:)/.test(p);
 
 /**
  * What the live config says. The master writes its pid and errors where the
- * config it is running says, which is the live nginx.conf (not the new one).
+ * config it is running says, which is the live nginx.conf (not the new one);
+ * where it says nothing, the binary's compiled-in paths (`-V`: Debian's
+ * nginx writes /run/nginx.pid), else nginx's own defaults.
  */
-export async function readLiveConfig(prefix: string, extraErrorLogs: string[] = []): Promise<LiveConfig> {
-  let pid = "logs/nginx.pid";
+export async function readLiveConfig(
+  prefix: string,
+  extraErrorLogs: string[] = [],
+  compiled: { pidPath?: string; errorLogPath?: string } = {},
+): Promise<LiveConfig> {
+  let pid = compiled.pidPath ?? "logs/nginx.pid";
   const logs = new Set<string>();
   try {
     const text = await fs.readFile(path.join(prefix, "conf/nginx.conf"), "utf8");
@@ -183,7 +193,7 @@ export async function readLiveConfig(prefix: string, extraErrorLogs: string[] = 
   } catch {
     /* no live config: defaults */
   }
-  if (logs.size === 0) logs.add("logs/error.log");
+  if (logs.size === 0) logs.add(compiled.errorLogPath ?? "logs/error.log");
   for (const l of extraErrorLogs) logs.add(l);
   const buildId = await readBuildId(prefix);
   return {

@@ -159,7 +159,12 @@ export function checkUpstreamNames(spec: Spec, report: PathDiag): void {
   }
 }
 
-/** Every check of this module on a spec that passed the schema and cross-checks. */
+/**
+ * Every check of this module on a spec that passed the schema and
+ * cross-checks. `spec.target` must be the target rendered for: validate
+ * puts `--target` there before calling this, or `build --target nginx` of an
+ * OpenResty spec would be judged by OpenResty's table.
+ */
 export function nginxSideChecks(spec: Spec, report: PathDiag): void {
   checkUpstreamNames(spec, report);
   let model: RenderModel;

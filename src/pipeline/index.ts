@@ -36,8 +36,12 @@ export interface LoadedSpecFile {
   locate(path: readonly PropertyKey[]): SourcePosition;
 }
 
-/** Read and validate a spec file; every problem becomes one RejectedError listing them all. */
-export async function loadSpecFile(file: string, cwd: string): Promise<LoadedSpecFile> {
+/**
+ * Read and validate a spec file; every problem becomes one RejectedError
+ * listing them all. `target` (--target) is validated for in place of the
+ * spec's own: what nginx would refuse depends on the binary rendered for.
+ */
+export async function loadSpecFile(file: string, cwd: string, opts: { target?: "openresty" | "nginx" } = {}): Promise<LoadedSpecFile> {
   const resolved = path.resolve(cwd, file);
   const read = await readSpecFile(resolved);
   if ("problem" in read) {
@@ -46,7 +50,7 @@ export async function loadSpecFile(file: string, cwd: string): Promise<LoadedSpe
   }
   const display = path.relative(cwd, resolved) || file;
   const loaded = loadSpecText(read.text, display);
-  const result = loaded.ok ? validateLoaded(loaded.spec) : { spec: undefined, warnings: [], errors: loaded.errors };
+  const result = loaded.ok ? validateLoaded(loaded.spec, opts.target === undefined ? {} : { target: opts.target }) : { spec: undefined, warnings: [], errors: loaded.errors };
   if (!loaded.ok || !result.spec) {
     const n = result.errors.length;
     throw new RejectedError(`${display}: ${n} error${n === 1 ? "" : "s"} in the spec`, result.errors.map(formatDiagnostic), {

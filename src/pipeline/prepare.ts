@@ -17,6 +17,8 @@ export interface PreparedSpec {
   spec: Spec;
   /** Effective target (the spec's, or --target). */
   target: Target;
+  /** The binary's version (from -V) rendered for when the spec names no target_version; every re-render must pass it on. */
+  seenVersion?: string;
   /** As shown to the user (relative to cwd when possible). */
   file: string;
   absFile: string;
@@ -44,11 +46,12 @@ export function fingerprintOf(text: string, set: FileSet): string {
 
 /** Read, validate and render; every spec problem becomes one RejectedError (exit 1). */
 export async function prepareSpec(file: string, cwd: string, targetOverride?: Target, seenVersion?: string): Promise<PreparedSpec> {
-  const { spec, file: display, absFile, text, warnings, locate } = await loadSpecFile(file, cwd);
+  const { spec, file: display, absFile, text, warnings, locate } = await loadSpecFile(file, cwd, targetOverride === undefined ? {} : { target: targetOverride });
   const set = buildFileSet(spec, display, targetOverride, seenVersion === undefined ? {} : { seenVersion });
   return {
     spec,
     target: targetOverride ?? spec.target,
+    ...(seenVersion === undefined ? {} : { seenVersion }),
     file: display,
     absFile,
     text,

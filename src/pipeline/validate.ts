@@ -21,7 +21,16 @@ export function validateSpecText(text: string, file: string): ValidationResult {
   return validateLoaded(loaded.spec);
 }
 
-export function validateLoaded(loaded: LoadedSpec): ValidationResult {
+export interface ValidateOptions {
+  /**
+   * The target rendered for (`--target`), when it overrides the spec's: the
+   * cross checks and the directive table are the rendered target's, and the
+   * returned spec carries it.
+   */
+  target?: Spec["target"];
+}
+
+export function validateLoaded(loaded: LoadedSpec, opts: ValidateOptions = {}): ValidationResult {
   const diag = (path: readonly PropertyKey[], message: string): SpecDiagnostic => ({
     path: formatPath(path),
     position: loaded.locate(path),
@@ -32,7 +41,7 @@ export function validateLoaded(loaded: LoadedSpec): ValidationResult {
   if (!parsed.success) {
     return { warnings: [], errors: byPosition(parsed.error.issues.flatMap((issue) => issueDiagnostics(issue, diag))) };
   }
-  const spec = parsed.data;
+  const spec = opts.target === undefined ? parsed.data : { ...parsed.data, target: opts.target };
   const { errors, warnings } = crossCheck(spec, diag, rawUpstreams(loaded.data));
   if (errors.length === 0) nginxSideChecks(spec, (path, message) => errors.push(diag(path, message)));
   return errors.length > 0 ? { warnings, errors: byPosition(errors) } : { spec, warnings: byPosition(warnings), errors };

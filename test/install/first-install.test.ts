@@ -16,7 +16,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { startBackends, type Backend } from "../support/backends.js";
 import { ConsulStandin } from "../support/consul-standin.js";
 import { request } from "../support/load.js";
-import { Nginx, tempDir } from "../support/nginx.js";
+import { Nginx, NGINX_BIN, tempDir } from "../support/nginx.js";
 import { sleep } from "../support/ports.js";
 import { makePrefix, ports, runCliAsync, writeSpec } from "./helpers.js";
 
@@ -101,7 +101,7 @@ describe("first install into a prefix that ran a static site, Consul answering 1
 
     const load = loadUntilStopped(`http://127.0.0.1:${p.http}/`, 4);
     await sleep(300);
-    const r = await runCliAsync(["install", "--prefix", prefix, "--spec", spec, "--bin", "/usr/sbin/nginx", "--reload"]);
+    const r = await runCliAsync(["install", "--prefix", prefix, "--spec", spec, "--bin", NGINX_BIN, "--reload"]);
     // The window in which the new workers' own first Consul answer is still on its way, and then some.
     await sleep(3_000);
     const tally = await load.stop();

@@ -108,7 +108,7 @@ export function runCliAsync(args: string[], opts: { cwd?: string; env?: Record<s
 /** A shell script that runs nginx, after doing `before` when called for a real start (not -t). */
 export function wrapperBin(dir: string, onStart: string): string {
   const file = path.join(dir, "nginx-wrapper.sh");
-  writeFileSync(file, `#!/bin/sh\ncase " $* " in *" -t "*) ;; *) ${onStart} ;; esac\nexec ${NGINX_BIN} "$@"\n`, { mode: 0o755 });
+  writeFileSync(file, `#!/bin/sh\ncase " $* " in *" -t "*|*" -V "*) ;; *) ${onStart} ;; esac\nexec ${NGINX_BIN} "$@"\n`, { mode: 0o755 });
   return file;
 }
 

@@ -9,11 +9,11 @@ import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { runCli } from "../support/cli.js";
 import { request } from "../support/load.js";
-import { Nginx, tempDir } from "../support/nginx.js";
+import { Nginx, NGINX_BIN, tempDir } from "../support/nginx.js";
 import { sleep, waitFor } from "../support/ports.js";
 import { liveFiles, makePrefix, ports, snapshot, specObject, SPEC_WORKERS as WORKERS, writeSpec, type Ports } from "./helpers.js";
 
-const BIN = ["--bin", "/usr/sbin/nginx"];
+const BIN = ["--bin", NGINX_BIN];
 const started: Nginx[] = [];
 afterAll(async () => {
   for (const n of started) await n.stop();
@@ -51,7 +51,7 @@ describe("install --reload signals only this prefix's master", () => {
 
     const r = install(mine, writeSpec(dir, "m2.json", specObject(pm, "mine-v2")), "--reload");
     expect(r.status).toBe(1);
-    expect(r.stderr).toContain(`gen-lb: cannot --reload: the pid file ${mine}/logs/nginx.pid names pid ${otherNginx.masterPid}, an nginx master that runs ${other}/conf/nginx.conf ("nginx: master process /usr/sbin/nginx -p ${other}/ -c conf/nginx.conf"), not ${mine}/conf/nginx.conf`);
+    expect(r.stderr).toContain(`gen-lb: cannot --reload: the pid file ${mine}/logs/nginx.pid names pid ${otherNginx.masterPid}, an nginx master that runs ${other}/conf/nginx.conf ("nginx: master process ${NGINX_BIN} -p ${other}/ -c conf/nginx.conf"), not ${mine}/conf/nginx.conf`);
     expect(r.stderr).toContain("nothing was signalled");
     expect(snapshot(mine, [])).toEqual(before);
     await sleep(300);

@@ -10,7 +10,7 @@ import type { ConsulAdapter, ConsulAnswer } from "../../src/consul/client.js";
 import { parseDump, renderDump } from "../../src/consul/dump.js";
 import { seedPeerDump } from "../../src/install/seed.js";
 import { validateSpecText } from "../../src/pipeline/validate.js";
-import { tempDir } from "../support/nginx.js";
+import { NGINX_BIN, tempDir } from "../support/nginx.js";
 import { makePrefix, ports, runCliAsync, specObject, writeSpec } from "./helpers.js";
 
 function specOf(obj: unknown) {
@@ -109,13 +109,13 @@ describe("gen-lb install with Consul down", () => {
     mkdirSync(path.join(prefix, "state"));
     writeFileSync(path.join(prefix, "state/gen_lb_peers.json"), dump);
 
-    const r = await runCliAsync(["install", "--prefix", prefix, "--spec", spec, "--bin", "/usr/sbin/nginx"]);
+    const r = await runCliAsync(["install", "--prefix", prefix, "--spec", spec, "--bin", NGINX_BIN]);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/^upstream api: Consul cannot be reached \(http:\/\/127\.0\.0\.1:1: connect ECONNREFUSED 127\.0\.0\.1:1\); it starts with the 1 peer\(s\) already in state\/gen_lb_peers\.json$/m);
     expect(r.stderr).toMatch(/^upstream app: Consul cannot be reached \(.*\); it starts with its 1 fallback peer\(s\)$/m);
     expect(readFileSync(path.join(prefix, "state/gen_lb_peers.json"), "utf8")).toBe(dump);
 
-    const again = await runCliAsync(["--json", "install", "--prefix", prefix, "--spec", writeSpec(dir, "lb2.json", { ...specObject(p, "y"), upstreams: { api: { service: "api" } } }), "--bin", "/usr/sbin/nginx"]);
+    const again = await runCliAsync(["--json", "install", "--prefix", prefix, "--spec", writeSpec(dir, "lb2.json", { ...specObject(p, "y"), upstreams: { api: { service: "api" } } }), "--bin", NGINX_BIN]);
     expect(again.stderr).toBe("");
     expect(JSON.parse(again.stdout).seed).toMatchObject({ written: false, upstreams: [{ name: "api", source: "dump", peers: 1 }] });
   });

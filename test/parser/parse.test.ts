@@ -2,7 +2,7 @@ import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { fsLoader, memoryLoader } from "../../src/nginx/load.js";
 import { MAX_DEPTH, parseConfig, parseString } from "../../src/nginx/parse.js";
-import { toPayload } from "../../src/nginx/payload.js";
+import { crossplanePayload } from "../../src/nginx/crossplane.js";
 import type { Directive } from "../../src/nginx/types.js";
 import { fixtures, outline, readFixture, shape } from "./helpers.js";
 
@@ -275,10 +275,10 @@ describe("includes", () => {
   });
 });
 
-describe("crossplane payload", () => {
+describe("crossplane payload (what `gen-lb parse --json` prints)", () => {
   it("has crossplane's keys and order, and no internal fields", () => {
-    const r = parseConfig(path.join(fixtures, "includes/nginx.conf"), fsLoader());
-    const p = toPayload(r);
+    const r = parseConfig(path.join(fixtures, "includes/nginx.conf"), fsLoader(), { comments: true });
+    const p = crossplanePayload(r, { includeComments: true });
     expect(Object.keys(p)).toEqual(["status", "errors", "config"]);
     expect(Object.keys(p.config[0]!)).toEqual(["file", "status", "errors", "parsed"]);
     const http = p.config[0]!.parsed[1]!;
