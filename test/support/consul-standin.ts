@@ -95,7 +95,7 @@ export interface StandinOptions {
   port?: number;
 }
 
-/** A service registration as Consul's agent endpoint takes it. */
+/** A service registration as Consul's agent endpoint takes it (the fields gen-lb's tests use; EnableTagOverride is always false). */
 export interface ServiceDefinition {
   ID?: string;
   Name: string;
@@ -104,7 +104,6 @@ export interface ServiceDefinition {
   Port?: number;
   Meta?: Record<string, string>;
   Weights?: { Passing?: number; Warning?: number };
-  EnableTagOverride?: boolean;
   Check?: CheckDefinition;
   Checks?: CheckDefinition[];
 }
