@@ -1,26 +1,18 @@
 import { defineConfig } from "vitest/config";
 
-/**
- * Two projects:
- * - unit: pure code (spec, plan, render, parser, migrate's converter, check's
- *   message parsing); no nginx, no network, no built CLI. Seconds.
- * - e2e: everything that starts the real binary, backends on loopback, the
- *   Consul stand-in or the built CLI. `.ci/run` runs it once per binary of
- *   the test matrix (test/support/target.ts).
- * `npx vitest run` runs both against the default binary (Debian's nginx).
- */
-const UNIT = [
-  "test/check/units.test.ts",
-  "test/migrate/migrate.test.ts",
-  "test/parser/large.test.ts",
-  "test/parser/lua-lexer.test.ts",
-  "test/parser/parse.test.ts",
-  "test/parser/tokenize.test.ts",
-  "test/render/plan.test.ts",
-  "test/spec/reference.test.ts",
-  "test/spec/validate.test.ts",
-  "test/target/*.test.ts",
-];
+// Two projects, told apart by the file name:
+// - unit: test/**/*.unit.test.ts, pure code (spec, plan, render, parser,
+//   migrate's converter, check's message parsing): no nginx or OpenResty, no
+//   network (loopback included), no built CLI, no child process (luajit
+//   included). Seconds; `.ci/run` runs it once.
+// - e2e: every other test/**/*.test.ts: whatever starts the real binary,
+//   backends on loopback, the Consul stand-in, luajit or the built CLI.
+//   `.ci/run` runs it once per binary of the test matrix (test/support/target.ts).
+// test/support/test-files.unit.test.ts keeps the rule: it fails for a
+// .unit.test.ts file that reaches for any of those, and for a plain .test.ts
+// file that reaches for none (rename it to .unit.test.ts).
+// `npx vitest run` runs both against the default binary (Debian's nginx).
+const UNIT = ["test/**/*.unit.test.ts"];
 
 export default defineConfig({
   test: {

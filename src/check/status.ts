@@ -1,16 +1,41 @@
 /**
- * Asking a running gen-lb config which build it is: GET <status.path> returns
- * JSON with a top-level `build_id`. Each request opens a fresh connection so
- * that during a reload the answer comes from whichever worker accepts now,
- * not from an old worker holding a keep-alive connection.
+ * Asking a running gen-lb config which build it is: GET <status.path> serves
+ * the status document (src/contract/status.ts), whose `build_id` names the
+ * build. Each request opens a fresh connection so that during a reload the
+ * answer comes from whichever worker accepts now, not from an old worker
+ * holding a keep-alive connection.
  */
 import http from "node:http";
+import { z } from "zod";
+import { statusDocumentSchema, type StatusDocument } from "../contract/status.js";
 import type { Spec } from "../spec/schema.js";
 
 export interface StatusAnswer {
   status: number;
   buildId?: string;
+  /** The whole document, when it matches this gen-lb's status contract. */
+  document?: StatusDocument;
   body: string;
+}
+
+/**
+ * Only build_id, as the contract types it: a build made by another gen-lb
+ * version (the live one a rollback restores) may serve other fields.
+ */
+const buildIdOnly = z.object({ build_id: statusDocumentSchema.shape.build_id });
+
+/** What a status body says: the typed document and its build id, or neither when it is not one. */
+export function readStatusBody(body: string): { buildId?: string; document?: StatusDocument } {
+  let json: unknown;
+  try {
+    json = JSON.parse(body);
+  } catch {
+    return {}; // not JSON: the caller reports the status and body
+  }
+  const doc = statusDocumentSchema.safeParse(json);
+  if (doc.success) return { buildId: doc.data.build_id, document: doc.data };
+  const id = buildIdOnly.safeParse(json);
+  return id.success ? { buildId: id.data.build_id } : {};
 }
 
 export type StatusFetcher = (url: string, timeoutMs: number) => Promise<StatusAnswer>;
@@ -21,16 +46,7 @@ export const fetchStatus: StatusFetcher = (url, timeoutMs) =>
       let body = "";
       res.setEncoding("utf8");
       res.on("data", (chunk: string) => (body += chunk.length + body.length > 1_000_000 ? "" : chunk));
-      res.on("end", () => {
-        let buildId: string | undefined;
-        try {
-          const parsed = JSON.parse(body) as { build_id?: unknown };
-          if (typeof parsed.build_id === "string") buildId = parsed.build_id;
-        } catch {
-          /* not JSON: the caller reports the status and body */
-        }
-        resolve({ status: res.statusCode ?? 0, body, ...(buildId === undefined ? {} : { buildId }) });
-      });
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body, ...readStatusBody(body) }));
       res.on("error", reject);
     });
     req.on("timeout", () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));

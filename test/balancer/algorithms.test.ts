@@ -8,11 +8,11 @@
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { request } from "../support/load.js";
-import { Lb, luaLocation } from "./harness.js";
+import { luaLocation, Stack } from "../support/stack.js";
 
 const ALGORITHMS = ["round_robin", "least_conn", "chash", "random"];
 
-let lb: Lb;
+let lb: Stack;
 
 async function run<T>(test: string): Promise<T> {
   const res = await request(`http://127.0.0.1:${lb.port}/_alg?t=${test}`, { timeoutMs: 50_000 });
@@ -21,7 +21,7 @@ async function run<T>(test: string): Promise<T> {
 }
 
 beforeAll(async () => {
-  lb = await Lb.start({
+  lb = await Stack.start({
     upstreams: { web: {} },
     workers: 1,
     luaFiles: { "gen_lb_test/algorithms.lua": fileURLToPath(new URL("./lua/algorithms.lua", import.meta.url)) },

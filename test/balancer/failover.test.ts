@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Backend } from "../support/backends.js";
 import { runLoad } from "../support/load.js";
 import { sleep } from "../support/ports.js";
-import { Lb, backends } from "./harness.js";
+import { Stack, startBackends } from "../support/stack.js";
 
 const INTERVAL = 1;
 const TIMEOUT = 0.5;
@@ -14,12 +14,12 @@ const FALL = 2;
 const RISE = 2;
 
 describe("a backend killed under load", () => {
-  let lb: Lb;
+  let lb: Stack;
   let peers: Backend[];
 
   beforeAll(async () => {
-    peers = await backends(["a", "b", "c"]);
-    lb = await Lb.start({
+    peers = await startBackends(["a", "b", "c"]);
+    lb = await Stack.start({
       upstreams: {
         web: {
           retries: 2,

@@ -6,16 +6,16 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Backend } from "../support/backends.js";
 import { request, runLoad } from "../support/load.js";
 import { waitFor } from "../support/ports.js";
-import { Lb, backends, share } from "./harness.js";
+import { share, Stack, startBackends } from "../support/stack.js";
 
 describe("weights", () => {
-  let lb: Lb;
+  let lb: Stack;
   let a: Backend;
   let b: Backend;
 
   beforeAll(async () => {
-    [a, b] = (await backends(["a", "b"])) as [Backend, Backend];
-    lb = await Lb.start({
+    [a, b] = (await startBackends(["a", "b"])) as [Backend, Backend];
+    lb = await Stack.start({
       upstreams: {
         rr: { service: "web" },
         lc: { service: "web", balance: "least_conn" },
@@ -86,12 +86,12 @@ describe("weights", () => {
 });
 
 describe("chash", () => {
-  let lb: Lb;
+  let lb: Stack;
   let peers: Backend[];
 
   beforeAll(async () => {
-    peers = await backends(["p1", "p2", "p3", "p4", "p5"]);
-    lb = await Lb.start({ upstreams: { sticky: { service: "sticky", balance: "chash", hash_key: "$arg_key" } } });
+    peers = await startBackends(["p1", "p2", "p3", "p4", "p5"]);
+    lb = await Stack.start({ upstreams: { sticky: { service: "sticky", balance: "chash", hash_key: "$arg_key" } } });
     for (const p of peers) lb.register("sticky", p);
     await lb.waitForPeers("sticky", peers.map((p) => p.address));
   });
@@ -136,17 +136,17 @@ describe("chash", () => {
 });
 
 describe("retries", () => {
-  let lb: Lb;
+  let lb: Stack;
   let bad1: Backend;
   let bad2: Backend;
   let good: Backend;
   const ALGOS = ["round_robin", "least_conn", "chash", "random"] as const;
 
   beforeAll(async () => {
-    [bad1, bad2, good] = (await backends(["bad1", "bad2", "good"])) as [Backend, Backend, Backend];
+    [bad1, bad2, good] = (await startBackends(["bad1", "bad2", "good"])) as [Backend, Backend, Backend];
     bad1.mode = "error500";
     bad2.mode = "error500";
-    lb = await Lb.start({
+    lb = await Stack.start({
       upstreams: Object.fromEntries(
         ALGOS.map((a) => [
           a,
@@ -195,15 +195,15 @@ describe("retries", () => {
 });
 
 describe("least_conn", () => {
-  let lb: Lb;
+  let lb: Stack;
   let fast: Backend;
   let slow: Backend;
 
   beforeAll(async () => {
-    [fast, slow] = (await backends(["fast", "slow"])) as [Backend, Backend];
+    [fast, slow] = (await startBackends(["fast", "slow"])) as [Backend, Backend];
     slow.mode = "slow";
     slow.slowMs = 200;
-    lb = await Lb.start({ upstreams: { lc: { service: "lc", balance: "least_conn" }, rr: { service: "lc" } } });
+    lb = await Stack.start({ upstreams: { lc: { service: "lc", balance: "least_conn" }, rr: { service: "lc" } } });
     lb.register("lc", fast);
     lb.register("lc", slow);
     await lb.waitForPeers("lc", [fast.address, slow.address]);
@@ -226,13 +226,13 @@ describe("least_conn", () => {
 });
 
 describe("in-flight accounting", () => {
-  let lb: Lb;
+  let lb: Stack;
   let broken: Backend;
 
   beforeAll(async () => {
-    [broken] = (await backends(["broken"])) as [Backend];
+    [broken] = (await startBackends(["broken"])) as [Backend];
     broken.mode = "reset";
-    lb = await Lb.start({
+    lb = await Stack.start({
       workers: 1,
       upstreams: { web: { retries: 1, balance: "least_conn" } },
       // nginx's own 502 goes to an error page: an internal redirect, which drops
@@ -258,14 +258,14 @@ describe("in-flight accounting", () => {
 });
 
 describe("in-flight accounting across an internal redirect to another upstream", () => {
-  let lb: Lb;
+  let lb: Stack;
   let broken: Backend;
   let spare: Backend;
 
   beforeAll(async () => {
-    [broken, spare] = (await backends(["broken", "spare"])) as [Backend, Backend];
+    [broken, spare] = (await startBackends(["broken", "spare"])) as [Backend, Backend];
     broken.mode = "reset";
-    lb = await Lb.start({
+    lb = await Stack.start({
       workers: 1,
       upstreams: { web: { retries: 0, balance: "least_conn" }, backup: { balance: "least_conn" } },
       // web's 502 is redirected to the backup upstream's location: one
@@ -299,13 +299,13 @@ describe("in-flight accounting across an internal redirect to another upstream",
 });
 
 describe("in-flight accounting of subrequests", () => {
-  let lb: Lb;
+  let lb: Stack;
   let main: Backend;
   let shadow: Backend;
 
   beforeAll(async () => {
-    [main, shadow] = (await backends(["main", "shadow"])) as [Backend, Backend];
-    lb = await Lb.start({
+    [main, shadow] = (await startBackends(["main", "shadow"])) as [Backend, Backend];
+    lb = await Stack.start({
       workers: 1,
       upstreams: { web: {}, shadow: { balance: "least_conn" } },
       // A mirror subrequest to a gen-lb upstream: nginx never runs the log
@@ -335,14 +335,14 @@ describe("in-flight accounting of subrequests", () => {
 });
 
 describe("non-idempotent requests", () => {
-  let lb: Lb;
+  let lb: Stack;
   let ok: Backend;
   let reset: Backend;
 
   beforeAll(async () => {
-    [ok, reset] = (await backends(["ok", "reset"])) as [Backend, Backend];
+    [ok, reset] = (await startBackends(["ok", "reset"])) as [Backend, Backend];
     reset.mode = "reset";
-    lb = await Lb.start({
+    lb = await Stack.start({
       workers: 1,
       upstreams: {
         once: { service: "pair", retries: 2 },

@@ -73,7 +73,7 @@ describe("gen-lb check: Consul preflight", () => {
   it("a refused token is named: 403, ACL, unknown token or missing permission; an unset token variable is said too", async () => {
     standin = new ConsulStandin({ token: "right" });
     await standin.start();
-    standin.registerService({ ID: "web-1", Name: "web", Address: "127.0.0.11", Port: 8081 }, {});
+    standin.registerService({ ID: "web-1", Name: "web", Address: "127.0.0.11", Port: 8081 });
     const spec = await specFile({ addresses: [standin.url], token_env: "LB_CONSUL_TOKEN" }, { app: { service: "web" } });
 
     const wrong = await runCliAsync(["check", "--spec", spec, ...BIN], { env: { LB_CONSUL_TOKEN: "wrong" } });

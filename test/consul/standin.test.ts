@@ -3,9 +3,6 @@
  * by the `consul` npm client (code we did not write) where it can; blocking,
  * ACL and faults are probed with raw fetch() so every header and status shows.
  */
-import { spawn } from "node:child_process";
-import { once } from "node:events";
-import { fileURLToPath } from "node:url";
 import Consul from "consul";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
@@ -16,8 +13,6 @@ import {
   parseGoDuration,
   withJitter,
 } from "../support/consul-standin.js";
-
-const root = fileURLToPath(new URL("../..", import.meta.url));
 
 interface Answer {
   status: number;
@@ -82,7 +77,7 @@ describe("response shapes, read by the consul npm client", () => {
     await s.start();
   });
 
-  it("registers through the agent endpoint and answers health, catalog and service list", async () => {
+  it("registers through the agent endpoint and answers health and the service list", async () => {
     const consul = client();
     await consul.agent.service.register({
       name: "web",
@@ -137,24 +132,6 @@ describe("response shapes, read by the consul npm client", () => {
     const tagged = await consul.health.service({ service: "web", tag: "primary" });
     expect(tagged.map((e) => e.Service.ID)).toEqual(["web-1"]);
 
-    const nodes = await consul.catalog.service.nodes("web");
-    expect(nodes).toHaveLength(2);
-    expect(nodes[0]).toMatchObject({
-      Node: "node1",
-      Address: "127.0.0.1",
-      Datacenter: "dc1",
-      ServiceID: "web-1",
-      ServiceName: "web",
-      ServiceAddress: "127.0.0.11",
-      ServicePort: 8081,
-      ServiceTags: ["Primary", "v1"],
-      ServiceWeights: { Passing: 1, Warning: 1 },
-      ServiceMeta: { version: "1.2" },
-      ServiceEnableTagOverride: false,
-    });
-    // The catalog ignores health: the critical instance is listed too.
-    expect(nodes[1]).toMatchObject({ ServiceID: "web-2", ServiceAddress: "" });
-
     // A fresh Consul server always lists its own "consul" service.
     expect(await consul.catalog.service.list()).toEqual({ consul: [], web: ["Primary", "v1"] });
 
@@ -166,17 +143,13 @@ describe("response shapes, read by the consul npm client", () => {
     expect(String(err.response.body)).toMatch(/^Unknown service ID "nope"/);
   });
 
-  it("honours Weights and decodes keys the way Consul's JSON decoder does", async () => {
-    // The npm client cannot send Weights; Consul also accepts any key case and snake_case.
-    const r = await put(`${s.url}/v1/agent/service/register`, {
-      name: "api",
-      port: 9000,
-      weights: { passing: 10, warning: 2 },
-      enable_tag_override: true,
-    });
+  it("honours Weights, which the npm client cannot send", async () => {
+    const r = await put(`${s.url}/v1/agent/service/register`, { Name: "api", Port: 9000, Weights: { Passing: 10, Warning: 2 } });
     expect(r.status).toBe(200);
     const [entry] = await client().health.service("api");
-    expect(entry.Service).toMatchObject({ ID: "api", Port: 9000, Weights: { Passing: 10, Warning: 2 }, EnableTagOverride: true });
+    expect(entry.Service).toMatchObject({ ID: "api", Port: 9000, Weights: { Passing: 10, Warning: 2 } });
+    const bad = await put(`${s.url}/v1/agent/service/register`, { Name: "api", Port: 9000, Weights: { Passing: 0 } });
+    expect(bad).toMatchObject({ status: 400, text: "Invalid Weights: Passing must be greater than 0" });
   });
 
   it("numbers the IDs of several checks and honours each Status", async () => {
@@ -261,7 +234,7 @@ describe("query parameters, headers and test helpers", () => {
   });
 
   it("sends Consul's headers on every read endpoint, with an index of at least 1", async () => {
-    for (const path of ["/v1/health/service/web", "/v1/catalog/service/web", "/v1/catalog/services", "/v1/health/service/ghost"]) {
+    for (const path of ["/v1/health/service/web", "/v1/catalog/services", "/v1/health/service/ghost"]) {
       const r = await get(s.url + path);
       expect(r.status, path).toBe(200);
       expect(r.headers.get("content-type")).toBe("application/json");
@@ -286,36 +259,28 @@ describe("query parameters, headers and test helpers", () => {
     });
   });
 
-  it("requires every ?tag, case-insensitively, on health and catalog", async () => {
-    const ids = async (path: string) => json(await get(s.url + path)).map((e: any) => e.Service?.ID ?? e.ServiceID);
+  it("requires every ?tag, case-insensitively", async () => {
+    const ids = async (path: string) => json(await get(s.url + path)).map((e: any) => e.Service.ID);
     expect(await ids("/v1/health/service/web?tag=v1")).toEqual(["a", "b"]);
     expect(await ids("/v1/health/service/web?tag=v1&tag=blue")).toEqual(["a"]);
     expect(await ids("/v1/health/service/web?tag=v1&tag=green")).toEqual([]);
-    expect(await ids("/v1/catalog/service/web?tag=BLUE")).toEqual(["a"]);
+    expect(await ids("/v1/health/service/web?tag=BLUE")).toEqual(["a"]);
   });
 
   it("answers its own datacenter and refuses others with 500 No path to datacenter", async () => {
     expect((await get(`${s.url}/v1/health/service/web?dc=dc1`)).status).toBe(200);
-    for (const path of ["/v1/health/service/web?dc=dc2", "/v1/catalog/service/web?dc=eu", "/v1/catalog/services?dc=x"]) {
+    for (const path of ["/v1/health/service/web?dc=dc2", "/v1/catalog/services?dc=x"]) {
       expect(await get(s.url + path)).toMatchObject({ status: 500, text: "No path to datacenter" });
     }
   });
 
-  it("puts services on other nodes, and node health and address flow into answers", async () => {
-    s.registerService({ Name: "web", ID: "c", Port: 1003 }, { node: "node2", nodeAddress: "127.0.0.22" });
-    let entries = json(await get(`${s.url}/v1/health/service/web?passing`));
-    const c = entries.find((e: any) => e.Service.ID === "c");
-    expect(c.Node).toMatchObject({ Node: "node2", Address: "127.0.0.22" });
-    expect(c.Service.Address).toBe("");
-
-    s.setNodeHealth("node2", "critical");
-    entries = json(await get(`${s.url}/v1/health/service/web?passing`));
-    expect(entries.map((e: any) => e.Service.ID)).toEqual(["a"]);
-    s.setNodeHealth("node2", "passing");
-
-    s.setNodeAddress("node2", "127.0.0.23");
-    const nodes = json(await get(`${s.url}/v1/catalog/service/web`));
-    expect(nodes.find((e: any) => e.ServiceID === "c").Address).toBe("127.0.0.23");
+  it("tells the DNS stand-in its entries, node address and datacenter", async () => {
+    expect(s.healthEntries("web")?.map((e: any) => e.Service.ID)).toEqual(["a", "b"]);
+    expect(s.healthEntries("web")).toEqual(json(await get(`${s.url}/v1/health/service/web`)));
+    expect(s.healthEntries("ghost")).toBeUndefined();
+    expect(s.nodeAddress("NODE1")).toBe("127.0.0.1");
+    expect(s.nodeAddress("node2")).toBeUndefined();
+    expect(s.dc).toBe("dc1");
   });
 
   it("setHealth flips every check of an instance, adding one when it has none", async () => {
@@ -328,11 +293,6 @@ describe("query parameters, headers and test helpers", () => {
     ]);
     expect(json(await get(`${s.url}/v1/health/service/web?passing`)).map((e: any) => e.Service.ID)).toEqual(["b"]);
     expect(() => s.setHealth("nope", "critical")).toThrow(/no service instance/);
-  });
-
-  it("answers /v1/status/leader and /v1/agent/self", async () => {
-    expect(json(await get(`${s.url}/v1/status/leader`))).toBe("127.0.0.1:8300");
-    expect(json(await get(`${s.url}/v1/agent/self`)).Config).toMatchObject({ Datacenter: "dc1", NodeName: "node1" });
   });
 });
 
@@ -426,7 +386,7 @@ describe("blocking queries", () => {
 
   it("wakes every waiter on the service at once", async () => {
     const i = s.indexFor("web");
-    const waiters = [1, 2, 3].map(() => get(`${s.url}/v1/catalog/service/web?index=${i}&wait=5s`));
+    const waiters = [1, 2, 3].map(() => get(`${s.url}/v1/health/service/web?index=${i}&wait=5s`));
     await s.waitForBlocked("web", 3);
     s.registerService({ Name: "web", ID: "web-2", Port: 1002 });
     const answers = await Promise.all(waiters);
@@ -523,7 +483,7 @@ describe("ACL tokens", () => {
     expect(none.text).toMatch(/^Permission denied: token with AccessorID '00000000-0000-0000-0000-000000000002' lacks permission 'service:read' on "web"$/);
     const wrong = await get(`${s.url}/v1/health/service/web`, { headers: { "X-Consul-Token": "guess" } });
     expect(wrong).toMatchObject({ status: 403, text: "ACL not found" });
-    for (const path of ["/v1/catalog/service/web", "/v1/catalog/services", "/v1/agent/self"]) {
+    for (const path of ["/v1/health/service/api", "/v1/catalog/services"]) {
       expect((await get(s.url + path)).status, path).toBe(403);
     }
     const reg = await put(`${s.url}/v1/agent/service/register`, { Name: "evil", Port: 1 });
@@ -539,8 +499,6 @@ describe("ACL tokens", () => {
     expect((await get(`${s.url}/v1/health/service/web`, { headers: { "X-Consul-Token": "s3cret" } })).status).toBe(200);
     expect((await get(`${s.url}/v1/health/service/web`, { headers: { Authorization: "Bearer s3cret" } })).status).toBe(200);
     expect((await get(`${s.url}/v1/health/service/web?token=s3cret`)).status).toBe(200);
-    // Consul's status endpoints need no token.
-    expect((await get(`${s.url}/v1/status/leader`)).status).toBe(200);
   });
 
   it("works with the consul client's default token, and fails without it", async () => {
@@ -589,7 +547,6 @@ describe("fault injection", () => {
   it("limits a fault to the paths it names, and can remove one fault", async () => {
     const remove = s.fault({ kind: "status500", path: /^\/v1\/catalog\// });
     expect((await get(health())).status).toBe(200);
-    expect((await get(`${s.url}/v1/catalog/service/web`)).status).toBe(500);
     expect((await get(`${s.url}/v1/catalog/services`)).status).toBe(500);
     remove();
     expect((await get(`${s.url}/v1/catalog/services`)).status).toBe(200);
@@ -607,11 +564,11 @@ describe("fault injection", () => {
   });
 
   it("hang, blocked and trickling requests all end promptly on stop()", async () => {
-    s.fault({ kind: "hang", path: /health/ });
-    const hung = get(health()).catch((e: Error) => e);
-    const blocked = get(`${s.url}/v1/catalog/service/web?index=${s.indexFor("web")}&wait=10m`).catch((e: Error) => e);
-    s.fault({ kind: "slowTrickle", path: /services/, chunkBytes: 1, intervalMs: 1000 });
-    const trickling = get(`${s.url}/v1/catalog/services`).catch((e: Error) => e);
+    s.fault({ kind: "hang", path: /^\/v1\/catalog\/services$/ });
+    const hung = get(`${s.url}/v1/catalog/services`).catch((e: Error) => e);
+    const blocked = get(`${s.url}/v1/health/service/web?index=${s.indexFor("web")}&wait=10m`).catch((e: Error) => e);
+    s.fault({ kind: "slowTrickle", path: /other$/, chunkBytes: 1, intervalMs: 1000 });
+    const trickling = get(`${s.url}/v1/health/service/other`).catch((e: Error) => e);
     await s.waitForBlocked("web");
     await until(() => s.countRequests() === 3);
     const t0 = performance.now();
@@ -721,10 +678,10 @@ describe("fault injection", () => {
       Array.isArray(e.Service.Tags) && typeof e.Service.Weights?.Passing === "number" && typeof e.Node?.Address === "string";
     expect(entries.filter(wellFormed)).toEqual([]);
 
-    s.fault({ kind: "wrongTypes", times: 1, mixed: true, path: /catalog\/service\// });
-    const nodes = json(await get(`${s.url}/v1/catalog/service/web`));
-    expect(nodes.slice(0, 2).map((e: any) => e.ServicePort)).toEqual([1001, 1002]);
-    expect(nodes.slice(2).some((e: any) => typeof e.ServicePort === "string")).toBe(true);
+    s.fault({ kind: "wrongTypes", times: 1, mixed: true });
+    const mixed = json(await get(health()));
+    expect(mixed.slice(0, 2).map((e: any) => e.Service.Port)).toEqual([1001, 1002]);
+    expect(mixed.slice(2).some((e: any) => typeof e.Service?.Port === "string")).toBe(true);
   });
 
   it("missingFields sends entries without Service, Port, addresses or Node", async () => {
@@ -778,7 +735,7 @@ describe("start, stop and observability", () => {
       await s.stop();
       expect(() => s.url).toThrow(/not started/);
       await s.start();
-      expect((await get(`${s.url}/v1/status/leader`)).status).toBe(200);
+      expect((await get(`${s.url}/v1/catalog/services`)).status).toBe(200);
     } finally {
       await other.stop();
     }
@@ -802,40 +759,5 @@ describe("start, stop and observability", () => {
     expect(s.countRequests({ path: /^\/v1\/health\// , query: { passing: "1" } })).toBe(1);
     expect(s.countRequests({ query: { tag: true } })).toBe(1);
     expect(s.countRequests({ since: Date.now() + 1000 })).toBe(0);
-    s.clearRequests();
-    expect(s.countRequests()).toBe(0);
-  });
-});
-
-describe("consul-standin-cli", () => {
-  it("prints its URL, serves the API with the token it was given, and exits on SIGTERM", async () => {
-    const child = spawn(`${root}node_modules/.bin/tsx`, ["test/support/consul-standin-cli.ts", "--port", "0", "--token", "tok"], {
-      cwd: root,
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    try {
-      const line = await new Promise<string>((resolve, reject) => {
-        let out = "";
-        const t = setTimeout(() => reject(new Error(`no URL printed; stdout: ${out}`)), 20_000);
-        child.stdout.on("data", (d: Buffer) => {
-          out += d.toString();
-          const m = /listening (http:\/\/127\.0\.0\.1:\d+)\n/.exec(out);
-          if (m) {
-            clearTimeout(t);
-            resolve(m[1] as string);
-          }
-        });
-        child.once("exit", (code) => reject(new Error(`exited ${code}`)));
-      });
-      expect((await get(`${line}/v1/catalog/services`)).status).toBe(403);
-      const ok = await get(`${line}/v1/catalog/services`, { headers: { "X-Consul-Token": "tok" } });
-      expect(json(ok)).toEqual({ consul: [] });
-      const exited = once(child, "exit");
-      child.kill("SIGTERM");
-      const [code] = await exited;
-      expect(code).toBe(0);
-    } finally {
-      if (child.exitCode === null) child.kill("SIGKILL");
-    }
   });
 });

@@ -8,7 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startBackends, type Backend } from "../support/backends.js";
 import type { FaultSpec } from "../support/consul-standin.js";
 import { sleep, waitFor } from "../support/ports.js";
-import { instance, pacedLoad, Stack } from "./harness.js";
+import { instance, Stack } from "../support/stack.js";
+import { pacedLoad } from "../support/load.js";
 
 const HEALTH = /^\/v1\/health\/service\/web$/;
 
@@ -21,7 +22,7 @@ describe("discovery: bad answers from Consul", () => {
   beforeAll(async () => {
     backends = await startBackends(["a", "b", "c"]);
     // wait=1s: a new fault reaches the watcher within about a second.
-    stack = await Stack.start({ workers: 2, consul: { wait: "1s", timeout: "1s" } });
+    stack = await Stack.start({ profile: "discovery", workers: 2, consul: { wait: "1s", timeout: "1s" } });
     const [a, b] = backends as [Backend, Backend];
     stack.register(instance("web", a.port));
     stack.register(instance("web", b.port));

@@ -5,7 +5,8 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startBackends, type Backend } from "../support/backends.js";
 import { sleep, waitFor } from "../support/ports.js";
-import { instance, sample, Stack } from "./harness.js";
+import { instance, Stack } from "../support/stack.js";
+import { sample } from "../support/load.js";
 
 describe("discovery: no instances registered", () => {
   let stack: Stack;
@@ -16,6 +17,7 @@ describe("discovery: no instances registered", () => {
   beforeAll(async () => {
     [fallback, light, heavy] = (await startBackends(["fallback", "light", "heavy"])) as [Backend, Backend, Backend];
     stack = await Stack.start({
+      profile: "discovery",
       upstreams: {
         web: { service: "web", fallback: [fallback.address] },
         api: { service: "api" },
@@ -71,7 +73,7 @@ describe("discovery: registrations move traffic without a reload", () => {
     backends = await startBackends(["a", "b"]);
     // c listens on another loopback address: its Service.Address differs.
     backends.push(...(await startBackends(["c"], { host: "127.0.0.2" })));
-    stack = await Stack.start({ workers: 2 });
+    stack = await Stack.start({ profile: "discovery", workers: 2 });
   });
   afterAll(async () => {
     await stack?.stop();
@@ -149,7 +151,7 @@ describe("discovery: addresses", () => {
   });
 
   it("accepts IPv6 literals, drops hostnames (cosockets do not resolve them here) with one warning", async () => {
-    stack = await Stack.start({ workers: 1 });
+    stack = await Stack.start({ profile: "discovery", workers: 1 });
     stack.register(instance("web", 18001, { ID: "v4" }));
     stack.register(instance("web", 18002, { ID: "v6", Address: "::1" }));
     stack.register(instance("web", 18003, { ID: "named", Address: "web-3.example.internal" }));
@@ -169,6 +171,7 @@ describe("discovery: one watcher per node", () => {
 
   it("with 4 workers, Consul sees one blocking query per upstream", async () => {
     stack = await Stack.start({
+      profile: "discovery",
       workers: 4,
       consul: { wait: "2s" },
       upstreams: { web: { service: "web" }, api: { service: "api", tags: ["v2"] }, db: { service: "db", datacenter: "dc1" } },

@@ -13,10 +13,10 @@ import tls from "node:tls";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startBackends, type Backend } from "../support/backends.js";
 import { ConsulStandin } from "../support/consul-standin.js";
-import { request } from "../support/load.js";
+import { request, sample } from "../support/load.js";
 import { tempDir } from "../support/nginx.js";
 import { freePort, sleep, waitFor } from "../support/ports.js";
-import { instance, sample, Stack } from "./harness.js";
+import { instance, Stack } from "../support/stack.js";
 
 const TOKEN_ENV = "GEN_LB_TEST_CONSUL_TOKEN";
 
@@ -52,7 +52,7 @@ describe("discovery: ACL token", () => {
   });
 
   it("is read from the environment at run time, sent as X-Consul-Token, and written into no file", async () => {
-    stack = await Stack.start({ standin, consul: { token_env: TOKEN_ENV }, env: { [TOKEN_ENV]: token } });
+    stack = await Stack.start({ profile: "discovery", standin, consul: { token_env: TOKEN_ENV }, env: { [TOKEN_ENV]: token } });
     await stack.waitForPeers("web", [backends[0]!.address]);
     const s = await sample(stack.url("/"), 5);
     expect(s).toMatchObject({ failures: 0, byBackend: { a: 5 } });
@@ -77,6 +77,7 @@ describe("discovery: ACL token", () => {
 
   it("a wrong token: 403 logged once with a hint, and the peers stay", async () => {
     stack = await Stack.start({
+      profile: "discovery",
       standin,
       upstreams: { web: { service: "web", fallback: [backends[1]!.address] } },
       consul: { token_env: TOKEN_ENV },
@@ -119,7 +120,7 @@ describe("discovery: Consul addresses", () => {
 
   it("fails over to the next address when the first refuses connections", async () => {
     const dead = await freePort();
-    stack = await Stack.start({ standin, consul: { addresses: [`http://127.0.0.1:${dead}`, standin.url] } });
+    stack = await Stack.start({ profile: "discovery", standin, consul: { addresses: [`http://127.0.0.1:${dead}`, standin.url] } });
     const view = await stack.waitForPeers("web", [backend.address]);
     expect(view.meta.consul_address).toBe(standin.url);
     const lines = stack.genLbLines().filter((l) => /Consul query to .* failed/.test(l));
@@ -151,7 +152,7 @@ describe("discovery: Consul addresses", () => {
     try {
       const many = Array.from({ length: 40 }, (_, i) => 19000 + i);
       for (const p of many) standin.registerService(instance("big", p, { Meta: { note: "x".repeat(200) } }));
-      stack = await Stack.start({ standin, upstreams: { big: { service: "big" } }, consul: { addresses: [`http://127.0.0.1:${port}`] } });
+      stack = await Stack.start({ profile: "discovery", standin, upstreams: { big: { service: "big" } }, consul: { addresses: [`http://127.0.0.1:${port}`] } });
       const view = await stack.waitForPeers("big", many.map((p) => `127.0.0.1:${p}`));
       expect(view.meta.source).toBe("consul");
       // And a change after that, over the same kept-alive connection.
@@ -205,6 +206,7 @@ describe("discovery: Consul addresses", () => {
     const port = await tlsFront(good);
     servernames.length = 0;
     stack = await Stack.start({
+      profile: "discovery",
       standin,
       consul: { addresses: [`https://localhost:${port}`], ca_file: good.cert, ssl_verify: true },
     });
@@ -220,6 +222,7 @@ describe("discovery: Consul addresses", () => {
     const other = certificate(dir, "other-ca");
     const port = await tlsFront(served);
     stack = await Stack.start({
+      profile: "discovery",
       standin,
       upstreams: { web: { service: "web", fallback: ["127.0.0.1:9"] } },
       consul: { addresses: [`https://localhost:${port}`], ca_file: other.cert, ssl_verify: true },

@@ -11,7 +11,8 @@ import { startBackends, type Backend } from "../support/backends.js";
 import { buildPrefix, isAlive, NGINX_BIN, tempDir } from "../support/nginx.js";
 import { freePort, sleep, waitFor } from "../support/ports.js";
 import { ConsulStandin } from "../support/consul-standin.js";
-import { instance, pacedLoad, sample, Stack } from "./harness.js";
+import { instance, Stack } from "../support/stack.js";
+import { pacedLoad, sample } from "../support/load.js";
 
 const NOBODY_UID = 65534;
 
@@ -22,7 +23,7 @@ describe("discovery: the dump file", () => {
   beforeAll(async () => {
     backends = await startBackends(["a", "b", "fallback"]);
     const fb = backends[2]!;
-    stack = await Stack.start({ workers: 2, upstreams: { web: { service: "web", fallback: [fb.address] } } });
+    stack = await Stack.start({ profile: "discovery", workers: 2, upstreams: { web: { service: "web", fallback: [fb.address] } } });
   });
   afterAll(async () => {
     await stack?.stop();
@@ -117,7 +118,7 @@ describe("discovery: dump file with a non-root master", () => {
     standin.registerService(instance("web", backend.port));
     const port = await freePort();
     const dir = tempDir();
-    await buildPrefix(Stack.spec({ nginx: { http: { access_log: "off" } } }, [standin.url], port) as never, dir);
+    await buildPrefix(Stack.spec({ profile: "discovery", nginx: { http: { access_log: "off" } } }, [standin.url], port) as never, dir);
     // Everything the master needs, owned by nobody; then run it as nobody.
     for (const p of walk(dir)) chownSync(p, NOBODY_UID, NOBODY_UID);
     const r = await execa("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", NGINX_BIN, "-p", `${dir}/`, "-c", "conf/nginx.conf"], { reject: false });

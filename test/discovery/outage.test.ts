@@ -6,7 +6,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startBackends, type Backend } from "../support/backends.js";
 import { sleep, waitFor } from "../support/ports.js";
-import { instance, pacedLoad, Stack } from "./harness.js";
+import { instance, Stack } from "../support/stack.js";
+import { pacedLoad } from "../support/load.js";
 
 /**
  * How long Consul stays away. Nothing in the runtime keys on 30 s (the
@@ -22,7 +23,7 @@ describe("discovery: Consul failures", () => {
   beforeAll(async () => {
     backends = await startBackends(["a", "b", "c"]);
     // A short wait so that each fault reaches the watcher within ~2 s.
-    stack = await Stack.start({ workers: 2, consul: { wait: "2s", timeout: "1s" } });
+    stack = await Stack.start({ profile: "discovery", workers: 2, consul: { wait: "2s", timeout: "1s" } });
   });
   afterAll(async () => {
     await stack?.stop();

@@ -11,7 +11,7 @@ import { buildPrefix, Nginx } from "../support/nginx.js";
 import { freePort, waitFor } from "../support/ports.js";
 import { startBackends, type Backend } from "../support/backends.js";
 import { request } from "../support/load.js";
-import { instance, Stack } from "./harness.js";
+import { instance, Stack } from "../support/stack.js";
 
 describe("runtime start-up", () => {
   let standin: ConsulStandin | undefined;
@@ -26,7 +26,7 @@ describe("runtime start-up", () => {
   async function prefix(): Promise<string> {
     standin = new ConsulStandin();
     await standin.start();
-    const { dir } = await buildPrefix(Stack.spec({}, [standin.url], await freePort()) as never);
+    const { dir } = await buildPrefix(Stack.spec({ profile: "discovery" }, [standin.url], await freePort()) as never);
     chmodSync(dir, 0o755);
     return dir;
   }
@@ -91,6 +91,7 @@ describe("runtime start-up", () => {
     // One worker, so the hook patches the watcher's own copy of gen_lb.peers:
     // its next two publish calls throw, as a bug would.
     const stack = await Stack.start({
+      profile: "discovery",
       workers: 1,
       consul: { wait: "1s" },
       luaLocations: {

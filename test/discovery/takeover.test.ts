@@ -6,7 +6,8 @@ import { afterEach, describe, expect, it } from "vitest";
 import { startBackends, type Backend } from "../support/backends.js";
 import { isAlive } from "../support/nginx.js";
 import { sleep, waitFor } from "../support/ports.js";
-import { instance, sample, Stack } from "./harness.js";
+import { instance, Stack } from "../support/stack.js";
+import { sample } from "../support/load.js";
 
 describe("discovery: watcher takeover", () => {
   let stack: Stack | undefined;
@@ -21,7 +22,7 @@ describe("discovery: watcher takeover", () => {
   it("another worker takes over within seconds when the watcher's worker is killed", async () => {
     backends = await startBackends(["a", "b"]);
     const [a, b] = backends as [Backend, Backend];
-    stack = await Stack.start({ workers: 3, consul: { wait: "5s" } });
+    stack = await Stack.start({ profile: "discovery", workers: 3, consul: { wait: "5s" } });
     stack.register(instance("web", a.port));
     await stack.waitForPeers("web", [a.address]);
     const watcher = await stack.watcherPid();
@@ -56,7 +57,7 @@ describe("discovery: watcher takeover", () => {
     backends = await startBackends(["a", "b"]);
     const [a, b] = backends as [Backend, Backend];
     // A long wait: the old watcher's blocking query must not hold its worker.
-    stack = await Stack.start({ workers: 2, consul: { wait: "30s" } });
+    stack = await Stack.start({ profile: "discovery", workers: 2, consul: { wait: "30s" } });
     stack.register(instance("web", a.port));
     const before = await stack.waitForPeers("web", [a.address]);
     await stack.standin.waitForBlocked("web", 1);

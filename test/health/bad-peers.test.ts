@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Backend } from "../support/backends.js";
 import { runLoad } from "../support/load.js";
 import { sleep, waitFor } from "../support/ports.js";
-import { Lb, backends } from "../balancer/harness.js";
+import { Stack, startBackends } from "../support/stack.js";
 import { RawPeer, fdCount, refusedPort } from "./peers.js";
 
 const INTERVAL = 0.5;
@@ -16,16 +16,16 @@ const TIMEOUT = 0.4;
 const CONCURRENCY = 2;
 
 describe("misbehaving peers", () => {
-  let lb: Lb;
+  let lb: Stack;
   let good: Backend;
   let raw: RawPeer[];
   let refused: number;
 
   beforeAll(async () => {
-    [good] = (await backends(["good"])) as [Backend];
+    [good] = (await startBackends(["good"])) as [Backend];
     raw = await Promise.all((["reset", "garbage", "garbage-endless", "hang"] as const).map((m) => new RawPeer(m).start()));
     refused = await refusedPort();
-    lb = await Lb.start({
+    lb = await Stack.start({
       upstreams: {
         web: {
           retries: 2,

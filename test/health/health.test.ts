@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Backend } from "../support/backends.js";
 import { request, runLoad } from "../support/load.js";
 import { sleep, waitFor } from "../support/ports.js";
-import { Lb, backends, luaLocation } from "../balancer/harness.js";
+import { luaLocation, Stack, startBackends } from "../support/stack.js";
 import { tlsPeer } from "./peers.js";
 
 // A Lua location that lists a peer's keys in the health dict.
@@ -20,13 +20,13 @@ const KEYS_LUA = [
 ].join(" ");
 
 describe("active checks", () => {
-  let lb: Lb;
+  let lb: Stack;
   let good: Backend;
   let sick: Backend;
 
   beforeAll(async () => {
-    [good, sick] = (await backends(["good", "sick"])) as [Backend, Backend];
-    lb = await Lb.start({
+    [good, sick] = (await startBackends(["good", "sick"])) as [Backend, Backend];
+    lb = await Stack.start({
       upstreams: {
         web: { healthcheck: { active: { path: "/health", interval: "300ms", timeout: "500ms", fall: 2, rise: 2, valid_statuses: [200] } } },
       },
@@ -64,7 +64,7 @@ describe("active checks", () => {
   });
 
   it("check a peer as soon as it appears, and forget one that vanishes", async () => {
-    const [fresh] = (await backends(["fresh"])) as [Backend];
+    const [fresh] = (await startBackends(["fresh"])) as [Backend];
     try {
       lb.register("web", fresh);
       const appeared = Date.now();
@@ -119,14 +119,14 @@ describe("active checks", () => {
 
 
 describe("https and tcp checks", () => {
-  let lb: Lb;
+  let lb: Stack;
   let tls: Awaited<ReturnType<typeof tlsPeer>>;
   let plain: Backend;
 
   beforeAll(async () => {
     tls = await tlsPeer(200);
-    [plain] = (await backends(["plain"])) as [Backend];
-    lb = await Lb.start({
+    [plain] = (await startBackends(["plain"])) as [Backend];
+    lb = await Stack.start({
       upstreams: {
         secure: { healthcheck: { active: { type: "https", path: "/health", interval: "300ms", timeout: "500ms", fall: 2, rise: 2 } } },
         raw: { healthcheck: { active: { type: "tcp", interval: "300ms", timeout: "500ms", fall: 2, rise: 2 } } },
@@ -164,14 +164,14 @@ describe("https and tcp checks", () => {
 });
 
 describe("passive checks", () => {
-  let lb: Lb;
+  let lb: Stack;
   let ok: Backend;
   let stuck: Backend;
   let broken: Backend;
 
   beforeAll(async () => {
-    [ok, stuck, broken] = (await backends(["ok", "stuck", "broken"])) as [Backend, Backend, Backend];
-    lb = await Lb.start({
+    [ok, stuck, broken] = (await startBackends(["ok", "stuck", "broken"])) as [Backend, Backend, Backend];
+    lb = await Stack.start({
       upstreams: {
         slow: {
           service: "slow",
@@ -231,14 +231,14 @@ describe("passive checks", () => {
 });
 
 describe("when every peer is down", () => {
-  let lb: Lb;
+  let lb: Stack;
   let one: Backend;
   let two: Backend;
 
   beforeAll(async () => {
-    [one, two] = (await backends(["one", "two"])) as [Backend, Backend];
+    [one, two] = (await startBackends(["one", "two"])) as [Backend, Backend];
     const active = { path: "/health", interval: "300ms", timeout: "500ms", fall: 1, rise: 1 };
-    lb = await Lb.start({
+    lb = await Stack.start({
       upstreams: {
         open: { service: "both", fail_open: true, healthcheck: { active } },
         closed: { service: "both", fail_open: false, healthcheck: { active } },
@@ -298,12 +298,12 @@ describe("an upstream a reload removes", () => {
     "ngx.say(#out == 0 and '[]' or require('cjson.safe').encode(out))",
   ].join(" ");
   const locations = [luaLocation("/_keys", KEYS_OF)];
-  let lb: Lb;
+  let lb: Stack;
   let peer: Backend;
 
   beforeAll(async () => {
-    [peer] = (await backends(["peer"])) as [Backend];
-    lb = await Lb.start({
+    [peer] = (await startBackends(["peer"])) as [Backend];
+    lb = await Stack.start({
       workers: 2,
       upstreams: { keep: { healthcheck: { passive: {} } }, gone: { healthcheck: { passive: {} } } },
       locations,

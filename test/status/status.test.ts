@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Backend } from "../support/backends.js";
 import { request, runLoad } from "../support/load.js";
 import { waitFor } from "../support/ports.js";
-import { Lb, backends } from "../balancer/harness.js";
+import { Stack, startBackends } from "../support/stack.js";
 import { PROMETHEUS_METRICS, statusDocumentSchema } from "../../src/contract/status.js";
 
 interface Sample {
@@ -77,13 +77,13 @@ function fromAddress(url: string, localAddress: string): Promise<{ status: numbe
 }
 
 describe("status endpoint", () => {
-  let lb: Lb;
+  let lb: Stack;
   let a: Backend;
   let b: Backend;
 
   beforeAll(async () => {
-    [a, b] = (await backends(["a", "b"])) as [Backend, Backend];
-    lb = await Lb.start({
+    [a, b] = (await startBackends(["a", "b"])) as [Backend, Backend];
+    lb = await Stack.start({
       upstreams: {
         web: {
           retries: 1,

@@ -1,23 +1,26 @@
 /**
- * A stand-in for the part of Consul's HTTP API that gen-lb's runtime uses, for
- * tests and benchmarks on a machine where no Consul server can be installed.
+ * A stand-in for the part of Consul's HTTP API that gen-lb uses, for tests
+ * and benchmarks on a machine where no Consul server can be installed: what
+ * the runtime asks (GET /v1/health/service/NAME with ?passing, ?tag, ?dc and
+ * blocking ?index/?wait, X-Consul-Token), what the CLI's preflight asks
+ * through the `consul` npm client (the same, and GET /v1/catalog/services),
+ * and the agent's register/deregister endpoints that tests and benchmarks
+ * drive. One datacenter, whose agent (node "node1" by default) also is the
+ * leader.
  *
- * It models one datacenter whose agent (node "node1" by default) also is the
- * leader. What it keeps faithful, because the generated Lua depends on it:
- * - the JSON shapes of /v1/health/service, /v1/catalog/service and
- *   /v1/catalog/services, and the agent's register/deregister bodies;
- * - blocking queries: a raft-like index bumped on every write, per-service
- *   indexes (including Consul's "last extinction" index for services that no
- *   longer exist), index/wait semantics, wait clamping and wait/16 jitter;
- * - ACL token handling and Consul's error texts;
- * and on top of that it can misbehave on demand (fault injection) and tells
- * tests what it saw (request log, blocked queries per service).
+ * Faithful to Consul's documented shapes and behaviour: the JSON of those
+ * answers; blocking queries (a raft-like index bumped on every write,
+ * per-service indexes including Consul's "last extinction" index for
+ * services that no longer exist, index/wait semantics, wait clamping and
+ * wait/16 jitter); ACL tokens (403 texts, default-deny read filtering);
+ * Consul's error texts for what it validates. On top of that it misbehaves
+ * on demand (faults) and tells tests what it saw (request log, blocked
+ * queries per service).
  *
- * Deliberate differences from Consul, each because the stand-in runs no checks:
- * a check registered without a Status starts "passing" (Consul starts it
- * "critical" until it first runs); check definitions are stored, never run.
- * `filter`, `near`, `node-meta`, `ns`, `consistent`/`stale` are accepted and
- * ignored.
+ * Deliberate differences, because the stand-in runs no checks: a check
+ * registered without a Status starts "passing" (Consul starts it "critical"
+ * until it first runs); checks are stored, never run. `filter`, `near`,
+ * `node-meta`, `ns`, `consistent`/`stale` are accepted and ignored.
  */
 import { createHash } from "node:crypto";
 import http from "node:http";
@@ -86,13 +89,13 @@ export interface StandinOptions {
    */
   aclMissingToken?: "forbid" | "filter";
   datacenter?: string;
-  /** The agent's own node: where /v1/agent/service/register puts services. */
+  /** The agent's node, where every service is registered (default "node1"). */
   nodeName?: string;
   nodeAddress?: string;
   port?: number;
 }
 
-/** A service registration as Consul's agent endpoint takes it. */
+/** A service registration as Consul's agent endpoint takes it (the fields gen-lb's tests use; EnableTagOverride is always false). */
 export interface ServiceDefinition {
   ID?: string;
   Name: string;
@@ -101,7 +104,6 @@ export interface ServiceDefinition {
   Port?: number;
   Meta?: Record<string, string>;
   Weights?: { Passing?: number; Warning?: number };
-  EnableTagOverride?: boolean;
   Check?: CheckDefinition;
   Checks?: CheckDefinition[];
 }
@@ -116,7 +118,6 @@ export interface CheckDefinition {
   TTL?: string;
   Interval?: string;
   Timeout?: string;
-  [other: string]: unknown;
 }
 
 // ---------------------------------------------------------------------------
@@ -175,17 +176,7 @@ export function withJitter(waitMs: number, random: () => number = Math.random): 
 }
 
 // ---------------------------------------------------------------------------
-// The catalog model.
-
-interface NodeRec {
-  id: string;
-  name: string;
-  address: string;
-  serf: HealthStatus;
-  createIndex: number;
-  modifyIndex: number;
-  serfModifyIndex: number;
-}
+// The catalog model: the agent's node and the service instances on it.
 
 interface CheckRec {
   checkId: string;
@@ -200,7 +191,6 @@ interface CheckRec {
 }
 
 interface InstanceRec {
-  node: string;
   id: string;
   name: string;
   tags: string[];
@@ -208,24 +198,15 @@ interface InstanceRec {
   port: number;
   meta: Record<string, string>;
   weights: { Passing: number; Warning: number };
-  enableTagOverride: boolean;
   createIndex: number;
   modifyIndex: number;
   checks: CheckRec[];
 }
 
 /** A registration after validation: what the model stores, minus indexes. */
-interface ParsedService {
-  id: string;
-  name: string;
-  tags: string[];
-  address: string;
-  port: number;
-  meta: Record<string, string>;
-  weights: { Passing: number; Warning: number };
-  enableTagOverride: boolean;
+type ParsedService = Omit<InstanceRec, "createIndex" | "modifyIndex" | "checks"> & {
   checks: Array<Omit<CheckRec, "createIndex" | "modifyIndex" | "status"> & { status?: HealthStatus }>;
-}
+};
 
 class HttpError extends Error {
   constructor(
@@ -258,156 +239,54 @@ function serviceTaggedAddresses(address: string, port: number): Record<string, {
   return { [`lan_${family}`]: { Address: address, Port: port }, [`wan_${family}`]: { Address: address, Port: port } };
 }
 
-// --- Decoding registrations the way Go's encoding/json does: keys match
-// case-insensitively (Consul also accepts snake_case aliases), types do not
-// bend, and the error names the Go field.
-
-function field(obj: Record<string, unknown>, name: string): unknown {
-  const want = name.toLowerCase();
-  for (const [k, v] of Object.entries(obj)) {
-    if (k.replace(/_/g, "").toLowerCase() === want) return v;
-  }
-  return undefined;
+/** The check type Consul derives from which field a definition sets. */
+function checkType(c: CheckDefinition): string {
+  if (c.HTTP) return "http";
+  if (c.TCP) return "tcp";
+  return c.TTL ? "ttl" : "";
 }
 
-function jsonType(v: unknown): string {
-  if (Array.isArray(v)) return "array";
-  if (v === null) return "null";
-  return typeof v === "object" ? "object" : typeof v;
-}
-
-function decodeError(v: unknown, where: string, goType: string): HttpError {
-  return new HttpError(
-    400,
-    `Request decode failed: json: cannot unmarshal ${jsonType(v)} into Go struct field ${where} of type ${goType}`,
-  );
-}
-
-function optString(obj: Record<string, unknown>, name: string, where: string): string | undefined {
-  const v = field(obj, name);
-  if (v === undefined || v === null) return undefined;
-  if (typeof v !== "string") throw decodeError(v, `${where}.${name}`, "string");
-  return v;
-}
-
-function optInt(obj: Record<string, unknown>, name: string, where: string): number | undefined {
-  const v = field(obj, name);
-  if (v === undefined || v === null) return undefined;
-  if (typeof v !== "number" || !Number.isInteger(v)) throw decodeError(v, `${where}.${name}`, "int");
-  return v;
-}
-
-function optObject(v: unknown, where: string, goType: string): Record<string, unknown> | undefined {
-  if (v === undefined || v === null) return undefined;
-  if (typeof v !== "object" || Array.isArray(v)) throw decodeError(v, where, goType);
-  return v as Record<string, unknown>;
-}
-
-const CHECK_KINDS: Array<[string, string]> = [
-  ["HTTP", "http"],
-  ["TCP", "tcp"],
-  ["UDP", "udp"],
-  ["GRPC", "grpc"],
-  ["H2PING", "h2ping"],
-  ["Args", "script"],
-  ["ScriptArgs", "script"],
-  ["TTL", "ttl"],
-  ["AliasService", "alias"],
-  ["AliasNode", "alias"],
-];
-
-function parseCheck(raw: unknown, serviceId: string, serviceName: string, ordinal: number | undefined, where: string) {
-  const c = optObject(raw, where, "structs.CheckType") ?? {};
-  const status = optString(c, "Status", where);
-  if (status !== undefined && status !== "" && !STATUSES.includes(status)) {
+function parseCheck(c: CheckDefinition, serviceId: string, serviceName: string, ordinal: number | undefined): ParsedService["checks"][number] {
+  if (c.Status !== undefined && (c.Status as string) !== "" && !STATUSES.includes(c.Status)) {
     throw new HttpError(400, "Status for checks must 'passing', 'warning', 'critical'");
   }
-  const kind = CHECK_KINDS.find(([k]) => {
-    const v = field(c, k);
-    return v !== undefined && v !== null && v !== "" && !(Array.isArray(v) && v.length === 0);
-  });
-  const interval = optString(c, "Interval", where) ?? "";
-  const ttl = optString(c, "TTL", where) ?? "";
-  const type = kind?.[1] ?? "";
-  const needsInterval = ["http", "tcp", "udp", "grpc", "h2ping", "script"].includes(type);
-  if (needsInterval && !((parseGoDuration(interval) ?? 0) > 0)) {
+  const type = checkType(c);
+  if ((type === "http" || type === "tcp") && !((parseGoDuration(c.Interval ?? "") ?? 0) > 0)) {
     throw new HttpError(400, "Invalid check: Interval must be > 0 for Script, HTTP, H2PING, TCP, UDP or GRPC checks");
   }
-  if (type === "" || (type === "ttl" && !((parseGoDuration(ttl) ?? 0) > 0))) {
+  if (type === "" || (type === "ttl" && !((parseGoDuration(c.TTL ?? "") ?? 0) > 0))) {
     throw new HttpError(400, "Invalid check: TTL must be > 0 for TTL checks");
   }
-  const suffix = ordinal === undefined ? "" : `:${ordinal}`;
   return {
-    checkId: optString(c, "CheckID", where) ?? optString(c, "ID", where) ?? `service:${serviceId}${suffix}`,
-    name: optString(c, "Name", where) ?? `Service '${serviceName}' check`,
-    status: status ? (status as HealthStatus) : undefined,
-    notes: optString(c, "Notes", where) ?? "",
+    checkId: c.CheckID ?? `service:${serviceId}${ordinal === undefined ? "" : `:${ordinal}`}`,
+    name: c.Name ?? `Service '${serviceName}' check`,
+    ...(c.Status ? { status: c.Status } : {}),
+    notes: c.Notes ?? "",
     type,
-    interval: type === "ttl" ? "" : interval,
-    timeout: optString(c, "Timeout", where) ?? "",
+    interval: type === "ttl" ? "" : (c.Interval ?? ""),
+    timeout: c.Timeout ?? "",
   };
 }
 
-/** Validates a register body; throws HttpError(400) with Consul's wording. */
+/** Validates a register body as Consul's agent does; throws HttpError(400) with Consul's wording. */
 function parseServiceDefinition(body: unknown): ParsedService {
-  const where = "ServiceDefinition";
-  const def = optObject(body, where, "structs.ServiceDefinition");
-  if (!def) throw new HttpError(400, "Request decode failed: EOF");
-  const name = optString(def, "Name", where) ?? "";
-  if (name === "") throw new HttpError(400, "Missing service name");
-  const id = optString(def, "ID", where) || name;
-
-  const rawTags = field(def, "Tags");
-  if (rawTags !== undefined && rawTags !== null && (!Array.isArray(rawTags) || rawTags.some((t) => typeof t !== "string"))) {
-    throw decodeError(rawTags, `${where}.Tags`, "[]string");
+  if (typeof body !== "object" || body === null || Array.isArray(body)) throw new HttpError(400, "Request decode failed: EOF");
+  const def = body as ServiceDefinition;
+  if (typeof def.Name !== "string" || def.Name === "") throw new HttpError(400, "Missing service name");
+  const id = def.ID || def.Name;
+  const port = def.Port ?? 0;
+  if (typeof port !== "number") {
+    throw new HttpError(400, `Request decode failed: json: cannot unmarshal ${typeof port} into Go struct field ServiceDefinition.Port of type int`);
   }
-  const meta = optObject(field(def, "Meta"), `${where}.Meta`, "map[string]string") ?? {};
-  for (const v of Object.values(meta)) {
-    if (typeof v !== "string") throw decodeError(v, `${where}.Meta`, "string");
-  }
-  const port = optInt(def, "Port", where) ?? 0;
-  if (port < 0 || port > 65535) throw new HttpError(400, `Invalid Port: ${port}`);
-
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new HttpError(400, `Invalid Port: ${port}`);
   // Consul's default when Weights is absent; a partial object keeps what it gives.
-  const w = optObject(field(def, "Weights"), `${where}.Weights`, "structs.Weights");
-  const weights = { Passing: 1, Warning: 1 };
-  if (w) {
-    weights.Passing = optInt(w, "Passing", `${where}.Weights`) ?? 1;
-    weights.Warning = optInt(w, "Warning", `${where}.Weights`) ?? 1;
-    if (weights.Passing < 1) throw new HttpError(400, "Invalid Weights: Passing must be greater than 0");
-    if (weights.Warning < 0) throw new HttpError(400, "Invalid Weights: Warning must be greater or equal than 0");
-  }
-
-  const enableTagOverride = field(def, "EnableTagOverride");
-  if (enableTagOverride !== undefined && enableTagOverride !== null && typeof enableTagOverride !== "boolean") {
-    throw decodeError(enableTagOverride, `${where}.EnableTagOverride`, "bool");
-  }
-
-  const checks: ParsedService["checks"] = [];
-  const one = field(def, "Check");
-  // Consul ignores an empty Check object (what some clients send for "none").
-  if (one !== undefined && one !== null && !(typeof one === "object" && Object.keys(one).length === 0)) {
-    checks.push(parseCheck(one, id, name, undefined, `${where}.Check`));
-  }
-  const many = field(def, "Checks");
-  if (many !== undefined && many !== null) {
-    if (!Array.isArray(many)) throw decodeError(many, `${where}.Checks`, "structs.CheckTypes");
-    // With several checks Consul numbers the generated IDs from 1.
-    const numbered = checks.length + many.length > 1;
-    many.forEach((c, i) => checks.push(parseCheck(c, id, name, numbered ? checks.length + 1 : undefined, `${where}.Checks[${i}]`)));
-  }
-
-  return {
-    id,
-    name,
-    tags: (rawTags as string[] | undefined | null) ?? [],
-    address: optString(def, "Address", where) ?? "",
-    port,
-    meta: meta as Record<string, string>,
-    weights,
-    enableTagOverride: enableTagOverride === true,
-    checks,
-  };
+  const weights = { Passing: def.Weights?.Passing ?? 1, Warning: def.Weights?.Warning ?? 1 };
+  if (weights.Passing < 1) throw new HttpError(400, "Invalid Weights: Passing must be greater than 0");
+  if (weights.Warning < 0) throw new HttpError(400, "Invalid Weights: Warning must be greater or equal than 0");
+  const defs = [...(def.Check && Object.keys(def.Check).length > 0 ? [def.Check] : []), ...(def.Checks ?? [])];
+  // With several checks Consul numbers the generated IDs from 1.
+  const checks = defs.map((c, i) => parseCheck(c, id, def.Name, defs.length > 1 ? i + 1 : undefined));
+  return { id, name: def.Name, tags: def.Tags ?? [], address: def.Address ?? "", port, meta: def.Meta ?? {}, weights, checks };
 }
 
 /** Go's strconv.ParseBool, which Consul uses for ?passing=. */
@@ -423,12 +302,9 @@ function sameJson(a: unknown, b: unknown): boolean {
 
 // ---------------------------------------------------------------------------
 
-type QueryKind = "health" | "catalog" | "services";
-
 /** One read endpoint's answer, recomputed each time a blocked query wakes. */
 interface Query {
-  kind: QueryKind;
-  /** Wake-up key: the service name, or undefined for the service listing. */
+  /** The service asked for, or undefined for the service listing. */
   service: string | undefined;
   index(): number;
   result(): unknown;
@@ -452,7 +328,7 @@ export class ConsulStandin {
   private readonly token: string | undefined;
   private readonly aclMissingToken: "forbid" | "filter";
   private readonly datacenter: string;
-  private readonly agentNode: string;
+  private readonly node: { id: string; name: string; address: string; createIndex: number };
 
   private server: http.Server | undefined;
   private listenPort: number | undefined;
@@ -465,23 +341,22 @@ export class ConsulStandin {
   private lastExtinction = 0;
   /** Index of the services table: registrations and deregistrations, not health. */
   private servicesTableIndex = 0;
-  private readonly nodes = new Map<string, NodeRec>();
   private readonly instances = new Map<string, InstanceRec>();
 
   private readonly serviceWaiters = new Map<string, Set<Waiter>>();
   private readonly listWaiters = new Set<Waiter>();
   private faults: ActiveFault[] = [];
   private readonly hung = new Set<() => void>();
-  /** Cleanups of blocked queries and trickles, run when the listener closes. */
+  /** Cleanups of blocked queries, trickles and delays, run when the listener closes. */
   private readonly inFlight = new Set<() => void>();
 
   constructor(private readonly options: StandinOptions = {}) {
     this.token = options.token;
     this.aclMissingToken = options.aclMissingToken ?? "forbid";
     this.datacenter = options.datacenter ?? "dc1";
-    this.agentNode = options.nodeName ?? "node1";
+    const name = options.nodeName ?? "node1";
+    this.node = { id: nodeId(name), name, address: options.nodeAddress ?? "127.0.0.1", createIndex: this.nextIndex() };
     // A fresh Consul server has its own node and the "consul" service.
-    this.ensureNode(this.agentNode, options.nodeAddress ?? "127.0.0.1");
     this.registerService({ Name: "consul", Port: 8300, Meta: { raft_version: "3" } });
   }
 
@@ -555,7 +430,6 @@ export class ConsulStandin {
 
   // --- observability --------------------------------------------------------
 
-  /** The current raft index (the last write). */
   /** This agent's datacenter, as its DNS interface qualifies names. */
   get dc(): string {
     return this.datacenter;
@@ -571,26 +445,23 @@ export class ConsulStandin {
     return found.length === 0 ? undefined : found.map((i) => this.healthEntry(i));
   }
 
-  /** A node's address, when the node exists. */
+  /** The agent node's address, when `node` names it (case-insensitively, as DNS does). */
   nodeAddress(node: string): string | undefined {
-    return [...this.nodes.values()].find((n) => n.name.toLowerCase() === node.toLowerCase())?.address;
+    return node.toLowerCase() === this.node.name.toLowerCase() ? this.node.address : undefined;
   }
 
+  /** The current raft index (the last write). */
   get index(): number {
     return this.raftIndex;
   }
 
-  /** The X-Consul-Index a health or catalog query on this service would get now. */
+  /** The X-Consul-Index a health query on this service would get now. */
   indexFor(service: string): number {
     return Math.max(1, this.serviceIndex.get(service) ?? (this.lastExtinction || this.raftIndex));
   }
 
   countRequests(filter?: RequestFilter): number {
     return this.requests.filter((r) => matchesFilter(r, filter)).length;
-  }
-
-  clearRequests(): void {
-    this.requests.length = 0;
   }
 
   /** In-flight blocking queries on one service, or on everything (the service listing included). */
@@ -615,10 +486,10 @@ export class ConsulStandin {
   // --- fault injection ------------------------------------------------------
 
   /**
-   * Spoils matching requests. "status500", "hang", "delay" and "close" apply to any
-   * path; the others change the answer of the read endpoints (health, catalog)
-   * and are answered at once, without blocking. Returns a function that
-   * removes this fault.
+   * Spoils matching requests. "status500", "hang", "delay" and "close" apply
+   * to any path; the others change the answer of the read endpoints and are
+   * answered at once, without blocking. Returns a function that removes this
+   * fault.
    */
   fault(spec: FaultSpec): () => void {
     const f: ActiveFault = { ...spec, remaining: spec.times };
@@ -650,24 +521,19 @@ export class ConsulStandin {
     return f;
   }
 
-  // --- test helpers beyond the HTTP API --------------------------------------
+  // --- the agent's writes, also callable in-process ----------------------------
 
-  /**
-   * Registers (or updates) a service instance, by default on the agent's node,
-   * as PUT /v1/agent/service/register does; `node` puts it on another node,
-   * created with `nodeAddress` (or given that address) as needed. Returns the ID.
-   */
-  registerService(def: ServiceDefinition, where: { node?: string; nodeAddress?: string } = {}): string {
-    return this.applyRegistration(where.node ?? this.agentNode, parseServiceDefinition(def), where.nodeAddress);
+  /** Registers (or updates) a service instance, as PUT /v1/agent/service/register does. Returns the ID. */
+  registerService(def: ServiceDefinition): string {
+    return this.applyRegistration(parseServiceDefinition(def));
   }
 
-  /** Removes an instance; false when there was none with that ID on the node. */
-  deregisterService(serviceId: string, where: { node?: string } = {}): boolean {
-    const node = where.node ?? this.agentNode;
-    const inst = this.instances.get(instanceKey(node, serviceId));
+  /** Removes an instance; false when there was none with that ID. */
+  deregisterService(serviceId: string): boolean {
+    const inst = this.instances.get(serviceId);
     if (!inst) return false;
     const idx = this.nextIndex();
-    this.instances.delete(instanceKey(node, serviceId));
+    this.instances.delete(serviceId);
     this.servicesTableIndex = idx;
     this.touchService(inst.name, idx);
     this.notify([inst.name], true);
@@ -677,25 +543,14 @@ export class ConsulStandin {
   /**
    * Sets every check of an instance to `status` (adding a TTL-style check
    * when it has none), as a failing or recovering health check would.
-   * Without `node`, looks on the agent's node first, then on any node.
    */
-  setHealth(serviceId: string, status: HealthStatus, where: { node?: string } = {}): void {
-    const inst = this.findInstance(serviceId, where.node);
+  setHealth(serviceId: string, status: HealthStatus): void {
+    const inst = this.instances.get(serviceId);
     if (!inst) throw new Error(`no service instance with ID ${serviceId}`);
     if (inst.checks.length > 0 && inst.checks.every((c) => c.status === status)) return;
     const idx = this.nextIndex();
     if (inst.checks.length === 0) {
-      inst.checks.push({
-        checkId: `service:${inst.id}`,
-        name: `Service '${inst.name}' check`,
-        status,
-        notes: "",
-        type: "ttl",
-        interval: "",
-        timeout: "",
-        createIndex: idx,
-        modifyIndex: idx,
-      });
+      inst.checks.push({ checkId: `service:${inst.id}`, name: `Service '${inst.name}' check`, status, notes: "", type: "ttl", interval: "", timeout: "", createIndex: idx, modifyIndex: idx });
     }
     for (const c of inst.checks) {
       if (c.status !== status) {
@@ -705,28 +560,6 @@ export class ConsulStandin {
     }
     this.touchService(inst.name, idx);
     this.notify([inst.name], false);
-  }
-
-  /** Sets a node's serfHealth check: "critical" is a node that left or died. */
-  setNodeHealth(node: string, status: HealthStatus): void {
-    const n = this.nodes.get(node);
-    if (!n) throw new Error(`no node ${node}`);
-    if (n.serf === status) return;
-    const idx = this.nextIndex();
-    n.serf = status;
-    n.serfModifyIndex = idx;
-    this.touchNodeServices(node, idx);
-  }
-
-  /** Changes a node's address (Node.Address, the fallback when Service.Address is empty). */
-  setNodeAddress(node: string, address: string): void {
-    const n = this.nodes.get(node);
-    if (!n) throw new Error(`no node ${node}`);
-    if (n.address === address) return;
-    const idx = this.nextIndex();
-    n.address = address;
-    n.modifyIndex = idx;
-    this.touchNodeServices(node, idx);
   }
 
   // --- the model's writes -----------------------------------------------------
@@ -745,58 +578,12 @@ export class ConsulStandin {
     }
   }
 
-  private touchNodeServices(node: string, idx: number): void {
-    const names = new Set([...this.instances.values()].filter((i) => i.node === node).map((i) => i.name));
-    for (const name of names) this.touchService(name, idx);
-    this.notify(names, false);
-  }
-
-  private ensureNode(name: string, address: string | undefined): void {
-    const existing = this.nodes.get(name);
-    if (existing) {
-      if (address !== undefined && existing.address !== address) this.setNodeAddress(name, address);
-      return;
-    }
-    const idx = this.nextIndex();
-    this.nodes.set(name, {
-      id: nodeId(name),
-      name,
-      address: address ?? "127.0.0.1",
-      serf: "passing",
-      createIndex: idx,
-      modifyIndex: idx,
-      serfModifyIndex: idx,
-    });
-  }
-
-  private findInstance(serviceId: string, node: string | undefined): InstanceRec | undefined {
-    if (node !== undefined) return this.instances.get(instanceKey(node, serviceId));
-    return (
-      this.instances.get(instanceKey(this.agentNode, serviceId)) ??
-      [...this.instances.values()].find((i) => i.id === serviceId)
-    );
-  }
-
-  private applyRegistration(node: string, svc: ParsedService, nodeAddress?: string): string {
-    this.ensureNode(node, nodeAddress);
-    const key = instanceKey(node, svc.id);
-    const old = this.instances.get(key);
+  private applyRegistration(svc: ParsedService): string {
+    const old = this.instances.get(svc.id);
     const { checks: checkDefs, ...fields } = svc;
     // A check keeps its current status unless the registration names one.
-    const checks = checkDefs.map((c) => {
-      const prev = old?.checks.find((p) => p.checkId === c.checkId);
-      return { ...c, status: c.status ?? prev?.status ?? "passing" };
-    });
-    const oldFields = old && {
-      id: old.id,
-      name: old.name,
-      tags: old.tags,
-      address: old.address,
-      port: old.port,
-      meta: old.meta,
-      weights: old.weights,
-      enableTagOverride: old.enableTagOverride,
-    };
+    const checks = checkDefs.map((c) => ({ ...c, status: c.status ?? old?.checks.find((p) => p.checkId === c.checkId)?.status ?? "passing" }));
+    const oldFields = old && { id: old.id, name: old.name, tags: old.tags, address: old.address, port: old.port, meta: old.meta, weights: old.weights };
     const oldChecks = old?.checks.map(({ createIndex: _c, modifyIndex: _m, ...rest }) => rest);
     const serviceChanged = !old || !sameJson(oldFields, fields);
     const checksChanged = !old || !sameJson(oldChecks, checks);
@@ -805,9 +592,8 @@ export class ConsulStandin {
     if (!serviceChanged && !checksChanged) return svc.id;
 
     const idx = this.nextIndex();
-    this.instances.set(key, {
+    this.instances.set(svc.id, {
       ...fields,
-      node,
       createIndex: old?.createIndex ?? idx,
       modifyIndex: serviceChanged ? idx : (old?.modifyIndex ?? idx),
       checks: checks.map((c) => {
@@ -840,45 +626,43 @@ export class ConsulStandin {
     return [...this.instances.values()]
       .filter((i) => i.name === service)
       .filter((i) => wanted.every((t) => i.tags.some((have) => have.toLowerCase() === t)))
-      .sort((a, b) => (a.node === b.node ? cmp(a.id, b.id) : cmp(a.node, b.node)));
-  }
-
-  private nodeJson(n: NodeRec): Record<string, unknown> {
-    return {
-      ID: n.id,
-      Node: n.name,
-      Address: n.address,
-      Datacenter: this.datacenter,
-      TaggedAddresses: taggedAddresses(n.address),
-      Meta: { "consul-network-segment": "" },
-      CreateIndex: n.createIndex,
-      ModifyIndex: n.modifyIndex,
-    };
+      .sort((a, b) => cmp(a.id, b.id));
   }
 
   private healthEntry(i: InstanceRec): Record<string, unknown> {
-    const n = this.nodes.get(i.node) as NodeRec;
+    const n = this.node;
     const tagged = serviceTaggedAddresses(i.address, i.port);
-    const serf = {
+    const check = (c: Omit<CheckRec, "checkId"> & { checkId: string; output: string }, service?: InstanceRec) => ({
       Node: n.name,
-      CheckID: "serfHealth",
-      Name: "Serf Health Status",
-      Status: n.serf,
-      Notes: "",
-      Output: n.serf === "passing" ? "Agent alive and reachable" : "Agent not live or unreachable",
-      ServiceID: "",
-      ServiceName: "",
-      ServiceTags: [],
-      Type: "",
-      Interval: "",
-      Timeout: "",
+      CheckID: c.checkId,
+      Name: c.name,
+      Status: c.status,
+      Notes: c.notes,
+      Output: c.output,
+      ServiceID: service?.id ?? "",
+      ServiceName: service?.name ?? "",
+      ServiceTags: service ? [...service.tags] : [],
+      Type: c.type,
+      Interval: c.interval,
+      Timeout: c.timeout,
       ExposedPort: 0,
       Definition: {},
-      CreateIndex: n.createIndex,
-      ModifyIndex: n.serfModifyIndex,
-    };
+      CreateIndex: c.createIndex,
+      ModifyIndex: c.modifyIndex,
+    });
+    // The agent's own node is alive: its serfHealth check passes.
+    const serf = { checkId: "serfHealth", name: "Serf Health Status", status: "passing" as const, notes: "", output: "Agent alive and reachable", type: "", interval: "", timeout: "", createIndex: n.createIndex, modifyIndex: n.createIndex };
     return {
-      Node: this.nodeJson(n),
+      Node: {
+        ID: n.id,
+        Node: n.name,
+        Address: n.address,
+        Datacenter: this.datacenter,
+        TaggedAddresses: taggedAddresses(n.address),
+        Meta: { "consul-network-segment": "" },
+        CreateIndex: n.createIndex,
+        ModifyIndex: n.createIndex,
+      },
       Service: {
         ID: i.id,
         Service: i.name,
@@ -888,7 +672,7 @@ export class ConsulStandin {
         Meta: { ...i.meta },
         Port: i.port,
         Weights: { ...i.weights },
-        EnableTagOverride: i.enableTagOverride,
+        EnableTagOverride: false,
         Proxy: { Mode: "", MeshGateway: {}, Expose: {} },
         Connect: {},
         PeerName: "",
@@ -896,55 +680,7 @@ export class ConsulStandin {
         ModifyIndex: i.modifyIndex,
       },
       // Node checks come first, as Consul lists them.
-      Checks: [
-        serf,
-        ...i.checks.map((c) => ({
-          Node: n.name,
-          CheckID: c.checkId,
-          Name: c.name,
-          Status: c.status,
-          Notes: c.notes,
-          Output: "",
-          ServiceID: i.id,
-          ServiceName: i.name,
-          ServiceTags: [...i.tags],
-          Type: c.type,
-          Interval: c.interval,
-          Timeout: c.timeout,
-          ExposedPort: 0,
-          Definition: {},
-          CreateIndex: c.createIndex,
-          ModifyIndex: c.modifyIndex,
-        })),
-      ],
-    };
-  }
-
-  private catalogEntry(i: InstanceRec): Record<string, unknown> {
-    const n = this.nodes.get(i.node) as NodeRec;
-    const tagged = serviceTaggedAddresses(i.address, i.port);
-    return {
-      ID: n.id,
-      Node: n.name,
-      Address: n.address,
-      Datacenter: this.datacenter,
-      TaggedAddresses: taggedAddresses(n.address),
-      NodeMeta: { "consul-network-segment": "" },
-      ServiceKind: "",
-      ServiceID: i.id,
-      ServiceName: i.name,
-      ServiceTags: [...i.tags],
-      ServiceAddress: i.address,
-      ...(tagged ? { ServiceTaggedAddresses: tagged } : {}),
-      ServiceWeights: { ...i.weights },
-      ServiceMeta: { ...i.meta },
-      ServicePort: i.port,
-      ServiceSocketPath: "",
-      ServiceEnableTagOverride: i.enableTagOverride,
-      ServiceProxy: { Mode: "", MeshGateway: {}, Expose: {} },
-      ServiceConnect: {},
-      CreateIndex: i.createIndex,
-      ModifyIndex: i.modifyIndex,
+      Checks: [check(serf), ...i.checks.map((c) => check({ ...c, output: "" }, i))],
     };
   }
 
@@ -1034,37 +770,25 @@ export class ConsulStandin {
         }
         const svc = parseServiceDefinition(parsed);
         this.checkAcl(req, res, url, "service:write", svc.name);
-        this.applyRegistration(this.agentNode, svc);
+        this.applyRegistration(svc);
         res.writeHead(200).end();
       } else if ((m = /^\/v1\/agent\/service\/deregister\/(.*)$/.exec(path))) {
         allow("PUT");
         const id = decodeURIComponent(m[1] as string);
-        const inst = this.instances.get(instanceKey(this.agentNode, id));
+        const inst = this.instances.get(id);
         this.checkAcl(req, res, url, "service:write", inst?.name ?? id);
         if (!this.deregisterService(id)) {
           throw new HttpError(404, `Unknown service ID "${id}". Ensure that the service ID is passed, not the service name.`);
         }
         res.writeHead(200).end();
-      } else if ((m = /^\/v1\/(health|catalog)\/service\/(.*)$/.exec(path))) {
+      } else if ((m = /^\/v1\/health\/service\/(.*)$/.exec(path))) {
         allow("GET");
-        const kind = m[1] === "health" ? "health" : "catalog";
-        const service = decodeURIComponent(m[2] as string);
+        const service = decodeURIComponent(m[1] as string);
         if (service === "") throw new HttpError(400, "Missing service name");
-        this.serveQuery(req, res, url, kind, service);
+        this.serveQuery(req, res, url, service);
       } else if (path === "/v1/catalog/services") {
         allow("GET");
-        this.serveQuery(req, res, url, "services", undefined);
-      } else if (path === "/v1/status/leader") {
-        // Consul asks no token here.
-        allow("GET");
-        sendJson(res, 200, "127.0.0.1:8300", {}, url);
-      } else if (path === "/v1/status/peers") {
-        allow("GET");
-        sendJson(res, 200, ["127.0.0.1:8300"], {}, url);
-      } else if (path === "/v1/agent/self") {
-        allow("GET");
-        this.checkAcl(req, res, url, "agent:read", this.agentNode);
-        sendJson(res, 200, this.agentSelf(), {}, url);
+        this.serveQuery(req, res, url, undefined);
       } else {
         sendText(res, 404, "404 page not found");
       }
@@ -1078,23 +802,6 @@ export class ConsulStandin {
         throw err;
       }
     }
-  }
-
-  private agentSelf(): Record<string, unknown> {
-    const n = this.nodes.get(this.agentNode) as NodeRec;
-    return {
-      Config: {
-        Datacenter: this.datacenter,
-        PrimaryDatacenter: this.datacenter,
-        NodeName: n.name,
-        NodeID: n.id,
-        Server: true,
-        Revision: "standin",
-        Version: "1.20.0",
-      },
-      Member: { Name: n.name, Addr: n.address, Port: 8301, Tags: { dc: this.datacenter, role: "consul" }, Status: 1 },
-      Meta: { "consul-network-segment": "" },
-    };
   }
 
   /** The token a request presents, in Consul's order: ?token=, X-Consul-Token, Authorization: Bearer. */
@@ -1138,13 +845,8 @@ export class ConsulStandin {
     throw new Denied();
   }
 
-  private serveQuery(
-    req: http.IncomingMessage,
-    res: http.ServerResponse,
-    url: URL,
-    kind: QueryKind,
-    service: string | undefined,
-  ): void {
+  /** A health query on `service`, or the service listing when it is undefined. */
+  private serveQuery(req: http.IncomingMessage, res: http.ServerResponse, url: URL, service: string | undefined): void {
     const params = url.searchParams;
     // Parameter errors come first, as in Consul's HTTP layer.
     let waitMs: number;
@@ -1157,7 +859,7 @@ export class ConsulStandin {
     if (rawIndex !== "" && !/^\d+$/.test(rawIndex)) throw new HttpError(400, "Invalid index");
     const minIndex = rawIndex === "" ? 0 : Number(rawIndex);
     let passing = false;
-    if (kind === "health" && params.has("passing")) {
+    if (service !== undefined && params.has("passing")) {
       const v = params.get("passing") as string;
       const b = v === "" ? true : parseGoBool(v);
       if (b === undefined) throw new HttpError(400, "Invalid value for ?passing");
@@ -1169,33 +871,31 @@ export class ConsulStandin {
     const filtered = this.checkAcl(req, res, url, "service:read", service, true);
     const tags = params.getAll("tag");
     const q: Query = {
-      kind,
       service,
       filtered,
       index: () => (service === undefined ? Math.max(1, this.servicesTableIndex) : this.indexFor(service)),
       result: () => {
-        if (kind === "services") return filtered ? {} : this.serviceList();
+        if (service === undefined) return filtered ? {} : this.serviceList();
         if (filtered) return [];
-        const found = this.instancesOf(service as string, tags);
-        if (kind === "catalog") return found.map((i) => this.catalogEntry(i));
-        const entries = found.map((i) => this.healthEntry(i));
+        const entries = this.instancesOf(service, tags).map((i) => this.healthEntry(i));
         return passing ? entries.filter((e) => (e.Checks as Array<{ Status: string }>).every((c) => c.Status === "passing")) : entries;
       },
     };
 
-    const fault = this.takeFault(url.pathname, true);
+    // Body faults spoil health answers, what the runtime parses.
+    const fault = service === undefined ? undefined : this.takeFault(url.pathname, true);
     if (fault) {
-      this.answerWithFault(res, url, q, fault, minIndex);
+      this.answerWithFault(res, q, fault, minIndex);
       return;
     }
     if (minIndex === 0 || q.index() > minIndex) {
-      this.answer(res, url, q);
+      this.answer(res, q);
       return;
     }
-    this.block(res, url, q, minIndex, withJitter(waitMs));
+    this.block(res, q, minIndex, withJitter(waitMs));
   }
 
-  private block(res: http.ServerResponse, url: URL, q: Query, minIndex: number, waitMs: number): void {
+  private block(res: http.ServerResponse, q: Query, minIndex: number, waitMs: number): void {
     const set = q.service === undefined ? this.listWaiters : getOrCreate(this.serviceWaiters, q.service);
     const done = () => {
       clearTimeout(timer);
@@ -1212,13 +912,13 @@ export class ConsulStandin {
         // client's; otherwise the query keeps waiting.
         if (q.index() > minIndex) {
           done();
-          this.answer(res, url, q);
+          this.answer(res, q);
         }
       },
     };
     const timer = setTimeout(() => {
       done();
-      this.answer(res, url, q);
+      this.answer(res, q);
     }, waitMs);
     set.add(waiter);
     this.inFlight.add(done);
@@ -1235,12 +935,12 @@ export class ConsulStandin {
     };
   }
 
-  private answer(res: http.ServerResponse, url: URL, q: Query): void {
+  private answer(res: http.ServerResponse, q: Query): void {
     if (res.destroyed || res.headersSent) return;
-    sendJson(res, 200, q.result(), this.queryHeaders(q, q.index()), url);
+    sendJson(res, 200, q.result(), this.queryHeaders(q, q.index()));
   }
 
-  private answerWithFault(res: http.ServerResponse, url: URL, q: Query, fault: ActiveFault, clientIndex: number): void {
+  private answerWithFault(res: http.ServerResponse, q: Query, fault: ActiveFault, clientIndex: number): void {
     const headers = this.queryHeaders(q, q.index());
     switch (fault.kind) {
       case "garbage":
@@ -1251,7 +951,7 @@ export class ConsulStandin {
         // Lower than what the client holds (a restored snapshot, a new cluster);
         // index 1 when the client holds 0 or 1, as nothing is lower.
         const back = clientIndex > 1 ? Math.max(1, Math.floor(clientIndex / 2)) : 1;
-        sendJson(res, 200, q.result(), { ...headers, "X-Consul-Index": String(back) }, url);
+        sendJson(res, 200, q.result(), { ...headers, "X-Consul-Index": String(back) });
         return;
       }
       case "slowTrickle":
@@ -1262,10 +962,10 @@ export class ConsulStandin {
         return;
       case "wrongTypes":
       case "missingFields":
-        sendJson(res, 200, spoil(q, fault.kind, fault.mixed === true), headers, url);
+        sendJson(res, 200, spoil(q, fault.kind, fault.mixed === true), headers);
         return;
       default:
-        this.answer(res, url, q);
+        this.answer(res, q);
     }
   }
 
@@ -1304,10 +1004,6 @@ class MethodNotAllowed extends Error {
 
 /** Thrown after a 403 was sent, to unwind the route. */
 class Denied extends Error {}
-
-function instanceKey(node: string, id: string): string {
-  return `${node}\u0000${id}`;
-}
 
 function cmp(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
@@ -1360,10 +1056,8 @@ function sendText(res: http.ServerResponse, status: number, text: string): void 
   send(res, status, "text/plain; charset=utf-8", Buffer.from(text));
 }
 
-function sendJson(res: http.ServerResponse, status: number, value: unknown, headers: Record<string, string>, url: URL): void {
-  // ?pretty indents with four spaces, as Consul does.
-  const text = url.searchParams.has("pretty") ? JSON.stringify(value, null, 4) : JSON.stringify(value);
-  send(res, status, "application/json", Buffer.from(text), headers);
+function sendJson(res: http.ServerResponse, status: number, value: unknown, headers: Record<string, string>): void {
+  send(res, status, "application/json", Buffer.from(JSON.stringify(value)), headers);
 }
 
 /**
@@ -1380,81 +1074,51 @@ function hugeJson(result: unknown, bytes: number): Buffer {
   const pad = "x".repeat(Math.ceil(bytes / entries.length));
   const padded = entries.map((e) => {
     const copy = structuredClone(e);
-    const svc = (copy.Service ?? copy) as Record<string, unknown>;
-    const metaKey = "Service" in copy ? "Meta" : "ServiceMeta";
-    svc[metaKey] = { ...(svc[metaKey] as Record<string, string>), padding: pad };
+    const svc = copy.Service as Record<string, unknown>;
+    svc.Meta = { ...(svc.Meta as Record<string, string>), padding: pad };
     return copy;
   });
   return Buffer.from(JSON.stringify(padded));
 }
 
 /**
- * Entries that are valid JSON but not what Consul sends: each variant shows
- * one defect, applied to a real entry in turn (or to a placeholder on
+ * Health entries that are valid JSON but not what Consul sends: each variant
+ * shows one defect, applied to a real entry in turn (or to a placeholder on
  * 127.0.0.1 when there is none). With `mixed`, the real entries come first.
  */
 function spoil(q: Query, kind: "wrongTypes" | "missingFields", mixed: boolean): unknown {
-  const real = q.result();
-  if (q.kind === "services") {
-    const list = real as Record<string, string[]>;
-    if (kind === "missingFields") return mixed ? list : {};
-    const bad = Object.fromEntries(Object.keys(list).map((k) => [k, 42]));
-    return mixed ? { ...list, "bad-tags": "not-a-list" } : bad;
-  }
-  const entries = real as Array<Record<string, unknown>>;
-  const base = entries.length > 0 ? entries : [placeholder(q)];
+  const entries = q.result() as Array<Record<string, unknown>>;
+  const base = entries.length > 0 ? entries : [placeholder(q.service as string)];
   type Edit = (e: Record<string, unknown>) => void;
   const svcOf = (e: Record<string, unknown>) => e.Service as Record<string, unknown>;
   const nodeOf = (e: Record<string, unknown>) => e.Node as Record<string, unknown>;
-  const health = q.kind === "health";
   const edits: Edit[] =
     kind === "wrongTypes"
-      ? health
-        ? [
-            (e) => (svcOf(e).Port = String(svcOf(e).Port)),
-            (e) => {
-              svcOf(e).Address = 2130706433;
-              nodeOf(e).Address = 2130706433;
-            },
-            (e) => (svcOf(e).Weights = { Passing: "10", Warning: true }),
-            (e) => (svcOf(e).Tags = "primary"),
-            (e) => (e.Service = "not-an-object"),
-            (e) => (svcOf(e).Port = null),
-          ]
-        : [
-            (e) => (e.ServicePort = String(e.ServicePort)),
-            (e) => {
-              e.ServiceAddress = 2130706433;
-              e.Address = 2130706433;
-            },
-            (e) => (e.ServiceWeights = { Passing: "10", Warning: true }),
-            (e) => (e.ServiceTags = "primary"),
-            (e) => (e.ServicePort = null),
-          ]
-      : health
-        ? [
-            (e) => delete e.Service,
-            (e) => delete svcOf(e).Port,
-            (e) => (svcOf(e).Port = 0),
-            (e) => {
-              delete svcOf(e).Address;
-              delete nodeOf(e).Address;
-            },
-            (e) => {
-              delete e.Node;
-              svcOf(e).Address = "";
-            },
-            (e) => delete e.Checks,
-          ]
-        : [
-            (e) => delete e.ServicePort,
-            (e) => (e.ServicePort = 0),
-            (e) => {
-              delete e.ServiceAddress;
-              delete e.Address;
-            },
-            (e) => delete e.ServiceID,
-          ];
+      ? [
+          (e) => (svcOf(e).Port = String(svcOf(e).Port)),
+          (e) => {
+            svcOf(e).Address = 2130706433;
+            nodeOf(e).Address = 2130706433;
+          },
+          (e) => (svcOf(e).Weights = { Passing: "10", Warning: true }),
+          (e) => (svcOf(e).Tags = "primary"),
+          (e) => (e.Service = "not-an-object"),
+          (e) => (svcOf(e).Port = null),
+        ]
+      : [
+          (e) => delete e.Service,
+          (e) => delete svcOf(e).Port,
+          (e) => (svcOf(e).Port = 0),
+          (e) => {
+            delete svcOf(e).Address;
+            delete nodeOf(e).Address;
+          },
+          (e) => {
+            delete e.Node;
+            svcOf(e).Address = "";
+          },
+          (e) => delete e.Checks,
+        ];
   const bad = edits.map((edit, n) => {
     const copy = structuredClone(base[n % base.length] as Record<string, unknown>);
     edit(copy);
@@ -1463,14 +1127,9 @@ function spoil(q: Query, kind: "wrongTypes" | "missingFields", mixed: boolean): 
   return mixed ? [...entries, ...bad] : bad;
 }
 
-function placeholder(q: Query): Record<string, unknown> {
-  const name = q.service ?? "service";
-  const node = { ID: nodeId("node1"), Node: "node1", Address: "127.0.0.1" };
-  if (q.kind === "catalog") {
-    return { ...node, ServiceID: name, ServiceName: name, ServiceTags: [], ServiceAddress: "127.0.0.1", ServicePort: 9, ServiceWeights: { Passing: 1, Warning: 1 } };
-  }
+function placeholder(name: string): Record<string, unknown> {
   return {
-    Node: node,
+    Node: { ID: nodeId("node1"), Node: "node1", Address: "127.0.0.1" },
     Service: { ID: name, Service: name, Tags: [], Address: "127.0.0.1", Port: 9, Weights: { Passing: 1, Warning: 1 } },
     Checks: [],
   };

@@ -1,9 +1,11 @@
 /**
  * A bounded client load over loopback: N concurrent keep-alive clients, until
  * a request count or a time limit, whichever comes first. Counts which
- * backend answered (X-Backend) and every failure.
+ * backend answered (X-Backend) and every failure. Also a paced background
+ * load and a sequential sample.
  */
 import http from "node:http";
+import { sleep } from "./ports.js";
 
 export interface LoadOptions {
   url: string;
@@ -72,4 +74,82 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
   await Promise.all(Array.from({ length: concurrency }, client));
   agent.destroy();
   return result;
+}
+
+export interface PacedLoad {
+  /** Stops issuing and resolves once every client has finished. */
+  stop(): Promise<LoadResult>;
+  readonly result: LoadResult;
+}
+
+/**
+ * A steady, bounded background load: `clients` keep-alive clients, each
+ * sending one request every `intervalMs` until stopped or `maxRequests`.
+ * (runLoad sends back to back, which on a 2-core box starves everything else
+ * during a 30 s outage test.) Also records the slowest answer.
+ */
+export function pacedLoad(url: string, opts: { clients?: number; intervalMs?: number; maxRequests?: number; timeoutMs?: number } = {}): PacedLoad & { slowestMs: () => number } {
+  const clients = opts.clients ?? 2;
+  const interval = opts.intervalMs ?? 25;
+  const max = opts.maxRequests ?? 20_000;
+  const agent = new http.Agent({ keepAlive: true, maxSockets: clients });
+  const result: LoadResult = { total: 0, ok: 0, failures: [], byBackend: {}, statuses: {} };
+  const started = Date.now();
+  let stopped = false;
+  let slowest = 0;
+  const client = async () => {
+    while (!stopped && result.total < max) {
+      const t0 = Date.now();
+      try {
+        const res = await request(url, { agent, timeoutMs: opts.timeoutMs ?? 10_000 });
+        result.statuses[res.status] = (result.statuses[res.status] ?? 0) + 1;
+        if (res.status === 200) {
+          result.ok++;
+          const b = String(res.headers["x-backend"] ?? "?");
+          result.byBackend[b] = (result.byBackend[b] ?? 0) + 1;
+        } else {
+          result.failures.push({ at: Date.now() - started, status: res.status });
+        }
+      } catch (error) {
+        result.failures.push({ at: Date.now() - started, error: (error as Error).message });
+      }
+      result.total++;
+      const took = Date.now() - t0;
+      slowest = Math.max(slowest, took);
+      await sleep(Math.max(0, interval - took));
+    }
+  };
+  const done = Promise.all(Array.from({ length: clients }, client));
+  return {
+    result,
+    slowestMs: () => slowest,
+    async stop() {
+      stopped = true;
+      await done;
+      agent.destroy();
+      return result;
+    },
+  };
+}
+
+/** Counts answers per backend over `n` sequential requests. */
+export async function sample(url: string, n: number): Promise<{ byBackend: Record<string, number>; failures: number; statuses: Record<number, number> }> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const byBackend: Record<string, number> = {};
+  const statuses: Record<number, number> = {};
+  let failures = 0;
+  for (let i = 0; i < n; i++) {
+    try {
+      const res = await request(url, { agent, timeoutMs: 5000 });
+      statuses[res.status] = (statuses[res.status] ?? 0) + 1;
+      if (res.status === 200) {
+        const b = String(res.headers["x-backend"] ?? "?");
+        byBackend[b] = (byBackend[b] ?? 0) + 1;
+      } else failures++;
+    } catch {
+      failures++;
+    }
+  }
+  agent.destroy();
+  return { byBackend, failures, statuses };
 }

@@ -4,7 +4,7 @@ import { specJsonSchema } from "../../src/spec/json-schema.js";
 import { specReference } from "../../src/spec/reference.js";
 
 const README = new URL("../../README.md", import.meta.url);
-const START = "<!-- spec-reference:start (generated from the schema; UPDATE_README=1 npx vitest run test/spec/reference.test.ts) -->\n";
+const START = "<!-- spec-reference:start (generated from the schema; UPDATE_README=1 npx vitest run test/spec/reference.unit.test.ts) -->\n";
 const END = "<!-- spec-reference:end -->";
 
 it("the README's spec reference is generated from the schema and in step with it", () => {
