@@ -49,7 +49,9 @@ function _M.init()
   local discovery = require "gen_lb.discovery"
 
   ok, err = dump.prepare_dir()
-  if not ok then
+  if dump.refused then
+    log.err(dump.refused)
+  elseif not ok then
     log.warn("the dump file ", dump.path, " may not be writable by workers: ", err)
   end
   discovery.seed()

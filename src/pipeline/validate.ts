@@ -108,6 +108,9 @@ function crossCheck(spec: Spec, diag: Diag, raw: Record<string, Record<string, u
   };
   checkLogs(spec.nginx.http.access_log, ["nginx", "http", "access_log"]);
 
+  const dumpProblem = dumpFileProblem(spec.consul.dump_file);
+  if (dumpProblem !== undefined) errors.push(diag(["consul", "dump_file"], dumpProblem));
+
   for (const [name, up] of Object.entries(spec.upstreams)) {
     const path = ["upstreams", name];
     if (up.balance === "chash" && up.hash_key === undefined) {
@@ -178,6 +181,30 @@ function crossCheck(spec: Spec, diag: Diag, raw: Record<string, Record<string, u
     warnings.push(diag(["upstreams", name], `upstream "${name}" is not used by any location (${still})`));
   }
   return { errors, warnings };
+}
+
+/**
+ * The dump file must stay inside the prefix: the master (root, usually)
+ * creates its directory and chowns it to the worker user. Symlinks are the
+ * runtime's to resolve (it refuses a path that leads out); here the text.
+ */
+function dumpFileProblem(file: string): string | undefined {
+  if (file.startsWith("/")) {
+    return `dump_file ${JSON.stringify(file)} is absolute; it must be a path inside the prefix, such as "state/gen_lb_peers.json" (the master makes its directory writable for the workers, and does so only inside the prefix)`;
+  }
+  const parts: string[] = [];
+  for (const part of file.split("/")) {
+    if (part === "" || part === ".") continue;
+    if (part === "..") {
+      if (parts.pop() === undefined) {
+        return `dump_file ${JSON.stringify(file)} leads outside the prefix (".."); use a path inside it, such as "state/gen_lb_peers.json"`;
+      }
+    } else parts.push(part);
+  }
+  if (parts.length < 2) {
+    return `dump_file ${JSON.stringify(file)} must be in a directory below the prefix, such as "state/gen_lb_peers.json" (the master hands that directory to the worker user, never the prefix itself)`;
+  }
+  return undefined;
 }
 
 /** 8080, "8080", "*:8080" and "0.0.0.0:8080" are one address to nginx. */

@@ -126,7 +126,7 @@ export const consulSchema = z
     dump_file: safeText("a dump file path")
       .default("state/gen_lb_peers.json")
       .describe(
-        "last-known-good peer lists, written atomically, read at start before Consul answers; relative to the prefix",
+        "last-known-good peer lists, written atomically, read at start before Consul answers; a path in a directory inside the prefix (absolute paths and paths that lead out of it are rejected, and the runtime refuses one that a symlink leads out)",
       ),
   })
   .describe("where and how the generated Lua talks to Consul at run time");
