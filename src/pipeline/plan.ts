@@ -322,6 +322,13 @@ function planProxy(up: Upstream, loc: Location): NginxDirective[] {
   return out;
 }
 
+/**
+ * The status listener answers its path and nothing else: without a catch-all
+ * location nginx would serve the prefix's html/ on it. The allow list is at
+ * server level so that it covers every request to the listener; the
+ * catch-all answers 404 in the content phase, after access has run (a
+ * `return` would answer before the allow list is consulted).
+ */
 function planStatusServer(spec: Spec): NginxDirective {
   const s = spec.status;
   return block(
@@ -330,12 +337,10 @@ function planStatusServer(spec: Spec): NginxDirective {
     [
       d("listen", String(s.listen)),
       d("access_log", "off"),
-      block("location", ["=", s.path], [
-        ...s.allow.map((a) => d("allow", a)),
-        d("deny", "all"),
-        d("default_type", "application/json"),
-        lua("content_by_lua_block", 'require("gen_lb.status").serve()'),
-      ]),
+      ...s.allow.map((a) => d("allow", a)),
+      d("deny", "all"),
+      block("location", ["=", s.path], [d("default_type", "application/json"), lua("content_by_lua_block", 'require("gen_lb.status").serve()')]),
+      block("location", ["/"], [lua("content_by_lua_block", "ngx.exit(ngx.HTTP_NOT_FOUND)")]),
     ],
     "status",
   );
