@@ -44,6 +44,7 @@ function _M.init()
   require "gen_lb.health_checker"
   require "gen_lb.balancer"
   require "gen_lb.status"
+  require "gen_lb.discovery_hold"
   local log = require "gen_lb.log"
   local dump = require "gen_lb.dump"
   local discovery = require "gen_lb.discovery"

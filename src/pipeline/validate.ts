@@ -6,6 +6,7 @@ import type { z } from "zod";
 import { formatPath, loadSpecText, type LoadedSpec, type SpecDiagnostic } from "./load.js";
 import { proxiesToUpstream, specSchema, type Directive, type Spec } from "../spec/schema.js";
 import { checkUpstream, isStaticUpstream } from "../spec/upstream-checks.js";
+import { ownsAccessPhase } from "./plan.js";
 
 export interface ValidationResult {
   spec?: Spec;
@@ -173,6 +174,33 @@ function crossCheck(spec: Spec, diag: Diag, raw: Record<string, Record<string, u
     if (!proxying[si]) return;
     ownLogPhase(server.directives, ["servers", si, "directives"]);
     server.locations.forEach((loc, li) => ownLogPhase(loc.directives, ["servers", si, "locations", li, "directives"]));
+  });
+
+  // Likewise access_by_lua in a location gen-lb holds or fails closed in:
+  // its own would replace the user's (or the user's would be a duplicate).
+  const reported = new Set<string>();
+  const ownAccessPhase = (list: readonly Directive[], path: PropertyKey[], upstream: string) => {
+    list.forEach((dir, i) => {
+      const at = formatPath([...path, i]);
+      if (/^access_by_lua(_block|_file)?$/.test(dir.name) && !reported.has(at)) {
+        reported.add(at);
+        errors.push(
+          diag(
+            [...path, i, "name"],
+            `${dir.name} cannot be used where gen-lb proxies to upstream "${upstream}": gen-lb runs its own access_by_lua there (to hold requests until its first peers, or to answer 503 with fail_open: false; nginx keeps only one); drop this directive, or leave gen-lb no access phase there (fail_open: true, and fallback peers or runtime.hold_for_peers: 0)`,
+          ),
+        );
+      }
+    });
+  };
+  spec.servers.forEach((server, si) => {
+    server.locations.forEach((loc, li) => {
+      const up = loc.upstream === undefined ? undefined : spec.upstreams[loc.upstream];
+      if (up === undefined || !ownsAccessPhase(spec, up)) return;
+      ownAccessPhase(loc.directives, ["servers", si, "locations", li, "directives"], loc.upstream!);
+      ownAccessPhase(server.directives, ["servers", si, "directives"], loc.upstream!);
+      ownAccessPhase(spec.nginx.http.directives, ["nginx", "http", "directives"], loc.upstream!);
+    });
   });
 
   for (const name of upstreamNames) {

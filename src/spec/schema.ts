@@ -463,6 +463,11 @@ export const runtimeSchema = z
     peers_dict_size: size("10m").optional().describe("lua_shared_dict for peer lists (default grows with the number of upstreams)"),
     health_dict_size: size("10m").optional().describe("lua_shared_dict for health state"),
     log_level: z.enum(["debug", "info", "notice", "warn", "error"]).default("notice").describe("level of gen-lb's own change log lines"),
+    hold_for_peers: duration("2s")
+      .optional()
+      .describe(
+        "how long a request to a Consul upstream without fallback peers waits, on a fresh start with no dump file, for the first Consul answer before the balancer answers 502 (0: answer at once); default: consul.timeout",
+      ),
   })
   .describe("sizes and knobs of the generated Lua runtime");
 

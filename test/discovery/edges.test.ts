@@ -13,6 +13,7 @@ import { startBackends, type Backend } from "../support/backends.js";
 import { ConsulStandin } from "../support/consul-standin.js";
 import { buildPrefix, isAlive, NGINX_BIN, tempDir } from "../support/nginx.js";
 import { freePort, waitFor } from "../support/ports.js";
+import { request } from "../support/load.js";
 import { formatDiagnostic } from "../../src/pipeline/load.js";
 import { validateSpecText } from "../../src/pipeline/validate.js";
 import { instance, Stack } from "./harness.js";
@@ -102,6 +103,15 @@ describe("runtime edges: the dump path stays inside the prefix", () => {
       expect(lines[0]).toContain("consul.dump_file");
     }
     expect(validateSpecText('consul:\n  dump_file: "state/./peers/../gen_lb.json"\n', "spec.yaml").errors).toEqual([]);
+  });
+
+  it("validation refuses a user access_by_lua where gen-lb holds requests (nginx keeps one per location)", () => {
+    const spec = (extra: string) =>
+      `upstreams:\n  web:\n    service: web\n${extra}servers:\n  - listen: 8080\n    locations:\n      - path: /\n        upstream: web\n        directives:\n          - name: access_by_lua_block\n            args: ["ngx.var.x = 1"]\n`;
+    const r = validateSpecText(spec(""), "spec.yaml");
+    expect(r.errors.map(formatDiagnostic)).toEqual([expect.stringMatching(/^servers\[0\]\.locations\[0\]\.directives\[0\]\.name \(spec\.yaml:10:\d+\).*hold requests/)]);
+    // With fallback peers and fail_open (the default) gen-lb has no access phase there.
+    expect(validateSpecText(spec('    fallback: ["127.0.0.1:9000"]\n'), "spec.yaml").errors).toEqual([]);
   });
 
   it("a hand-edited config.lua pointing out of the prefix: nothing outside is created or chowned", async () => {
@@ -218,5 +228,60 @@ describe("runtime edges: the status listener", () => {
       const r = await get(`${base}${p}`, "127.0.0.2");
       expect({ p, status: r.status }).toEqual({ p, status: 403 });
     }
+  });
+});
+
+describe("runtime edges: a fresh start with no dump and no fallback holds requests for the first Consul answer", () => {
+  let stack: Stack | undefined;
+  afterEach(async () => {
+    await stack?.stop();
+    stack = undefined;
+  });
+
+  it("requests sent before Consul's late first answer wait for it instead of failing", async () => {
+    const b = await backend();
+    const standin = await standinWith(b);
+    // Consul takes 1.5 s over the watcher's first query (the agent is slow or just restarted).
+    standin.fault({ kind: "delay", delayMs: 1500, times: 1, path: /^\/v1\/health\/service\/web$/ });
+    stack = await Stack.start({ standin, workers: 2, consul: { timeout: "3s" } });
+    const started = Date.now();
+    const answers = await Promise.all(
+      Array.from({ length: 12 }, async (_, i) => {
+        await new Promise((r) => setTimeout(r, i * 100));
+        const r = await request(stack!.url("/"), { timeoutMs: 10_000 });
+        return { status: r.status, at: Date.now() - started };
+      }),
+    );
+    expect(answers.filter((a) => a.status !== 200)).toEqual([]);
+    // They were held: the first ones could not have been answered before Consul did.
+    expect(Math.max(...answers.map((a) => a.at))).toBeGreaterThan(1000);
+    expect(stack.genLbLines().filter((l) => /no peers \(Consul has not listed any\)/.test(l))).toEqual([]);
+  });
+
+  it("the hold is bounded by runtime.hold_for_peers: with Consul down a request waits that long, then 502", async () => {
+    const standin = new ConsulStandin();
+    await standin.start();
+    cleanups.push(() => standin.stop());
+    await standin.down();
+    const work = tempDir();
+    chmodSync(work, 0o755);
+    const prefix = path.join(work, "prefix");
+    const port = await freePort();
+    const spec = Stack.spec({ workers: 1, consul: { timeout: "1s" } }, [standin.url], port) as Record<string, unknown>;
+    await buildPrefix({ ...spec, runtime: { log_level: "notice", hold_for_peers: "1200ms" } } as never, prefix);
+    chmodSync(prefix, 0o755);
+    await startIn(work, `${prefix}/`);
+    const url = (p: string) => `http://127.0.0.1:${port}${p}`;
+    await waitFor(async () => (await request(url("/_gen_lb_view")).catch(() => undefined))?.status === 200, "nginx to answer");
+    const t0 = Date.now();
+    const r = await request(url("/"), { timeoutMs: 10_000 });
+    const took = Date.now() - t0;
+    expect(r.status).toBe(502);
+    expect(took).toBeGreaterThanOrEqual(1100);
+    expect(took).toBeLessThan(4000);
+    // Requests to gen-lb's own locations are never held.
+    const t1 = Date.now();
+    expect((await request(url("/_gen_lb_view"))).status).toBe(200);
+    expect(Date.now() - t1).toBeLessThan(1000);
   });
 });
