@@ -20,6 +20,7 @@ local timer_at = ngx.timer.at
 local encode = cjson.encode
 local decode = cjson.decode
 local concat = table.concat
+local sort = table.sort
 local sub = string.sub
 local find = string.find
 local match = string.match
@@ -168,18 +169,65 @@ function _M.read()
   return out
 end
 
+-- When this config started (init, in the master): a dump another build wrote
+-- after it is newer than this config.
+local STARTED = now()
+
+-- Entries to keep from the file as it is: those a newer writer left (another
+-- build's, written since this config started: `gen-lb install` seeding the
+-- next config before its reload) for upstreams this config does not have, or
+-- has under another Consul query. Without this, the old config's watcher,
+-- writing between the seeding and the reload, would drop the seeded lists of
+-- upstreams the new config adds. An older build's file carries nothing.
+local function carried()
+  local f = io_open(PATH, "rb")
+  if not f then
+    return nil
+  end
+  local text = f:read("*a")
+  f:close()
+  local doc = decode(text or "")
+  if type(doc) ~= "table" or doc.format ~= FORMAT or type(doc.upstreams) ~= "table"
+    or doc.build_id == config.build_id or type(doc.written_at) ~= "number" or doc.written_at < STARTED then
+    return nil
+  end
+  local out = {}
+  for name, u in pairs(doc.upstreams) do
+    if type(name) == "string" and type(u) == "table" and type(u.peers) == "table" then
+      local up = config.upstreams[name]
+      local ours = up and peers.meta(name).key
+      if not up or (type(u.key) == "string" and u.key ~= ours) then
+        out[name] = u
+      end
+    end
+  end
+  return out
+end
+
 -- The file's text: upstreams in name order, lists in canonical order, so
 -- that the same state always gives the same bytes (apart from written_at).
 local function render(written_at)
-  local parts = {}
+  local keep = carried() or {}
+  local entries, names = {}, {}
+  for name, u in pairs(keep) do
+    names[#names + 1] = name
+    entries[name] = encode(name) .. ":{\"key\":" .. encode(u.key or "") .. ",\"index\":"
+      .. fmt("%.0f", tonumber(u.index) or 0) .. ",\"peers\":" .. (#u.peers > 0 and encode(u.peers) or "[]") .. "}"
+  end
   for _, name in ipairs(config.upstream_names) do
     local list, _, json = peers.stored(name)
     local meta = peers.meta(name)
     -- Only lists that came from Consul (or an earlier dump) are worth keeping.
-    if list and (meta.source == "consul" or meta.source == "dump") then
-      parts[#parts + 1] = encode(name) .. ":{\"key\":" .. encode(meta.key or "")
+    if not keep[name] and list and (meta.source == "consul" or meta.source == "dump") then
+      names[#names + 1] = name
+      entries[name] = encode(name) .. ":{\"key\":" .. encode(meta.key or "")
         .. ",\"index\":" .. fmt("%.0f", tonumber(meta.index) or 0) .. ",\"peers\":" .. json .. "}"
     end
+  end
+  sort(names)
+  local parts = {}
+  for i, name in ipairs(names) do
+    parts[i] = entries[name]
   end
   return "{\"format\":" .. FORMAT .. ",\"generator\":" .. encode(config.generator)
     .. ",\"build_id\":" .. encode(config.build_id) .. ",\"written_at\":" .. written_at

@@ -16,6 +16,7 @@ import { freePort, waitFor } from "../support/ports.js";
 import { request } from "../support/load.js";
 import { formatDiagnostic } from "../../src/pipeline/load.js";
 import { validateSpecText } from "../../src/pipeline/validate.js";
+import { renderDump } from "../../src/consul/dump.js";
 import { instance, Stack } from "./harness.js";
 
 const NOBODY_UID = 65534;
@@ -283,5 +284,51 @@ describe("runtime edges: a fresh start with no dump and no fallback holds reques
     const t1 = Date.now();
     expect((await request(url("/_gen_lb_view"))).status).toBe(200);
     expect(Date.now() - t1).toBeLessThan(1000);
+  });
+});
+
+describe("runtime edges: the dump between install's seeding and the reload", () => {
+  let stack: Stack | undefined;
+  afterEach(async () => {
+    await stack?.stop();
+    stack = undefined;
+  });
+
+  it("the old config's watcher keeps the seeded entries of upstreams the new config adds", async () => {
+    const [a, b, c] = (await startBackends(["a", "b", "c"])) as [Backend, Backend, Backend];
+    cleanups.push(() => Promise.all([a, b, c].map((x) => x.stop())).then(() => undefined));
+    stack = await Stack.start({ workers: 2 });
+    stack.register(instance("web", a.port));
+    await waitFor(() => stack!.readDump()?.upstreams.web?.peers.length === 1, "the first dump");
+    // `gen-lb install` seeds the next build's dump: web as it is, and api, which only the next config has.
+    const seeded = renderDump({
+      generator: "gen-lb install (seed)",
+      buildId: "0123456789abcdef",
+      writtenAt: Date.now() / 1000,
+      upstreams: {
+        web: { key: "web||", index: 1, peers: [{ host: "127.0.0.1", port: a.port, weight: 1 }] },
+        api: { key: "api||", index: 7, peers: [{ host: "127.0.0.1", port: c.port, weight: 1 }] },
+      },
+    });
+    writeFileSync(stack.dumpPath(), seeded);
+    // Before the reload, web changes: the old config's watcher writes the dump.
+    stack.register(instance("web", b.port));
+    const after = await waitFor(() => {
+      const d = stack!.readDump();
+      return d?.upstreams.web?.peers.length === 2 ? d : undefined;
+    }, "the old watcher's write");
+    expect(after.upstreams.api).toEqual({ key: "api||", index: 7, peers: [["127.0.0.1", c.port, 1]] });
+
+    // The reload into the next config, with Consul down: api starts from the seeded peers.
+    await stack.standin.down();
+    const spec = Stack.spec({ upstreams: { web: { service: "web" }, api: { service: "api" } } }, [stack.standin.url], stack.port);
+    await buildPrefix(spec as never, stack.prefix);
+    await stack.nginx.reload();
+    const api = await waitFor(async () => {
+      const v = (await stack!.view()).upstreams.api;
+      return v?.meta.source === "dump" ? v : undefined;
+    }, "api seeded from the dump after the reload");
+    expect(api.peers).toEqual([`127.0.0.1:${c.port}/1`]);
+    await stack.standin.up();
   });
 });
