@@ -45,7 +45,7 @@ local DNS = {
 local SHAPE = {
   build_id = "string", generator = "string",
   dicts = { peers = "string", health = "string", locks = "string" },
-  log_level = "string", worker_user = "string", dump_file = "string",
+  log_level = "string", worker_user = "string", dump_file = "string", hold_for_peers = "number",
   consul = {
     addresses = { _each = { scheme = "string", host = "string", port = "number" } },
     token_env = "string?", datacenter = "string?", wait = "number", timeout = "number",

@@ -66,7 +66,8 @@ _M.publish = publish
 --- live lists; an upstream whose service, tags and dc did not change keeps them.
 function _M.seed()
   local saved, err = dump.read()
-  if not saved and err and not find(err, "No such file", 1, true) then
+  -- A refused dump path was logged by gen_lb.runtime already.
+  if not saved and err and not dump.refused and not find(err, "No such file", 1, true) then
     log.warn("ignoring the dump file: ", err)
   end
   saved = saved or {}

@@ -44,12 +44,15 @@ function _M.init()
   require "gen_lb.health_checker"
   require "gen_lb.balancer"
   require "gen_lb.status"
+  require "gen_lb.discovery_hold"
   local log = require "gen_lb.log"
   local dump = require "gen_lb.dump"
   local discovery = require "gen_lb.discovery"
 
   ok, err = dump.prepare_dir()
-  if not ok then
+  if dump.refused then
+    log.err(dump.refused)
+  elseif not ok then
     log.warn("the dump file ", dump.path, " may not be writable by workers: ", err)
   end
   discovery.seed()

@@ -31,13 +31,16 @@ local DECLS = {
   "int close(int fd);",
   "int unlink(const char *path);",
   "char *strerror(int errnum);",
+  "char *getcwd(char *buf, size_t size);",
+  "char *realpath(const char *path, char *resolved_path);",
 }
 for _, decl in ipairs(DECLS) do
   pcall(ffi.cdef, decl)
 end
 
 -- Linux values (the same on x86_64 and aarch64).
-local ESRCH, EEXIST, EINTR = 3, 17, 4
+local ESRCH, ENOENT, EEXIST, EINTR = 3, 2, 17, 4
+local PATH_MAX = 4096
 local O_WRONLY, O_RDONLY, O_CREAT, O_TRUNC, O_CLOEXEC = 1, 0, 64, 512, 524288
 
 local function strerror(errno)
@@ -77,8 +80,68 @@ function _M.chown(path, uid, gid)
   return true
 end
 
---- mkdir -p; returns true, created (whether the last component was made), or nil, err.
+--- The process's working directory, or nil, err.
+function _M.getcwd()
+  local buf = ffi.new("char[?]", PATH_MAX)
+  if C.getcwd(buf, PATH_MAX) == nil then
+    return nil, strerror(ffi_errno())
+  end
+  return ffi_string(buf)
+end
+
+--- realpath(3): the path with symlinks, "." and ".." resolved; nil, err, errno
+--- when a component does not exist (or cannot be searched).
+local function realpath(path)
+  local buf = ffi.new("char[?]", PATH_MAX)
+  if C.realpath(path, buf) == nil then
+    local errno = ffi_errno()
+    return nil, strerror(errno), errno
+  end
+  return ffi_string(buf)
+end
+_M.realpath = realpath
+
+--- An absolute path as the kernel would walk it, whether or not it exists:
+--- every existing component is resolved (symlinks, ".."), the part below the
+--- deepest existing directory, which mkdir_p would create as plain
+--- directories, lexically. nil, err when a component cannot be searched.
+function _M.resolve(path)
+  if path:sub(1, 1) ~= "/" then
+    error("sys.resolve: an absolute path is needed, got " .. path, 2)
+  end
+  local cur, exists = "/", true
+  for part in path:gmatch("[^/]+") do
+    if exists then
+      local r, err, errno = realpath((cur == "/" and "" or cur) .. "/" .. part)
+      if r then
+        cur = r
+      elseif errno == ENOENT then
+        exists = false
+      else
+        return nil, err
+      end
+    end
+    if not exists then
+      if part == ".." then
+        cur = cur:match("^(.*)/[^/]*$")
+        if cur == "" then
+          cur = "/"
+        end
+      elseif part ~= "." then
+        cur = (cur == "/" and "" or cur) .. "/" .. part
+      end
+    end
+  end
+  return cur
+end
+
+--- mkdir -p of an absolute path; returns true, created (whether the last
+--- component was made), or nil, err. (A relative path would be made from /:
+--- callers resolve paths first.)
 function _M.mkdir_p(path, mode)
+  if path:sub(1, 1) ~= "/" then
+    error("sys.mkdir_p: an absolute path is needed, got " .. path, 2)
+  end
   local created = false
   local prefix = ""
   for part in path:gmatch("[^/]+") do

@@ -89,6 +89,7 @@ export const runtimeConfigSchema = z.strictObject({
   log_level: z.enum(["debug", "info", "notice", "warn", "error"]),
   worker_user: z.string().describe("the user workers run as when the master is root (nginx's default: nobody)"),
   dump_file: z.string(),
+  hold_for_peers: seconds.describe("longest wait of a request for a never-populated upstream's first peers (0: none)"),
   consul: z.strictObject({
     addresses: z.array(runtimeAddressSchema).min(1),
     token_env: z.string().optional().describe("absent: no ACL token"),

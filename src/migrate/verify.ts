@@ -78,6 +78,7 @@ function generated(scope: string, d: Directive): boolean {
   if (scope.includes("location")) {
     if (/^(proxy_pass|proxy_http_version|proxy_set_header|proxy_next_upstream|proxy_next_upstream_tries)$/.test(n)) return true;
     if (n === "set" && d.args[0] === "$gen_lb_hash_key") return true;
+    if (n === "access_by_lua_block" && /^require\("gen_lb\.(discovery_hold|balancer)"\)/.test(d.args[0]?.trim() ?? "")) return true;
   }
   return false;
 }

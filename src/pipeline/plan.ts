@@ -284,12 +284,27 @@ function planLocation(spec: Spec, loc: Location, path: string): NginxDirective {
   if (loc.index) inner.push(d("index", ...loc.index));
   if (loc.try_files) inner.push(d("try_files", ...loc.try_files));
   if (loc.return) inner.push(d("return", loc.return.code, ...(loc.return.text === undefined ? [] : [loc.return.text])));
-  if (loc.upstream !== undefined) inner.push(...planProxy(spec.upstreams[loc.upstream]!, loc));
+  if (loc.upstream !== undefined) inner.push(...planProxy(spec, spec.upstreams[loc.upstream]!, loc));
   inner.push(...loc.directives);
   return block("location", modifier === undefined ? [loc.path] : [modifier, loc.path], inner, path);
 }
 
-function planProxy(up: Upstream, loc: Location): NginxDirective[] {
+/** runtime.hold_for_peers in seconds; by default the Consul timeout, about when a first answer (or its failure) arrives. */
+function holdForPeers(spec: Spec): number {
+  return seconds(spec.runtime.hold_for_peers ?? spec.consul.timeout);
+}
+
+/** Whether requests to `up` may wait for its first peers (gen_lb.discovery_hold). */
+function holdsRequests(spec: Spec, up: Upstream): boolean {
+  return up.service !== undefined && up.fallback.length === 0 && holdForPeers(spec) > 0;
+}
+
+/** Whether gen-lb puts its own access_by_lua in a location proxying to `up` (nginx keeps one per location). */
+export function ownsAccessPhase(spec: Spec, up: Upstream): boolean {
+  return holdsRequests(spec, up) || (up.service !== undefined && !up.fail_open);
+}
+
+function planProxy(spec: Spec, up: Upstream, loc: Location): NginxDirective[] {
   const name = loc.upstream!;
   // Only the Lua engine reads the hash key from a variable and answers fail-closed itself.
   const consul = up.service !== undefined && up.discovery !== "dns";
@@ -319,11 +334,28 @@ function planProxy(up: Upstream, loc: Location): NginxDirective[] {
     if (up.retry_non_idempotent) conditions.push("non_idempotent");
     out.push(d("proxy_next_upstream", ...conditions), d("proxy_next_upstream_tries", up.retries + 1));
   }
+  // Access phase, where a request may wait (balancer_by_lua cannot yield).
+  // It costs about 2,200 instructions per request even once populated
+  // (entering access_by_lua; bench/balancer-instructions.ts: gen 26.3k -> 28.5k);
+  // a set_by_lua + `if` guard measured dearer. Fallback peers or
+  // runtime.hold_for_peers: 0 leave it out.
+  // Without fallback peers a fresh start has none until Consul's first
+  // answer: hold the request briefly rather than answer 502 at once.
   // Fail closed answers 503 before proxying: a balancer can only make nginx say 500 or 502.
-  if (consul && !up.fail_open) out.push(lua("access_by_lua_block", `require("gen_lb.balancer").access(${JSON.stringify(name)})`));
+  const access: string[] = [];
+  if (holdsRequests(spec, up)) access.push(`require("gen_lb.discovery_hold").wait(${JSON.stringify(name)})`);
+  if (consul && !up.fail_open) access.push(`require("gen_lb.balancer").access(${JSON.stringify(name)})`);
+  if (access.length > 0) out.push(lua("access_by_lua_block", access.join(" ")));
   return out;
 }
 
+/**
+ * The status listener answers its path and nothing else: without a catch-all
+ * location nginx would serve the prefix's html/ on it. The allow list is at
+ * server level so that it covers every request to the listener; the
+ * catch-all answers 404 in the content phase, after access has run (a
+ * `return` would answer before the allow list is consulted).
+ */
 function planStatusServer(spec: Spec): NginxDirective {
   const s = spec.status;
   return block(
@@ -332,12 +364,10 @@ function planStatusServer(spec: Spec): NginxDirective {
     [
       d("listen", String(s.listen)),
       d("access_log", "off"),
-      block("location", ["=", s.path], [
-        ...s.allow.map((a) => d("allow", a)),
-        d("deny", "all"),
-        d("default_type", "application/json"),
-        lua("content_by_lua_block", 'require("gen_lb.status").serve()'),
-      ]),
+      ...s.allow.map((a) => d("allow", a)),
+      d("deny", "all"),
+      block("location", ["=", s.path], [d("default_type", "application/json"), lua("content_by_lua_block", 'require("gen_lb.status").serve()')]),
+      block("location", ["/"], [lua("content_by_lua_block", "ngx.exit(ngx.HTTP_NOT_FOUND)")]),
     ],
     "status",
   );
@@ -352,6 +382,7 @@ function planLuaConfig(spec: Spec): RuntimeConfig {
     // nginx's own default worker user when the master is root and `user` is unset.
     worker_user: spec.nginx.user?.split(/\s+/)[0] ?? "nobody",
     dump_file: c.dump_file,
+    hold_for_peers: holdForPeers(spec),
     consul: {
       addresses: c.addresses.map(parseConsulAddress),
       token_env: c.token_env,

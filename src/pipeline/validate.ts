@@ -7,6 +7,7 @@ import { formatPath, loadSpecText, type LoadedSpec, type SpecDiagnostic } from "
 import { proxiesToUpstream, specSchema, type Directive, type Spec } from "../spec/schema.js";
 import { checkDnsSettings, checkUpstream, isStaticUpstream } from "../spec/upstream-checks.js";
 import { nginxSideChecks } from "./directive-check.js";
+import { ownsAccessPhase } from "./plan.js";
 
 export interface ValidationResult {
   spec?: Spec;
@@ -119,6 +120,9 @@ function crossCheck(spec: Spec, diag: Diag, raw: Record<string, Record<string, u
   };
   checkLogs(spec.nginx.http.access_log, ["nginx", "http", "access_log"]);
 
+  const dumpProblem = dumpFileProblem(spec.consul.dump_file);
+  if (dumpProblem !== undefined) errors.push(diag(["consul", "dump_file"], dumpProblem));
+
   for (const [name, up] of Object.entries(spec.upstreams)) {
     const path = ["upstreams", name];
     if (up.balance === "chash" && up.hash_key === undefined) {
@@ -184,6 +188,33 @@ function crossCheck(spec: Spec, diag: Diag, raw: Record<string, Record<string, u
     server.locations.forEach((loc, li) => ownLogPhase(loc.directives, ["servers", si, "locations", li, "directives"]));
   });
 
+  // Likewise access_by_lua in a location gen-lb holds or fails closed in:
+  // its own would replace the user's (or the user's would be a duplicate).
+  const reported = new Set<string>();
+  const ownAccessPhase = (list: readonly Directive[], path: PropertyKey[], upstream: string) => {
+    list.forEach((dir, i) => {
+      const at = formatPath([...path, i]);
+      if (/^access_by_lua(_block|_file)?$/.test(dir.name) && !reported.has(at)) {
+        reported.add(at);
+        errors.push(
+          diag(
+            [...path, i, "name"],
+            `${dir.name} cannot be used where gen-lb proxies to upstream "${upstream}": gen-lb runs its own access_by_lua there (to hold requests until its first peers, or to answer 503 with fail_open: false; nginx keeps only one); drop this directive, or leave gen-lb no access phase there (fail_open: true, and fallback peers or runtime.hold_for_peers: 0)`,
+          ),
+        );
+      }
+    });
+  };
+  spec.servers.forEach((server, si) => {
+    server.locations.forEach((loc, li) => {
+      const up = loc.upstream === undefined ? undefined : spec.upstreams[loc.upstream];
+      if (up === undefined || !ownsAccessPhase(spec, up)) return;
+      ownAccessPhase(loc.directives, ["servers", si, "locations", li, "directives"], loc.upstream!);
+      ownAccessPhase(server.directives, ["servers", si, "directives"], loc.upstream!);
+      ownAccessPhase(spec.nginx.http.directives, ["nginx", "http", "directives"], loc.upstream!);
+    });
+  });
+
   for (const name of upstreamNames) {
     if (used.has(name)) continue;
     const up = spec.upstreams[name]!;
@@ -195,6 +226,30 @@ function crossCheck(spec: Spec, diag: Diag, raw: Record<string, Record<string, u
     warnings.push(diag(["upstreams", name], `upstream "${name}" is not used by any location (${still})`));
   }
   return { errors, warnings };
+}
+
+/**
+ * The dump file must stay inside the prefix: the master (root, usually)
+ * creates its directory and chowns it to the worker user. Symlinks are the
+ * runtime's to resolve (it refuses a path that leads out); here the text.
+ */
+function dumpFileProblem(file: string): string | undefined {
+  if (file.startsWith("/")) {
+    return `dump_file ${JSON.stringify(file)} is absolute; it must be a path inside the prefix, such as "state/gen_lb_peers.json" (the master makes its directory writable for the workers, and does so only inside the prefix)`;
+  }
+  const parts: string[] = [];
+  for (const part of file.split("/")) {
+    if (part === "" || part === ".") continue;
+    if (part === "..") {
+      if (parts.pop() === undefined) {
+        return `dump_file ${JSON.stringify(file)} leads outside the prefix (".."); use a path inside it, such as "state/gen_lb_peers.json"`;
+      }
+    } else parts.push(part);
+  }
+  if (parts.length < 2) {
+    return `dump_file ${JSON.stringify(file)} must be in a directory below the prefix, such as "state/gen_lb_peers.json" (the master hands that directory to the worker user, never the prefix itself)`;
+  }
+  return undefined;
 }
 
 /** 8080, "8080", "*:8080" and "0.0.0.0:8080" are one address to nginx. */

@@ -135,7 +135,7 @@ export const consulSchema = z
     dump_file: safeText("a dump file path")
       .default("state/gen_lb_peers.json")
       .describe(
-        "last-known-good peer lists, written atomically, read at start before Consul answers; relative to the prefix",
+        "last-known-good peer lists, written atomically, read at start before Consul answers; a path in a directory inside the prefix (absolute paths and paths that lead out of it are rejected, and the runtime refuses one that a symlink leads out)",
       ),
   })
   .describe("where and how the generated Lua talks to Consul at run time");
@@ -509,6 +509,11 @@ export const runtimeSchema = z
     peers_dict_size: size("10m").optional().describe("lua_shared_dict for peer lists (default grows with the number of upstreams)"),
     health_dict_size: size("10m").optional().describe("lua_shared_dict for health state"),
     log_level: z.enum(["debug", "info", "notice", "warn", "error"]).default("notice").describe("level of gen-lb's own change log lines"),
+    hold_for_peers: duration("2s")
+      .optional()
+      .describe(
+        "how long a request to a Consul upstream without fallback peers waits, on a fresh start with no dump file, for the first Consul answer before the balancer answers 502 (0: answer at once); default: consul.timeout",
+      ),
   })
   .describe("sizes and knobs of the generated Lua runtime");
 
