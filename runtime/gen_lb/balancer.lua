@@ -256,6 +256,34 @@ local function quiet_log(u, ...)
   end
 end
 
+-- set_current_peer refused peer i (gen_lb.peers lists IP literals only, so
+-- it should not): that counts as the peer's failed try, and the request
+-- moves on to another peer in this same call. Returns the peer set, or nil
+-- when every eligible one was refused (then 502, as for no live peers).
+local function refused(u, st, key, i, err)
+  for _ = 1, u.n do
+    local id = u.list[i].id
+    quiet_log(u, 'upstream "', u.name, '": set_current_peer(', id, ") failed: ", err, "; trying another peer")
+    add_try(st, i, id)
+    u.reqs[i] = u.reqs[i] + 1
+    u.fails[i] = u.fails[i] + 1
+    local rok, rerr = pcall(health.report_failure, u.name, id, "set_current_peer: " .. tostring(err))
+    if not rok then
+      log.err('upstream "', u.name, '": recording a failed try failed: ', rerr)
+    end
+    i = u.picker:find(st.tried, st.n, key)
+    if not i then
+      return nil
+    end
+    local ok
+    ok, err = set_current_peer(u.list[i].addr, u.list[i].port)
+    if ok then
+      return i
+    end
+  end
+  return nil
+end
+
 -- ------------------------------------------------------------------ entry points
 
 -- The upstream's state, refreshed; a name nginx.conf does not know is the caller's bug.
@@ -349,10 +377,13 @@ function _M.balance(name)
     return ngx.exit(NGX_BUSY)
   end
   local peer = u.list[i]
-  local ok, err = set_current_peer(peer.host, peer.port)
+  local ok, err = set_current_peer(peer.addr, peer.port)
   if not ok then
-    quiet_log(u, 'upstream "', name, '": set_current_peer(', peer.id, ") failed: ", err)
-    return ngx.exit(ngx.ERROR)
+    i = refused(u, st, key, i, err)
+    if not i then
+      return ngx.exit(NGX_BUSY)
+    end
+    peer = u.list[i]
   end
   add_try(st, i, peer.id)
   u.inflight[i] = u.inflight[i] + 1

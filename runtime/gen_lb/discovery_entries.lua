@@ -4,15 +4,23 @@
 local peers = require "gen_lb.peers"
 
 local ngx = ngx
-local fmt = string.format
 local sub = string.sub
 local next = next
+local ipairs = ipairs
+local clear = require "table.clear"
 local type = type
 local tostring = tostring
 
 local _M = { _VERSION = "0.1.0" }
 
-local valid_ip = peers.valid_ip
+local classify = peers.classify
+local gsub = string.gsub
+
+-- Anyone's text on its way into the error log: control bytes, quotes,
+-- backslashes and non-ASCII become "?", at most 60 bytes.
+local function escape(v)
+  return (gsub(sub(v, 1, 60), '[%c"\\\128-\255]', "?"))
+end
 
 local function describe(v)
   if v == nil then
@@ -23,7 +31,7 @@ local function describe(v)
   end
   local t = type(v)
   if t == "string" then
-    return fmt("%q", sub(v, 1, 40))
+    return '"' .. escape(v) .. '"'
   end
   if t == "number" or t == "boolean" then
     return t .. " " .. tostring(v)
@@ -40,7 +48,7 @@ local function parse_entry(e)
   if type(svc) ~= "table" then
     return nil, "Service is " .. describe(svc)
   end
-  local id = type(svc.ID) == "string" and svc.ID or "?"
+  local id = type(svc.ID) == "string" and escape(svc.ID) or "?"
   local addr = svc.Address
   if addr == nil or addr == "" or addr == ngx.null then
     addr = type(node) == "table" and node.Address or nil
@@ -51,8 +59,14 @@ local function parse_entry(e)
   if type(addr) ~= "string" then
     return nil, "service " .. id .. ": address is " .. describe(addr)
   end
-  if not valid_ip(addr) then
-    return nil, "service " .. id .. ": address " .. describe(addr) .. " is not an IP address"
+  local kind, host = classify(addr)
+  if kind == "name" then
+    -- set_current_peer takes IP literals only: a name would fail every request picked for it.
+    return nil, "service " .. id .. ": address " .. describe(addr)
+      .. " is not an IP address (a host name: gen-lb takes IP literals from Consul)"
+  end
+  if not kind then
+    return nil, "service " .. id .. ": address " .. describe(addr) .. " " .. host
   end
   local port = svc.Port
   if type(port) ~= "number" or port % 1 ~= 0 or port < 1 or port > 65535 then
@@ -70,11 +84,14 @@ local function parse_entry(e)
       note = "service " .. id .. ": Weights is " .. describe(w) .. ", using weight 1"
     end
   end
-  return { host = addr, port = port, weight = weight }, note
+  return { host = host, port = port, weight = weight }, note
 end
 
---- A decoded health answer -> list (deduplicated), problems (strings), total entries; or nil, err.
-local function parse_entries(doc)
+--- A decoded health answer -> list (deduplicated), problems (strings), total
+--- entries, rejected entries, and fresh: the problems not in `warned` (the
+--- caller's set of the last answer's problems, which this replaces in place),
+--- so that the caller warns of each once while it lasts; or nil, err.
+local function parse_entries(doc, warned)
   if type(doc) ~= "table" then
     return nil, "answer is " .. describe(doc) .. ", not a JSON array"
   end
@@ -105,7 +122,21 @@ local function parse_entries(doc)
       end
     end
   end
-  return list, problems, total, rejected
+  local fresh = {}
+  if warned then
+    for _, why in ipairs(problems) do
+      if not warned[why] then
+        fresh[#fresh + 1] = why
+      end
+    end
+    clear(warned)
+    for _, why in ipairs(problems) do
+      warned[why] = true
+    end
+  else
+    fresh = problems
+  end
+  return list, problems, total, rejected, fresh
 end
 _M.parse = parse_entries
 

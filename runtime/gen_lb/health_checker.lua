@@ -88,7 +88,7 @@ local function new_peer(us, peer)
   local name, id = us.name, peer.id
   local p = {
     id = id,
-    host = peer.host,
+    host = peer.addr,   -- IPv6 in brackets, as connect takes it
     port = peer.port,
     due = 0,            -- checked at once
     busy = false,
