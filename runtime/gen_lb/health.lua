@@ -3,7 +3,8 @@
 --
 -- Owns the health shared dict's layout: every key is made by key(kind,
 -- upstream, peer id) only:
---   st    0 or absent: healthy; 1: down (active checks); 2: down (passive checks)
+--   st    0 or absent: healthy; 1: down (active checks); 2: down (passive checks);
+--         3: joined, waiting for its first active check (probe_new)
 --   ok/ko consecutive active successes / failures (incr)
 --   pf    passive failures in the current fail_timeout window (incr, TTL)
 --   at    when st last changed; why: the reason given then
@@ -33,7 +34,7 @@ local _M = { _VERSION = "0.1.0" }
 local DICT_NAME = config.dicts.health
 local hdict = ngx.shared[DICT_NAME]
 
-_M.HEALTHY, _M.DOWN_ACTIVE, _M.DOWN_PASSIVE = 0, 1, 2
+_M.HEALTHY, _M.DOWN_ACTIVE, _M.DOWN_PASSIVE, _M.PENDING = 0, 1, 2, 3
 
 
 --- The one function that names health keys.
@@ -83,7 +84,8 @@ _M.bump = bump
 --- Store one health key, logging a full dict.
 _M.store = store
 
-local STATE_WORDS = { [0] = "healthy", [1] = "down (active checks)", [2] = "down (passive checks)" }
+local STATE_WORDS = { [0] = "healthy", [1] = "down (active checks)", [2] = "down (passive checks)",
+  [3] = "waiting for its first check" }
 
 --- Change the state of a peer (0 healthy, 1 down by active, 2 down by passive checks).
 local function set_state(name, id, new, why)
@@ -107,6 +109,36 @@ local function set_state(name, id, new, why)
 end
 
 _M.set_state = set_state
+
+--- Peers that joined an upstream's list (the publisher, before the list is
+--- visible to any worker, so no request can reach them first). With active
+--- checks and probe_new they wait for their first check to pass; their join
+--- time ("at") is where slow_start's ramp begins. A peer absent from the
+--- previous list is new whatever the dict still holds of it; one that stayed
+--- is never passed here, so its state is kept.
+function _M.joined(name, ids)
+  local up = config.upstreams[name]
+  if not up or #ids == 0 then
+    return
+  end
+  local ac = up.healthcheck.active
+  local hold = ac ~= nil and ac.probe_new
+  if not hold and not up.slow_start then
+    return
+  end
+  update_time()
+  local t = now()
+  for _, id in ipairs(ids) do
+    if hold then
+      store(key("st", name, id), 3)
+      store(key("why", name, id), "joined: waiting for its first check")
+      store(key("ok", name, id), 0)
+      store(key("ko", name, id), 0)
+    end
+    store(key("at", name, id), t)
+  end
+  bump(name)
+end
 
 -- ------------------------------------------------------------------ passive
 
@@ -162,7 +194,10 @@ function _M.record_check(name, p, ac, good, why)
       store(p.k_ko, 0)
     end
     local n = hdict:incr(p.k_ok, 1, 0)
-    if st ~= 0 and n and n >= ac.rise then
+    if st == 3 then
+      -- A joined peer is proven by one passing check (it was never down).
+      set_state(name, id, 0, "its first check passed")
+    elseif st ~= 0 and n and n >= ac.rise then
       set_state(name, id, 0, n .. " successful check(s) in a row")
     end
   else
@@ -170,7 +205,7 @@ function _M.record_check(name, p, ac, good, why)
       store(p.k_ok, 0)
     end
     local n = hdict:incr(p.k_ko, 1, 0)
-    if st == 0 and n and n >= ac.fall then
+    if (st == 0 or st == 3) and n and n >= ac.fall then
       set_state(name, id, 1, n .. " failed check(s) in a row (last: " .. why .. ")")
     end
   end

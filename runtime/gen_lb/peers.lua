@@ -433,11 +433,17 @@ function _M.publish(name, list, source, fields)
   meta_fields.version = version
   meta_fields.changed_at = t
   _M.update_meta(name, meta_fields)
+  local added, removed = diff(old_list and ids(old_list) or {}, ids(decode_list(json)))
+  if old_list then
+    -- Before "v:": no worker sees a joined peer before it is held back.
+    -- (The first list after a start holds nobody: there is no one else to serve.)
+    -- Required here, not at load: gen_lb.health requires this module.
+    require("gen_lb.health").joined(name, added)
+  end
   ok, err = store(vkey[name], version)
   if not ok then
     return nil, err
   end
-  local added, removed = diff(old_list and ids(old_list) or {}, ids(decode_list(json)))
   return true, version, added, removed
 end
 

@@ -392,6 +392,7 @@ function planLuaUpstream(name: string, up: Upstream & { service: string }, spec:
     hash_var: up.hash_key === undefined ? undefined : HASH_VAR,
     retries: up.retries,
     fail_open: up.fail_open,
+    slow_start: up.slow_start === undefined ? undefined : seconds(up.slow_start),
     fallback: up.fallback.map((p) => (typeof p === "string" ? { ...fallbackPeer(p), weight: 1 } : { ...fallbackPeer(p.address), weight: p.weight })),
     healthcheck: {
       active:
@@ -409,6 +410,7 @@ function planLuaUpstream(name: string, up: Upstream & { service: string }, spec:
               valid_statuses: active.valid_statuses,
               concurrency: active.concurrency,
               ssl_verify: active.ssl_verify,
+              probe_new: active.probe_new,
             },
       passive:
         passive === undefined

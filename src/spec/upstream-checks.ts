@@ -39,6 +39,7 @@ const CONSUL_ONLY: Record<string, string> = {
   datacenter: "datacenter picks where the Consul service is read",
   fallback: "fallback peers stand in for Consul until it answers; list every server under servers",
   fail_open: "fail_open is the Consul balancer's choice when every peer is down; nginx's own upstream answers 502 then (add a backup server for a fallback)",
+  slow_start: "slow_start ramps the weights of gen-lb's Lua balancer, which static upstreams do not use (nginx's own slow_start is an NGINX Plus parameter)",
   healthcheck:
     "health checks are run by gen-lb's Lua, which static upstreams do not use; set max_fails and fail_timeout on each server for nginx's passive checks",
 };
