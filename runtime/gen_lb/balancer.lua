@@ -56,6 +56,7 @@ local cast = ffi.cast
 local uintptr_t = ffi.typeof("uintptr_t")
 local peers_get = peers.get
 local hkey = health.key
+local cut_short = health.cut_short
 local error = error
 local ipairs = ipairs
 local pcall = pcall
@@ -107,6 +108,7 @@ local function new_state(name, up)
     checked = health.checked(up),
     hv_key = health.version_key(name),
     passive_statuses = statuses,
+    passive = passive ~= nil,
     version = -1,
     hv = -1,
     gen = 0,
@@ -404,6 +406,13 @@ function _M.log()
     local code = tonumber(nth_from_end(ngx_var.upstream_status, 1))
     if code and code >= 500 then
       try_failed(u, i, code, 1)
+    end
+  elseif u and u.passive and cut_short() then
+    -- A 200 whose body the upstream cut short: the client got a truncated answer.
+    u.fails[i] = u.fails[i] + 1
+    local ok, err = pcall(health.report_failure, u.name, u.list[i].id, "response cut short")
+    if not ok then
+      log.err('upstream "', u.name, '": recording a failed try failed: ', err)
     end
   end
   release(st)
