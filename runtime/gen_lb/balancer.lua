@@ -57,6 +57,7 @@ local uintptr_t = ffi.typeof("uintptr_t")
 local peers_get = peers.get
 local hkey = health.key
 local cut_short = health.cut_short
+local ramp = require("gen_lb.slow_start").apply
 local error = error
 local ipairs = ipairs
 local pcall = pcall
@@ -109,6 +110,7 @@ local function new_state(name, up)
     hv_key = health.version_key(name),
     passive_statuses = statuses,
     passive = passive ~= nil,
+    slow_start = up.slow_start,
     version = -1,
     hv = -1,
     gen = 0,
@@ -182,6 +184,9 @@ local function recompute(u, hv)
       mask[i] = true
     end
     eligible = n
+  end
+  if u.slow_start then
+    ramp(u.picker, u.name, list, n, mask, u.slow_start)
   end
   u.picker:set_eligible(mask, eligible)
   u.healthy, u.eligible, u.hv = healthy, eligible, hv

@@ -12,7 +12,8 @@
 --   req/fail  requests and failed tries (incr by each worker's flush)
 --   inf<W>    in-flight requests of worker W (set by that worker)
 -- and, per upstream, "hv" (bumped on every st change: workers rebuild their
--- eligible sets when it moves) and "known" (peer ids the checker tracks),
+-- eligible sets when it moves), "known" (peer ids the checker tracks) and
+-- "ru" (until when a peer ramps its slow_start weight),
 -- plus "upstreams" (the names the last checker started with).
 -- Writers: the checker (gen_lb.health_checker), the balancer's counters
 -- (gen_lb.balancer_counters) and passive reports. A state change takes no
@@ -50,10 +51,11 @@ function _M.version_key(name)
   return key("hv", name)
 end
 
---- Does this upstream have any health checking (so st can be non-zero)?
+--- Does this upstream's health version matter to the balancer: health
+--- checking (so st can be non-zero), or slow_start (weights follow it)?
 local function checked(up)
   local hc = up.healthcheck
-  return hc.active ~= nil or hc.passive ~= nil
+  return hc.active ~= nil or hc.passive ~= nil or up.slow_start ~= nil
 end
 _M.checked = checked
 
@@ -87,6 +89,16 @@ _M.store = store
 local STATE_WORDS = { [0] = "healthy", [1] = "down (active checks)", [2] = "down (passive checks)",
   [3] = "waiting for its first check" }
 
+-- A peer of `name` starts its slow_start ramp at t: the checker moves the
+-- health version until "ru" (ramp until) passes, so workers recompute weights.
+local function ramp_from(name, t)
+  local up = config.upstreams[name]
+  local ss = up and up.slow_start
+  if ss and (hdict:get(key("ru", name)) or 0) < t + ss then
+    store(key("ru", name), t + ss)
+  end
+end
+
 --- Change the state of a peer (0 healthy, 1 down by active, 2 down by passive checks).
 local function set_state(name, id, new, why)
   update_time()
@@ -99,6 +111,9 @@ local function set_state(name, id, new, why)
   else
     -- Coming back needs `rise` successes counted from here.
     store(key("ok", name, id), 0)
+  end
+  if new == 0 then
+    ramp_from(name, now())
   end
   bump(name)
   if new == 0 then
@@ -136,6 +151,10 @@ function _M.joined(name, ids)
       store(key("ko", name, id), 0)
     end
     store(key("at", name, id), t)
+  end
+  if not hold then
+    -- Held peers ramp from their first passed check (set_state).
+    ramp_from(name, t)
   end
   bump(name)
 end
@@ -250,6 +269,7 @@ local function forget_upstreams(premature, names)
     end
     hdict:delete(key("known", name))
     hdict:delete(key("hv", name))
+    hdict:delete(key("ru", name))
     peers.forget(name)
   end
 end
