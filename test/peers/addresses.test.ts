@@ -6,9 +6,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Backend } from "../support/backends.js";
-import { runLoad } from "../support/load.js";
+import { request, runLoad } from "../support/load.js";
 import { sleep } from "../support/ports.js";
-import { Lb, backends } from "../balancer/harness.js";
+import { Lb, backends, luaLocation } from "../balancer/harness.js";
 
 describe("peer addresses from Consul", () => {
   let lb: Lb;
@@ -86,5 +86,48 @@ describe("peer addresses from Consul", () => {
       await a.stop();
       await b.stop();
     }
+  });
+});
+
+// A list holding a peer set_current_peer refuses, stored the way gen_lb.peers
+// stores one (the publisher never writes such a peer: this is the fault path).
+const INJECT_LUA = [
+  "local dict = ngx.shared[require('gen_lb.config').dicts.peers]",
+  "local json = require('cjson').encode({ { 'not an address', tonumber(ngx.var.arg_bad), 1 }, { '127.0.0.1', tonumber(ngx.var.arg_good), 1 } })",
+  "dict:set('p:web', '100000' .. string.char(10) .. json)",
+  "dict:set('v:web', 100000)",
+  "ngx.say('ok')",
+].join(" ");
+
+describe("a peer set_current_peer refuses", () => {
+  let lb: Lb;
+  let good: Backend;
+
+  beforeAll(async () => {
+    [good] = (await backends(["good"])) as [Backend];
+    lb = await Lb.start({
+      upstreams: { web: { retries: 0, healthcheck: { passive: { max_fails: 1000, fail_timeout: "30s" } } } },
+      locations: [luaLocation("/_inject", INJECT_LUA)],
+      workers: 1,
+    });
+    lb.register("web", good);
+    await lb.waitForPeers("web", [good.address]);
+  });
+
+  afterAll(async () => {
+    await lb?.stop();
+    await good?.stop();
+  });
+
+  it("moves the request to another peer (no 500) and counts as that peer's failure", async () => {
+    const inject = await request(`http://127.0.0.1:${lb.port}/_inject?bad=1&good=${good.port}`);
+    expect(inject.status).toBe(200);
+    await lb.waitForPeers("web", [good.address, "not an address:1"]);
+    const result = await runLoad({ url: lb.url("web"), requests: 200, concurrency: 2 });
+    expect(result.failures, JSON.stringify(result.failures.slice(0, 3)) + lb.logTail()).toEqual([]);
+    expect(result.byBackend.good).toBe(200);
+    const bad = await lb.waitForPeer("web", "not an address:1", (p) => p.failures > 0, "failures counted");
+    expect(bad.failures).toBeGreaterThanOrEqual(90);
+    expect(lb.errorLog()).toMatch(/set_current_peer\(not an address:1\) failed: .*; trying another peer/);
   });
 });
