@@ -357,7 +357,7 @@ export const upstreamSchema = z
         ]),
       )
       .default([])
-      .describe('Consul upstreams: static peers, "ip:port", "[v6]:port" or {address, weight}, used only when Consul has never given any (and no dump exists); host names need nginx.http.resolver'),
+      .describe('Consul upstreams: static peers, "ip:port", "[v6]:port" or {address, weight}, used only when Consul has never given any (and no dump exists); IP addresses only (host names: use a static upstream)'),
     slow_start: duration("30s")
       .optional()
       .describe("Consul upstreams: a peer that joins, or returns to health, ramps its weight linearly from near 0 to its full weight over this time, as NGINX Plus's slow_start does. Honoured by round_robin and random (the algorithms with weights); least_conn and chash ignore it"),

@@ -100,11 +100,13 @@ function checkFallback(spec: Spec, up: Upstream, path: PropertyKey[], diag: Diag
     const text = typeof entry === "string" ? entry : entry.address;
     const at = typeof entry === "string" ? [...path, "fallback", i] : [...path, "fallback", i, "address"];
     const addr = peerOf(text);
-    if (addr.kind === "name" && spec.nginx.http.resolver === undefined) {
+    if (addr.kind === "name") {
+      // The runtime does not resolve names yet (Debian's nginx has no
+      // lua-resty-dns): refused here rather than dropped at run time.
       errors.push(
         diag(
           at,
-          `fallback peer ${JSON.stringify(text)} is a host name, and the Lua balancer takes only IP addresses unless a resolver is set: write its IP ("127.0.0.1:${addr.port}" for localhost), or set nginx.http.resolver, or make the upstream static (\`servers\`), which nginx resolves at start`,
+          `fallback peer ${JSON.stringify(text)} is a host name, and the Lua balancer takes only IP addresses (it does not resolve names, with or without nginx.http.resolver): write its IP ("127.0.0.1:${addr.port}" for localhost), or make the upstream static (\`servers\`), which nginx resolves at start`,
         ),
       );
     }
