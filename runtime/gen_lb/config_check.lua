@@ -55,6 +55,7 @@ local SHAPE = {
   static_upstreams = { _values = STATIC },
   upstream_module = "boolean",
   status = { enabled = "boolean", path = "string" },
+  resolver = { _each = { host = "string", port = "number" } },
 }
 _M.SHAPE = SHAPE
 

@@ -1,7 +1,9 @@
--- gen_lb.discovery_entries: the pure parsing of Consul's
--- /v1/health/service answer into peers. No I/O, no shared dicts: it reads
--- its argument and gen_lb.peers' address rules only.
+-- gen_lb.discovery_entries: the parsing of Consul's /v1/health/service
+-- answer into peers. No shared dicts: it reads its argument, gen_lb.peers'
+-- address rules, and for an Address that is a host name gen_lb.resolve (the
+-- only I/O, DNS through nginx.http.resolver; the watcher's timer runs it).
 local peers = require "gen_lb.peers"
+local resolve = require "gen_lb.resolve"
 
 local ngx = ngx
 local sub = string.sub
@@ -39,7 +41,8 @@ local function describe(v)
   return "a " .. t
 end
 
---- One /v1/health/service entry -> {host, port, weight}, or nil, why.
+--- One /v1/health/service entry -> {host, port, weight} (hosts: an array of
+--- IPs when the Address was a host name), or nil, why.
 local function parse_entry(e)
   if type(e) ~= "table" then
     return nil, "entry is " .. describe(e)
@@ -60,12 +63,16 @@ local function parse_entry(e)
     return nil, "service " .. id .. ": address is " .. describe(addr)
   end
   local kind, host = classify(addr)
+  local hosts
   if kind == "name" then
-    -- set_current_peer takes IP literals only: a name would fail every request picked for it.
-    return nil, "service " .. id .. ": address " .. describe(addr)
-      .. " is not an IP address (a host name: gen-lb takes IP literals from Consul)"
-  end
-  if not kind then
+    -- set_current_peer takes IP literals only: a name is resolved here, or dropped.
+    local why
+    hosts, why = resolve.resolve(addr)
+    if not hosts then
+      return nil, "service " .. id .. ": address " .. describe(addr)
+        .. " is not an IP address (a host name, not resolved: " .. why .. ")"
+    end
+  elseif not kind then
     return nil, "service " .. id .. ": address " .. describe(addr) .. " " .. host
   end
   local port = svc.Port
@@ -84,7 +91,7 @@ local function parse_entry(e)
       note = "service " .. id .. ": Weights is " .. describe(w) .. ", using weight 1"
     end
   end
-  return { host = host, port = port, weight = weight }, note
+  return { host = host, hosts = hosts, port = port, weight = weight }, note
 end
 
 --- A decoded health answer -> list (deduplicated), problems (strings), total
@@ -108,17 +115,22 @@ local function parse_entries(doc, warned)
     if not peer then
       rejected = rejected + 1
     end
-    if peer then
-      local id = peers.peer_id(peer.host, peer.port)
-      local prev = by_id[id]
-      if prev then
-        -- The same address:port twice (two registrations): one peer.
+    local hosts = peer and (peer.hosts or { peer.host })
+    for k = 1, hosts and #hosts or 0 do
+      local kind, host = classify(hosts[k])
+      local id = (kind == "ipv4" or kind == "ipv6") and peers.peer_id(host, peer.port)
+      local prev = id and by_id[id]
+      if not id then
+        problems[#problems + 1] = "a resolved address " .. describe(hosts[k]) .. " is not an IP address"
+      elseif prev then
+        -- The same address:port twice (two registrations, or a name and an IP): one peer.
         if peer.weight > prev.weight then
           prev.weight = peer.weight
         end
       else
-        by_id[id] = peer
-        list[#list + 1] = peer
+        prev = { host = host, port = peer.port, weight = peer.weight }
+        by_id[id] = prev
+        list[#list + 1] = prev
       end
     end
   end

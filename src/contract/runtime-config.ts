@@ -96,6 +96,9 @@ export const runtimeConfigSchema = z.strictObject({
   static_upstreams: z.record(z.string(), runtimeStaticUpstreamSchema),
   upstream_module: z.boolean().describe("the target has lua-upstream-nginx-module (ngx.upstream): status shows static peers' state"),
   status: z.strictObject({ enabled: z.boolean(), path: z.string() }),
+  resolver: z
+    .array(z.strictObject({ host: z.string().describe("IP literal, without brackets"), port }))
+    .describe("nginx.http.resolver's name servers: Consul addresses that are host names are resolved through them (empty: such entries are dropped)"),
 });
 
 export type RuntimeConfig = z.infer<typeof runtimeConfigSchema>;

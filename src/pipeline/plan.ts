@@ -365,6 +365,7 @@ function planLuaConfig(spec: Spec): RuntimeConfig {
     // Static upstreams are nginx's own; the runtime only lists them (status).
     ...planStaticLuaConfig(spec, ups.static),
     status: { enabled: spec.status.enabled, path: spec.status.path },
+    resolver: resolverServers(spec.nginx.http.resolver ?? []),
   };
 }
 
@@ -425,6 +426,20 @@ function fallbackPeer(text: string): { host: string; port: number } {
   const a = peerOf(text);
   if (a.kind === "unix") throw new Error(`a unix socket reached the fallback peers: ${formatPeerAddress(a)}`);
   return { host: a.host, port: a.port };
+}
+
+/** The name servers of nginx's resolver directive (its valid=, ipv6= ... options left out); port 53 unless given. */
+function resolverServers(args: string[]): Array<{ host: string; port: number }> {
+  const out: Array<{ host: string; port: number }> = [];
+  for (const a of args) {
+    if (a.includes("=")) continue;
+    const v6 = /^\[([^\]]+)\](?::(\d+))?$/.exec(a);
+    if (v6) out.push({ host: v6[1]!, port: v6[2] ? Number(v6[2]) : 53 });
+    else if (/^[^:]+:\d+$/.test(a)) out.push(splitHostPort(a));
+    else if (a.includes(":")) out.push({ host: a, port: 53 });
+    else out.push({ host: a, port: 53 });
+  }
+  return out;
 }
 
 export function splitHostPort(hostPort: string): { host: string; port: number } {

@@ -226,7 +226,7 @@ export const httpSchema = z
     proxy_buffer_size: size("4k").optional().describe("proxy_buffer_size"),
     proxy_buffers: safeText("proxy_buffers").optional().describe('proxy_buffers, e.g. "8 4k"'),
     proxy_busy_buffers_size: size("8k").optional().describe("proxy_busy_buffers_size"),
-    resolver: z.array(safeText("a resolver address")).optional().describe("DNS resolvers (needed only for hostnames resolved at run time)"),
+    resolver: z.array(safeText("a resolver address")).optional().describe("DNS resolvers (needed only for hostnames resolved at run time: static upstreams with `resolve`, and Consul Addresses that are host names, which gen-lb resolves through these name servers on OpenResty)"),
     log_formats: z
       .record(name("a log format name"), logFormat)
       .default({})

@@ -27,6 +27,8 @@ export interface LbOptions {
   errorLevel?: string;
   /** Extra fields for the main server (error_pages, ...). */
   server?: Record<string, unknown>;
+  /** Extra nginx.http fields (resolver, ...). */
+  http?: Record<string, unknown>;
   /** Extra Lua files copied into the prefix: module path ("gen_lb_test/x.lua") -> source file. */
   luaFiles?: Record<string, string>;
 }
@@ -66,7 +68,7 @@ export class Lb {
       nginx: {
         worker_processes: opts.workers ?? 2,
         error_log: { path: "logs/error.log", level: opts.errorLevel ?? "info" },
-        http: { access_log: "off" },
+        http: { access_log: "off", ...opts.http },
       },
       upstreams: Object.fromEntries(
         Object.entries(opts.upstreams).map(([n, u]) => [n, { service: n, connect_timeout: "1s", read_timeout: "5s", ...u }]),
