@@ -7,6 +7,7 @@
  *
  *   npx tsx bench/churn.ts                   (SECONDS=8 CLIENTS=4 by default)
  *   npx tsx bench/churn.ts --bin /opt/openresty/bin/openresty --target openresty
+ *   PROBE_NEW=false npx tsx bench/churn.ts   (the same churn without probe before traffic)
  *
  * Real nginx, real backends and the Consul stand-in on 127.0.0.1; retries: 0,
  * so that a request sent to an instance that does not listen yet fails
@@ -26,6 +27,7 @@ const CLIENTS = Number(process.env.CLIENTS ?? 4);
 const CHURN_EVERY = 300;
 const LISTEN_AFTER = 700;
 const LEAVE_AFTER = 2000;
+const PROBE_NEW = process.env.PROBE_NEW !== "false";
 
 interface Run {
   latencies: number[];
@@ -98,7 +100,7 @@ async function main(): Promise<void> {
   const steady = await backends(["a", "b"]);
   const lb = await Lb.start({
     upstreams: {
-      web: { retries: 0, healthcheck: { active: { path: "/health", interval: "500ms", timeout: "300ms", fall: 2, rise: 2 } } },
+      web: { retries: 0, healthcheck: { active: { path: "/health", interval: "500ms", timeout: "300ms", fall: 2, rise: 2, probe_new: PROBE_NEW } } },
     },
     errorLevel: "warn",
   });
@@ -108,7 +110,7 @@ async function main(): Promise<void> {
     await load(lb.url("web"), 1000); // warm-up
     const quiet = await load(lb.url("web"), SECONDS * 1000);
     const [busy, joined] = await Promise.all([load(lb.url("web"), SECONDS * 1000), churn(lb, SECONDS * 1000)]);
-    console.log(`register-before-listen churn: ${CLIENTS} keep-alive clients, ${SECONDS} s per run, retries 0, active checks every 0.5 s`);
+    console.log(`register-before-listen churn: ${CLIENTS} keep-alive clients, ${SECONDS} s per run, retries 0, active checks every 0.5 s, probe_new ${PROBE_NEW}`);
     console.log(`  run          requests  p50 ms  p99 ms  max ms  failed`);
     console.log(line("no churn", quiet));
     console.log(line("churn", busy, `   (${joined} instances registered ${LISTEN_AFTER} ms before they listened)`));
