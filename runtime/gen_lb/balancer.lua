@@ -56,6 +56,8 @@ local cast = ffi.cast
 local uintptr_t = ffi.typeof("uintptr_t")
 local peers_get = peers.get
 local hkey = health.key
+local cut_short = health.cut_short
+local ramp = require("gen_lb.slow_start").apply
 local error = error
 local ipairs = ipairs
 local pcall = pcall
@@ -107,6 +109,8 @@ local function new_state(name, up)
     checked = health.checked(up),
     hv_key = health.version_key(name),
     passive_statuses = statuses,
+    passive = passive ~= nil,
+    slow_start = up.slow_start,
     version = -1,
     hv = -1,
     gen = 0,
@@ -181,6 +185,9 @@ local function recompute(u, hv)
     end
     eligible = n
   end
+  if u.slow_start then
+    ramp(u.picker, u.name, list, n, mask, u.slow_start)
+  end
   u.picker:set_eligible(mask, eligible)
   u.healthy, u.eligible, u.hv = healthy, eligible, hv
 end
@@ -254,6 +261,34 @@ local function quiet_log(u, ...)
     u.quiet_until = t + QUIET
     log.err(...)
   end
+end
+
+-- set_current_peer refused peer i (gen_lb.peers lists IP literals only, so
+-- it should not): that counts as the peer's failed try, and the request
+-- moves on to another peer in this same call. Returns the peer set, or nil
+-- when every eligible one was refused (then 502, as for no live peers).
+local function refused(u, st, key, i, err)
+  for _ = 1, u.n do
+    local id = u.list[i].id
+    quiet_log(u, 'upstream "', u.name, '": set_current_peer(', id, ") failed: ", err, "; trying another peer")
+    add_try(st, i, id)
+    u.reqs[i] = u.reqs[i] + 1
+    u.fails[i] = u.fails[i] + 1
+    local rok, rerr = pcall(health.report_failure, u.name, id, "set_current_peer: " .. tostring(err))
+    if not rok then
+      log.err('upstream "', u.name, '": recording a failed try failed: ', rerr)
+    end
+    i = u.picker:find(st.tried, st.n, key)
+    if not i then
+      return nil
+    end
+    local ok
+    ok, err = set_current_peer(u.list[i].addr, u.list[i].port)
+    if ok then
+      return i
+    end
+  end
+  return nil
 end
 
 -- ------------------------------------------------------------------ entry points
@@ -349,10 +384,13 @@ function _M.balance(name)
     return ngx.exit(NGX_BUSY)
   end
   local peer = u.list[i]
-  local ok, err = set_current_peer(peer.host, peer.port)
+  local ok, err = set_current_peer(peer.addr, peer.port)
   if not ok then
-    quiet_log(u, 'upstream "', name, '": set_current_peer(', peer.id, ") failed: ", err)
-    return ngx.exit(ngx.ERROR)
+    i = refused(u, st, key, i, err)
+    if not i then
+      return ngx.exit(NGX_BUSY)
+    end
+    peer = u.list[i]
   end
   add_try(st, i, peer.id)
   u.inflight[i] = u.inflight[i] + 1
@@ -373,6 +411,13 @@ function _M.log()
     local code = tonumber(nth_from_end(ngx_var.upstream_status, 1))
     if code and code >= 500 then
       try_failed(u, i, code, 1)
+    end
+  elseif u and u.passive and cut_short() then
+    -- A 200 whose body the upstream cut short: the client got a truncated answer.
+    u.fails[i] = u.fails[i] + 1
+    local ok, err = pcall(health.report_failure, u.name, u.list[i].id, "response cut short")
+    if not ok then
+      log.err('upstream "', u.name, '": recording a failed try failed: ', err)
     end
   end
   release(st)

@@ -24,7 +24,14 @@ function _M.new(list)
   for i = 1, n do
     self.weight[i] = list[i].weight or 1
   end
+  self.own = self.weight
   return self
+end
+
+--- Weights other than the list's (gen_lb.slow_start's ramp; nil: the
+--- list's again), taken at the next set_eligible.
+function _M.set_weights(self, w)
+  self.weight = w or self.own
 end
 
 -- Vose's construction of the alias table over the eligible peers.

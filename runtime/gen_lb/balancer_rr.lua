@@ -50,7 +50,14 @@ function _M.new(list)
     self.weight[i] = list[i].weight or 1
     self.current[i] = 0
   end
+  self.own = self.weight
   return self
+end
+
+--- Weights other than the list's (gen_lb.slow_start's ramp; nil: the
+--- list's again), taken at the next set_eligible.
+function _M.set_weights(self, w)
+  self.weight = w or self.own
 end
 
 local function build_schedule(self)

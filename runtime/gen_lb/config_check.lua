@@ -23,11 +23,13 @@ local ACTIVE = {
   type = "string", path = "string", host = "string?", headers = { _optional = true, _values = "string" },
   interval = "number", timeout = "number", fall = "number", rise = "number",
   valid_statuses = { _each = "number" }, concurrency = "number", ssl_verify = "boolean",
+  probe_new = "boolean",
 }
 local PASSIVE = { _optional = true, max_fails = "number", fail_timeout = "number", statuses = { _each = "number" } }
 local UPSTREAM = {
   name = "string", service = "string", tags = { _each = "string" }, datacenter = "string?",
   balance = "string", hash_var = "string?", retries = "number", fail_open = "boolean",
+  slow_start = "number?",
   fallback = { _each = { host = "string", port = "number", weight = "number" } },
   healthcheck = { active = ACTIVE, passive = PASSIVE },
 }
@@ -59,6 +61,7 @@ local SHAPE = {
   dns_upstreams = { _values = DNS },
   upstream_module = "boolean",
   status = { enabled = "boolean", path = "string" },
+  resolver = { _each = { host = "string", port = "number" } },
 }
 _M.SHAPE = SHAPE
 

@@ -124,7 +124,7 @@ local function new_watcher(name)
     streak_started = 0,
     streak_kinds = {},
     last_error = nil,
-    warned = nil,     -- the last dropped-entries warning, to log each once
+    warned = {},      -- dropped-entry problems of the last answer, to warn of each once
     empty_kept = false,
     synced = false,
   }
@@ -272,22 +272,16 @@ local function step(w, clients, abort, sema)
     return failure(w, clients, "answer is not JSON (" .. #res.body .. " bytes: "
       .. gsub(sub(res.body, 1, 40), "[%c\128-\255]", "?") .. ")", abort)
   end
-  local list, problems, total, rejected = parse_entries(doc)
+  local list, problems, total, rejected, fresh = parse_entries(doc, w.warned)
   if not list then
     return failure(w, clients, problems, abort)
   end
-  if #problems > 0 then
-    local msg = 'upstream "' .. w.name .. '": ignored ' .. rejected .. " of " .. total
-      .. " Consul entries: " .. log.brief(problems, 3)
-    if #list == 0 and total > 0 then
-      return failure(w, clients, "every entry is malformed: " .. log.brief(problems, 3), abort)
-    end
-    if msg ~= w.warned then
-      log.warn(msg)
-      w.warned = msg
-    end
-  else
-    w.warned = nil
+  if #problems > 0 and #list == 0 and total > 0 then
+    return failure(w, clients, "every entry is malformed: " .. log.brief(problems, 3), abort)
+  end
+  if #fresh > 0 then
+    -- Each instance's problem once while it lasts, not once per answer.
+    log.warn('upstream "', w.name, '": ignored ', rejected, " of ", total, " Consul entries: ", log.brief(fresh, 3))
   end
 
   recovered(w, client)

@@ -1,18 +1,28 @@
--- gen_lb.discovery_entries: the pure parsing of Consul's
--- /v1/health/service answer into peers. No I/O, no shared dicts: it reads
--- its argument and gen_lb.peers' address rules only.
+-- gen_lb.discovery_entries: the parsing of Consul's /v1/health/service
+-- answer into peers. No shared dicts: it reads its argument, gen_lb.peers'
+-- address rules, and for an Address that is a host name gen_lb.resolve (the
+-- only I/O, DNS through nginx.http.resolver; the watcher's timer runs it).
 local peers = require "gen_lb.peers"
+local resolve = require "gen_lb.resolve"
 
 local ngx = ngx
-local fmt = string.format
 local sub = string.sub
 local next = next
+local ipairs = ipairs
+local clear = require "table.clear"
 local type = type
 local tostring = tostring
 
 local _M = { _VERSION = "0.1.0" }
 
-local valid_ip = peers.valid_ip
+local classify = peers.classify
+local gsub = string.gsub
+
+-- Anyone's text on its way into the error log: control bytes, quotes,
+-- backslashes and non-ASCII become "?", at most 60 bytes.
+local function escape(v)
+  return (gsub(sub(v, 1, 60), '[%c"\\\128-\255]', "?"))
+end
 
 local function describe(v)
   if v == nil then
@@ -23,7 +33,7 @@ local function describe(v)
   end
   local t = type(v)
   if t == "string" then
-    return fmt("%q", sub(v, 1, 40))
+    return '"' .. escape(v) .. '"'
   end
   if t == "number" or t == "boolean" then
     return t .. " " .. tostring(v)
@@ -31,7 +41,8 @@ local function describe(v)
   return "a " .. t
 end
 
---- One /v1/health/service entry -> {host, port, weight}, or nil, why.
+--- One /v1/health/service entry -> {host, port, weight} (hosts: an array of
+--- IPs when the Address was a host name), or nil, why.
 local function parse_entry(e)
   if type(e) ~= "table" then
     return nil, "entry is " .. describe(e)
@@ -40,7 +51,7 @@ local function parse_entry(e)
   if type(svc) ~= "table" then
     return nil, "Service is " .. describe(svc)
   end
-  local id = type(svc.ID) == "string" and svc.ID or "?"
+  local id = type(svc.ID) == "string" and escape(svc.ID) or "?"
   local addr = svc.Address
   if addr == nil or addr == "" or addr == ngx.null then
     addr = type(node) == "table" and node.Address or nil
@@ -51,8 +62,18 @@ local function parse_entry(e)
   if type(addr) ~= "string" then
     return nil, "service " .. id .. ": address is " .. describe(addr)
   end
-  if not valid_ip(addr) then
-    return nil, "service " .. id .. ": address " .. describe(addr) .. " is not an IP address"
+  local kind, host = classify(addr)
+  local hosts
+  if kind == "name" then
+    -- set_current_peer takes IP literals only: a name is resolved here, or dropped.
+    local why
+    hosts, why = resolve.resolve(addr)
+    if not hosts then
+      return nil, "service " .. id .. ": address " .. describe(addr)
+        .. " is not an IP address (a host name, not resolved: " .. why .. ")"
+    end
+  elseif not kind then
+    return nil, "service " .. id .. ": address " .. describe(addr) .. " " .. host
   end
   local port = svc.Port
   if type(port) ~= "number" or port % 1 ~= 0 or port < 1 or port > 65535 then
@@ -70,11 +91,14 @@ local function parse_entry(e)
       note = "service " .. id .. ": Weights is " .. describe(w) .. ", using weight 1"
     end
   end
-  return { host = addr, port = port, weight = weight }, note
+  return { host = host, hosts = hosts, port = port, weight = weight }, note
 end
 
---- A decoded health answer -> list (deduplicated), problems (strings), total entries; or nil, err.
-local function parse_entries(doc)
+--- A decoded health answer -> list (deduplicated), problems (strings), total
+--- entries, rejected entries, and fresh: the problems not in `warned` (the
+--- caller's set of the last answer's problems, which this replaces in place),
+--- so that the caller warns of each once while it lasts; or nil, err.
+local function parse_entries(doc, warned)
   if type(doc) ~= "table" then
     return nil, "answer is " .. describe(doc) .. ", not a JSON array"
   end
@@ -91,21 +115,40 @@ local function parse_entries(doc)
     if not peer then
       rejected = rejected + 1
     end
-    if peer then
-      local id = peers.peer_id(peer.host, peer.port)
-      local prev = by_id[id]
-      if prev then
-        -- The same address:port twice (two registrations): one peer.
+    local hosts = peer and (peer.hosts or { peer.host })
+    for k = 1, hosts and #hosts or 0 do
+      local kind, host = classify(hosts[k])
+      local id = (kind == "ipv4" or kind == "ipv6") and peers.peer_id(host, peer.port)
+      local prev = id and by_id[id]
+      if not id then
+        problems[#problems + 1] = "a resolved address " .. describe(hosts[k]) .. " is not an IP address"
+      elseif prev then
+        -- The same address:port twice (two registrations, or a name and an IP): one peer.
         if peer.weight > prev.weight then
           prev.weight = peer.weight
         end
       else
-        by_id[id] = peer
-        list[#list + 1] = peer
+        prev = { host = host, port = peer.port, weight = peer.weight }
+        by_id[id] = prev
+        list[#list + 1] = prev
       end
     end
   end
-  return list, problems, total, rejected
+  local fresh = {}
+  if warned then
+    for _, why in ipairs(problems) do
+      if not warned[why] then
+        fresh[#fresh + 1] = why
+      end
+    end
+    clear(warned)
+    for _, why in ipairs(problems) do
+      warned[why] = true
+    end
+  else
+    fresh = problems
+  end
+  return list, problems, total, rejected, fresh
 end
 _M.parse = parse_entries
 

@@ -3,7 +3,8 @@
 --
 -- Owns the health shared dict's layout: every key is made by key(kind,
 -- upstream, peer id) only:
---   st    0 or absent: healthy; 1: down (active checks); 2: down (passive checks)
+--   st    0 or absent: healthy; 1: down (active checks); 2: down (passive checks);
+--         3: joined, waiting for its first active check (probe_new)
 --   ok/ko consecutive active successes / failures (incr)
 --   pf    passive failures in the current fail_timeout window (incr, TTL)
 --   at    when st last changed; why: the reason given then
@@ -11,7 +12,8 @@
 --   req/fail  requests and failed tries (incr by each worker's flush)
 --   inf<W>    in-flight requests of worker W (set by that worker)
 -- and, per upstream, "hv" (bumped on every st change: workers rebuild their
--- eligible sets when it moves) and "known" (peer ids the checker tracks),
+-- eligible sets when it moves), "known" (peer ids the checker tracks) and
+-- "ru" (until when a peer ramps its slow_start weight),
 -- plus "upstreams" (the names the last checker started with).
 -- Writers: the checker (gen_lb.health_checker), the balancer's counters
 -- (gen_lb.balancer_counters) and passive reports. A state change takes no
@@ -33,7 +35,7 @@ local _M = { _VERSION = "0.1.0" }
 local DICT_NAME = config.dicts.health
 local hdict = ngx.shared[DICT_NAME]
 
-_M.HEALTHY, _M.DOWN_ACTIVE, _M.DOWN_PASSIVE = 0, 1, 2
+_M.HEALTHY, _M.DOWN_ACTIVE, _M.DOWN_PASSIVE, _M.PENDING = 0, 1, 2, 3
 
 
 --- The one function that names health keys.
@@ -49,10 +51,11 @@ function _M.version_key(name)
   return key("hv", name)
 end
 
---- Does this upstream have any health checking (so st can be non-zero)?
+--- Does this upstream's health version matter to the balancer: health
+--- checking (so st can be non-zero), or slow_start (weights follow it)?
 local function checked(up)
   local hc = up.healthcheck
-  return hc.active ~= nil or hc.passive ~= nil
+  return hc.active ~= nil or hc.passive ~= nil or up.slow_start ~= nil
 end
 _M.checked = checked
 
@@ -83,7 +86,18 @@ _M.bump = bump
 --- Store one health key, logging a full dict.
 _M.store = store
 
-local STATE_WORDS = { [0] = "healthy", [1] = "down (active checks)", [2] = "down (passive checks)" }
+local STATE_WORDS = { [0] = "healthy", [1] = "down (active checks)", [2] = "down (passive checks)",
+  [3] = "waiting for its first check" }
+
+-- A peer of `name` starts its slow_start ramp at t: the checker moves the
+-- health version until "ru" (ramp until) passes, so workers recompute weights.
+local function ramp_from(name, t)
+  local up = config.upstreams[name]
+  local ss = up and up.slow_start
+  if ss and (hdict:get(key("ru", name)) or 0) < t + ss then
+    store(key("ru", name), t + ss)
+  end
+end
 
 --- Change the state of a peer (0 healthy, 1 down by active, 2 down by passive checks).
 local function set_state(name, id, new, why)
@@ -98,6 +112,9 @@ local function set_state(name, id, new, why)
     -- Coming back needs `rise` successes counted from here.
     store(key("ok", name, id), 0)
   end
+  if new == 0 then
+    ramp_from(name, now())
+  end
   bump(name)
   if new == 0 then
     log.change('upstream "', name, '": peer ', id, " is healthy again: ", why)
@@ -107,6 +124,40 @@ local function set_state(name, id, new, why)
 end
 
 _M.set_state = set_state
+
+--- Peers that joined an upstream's list (the publisher, before the list is
+--- visible to any worker, so no request can reach them first). With active
+--- checks and probe_new they wait for their first check to pass; their join
+--- time ("at") is where slow_start's ramp begins. A peer absent from the
+--- previous list is new whatever the dict still holds of it; one that stayed
+--- is never passed here, so its state is kept.
+function _M.joined(name, ids)
+  local up = config.upstreams[name]
+  if not up or #ids == 0 then
+    return
+  end
+  local ac = up.healthcheck.active
+  local hold = ac ~= nil and ac.probe_new
+  if not hold and not up.slow_start then
+    return
+  end
+  update_time()
+  local t = now()
+  for _, id in ipairs(ids) do
+    if hold then
+      store(key("st", name, id), 3)
+      store(key("why", name, id), "joined: waiting for its first check")
+      store(key("ok", name, id), 0)
+      store(key("ko", name, id), 0)
+    end
+    store(key("at", name, id), t)
+  end
+  if not hold then
+    -- Held peers ramp from their first passed check (set_state).
+    ramp_from(name, t)
+  end
+  bump(name)
+end
 
 -- ------------------------------------------------------------------ passive
 
@@ -133,6 +184,24 @@ function _M.report_failure(name, id, why)
   end
 end
 
+local var = ngx.var
+local tonumber_ = tonumber
+
+--- Whether the last try's answer was cut short: fewer body bytes came from
+--- the upstream than its Content-Length said ("upstream prematurely closed
+--- connection", a reset mid-body). nginx keeps $upstream_status at 200 then,
+--- and neither lua-nginx-module 0.10.23 nor 0.10.31 exposes the upstream's
+--- own error past the balancer phase; a chunked answer cut short is not
+--- seen here (its length is unknown), only by active checks. The log phase
+--- of upstreams with passive checks calls it (two variable reads).
+function _M.cut_short()
+  local want = tonumber_(var.upstream_http_content_length)
+  if not want or want == 0 or var.request_method == "HEAD" then
+    return false
+  end
+  local got = tonumber_(var.upstream_response_length)
+  return got ~= nil and got < want
+end
 
 local KINDS = { "st", "ok", "ko", "pf", "at", "why", "chk", "last", "req", "fail" }
 
@@ -162,7 +231,10 @@ function _M.record_check(name, p, ac, good, why)
       store(p.k_ko, 0)
     end
     local n = hdict:incr(p.k_ok, 1, 0)
-    if st ~= 0 and n and n >= ac.rise then
+    if st == 3 then
+      -- A joined peer is proven by one passing check (it was never down).
+      set_state(name, id, 0, "its first check passed")
+    elseif st ~= 0 and n and n >= ac.rise then
       set_state(name, id, 0, n .. " successful check(s) in a row")
     end
   else
@@ -170,7 +242,7 @@ function _M.record_check(name, p, ac, good, why)
       store(p.k_ok, 0)
     end
     local n = hdict:incr(p.k_ko, 1, 0)
-    if st == 0 and n and n >= ac.fall then
+    if (st == 0 or st == 3) and n and n >= ac.fall then
       set_state(name, id, 1, n .. " failed check(s) in a row (last: " .. why .. ")")
     end
   end
@@ -197,6 +269,7 @@ local function forget_upstreams(premature, names)
     end
     hdict:delete(key("known", name))
     hdict:delete(key("hv", name))
+    hdict:delete(key("ru", name))
     peers.forget(name)
   end
 end

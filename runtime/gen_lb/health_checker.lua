@@ -75,6 +75,10 @@ local function new_tracked(name, up)
     all_down_logged = 0,
     forget_later = {},
     valid = {},
+    slow_start = up.slow_start,
+    -- While a peer ramps, the health version moves this often (workers recompute weights).
+    ramp_step = up.slow_start and max(STEP, up.slow_start / 20) or nil,
+    ramp_next = 0,
   }
   if us.active then
     for _, s in ipairs(us.active.valid_statuses) do
@@ -88,7 +92,7 @@ local function new_peer(us, peer)
   local name, id = us.name, peer.id
   local p = {
     id = id,
-    host = peer.host,
+    host = peer.addr,   -- IPv6 in brackets, as connect takes it
     port = peer.port,
     due = 0,            -- checked at once
     busy = false,
@@ -293,9 +297,23 @@ local function forget_again(us, t)
   us.forget_later = keep
 end
 
+-- slow_start: while a peer ramps (and one step after, for the full weight),
+-- move the health version every ramp_step.
+local function ramp(us, t)
+  if not us.slow_start or t < us.ramp_next then
+    return
+  end
+  local ru = hdict:get(key("ru", us.name))
+  if ru and t <= ru + us.ramp_step then
+    us.ramp_next = t + us.ramp_step
+    bump(us.name)
+  end
+end
+
 -- One upstream's share of a round; returns when it next needs the loop.
 local function tend(us, t, jobs)
   sync_peers(us, t)
+  ramp(us, t)
   scan_states(us)
   expire_passive(us, t)
   watch_all_down(us, t)

@@ -13,6 +13,8 @@ local concat = table.concat
 local sort = table.sort
 local gsub = string.gsub
 local match = string.match
+local find = string.find
+local lower = string.lower
 local sub = string.sub
 local floor = math.floor
 local ipairs = ipairs
@@ -60,6 +62,115 @@ local function left_ms(deadline)
     return nil
   end
   return ms
+end
+
+-- Headers and body of a check's answer are read whole, within these bounds
+-- (and the check's timeout): a health page is small, and a peer that streams
+-- without end must not hold a check slot.
+local MAX_HEADERS = 100
+local MAX_BODY = 1024 * 1024
+
+-- receive(what) with the time left before deadline; nil, why on failure.
+local function recv(sock, what, deadline)
+  local ms = left_ms(deadline)
+  if not ms then
+    return nil, "timeout"
+  end
+  sock:settimeout(ms)
+  local data, err, partial = sock:receive(what)
+  if not data then
+    return nil, err, partial
+  end
+  return data
+end
+
+-- The rest of an answer after its status line: headers, then a body of
+-- Content-Length bytes, chunked, or up to the close. true, or nil, why
+-- ("truncated ..." when the peer closed before the end).
+local function read_rest(sock, deadline)
+  local length, chunked
+  for _ = 1, MAX_HEADERS + 1 do
+    local line, err = recv(sock, "*l", deadline)
+    if not line then
+      return nil, "truncated headers: " .. tostring(err)
+    end
+    if line == "" then
+      break
+    end
+    local name, value = match(line, "^([^:]+):%s*(.-)%s*$")
+    if name then
+      name = lower(name)
+      if name == "content-length" then
+        length = tonumber(value)
+        if not length or length < 0 or length % 1 ~= 0 then
+          return nil, "bad Content-Length: " .. sanitize(value)
+        end
+      elseif name == "transfer-encoding" and find(lower(value), "chunked", 1, true) then
+        chunked = true
+      end
+    end
+  end
+  if chunked then
+    local total = 0
+    while true do
+      local line, err = recv(sock, "*l", deadline)
+      if not line then
+        return nil, "truncated body: " .. tostring(err) .. " after " .. total .. " byte(s) of chunks"
+      end
+      local size = tonumber(match(line, "^%s*(%x+)"), 16)
+      if not size then
+        return nil, "bad chunk size line: " .. sanitize(line)
+      end
+      if size == 0 then
+        -- Trailers, up to the empty line that ends the answer.
+        for _ = 1, MAX_HEADERS + 1 do
+          local t
+          t, err = recv(sock, "*l", deadline)
+          if not t then
+            return nil, "truncated body: " .. tostring(err) .. " in the trailers"
+          end
+          if t == "" then
+            return true
+          end
+        end
+        return nil, "more than " .. MAX_HEADERS .. " trailer lines"
+      end
+      total = total + size
+      if total > MAX_BODY then
+        return nil, "body over " .. MAX_BODY .. " bytes"
+      end
+      local _, rerr = recv(sock, size + 2, deadline)
+      if rerr then
+        return nil, "truncated body: " .. tostring(rerr) .. " within a chunk, after " .. (total - size) .. " byte(s)"
+      end
+    end
+  end
+  if length then
+    if length > MAX_BODY then
+      return nil, "body over " .. MAX_BODY .. " bytes (Content-Length " .. length .. ")"
+    end
+    if length == 0 then
+      return true
+    end
+    local _, err, partial = recv(sock, length, deadline)
+    if err then
+      return nil, "truncated body: " .. tostring(err) .. " after " .. #(partial or "") .. " of " .. length .. " byte(s)"
+    end
+    return true
+  end
+  -- Neither: the body ends where the peer closes (HTTP/1.0, Connection: close).
+  local got = 0
+  while got <= MAX_BODY do
+    local data, err, partial = recv(sock, 16384, deadline)
+    if not data then
+      if err == "closed" then
+        return true
+      end
+      return nil, "truncated body: " .. tostring(err) .. " after " .. (got + #(partial or "")) .. " byte(s)"
+    end
+    got = got + #data
+  end
+  return nil, "body over " .. MAX_BODY .. " bytes"
 end
 
 -- One check over an open-to-be socket; returns true or nil, why. May raise:
@@ -119,7 +230,8 @@ local function probe(sock, ac, valid, p, deadline)
   if not valid[status] then
     return nil, "HTTP " .. status
   end
-  return true
+  -- A status line is not an answer: a peer that resets mid-body would pass.
+  return read_rest(sock, deadline)
 end
 
 --- One check of one peer ({host, port, request}) as `ac` (the upstream's

@@ -24,6 +24,9 @@ local encode = cjson.encode
 local find = string.find
 local sub = string.sub
 local match = string.match
+local gmatch = string.gmatch
+local fmt = string.format
+local floor = math.floor
 local concat = table.concat
 local sort = table.sort
 local pairs = pairs
@@ -62,30 +65,157 @@ local function peer_id(host, port)
 end
 _M.peer_id = peer_id
 
-local function valid_ipv4(s)
-  local a, b, c, d = match(s, "^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
+-- The four octets of a dotted IPv4 address (each at most three decimal
+-- digits, leading zeros being decimal as Consul and inet_pton read them), or nil.
+local function ipv4_octets(s)
+  local a, b, c, d = match(s, "^(%d%d?%d?)%.(%d%d?%d?)%.(%d%d?%d?)%.(%d%d?%d?)$")
   if not a then
-    return false
+    return nil
   end
-  for _, o in ipairs({ a, b, c, d }) do
-    if #o > 3 or tonumber(o) > 255 then
+  a, b, c, d = tonumber(a), tonumber(b), tonumber(c), tonumber(d)
+  if a > 255 or b > 255 or c > 255 or d > 255 then
+    return nil
+  end
+  return a, b, c, d
+end
+
+-- The 16-bit groups of one side of an IPv6 address ("" has none) appended to
+-- out; the last field may be a dotted IPv4 tail when v4_ok. false when malformed.
+local function v6_groups(part, v4_ok, out)
+  if part == "" then
+    return true
+  end
+  local fields = {}
+  for f in gmatch(part .. ":", "([^:]*):") do
+    fields[#fields + 1] = f
+  end
+  for k, f in ipairs(fields) do
+    if v4_ok and k == #fields and find(f, ".", 1, true) then
+      local a, b, c, d = ipv4_octets(f)
+      if not a then
+        return false
+      end
+      out[#out + 1] = a * 256 + b
+      out[#out + 1] = c * 256 + d
+    elseif match(f, "^%x%x?%x?%x?$") then
+      out[#out + 1] = tonumber(f, 16)
+    else
       return false
     end
   end
   return true
 end
 
---- Whether a peer address is an IP literal (balancer.set_current_peer takes
---- nothing else): dotted IPv4, or IPv6 (hex groups and colons, maybe an IPv4 tail).
-function _M.valid_ip(s)
-  if type(s) ~= "string" then
-    return false
+-- The RFC 5952 text of eight groups: lower-case hex without leading zeros,
+-- the longest run of two or more zero groups (the first of equals) as "::",
+-- and an IPv4-mapped address with its dotted tail.
+local function v6_text(g)
+  if g[1] == 0 and g[2] == 0 and g[3] == 0 and g[4] == 0 and g[5] == 0 and g[6] == 0xffff then
+    return fmt("::ffff:%d.%d.%d.%d", floor(g[7] / 256), g[7] % 256, floor(g[8] / 256), g[8] % 256)
   end
-  if valid_ipv4(s) then
-    return true
+  local best, best_len, at, len = 0, 0, 0, 0
+  for k = 1, 8 do
+    if g[k] == 0 then
+      if len == 0 then
+        at = k
+      end
+      len = len + 1
+      if len > best_len then
+        best, best_len = at, len
+      end
+    else
+      len = 0
+    end
   end
-  return find(s, ":", 1, true) ~= nil and match(s, "^[%x:.]+$") ~= nil and #s <= 45
+  local parts = {}
+  if best_len < 2 then
+    for k = 1, 8 do
+      parts[k] = fmt("%x", g[k])
+    end
+    return concat(parts, ":")
+  end
+  for k = 1, best - 1 do
+    parts[#parts + 1] = fmt("%x", g[k])
+  end
+  local head = concat(parts, ":")
+  parts = {}
+  for k = best + best_len, 8 do
+    parts[#parts + 1] = fmt("%x", g[k])
+  end
+  return head .. "::" .. concat(parts, ":")
 end
+
+local function canonical_ipv6(s)
+  if #s > 45 or not match(s, "^[%x:.]+$") then
+    return nil
+  end
+  local g = {}
+  local gap = find(s, "::", 1, true)
+  if not gap then
+    if not v6_groups(s, true, g) or #g ~= 8 then
+      return nil
+    end
+    return v6_text(g)
+  end
+  local tail = {}
+  local after = sub(s, gap + 2)
+  if find(after, "::", 1, true) or not v6_groups(sub(s, 1, gap - 1), false, g)
+    or not v6_groups(after, true, tail) or #g + #tail > 7 then
+    return nil
+  end
+  for _ = 1, 8 - #g - #tail do
+    g[#g + 1] = 0
+  end
+  for _, v in ipairs(tail) do
+    g[#g + 1] = v
+  end
+  return v6_text(g)
+end
+
+--- What a peer address is: "ipv4" or "ipv6" and its canonical text (so that
+--- one backend is one peer: 127.000.000.001 is 127.0.0.1, 0:0::1 is ::1), or
+--- "name" and the host name as given, or nil and why it is neither (an
+--- address carrying a port, a zone index, brackets, garbage).
+local function classify(s)
+  if type(s) ~= "string" or s == "" then
+    return nil, "not a string"
+  end
+  local a, b, c, d = ipv4_octets(s)
+  if a then
+    return "ipv4", a .. "." .. b .. "." .. c .. "." .. d
+  end
+  if find(s, ":", 1, true) then
+    local v6 = canonical_ipv6(s)
+    if v6 then
+      return "ipv6", v6
+    end
+    if match(s, "^[^:]+:%d+$") or match(s, "^%[.*%]:%d+$") then
+      return nil, "carries a port (the port is Service.Port)"
+    end
+    return nil, "is not an IP address"
+  end
+  if #s <= 253 and match(s, "^[%w][%w%-%.]*$") and not find(s, "..", 1, true) and match(s, "%a") then
+    return "name", s
+  end
+  return nil, "is not an IP address"
+end
+_M.classify = classify
+
+--- Whether a peer address is an IP literal (balancer.set_current_peer takes
+--- nothing else, IPv6 in brackets).
+function _M.valid_ip(s)
+  local kind = classify(s)
+  return kind == "ipv4" or kind == "ipv6"
+end
+
+--- The host as set_current_peer and cosocket connect take it: IPv6 in brackets.
+local function connect_host(host)
+  if find(host, ":", 1, true) then
+    return "[" .. host .. "]"
+  end
+  return host
+end
+_M.connect_host = connect_host
 
 local function by_address(a, b)
   if a.host ~= b.host then
@@ -94,19 +224,34 @@ local function by_address(a, b)
   return a.port < b.port
 end
 
---- The canonical JSON of a list: sorted, one [host, port, weight] per peer.
---- Hosts are IP literals (checked by the caller), so no escaping is needed.
+--- The canonical JSON of a list: sorted, one [host, port, weight] per peer,
+--- hosts in canonical form and each ip:port once (the larger weight kept).
+--- Entries whose host is not an IP literal are left out (callers check
+--- and warn first), so no escaping is needed.
 local function canonical(list)
-  local sorted = {}
-  for i, p in ipairs(list) do
-    sorted[i] = p
+  local sorted, by_id = {}, {}
+  for _, p in ipairs(list) do
+    local kind, host = classify(p.host)
+    if kind == "ipv4" or kind == "ipv6" then
+      local id = peer_id(host, p.port)
+      local prev = by_id[id]
+      if prev then
+        if (p.weight or 1) > prev.weight then
+          prev.weight = p.weight or 1
+        end
+      else
+        prev = { host = host, port = p.port, weight = p.weight or 1 }
+        by_id[id] = prev
+        sorted[#sorted + 1] = prev
+      end
+    end
   end
   sort(sorted, by_address)
   local parts = {}
   for i, p in ipairs(sorted) do
-    parts[i] = '["' .. p.host .. '",' .. p.port .. "," .. (p.weight or 1) .. "]"
+    parts[i] = '["' .. p.host .. '",' .. p.port .. "," .. p.weight .. "]"
   end
-  return "[" .. concat(parts, ",") .. "]"
+  return "[" .. concat(parts, ",") .. "]", #sorted
 end
 _M.canonical = canonical
 
@@ -125,7 +270,8 @@ local function decode_list(json)
   end
   local list = {}
   for i, p in ipairs(arr) do
-    list[i] = { host = p[1], port = p[2], weight = p[3], id = peer_id(p[1], p[2]) }
+    -- addr: the host as set_current_peer and connect take it, made once per change.
+    list[i] = { host = p[1], port = p[2], weight = p[3], id = peer_id(p[1], p[2]), addr = connect_host(p[1]) }
   end
   return list
 end
@@ -146,7 +292,7 @@ local function refresh(name, v)
   return list, version
 end
 
---- list, version of an upstream's peers: an array of {host, port, weight, id},
+--- list, version of an upstream's peers: an array of {host, port, weight, id, addr},
 --- sorted; EMPTY and 0 when there are none. Callers must not modify it; a
 --- change replaces the list rather than editing it.
 function _M.get(name)
@@ -263,14 +409,14 @@ function _M.publish(name, list, source, fields)
   if not pkey[name] then
     error("gen-lb peers.publish: unknown upstream " .. tostring(name), 2)
   end
-  local json = canonical(list)
+  local json, count = canonical(list)
   local old_list, old_version, old_json = _M.stored(name)
   local t = now()
   local meta_fields = fields or {}
   meta_fields.source = source
   meta_fields.updated_at = t
-  meta_fields.count = #list
-  if old_json == json or (old_json == nil and #list == 0) then
+  meta_fields.count = count
+  if old_json == json or (old_json == nil and count == 0) then
     -- Unchanged (an empty list where there never was one stays "none", version 0).
     meta_fields.version = old_version or 0
     _M.update_meta(name, meta_fields)
@@ -287,11 +433,17 @@ function _M.publish(name, list, source, fields)
   meta_fields.version = version
   meta_fields.changed_at = t
   _M.update_meta(name, meta_fields)
+  local added, removed = diff(old_list and ids(old_list) or {}, ids(decode_list(json)))
+  if old_list then
+    -- Before "v:": no worker sees a joined peer before it is held back.
+    -- (The first list after a start holds nobody: there is no one else to serve.)
+    -- Required here, not at load: gen_lb.health requires this module.
+    require("gen_lb.health").joined(name, added)
+  end
   ok, err = store(vkey[name], version)
   if not ok then
     return nil, err
   end
-  local added, removed = diff(old_list and ids(old_list) or {}, ids(decode_list(json)))
   return true, version, added, removed
 end
 

@@ -31,6 +31,7 @@ export const runtimeActiveCheckSchema = z.strictObject({
   valid_statuses: z.array(int),
   concurrency: int.positive(),
   ssl_verify: z.boolean(),
+  probe_new: z.boolean().describe("a new peer gets traffic only after its first check passed"),
 });
 
 export const runtimePassiveCheckSchema = z.strictObject({
@@ -48,6 +49,7 @@ export const runtimeUpstreamSchema = z.strictObject({
   hash_var: z.string().optional().describe("nginx variable holding the chash key; absent unless chash with hash_key"),
   retries: int.nonnegative(),
   fail_open: z.boolean(),
+  slow_start: seconds.optional().describe("absent: a joining peer gets its full weight at once"),
   fallback: z.array(z.strictObject({ host: z.string(), port, weight: int.positive() })),
   healthcheck: z.strictObject({
     active: runtimeActiveCheckSchema.optional().describe("absent: no active checks"),
@@ -108,6 +110,9 @@ export const runtimeConfigSchema = z.strictObject({
   dns_upstreams: z.record(z.string(), runtimeDnsUpstreamSchema),
   upstream_module: z.boolean().describe("the target has lua-upstream-nginx-module (ngx.upstream): status shows static peers' state"),
   status: z.strictObject({ enabled: z.boolean(), path: z.string() }),
+  resolver: z
+    .array(z.strictObject({ host: z.string().describe("IP literal, without brackets"), port }))
+    .describe("nginx.http.resolver's name servers: Consul addresses that are host names are resolved through them (empty: such entries are dropped)"),
 });
 
 export type RuntimeConfig = z.infer<typeof runtimeConfigSchema>;

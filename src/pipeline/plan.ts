@@ -399,6 +399,7 @@ function planLuaConfig(spec: Spec): RuntimeConfig {
     ...planStaticLuaConfig(spec, ups.static),
     ...planDnsLuaConfig(spec, ups.dns),
     status: { enabled: spec.status.enabled, path: spec.status.path },
+    resolver: resolverServers(spec.nginx.http.resolver ?? []),
   };
 }
 
@@ -435,6 +436,7 @@ function planLuaUpstream(name: string, up: Upstream & { service: string }, spec:
     hash_var: up.hash_key === undefined ? undefined : HASH_VAR,
     retries: up.retries,
     fail_open: up.fail_open,
+    slow_start: up.slow_start === undefined ? undefined : seconds(up.slow_start),
     fallback: up.fallback.map((p) => (typeof p === "string" ? { ...fallbackPeer(p), weight: 1 } : { ...fallbackPeer(p.address), weight: p.weight })),
     healthcheck: {
       active:
@@ -452,6 +454,7 @@ function planLuaUpstream(name: string, up: Upstream & { service: string }, spec:
               valid_statuses: active.valid_statuses,
               concurrency: active.concurrency,
               ssl_verify: active.ssl_verify,
+              probe_new: active.probe_new,
             },
       passive:
         passive === undefined
@@ -466,6 +469,20 @@ function fallbackPeer(text: string): { host: string; port: number } {
   const a = peerOf(text);
   if (a.kind === "unix") throw new Error(`a unix socket reached the fallback peers: ${formatPeerAddress(a)}`);
   return { host: a.host, port: a.port };
+}
+
+/** The name servers of nginx's resolver directive (its valid=, ipv6= ... options left out); port 53 unless given. */
+function resolverServers(args: string[]): Array<{ host: string; port: number }> {
+  const out: Array<{ host: string; port: number }> = [];
+  for (const a of args) {
+    if (a.includes("=")) continue;
+    const v6 = /^\[([^\]]+)\](?::(\d+))?$/.exec(a);
+    if (v6) out.push({ host: v6[1]!, port: v6[2] ? Number(v6[2]) : 53 });
+    else if (/^[^:]+:\d+$/.test(a)) out.push(splitHostPort(a));
+    else if (a.includes(":")) out.push({ host: a, port: 53 });
+    else out.push({ host: a, port: 53 });
+  }
+  return out;
 }
 
 export function splitHostPort(hostPort: string): { host: string; port: number } {

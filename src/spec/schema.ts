@@ -235,7 +235,7 @@ export const httpSchema = z
     proxy_buffer_size: size("4k").optional().describe("proxy_buffer_size"),
     proxy_buffers: safeText("proxy_buffers").optional().describe('proxy_buffers, e.g. "8 4k"'),
     proxy_busy_buffers_size: size("8k").optional().describe("proxy_busy_buffers_size"),
-    resolver: z.array(safeText("a resolver address")).optional().describe("DNS resolvers (needed only for hostnames resolved at run time)"),
+    resolver: z.array(safeText("a resolver address")).optional().describe("DNS resolvers (needed only for hostnames resolved at run time: static upstreams with `resolve`, and Consul Addresses that are host names, which gen-lb resolves through these name servers on OpenResty)"),
     log_formats: z
       .record(name("a log format name"), logFormat)
       .default({})
@@ -295,6 +295,10 @@ export const activeCheckSchema = z
     valid_statuses: z.array(z.number().int().min(100).max(599)).default([200, 302]).describe("HTTP statuses that count as healthy"),
     concurrency: z.number().int().positive().default(10).describe("checks in flight at once, per upstream"),
     ssl_verify: z.boolean().default(false).describe("https checks: verify the peer certificate"),
+    probe_new: z
+      .boolean()
+      .default(true)
+      .describe("a peer that joins the list (or rejoins after it left) gets no traffic until its first check passes, and that check runs at once; a peer that stays in the list keeps its state. The first list after a start holds nobody back (there is no one else to serve)"),
   })
   .describe("active health checks, run by one worker per node against the discovered peers");
 
@@ -369,7 +373,10 @@ export const upstreamSchema = z
         ]),
       )
       .default([])
-      .describe('Consul upstreams: static peers, "ip:port", "[v6]:port" or {address, weight}, used only when Consul has never given any (and no dump exists); host names need nginx.http.resolver'),
+      .describe('Consul upstreams: static peers, "ip:port", "[v6]:port" or {address, weight}, used only when Consul has never given any (and no dump exists); IP addresses only (host names: use a static upstream)'),
+    slow_start: duration("30s")
+      .optional()
+      .describe("Consul upstreams: a peer that joins, or returns to health, ramps its weight linearly from near 0 to its full weight over this time, as NGINX Plus's slow_start does. Honoured by round_robin and random (the algorithms with weights); least_conn and chash ignore it"),
     fail_open: z.boolean().default(true).describe("Consul upstreams: when every peer is unhealthy, use them all (true) or answer 503 (false)"),
     healthcheck: z
       .strictObject({

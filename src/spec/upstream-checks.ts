@@ -40,6 +40,7 @@ const CONSUL_ONLY: Record<string, string> = {
   datacenter: "datacenter picks where the Consul service is read",
   fallback: "fallback peers stand in for Consul until it answers; list every server under servers",
   fail_open: "fail_open is the Consul balancer's choice when every peer is down; nginx's own upstream answers 502 then (add a backup server for a fallback)",
+  slow_start: "slow_start ramps the weights of gen-lb's Lua balancer, which static upstreams do not use (nginx's own slow_start is an NGINX Plus parameter)",
   healthcheck:
     "health checks are run by gen-lb's Lua, which static upstreams do not use; set max_fails and fail_timeout on each server for nginx's passive checks",
 };
@@ -102,11 +103,13 @@ function checkFallback(spec: Spec, up: Upstream, path: PropertyKey[], diag: Diag
     const text = typeof entry === "string" ? entry : entry.address;
     const at = typeof entry === "string" ? [...path, "fallback", i] : [...path, "fallback", i, "address"];
     const addr = peerOf(text);
-    if (addr.kind === "name" && spec.nginx.http.resolver === undefined) {
+    if (addr.kind === "name") {
+      // The runtime does not resolve names yet (Debian's nginx has no
+      // lua-resty-dns): refused here rather than dropped at run time.
       errors.push(
         diag(
           at,
-          `fallback peer ${JSON.stringify(text)} is a host name, and the Lua balancer takes only IP addresses unless a resolver is set: write its IP ("127.0.0.1:${addr.port}" for localhost), or set nginx.http.resolver, or make the upstream static (\`servers\`), which nginx resolves at start`,
+          `fallback peer ${JSON.stringify(text)} is a host name, and the Lua balancer takes only IP addresses (it does not resolve names, with or without nginx.http.resolver): write its IP ("127.0.0.1:${addr.port}" for localhost), or make the upstream static (\`servers\`), which nginx resolves at start`,
         ),
       );
     }

@@ -136,12 +136,14 @@ describe("static upstreams: no gen-lb log phase", () => {
 });
 
 describe("fallback peers: validation and normalisation", () => {
-  it("refuses a host name unless nginx.http.resolver is set, and says how to fix it", () => {
+  it("refuses a host name, with or without nginx.http.resolver (the runtime does not resolve names), and says how to fix it", () => {
     expect(errorsOf('upstreams:\n  web:\n    service: web\n    fallback: ["localhost:8080"]\n')).toEqual([
-      expect.stringMatching(/^upstreams\.web\.fallback\[0\] \(gen-lb\.yaml:4:16\): fallback peer "localhost:8080" is a host name.*"127\.0\.0\.1:8080".*nginx\.http\.resolver/),
+      expect.stringMatching(/^upstreams\.web\.fallback\[0\] \(gen-lb\.yaml:4:16\): fallback peer "localhost:8080" is a host name.*"127\.0\.0\.1:8080".*static/),
     ]);
     expect(errorsOf('upstreams:\n  web:\n    service: web\n    fallback: [{address: "db.internal:80"}]\n')[0]).toMatch(/^upstreams\.web\.fallback\[0\]\.address /);
-    ok('nginx: {http: {resolver: ["127.0.0.53"]}}\nupstreams:\n  web:\n    service: web\n    fallback: ["localhost:8080"]\n');
+    expect(errorsOf('nginx: {http: {resolver: ["127.0.0.53"]}}\nupstreams:\n  web:\n    service: web\n    fallback: ["localhost:8080"]\n')).toEqual([
+      expect.stringMatching(/^upstreams\.web\.fallback\[0\] .*does not resolve names/),
+    ]);
   });
 
   it("refuses an IPv6 literal without brackets, a unix socket, and a peer listed twice after normalising", () => {

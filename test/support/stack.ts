@@ -77,8 +77,10 @@ export interface StackOptions {
   errorLevel?: string;
   /** Merged into the spec's consul section (addresses default to the stand-in). */
   consul?: Record<string, unknown>;
-  /** Extra nginx spec fields (user, http, ...). */
+  /** Extra nginx spec fields (user, ...); `http` here replaces the profile's. */
   nginx?: Record<string, unknown>;
+  /** Extra nginx.http fields (resolver, ...), merged into the profile's. */
+  http?: Record<string, unknown>;
   /** Extra fields for the main server (error_pages, ...). */
   server?: Record<string, unknown>;
   /** Extra locations for the main server (after one per upstream). */
@@ -137,7 +139,7 @@ export class Stack {
       nginx: {
         worker_processes: options.workers ?? 2,
         error_log: { path: "logs/error.log", level: options.errorLevel ?? "info" },
-        ...(balancer ? { http: { access_log: "off" } } : {}),
+        ...(balancer || options.http ? { http: { ...(balancer ? { access_log: "off" } : {}), ...options.http } } : {}),
         ...options.nginx,
       },
       ...(balancer ? {} : { runtime: { log_level: "notice" } }),
