@@ -17,28 +17,17 @@
 -- Prometheus: gen_lb_static_upstream_servers{upstream} and, with state,
 -- gen_lb_static_peer_up{upstream,peer} and gen_lb_static_peer_fails{upstream,peer}.
 local config = require "gen_lb.config"
+local nginx_peers = require "gen_lb.nginx_peers"
 local cjson = require "cjson.safe"
 
-local ngx = ngx
 local encode = cjson.encode
 local concat = table.concat
 local ipairs = ipairs
-local pcall = pcall
-local require = require
 
 local _M = { _VERSION = "0.1.0" }
 
 local names = config.static_upstream_names
 local ups = config.static_upstreams
-
--- Decided once at load: the module is there or it is not.
-local upstream_api
-if config.upstream_module then
-  local ok, mod = pcall(require, "ngx.upstream")
-  if ok then
-    upstream_api = mod
-  end
-end
 
 function _M.names()
   return names
@@ -46,43 +35,6 @@ end
 
 function _M.has(name)
   return ups[name] ~= nil
-end
-
--- nginx's round robin skips a peer while max_fails tries failed within
--- fail_timeout of the last failure (ngx_http_upstream_get_peer).
-local function peer_healthy(p, now)
-  if p.down then
-    return false
-  end
-  local max_fails = p.max_fails or 0
-  if max_fails > 0 and (p.fails or 0) >= max_fails and now - (p.checked or 0) <= (p.fail_timeout or 0) then
-    return false
-  end
-  return true
-end
-
-local function live_peers(name, out, backup)
-  local get = backup and upstream_api.get_backup_peers or upstream_api.get_primary_peers
-  local list, err = get(name)
-  if not list then
-    return nil, err
-  end
-  local now = ngx.time()
-  for _, p in ipairs(list) do
-    local healthy = peer_healthy(p, now)
-    out[#out + 1] = {
-      address = p.name,
-      backup = backup,
-      weight = p.weight,
-      down = p.down == true,
-      healthy = healthy,
-      fails = p.fails or 0,
-      max_fails = p.max_fails,
-      fail_timeout = p.fail_timeout,
-      conns = p.conns,
-    }
-  end
-  return out
 end
 
 local function configured_peers(up)
@@ -109,11 +61,8 @@ function _M.upstream(name)
   end
   local ps, err
   local source = "none"
-  if upstream_api then
-    ps, err = live_peers(name, {}, false)
-    if ps then
-      ps, err = live_peers(name, ps, true)
-    end
+  if nginx_peers.available() then
+    ps, err = nginx_peers.list(name)
     source = up.resolve and "zone" or "worker"
   end
   if not ps then
@@ -173,7 +122,7 @@ function _M.prometheus(list, add, label, number)
   for _, d in ipairs(data) do
     add('gen_lb_static_upstream_servers{upstream="' .. d.name .. '"} ' .. number(d.u.total) .. "\n")
   end
-  if not upstream_api then
+  if not nginx_peers.available() then
     return
   end
   add("# HELP gen_lb_static_peer_up 1 when nginx would pick the static peer, 0 when it is down or failed.\n"

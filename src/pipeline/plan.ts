@@ -294,20 +294,25 @@ function holdForPeers(spec: Spec): number {
   return seconds(spec.runtime.hold_for_peers ?? spec.consul.timeout);
 }
 
-/** Whether requests to `up` may wait for its first peers (gen_lb.discovery_hold). */
+/** Whether the Lua runtime discovers and balances `up` (a Consul upstream not on the DNS engine). */
+function luaEngine(up: Upstream): boolean {
+  return up.service !== undefined && up.discovery !== "dns";
+}
+
+/** Whether requests to `up` may wait for its first peers (gen_lb.discovery_hold): only the Lua engine fills them. */
 function holdsRequests(spec: Spec, up: Upstream): boolean {
-  return up.service !== undefined && up.fallback.length === 0 && holdForPeers(spec) > 0;
+  return luaEngine(up) && up.fallback.length === 0 && holdForPeers(spec) > 0;
 }
 
 /** Whether gen-lb puts its own access_by_lua in a location proxying to `up` (nginx keeps one per location). */
 export function ownsAccessPhase(spec: Spec, up: Upstream): boolean {
-  return holdsRequests(spec, up) || (up.service !== undefined && !up.fail_open);
+  return holdsRequests(spec, up) || (luaEngine(up) && !up.fail_open);
 }
 
 function planProxy(spec: Spec, up: Upstream, loc: Location): NginxDirective[] {
   const name = loc.upstream!;
   // Only the Lua engine reads the hash key from a variable and answers fail-closed itself.
-  const consul = up.service !== undefined && up.discovery !== "dns";
+  const consul = luaEngine(up);
   const out: NginxDirective[] = [];
   if (consul && up.hash_key !== undefined) out.push(d("set", `$${HASH_VAR}`, up.hash_key));
   out.push(d("proxy_pass", `http://${name}`), d("proxy_http_version", "1.1"));
