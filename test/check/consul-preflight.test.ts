@@ -5,10 +5,10 @@
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { ConsulStandin } from "../support/consul-standin.js";
-import { tempDir } from "../support/nginx.js";
+import { NGINX_BIN, tempDir } from "../support/nginx.js";
 import { ports, runCliAsync, specObject, writeSpec } from "../install/helpers.js";
 
-const BIN = ["--bin", "/usr/sbin/nginx"];
+const BIN = ["--bin", NGINX_BIN];
 let standin: ConsulStandin | undefined;
 afterEach(async () => {
   await standin?.stop();
