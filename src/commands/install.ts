@@ -12,7 +12,7 @@ import { openrestyBin, prefixProblem, resolvePrefix } from "../install/prefix.js
 import { runInstall } from "../install/run.js";
 import { seedFromConsul } from "../install/seed.js";
 import { formatDiagnostic } from "../pipeline/load.js";
-import { describeTarget, detectTarget, targetMismatch } from "../target/index.js";
+import { detectTarget, targetMismatch } from "../target/index.js";
 import { systemRunner } from "../util/proc.js";
 import { report, type Io } from "./io.js";
 
@@ -59,7 +59,6 @@ export default async function install(opts: InstallOptions, io: Io): Promise<voi
     });
   }
   if (!io.json) for (const w of prepared.warnings) io.err(`warning: ${formatDiagnostic(w)}\n`);
-  if (seen && !io.json) io.err(`${bin}: ${describeTarget(seen)}; rendering for nginx ${prepared.spec.target_version ?? seen.version}${prepared.spec.target_version ? " (the spec's target_version)" : ""}\n`);
 
   const result = await runInstall(
     {

@@ -18,6 +18,7 @@ import { ConsulStandin } from "../support/consul-standin.js";
 import { request } from "../support/load.js";
 import { Nginx, NGINX_BIN, tempDir } from "../support/nginx.js";
 import { sleep } from "../support/ports.js";
+import { TEST_TARGET } from "../support/target.js";
 import { makePrefix, ports, runCliAsync, writeSpec } from "./helpers.js";
 
 const started: Nginx[] = [];
@@ -91,7 +92,7 @@ describe("first install into a prefix that ran a static site, Consul answering 1
     standin.fault({ kind: "delay", delayMs: 1500, path: /^\/v1\/health\/service\// });
 
     const spec = writeSpec(dir, "gen-lb.json", {
-      target: "nginx",
+      target: TEST_TARGET,
       consul: { addresses: [standin.url], wait: "5s" },
       nginx: { worker_processes: 2, error_log: { path: "logs/error.log", level: "notice" } },
       upstreams: { app: { service: "web", keepalive: 0 } },

@@ -72,13 +72,16 @@ if (TEST_TARGET === "openresty") {
       }
 
       // Killed at sampled steps of an install, each recovered by the next command.
+      let kills = 0;
       for (const at of [8, 16, 24, 32]) {
         const killed = runCli(["install", "--prefix", prefix, "--spec", path.join(dir, "v3.json"), "--bin", NGINX_BIN], { env: { GEN_LB_TEST_KILL_AT_STEP: String(at) } });
         if (killed.status === 0) break;
+        kills++;
         const next = runCli(["install", "--dry-run", "--prefix", prefix, "--spec", path.join(dir, "v3.json"), "--bin", NGINX_BIN]);
         expect(next.status, next.stderr).toBe(0);
         expect(tempState(prefix), `after a kill at step ${at}`).toEqual(temps);
       }
+      expect(kills).toBeGreaterThan(0);
       expect(existsSync(path.join(prefix, ".gen-lb/journal.json"))).toBe(false);
 
       // Back through every install to the hand-written config; nginx's directories stay as they were.
