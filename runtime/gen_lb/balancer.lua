@@ -11,10 +11,19 @@
 --
 -- Retries: the first try sets set_more_tries(retries); nginx runs the
 -- balancer again for each further try, which never gets a peer this request
--- already tried while an untried eligible one exists. A request's tries are
--- a pooled state (gen_lb.balancer_tries); the log phase, which gen-lb runs
--- at server level so that error_page and X-Accel-Redirect targets run it
--- too, hands it back. Counters live in gen_lb.balancer_counters.
+-- already tried while an untried eligible one exists.
+--
+-- Two paths, chosen per upstream by config (up.log_phase, decided by plan):
+-- - tracked (least_conn, passive checks or `counters: true`): the servers
+--   proxying to it run gen-lb's log phase (server level, so that error_page
+--   and X-Accel-Redirect targets run it too). A request's tries are a pooled
+--   state (gen_lb.balancer_tries) that the log phase hands back; it keeps
+--   in-flight counts, failed tries, passive reports.
+-- - lean (everything else): no log phase. nginx's own state of the previous
+--   try (get_last_failure) tells a retry from a first try; the peers a
+--   request tried sit in a record kept per request address (reused, never
+--   handed back). Only tries sent are counted.
+-- Counters live in gen_lb.balancer_counters.
 --
 -- Owns the per-upstream state u; reads the peers and health dicts, reports
 -- failed tries to gen_lb.health.
@@ -33,7 +42,6 @@ local ngx = ngx
 local ngx_var = ngx.var
 local now = ngx.now
 local set_current_peer = ngx_balancer.set_current_peer
-local set_more_tries = ngx_balancer.set_more_tries
 local get_request = base.get_request
 local request_ctx = core_ctx.get_ctx_table
 local lookup = tries.lookup
@@ -42,7 +50,6 @@ local release = tries.release
 local finish = tries.finish
 local add_try = tries.add
 local renumber = tries.renumber
-local get_last_failure = ngx_balancer.get_last_failure
 -- The two calls every request makes go straight to the functions behind
 -- ngx.req.is_internal and ngx.status, with the request we already hold
 -- (the API would look it up again, and ngx.status goes through a metatable).
@@ -54,6 +61,17 @@ local C = ffi.C
 local FFI_BAD_CONTEXT = -100
 local cast = ffi.cast
 local uintptr_t = ffi.typeof("uintptr_t")
+-- The same for balancer.get_last_failure and set_more_tries (declared by
+-- ngx.balancer alike in 0.10.23 and 0.10.31: int f(r, ..., char **err)):
+-- their wrappers look the request up again, and the lean path calls one of
+-- them on every request. get_last_failure returns nginx's state of the
+-- previous try: 0 on a first try (a new upstream request starts at 0), the
+-- NGX_PEER_* bits of a failed one, FFI_ERROR (-1) outside the balancer.
+local get_last_failure_c = C.ngx_http_lua_ffi_balancer_get_last_failure
+local set_more_tries_c = C.ngx_http_lua_ffi_balancer_set_more_tries
+local status_out = ffi.new("int[1]")
+local errmsg = ffi.new("char *[1]")
+local FFI_ERROR = -1
 local peers_get = peers.get
 local hkey = health.key
 local error = error
@@ -101,6 +119,7 @@ local function new_state(name, up)
   local u = {
     name = name,
     algo = algo,
+    tracked = up.log_phase,
     retries = up.retries,
     fail_open = up.fail_open,
     hash_var = up.hash_var,
@@ -129,9 +148,22 @@ local function new_state(name, up)
   return u
 end
 
+-- Whether any upstream runs the log phase: then a lean first try also
+-- settles a tracked state left at its address (see balance_lean).
+local any_tracked = false
 for _, name in ipairs(config.upstream_names) do
   ups[name] = new_state(name, config.upstreams[name])
+  any_tracked = any_tracked or ups[name].tracked
 end
+
+-- Lean path: request address -> {n, [1..n] = peers tried}, reused by the
+-- next request at that address (nginx recycles a few addresses, so the
+-- table stops growing); only read on a retry, which always follows a first
+-- try of the same request at the same address.
+local lean_tries = {}
+-- Positions of a lean request's tried peers in the current list (retries only).
+local lean_tried = {}
+local NO_TRIES = {}
 
 -- The peer list changed: new picker, counters carried over by peer id.
 local function rebuild(u, list, version)
@@ -274,21 +306,35 @@ local function current_request()
   return r, tonumber(cast(uintptr_t, r))
 end
 
---- balancer_by_lua: pick a peer of upstream `name` for this try.
-function _M.balance(name)
-  local u = upstream(name)
+-- A first try found the state of an earlier upstream request at its
+-- address: a finished request's whose log phase never ran, or this
+-- request's before an internal redirect (error_page, X-Accel-Redirect):
+-- then that try's outcome counts.
+local function settle_stale(st)
+  local pu, pi = finish(st)
+  if pu and nth_from_end(ngx_var.upstream_addr, 2) == st.ids[st.n] then
+    local prev = tonumber(nth_from_end(ngx_var.upstream_status, 2))
+    if prev and prev >= 500 then
+      try_failed(pu, pi, prev, 2)
+    end
+  end
+  release(st)
+end
 
+-- The tracked path: pooled per-request state, handed back by the log phase.
+local function balance_tracked(u, name)
   local r, addr = current_request()
   local st = lookup(addr)
-  -- nginx's state of this upstream's previous try (nil: this is the first)
+  -- nginx's state of this upstream's previous try (0: this is the first)
   -- and that try's status.
   local failed, code
   if st then
-    local err
-    failed, code, err = get_last_failure()
-    if err then
+    local state = get_last_failure_c(r, status_out, errmsg)
+    if state == FFI_ERROR then
       -- Not expected in balancer_by_lua: then this try counts as a first one.
-      quiet_log(u, 'upstream "', name, '": balancer.get_last_failure() failed: ', err)
+      quiet_log(u, 'upstream "', name, '": balancer.get_last_failure() failed: ', ffi.string(errmsg[0]))
+    elseif state ~= 0 then
+      failed, code = true, status_out[0]
     end
   end
   local key
@@ -303,24 +349,14 @@ function _M.balance(name)
     end
     key = st.key or nil
   else
-    -- A first try. A state already here is a finished request's whose log
-    -- phase never ran, or this request's before an internal redirect
-    -- (error_page, X-Accel-Redirect): then its last try's outcome counts.
     if st then
-      local pu, pi = finish(st)
-      if pu and nth_from_end(ngx_var.upstream_addr, 2) == st.ids[st.n] then
-        local prev = tonumber(nth_from_end(ngx_var.upstream_status, 2))
-        if prev and prev >= 500 then
-          try_failed(pu, pi, prev, 2)
-        end
-      end
-      release(st)
+      settle_stale(st)
     end
     st = acquire(addr)
     st.u, st.gen = u, u.gen
     local internal = C.ngx_http_lua_ffi_req_is_internal(r)
     if internal == FFI_BAD_CONTEXT then
-      error("gen-lb balancer: not in a request (" .. internal .. ")", 2)
+      error("gen-lb balancer: not in a request (" .. internal .. ")", 3)
     end
     if internal ~= 0 then
       -- A subrequest may never run the log phase: let the sweep see its end.
@@ -328,7 +364,7 @@ function _M.balance(name)
       st.holder[1] = request_ctx()
     end
     if u.retries > 0 then
-      set_more_tries(u.retries)
+      set_more_tries_c(r, u.retries, errmsg)
     end
     if u.hash_var then
       key = ngx_var[u.hash_var] or ""
@@ -357,6 +393,86 @@ function _M.balance(name)
   add_try(st, i, peer.id)
   u.inflight[i] = u.inflight[i] + 1
   u.reqs[i] = u.reqs[i] + 1
+end
+
+-- The lean path: no log phase, nothing handed back; a first try costs a
+-- look at nginx's state of the previous try and, with retries, two stores.
+local function balance_lean(u, name)
+  local r = get_request()
+  local state = get_last_failure_c(r, status_out, errmsg)
+  if state == FFI_ERROR then
+    error("gen-lb balancer: " .. ffi.string(errmsg[0]), 3)
+  end
+  local addr = tonumber(cast(uintptr_t, r))
+  local rec, tried, n
+  if state == 0 then
+    if any_tracked then
+      local st = lookup(addr)
+      if st then
+        settle_stale(st)
+      end
+    end
+    if u.retries > 0 then
+      set_more_tries_c(r, u.retries, errmsg)
+    end
+    tried, n = NO_TRIES, 0
+  else
+    -- nginx is retrying: the previous try failed. The peers tried so far,
+    -- by their position in the current list (it may have changed since).
+    rec = lean_tries[addr]
+    n = rec and rec.n or 0
+    local index = u.index
+    for k = 1, n do
+      lean_tried[k] = index[rec[k].id] or 0
+    end
+    tried = lean_tried
+  end
+  local key
+  if u.hash_var then
+    key = ngx_var[u.hash_var] or ""
+  end
+
+  local picker = u.picker
+  local i = picker:find(tried, n, key)
+  if not i and n > 0 then
+    -- Every eligible peer was tried: any of them again.
+    i = picker:find(tried, 0, key)
+  end
+  if not i then
+    if u.n == 0 then
+      quiet_log(u, 'upstream "', name, '": no peers (Consul has not listed any); answering 502')
+    end
+    return ngx.exit(NGX_BUSY)
+  end
+  local peer = u.list[i]
+  local ok, err = set_current_peer(peer.host, peer.port)
+  if not ok then
+    quiet_log(u, 'upstream "', name, '": set_current_peer(', peer.id, ") failed: ", err)
+    return ngx.exit(ngx.ERROR)
+  end
+  u.reqs[i] = u.reqs[i] + 1
+  if u.retries > 0 then
+    if not rec then
+      rec = lean_tries[addr]
+      if not rec then
+        rec = { n = 0 }
+        lean_tries[addr] = rec
+      end
+      n = 0
+    end
+    n = n + 1
+    rec.n = n
+    rec[n] = peer
+  end
+end
+
+--- balancer_by_lua: pick a peer of upstream `name` for this try.
+function _M.balance(name)
+  local u = upstream(name)
+  if u.tracked then
+    return balance_tracked(u, name)
+  end
+  return balance_lean(u, name)
 end
 
 --- log_by_lua (every request of a server that proxies to an upstream): the

@@ -48,6 +48,9 @@ export const runtimeUpstreamSchema = z.strictObject({
   hash_var: z.string().optional().describe("nginx variable holding the chash key; absent unless chash with hash_key"),
   retries: int.nonnegative(),
   fail_open: z.boolean(),
+  log_phase: z
+    .boolean()
+    .describe("the servers proxying to it run gen-lb's log phase (least_conn, passive checks or counters: true): the balancer tracks each request to its end and counts failed tries and tries in flight"),
   fallback: z.array(z.strictObject({ host: z.string(), port, weight: int.positive() })),
   healthcheck: z.strictObject({
     active: runtimeActiveCheckSchema.optional().describe("absent: no active checks"),

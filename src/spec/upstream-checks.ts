@@ -41,6 +41,7 @@ const CONSUL_ONLY: Record<string, string> = {
   fail_open: "fail_open is the Consul balancer's choice when every peer is down; nginx's own upstream answers 502 then (add a backup server for a fallback)",
   healthcheck:
     "health checks are run by gen-lb's Lua, which static upstreams do not use; set max_fails and fail_timeout on each server for nginx's passive checks",
+  counters: "counters are kept by gen-lb's Lua balancer, which static upstreams do not use; the status endpoint shows nginx's own failed tries where the target has ngx.upstream",
 };
 
 export function checkUpstream(spec: Spec, name: string, up: Upstream, raw: Record<string, unknown>, diag: Diag): SpecDiagnostic[] {
