@@ -6,8 +6,8 @@
 -- the peer list's version (gen_lb.peers) changes, and its eligible set,
 -- recomputed only when the upstream's health version (gen_lb.health) moves.
 -- The per-request path is a clock read (the two versions are read from the
--- shared dicts at most once per millisecond), a pick that reads fields and
--- allocates nothing, and set_current_peer.
+-- shared dicts at most once per millisecond, see refresh), a pick that reads
+-- fields and allocates nothing, and set_current_peer.
 --
 -- Retries: the first try sets set_more_tries(retries); nginx runs the
 -- balancer again for each further try, which never gets a peer this request
@@ -139,6 +139,7 @@ local function new_state(name, up)
     all_down = false,
     quiet_until = 0,
     seen_at = -1,
+    skipped = 0,
   }
   -- inflight, reqs, fails (by position): this worker's tries in flight and
   -- since the last flush, bumped here per try, owned by balancer_counters.
@@ -217,13 +218,28 @@ local function recompute(u, hv)
   u.healthy, u.eligible, u.hv = healthy, eligible, hv
 end
 
--- At most once per tick of nginx's cached clock (1 ms): a busy worker reads
--- the two versions once for many requests, and sees a change within a tick.
-local function refresh(u)
+-- The two versions live in shared dicts: reading them costs a lock and a
+-- lookup each (about 0.2k instructions with the Lua side). They are read at
+-- most once per tick of nginx's cached clock (1 ms) and, from one tick to
+-- the next, only every REFRESH_REQUESTS requests or after REFRESH_MAX
+-- seconds, whichever comes first: a busy worker sees a change within a
+-- tick, a quiet one within REFRESH_MAX, and a worker whose requests are
+-- each in a tick of their own (a slow one; every request under valgrind)
+-- pays a quarter of a read per request rather than a whole one.
+local REFRESH_REQUESTS = 4
+local REFRESH_MAX = 0.005
+
+local function refresh(u, force)
   local t = now()
-  if t == u.seen_at then
+  if t == u.seen_at and not force then
     return
   end
+  local k = u.skipped + 1
+  if k < REFRESH_REQUESTS and t - u.seen_at < REFRESH_MAX and not force then
+    u.skipped = k
+    return
+  end
+  u.skipped = 0
   u.seen_at = t
   local list, version = peers_get(u.name)
   local hv = 0
@@ -536,7 +552,7 @@ function _M.view(name)
   if not u then
     return nil
   end
-  refresh(u)
+  refresh(u, true)
   local out = { version = u.version, healthy = u.healthy, eligible = u.eligible, all_down = u.all_down, peers = {} }
   for i = 1, u.n do
     out.peers[i] = { id = u.list[i].id, eligible = u.mask[i] == true, inflight = u.inflight[i] }
