@@ -160,8 +160,11 @@ end
 -- Lean path: request address -> {n, [1..n] = peers tried}, reused by the
 -- next request at that address (nginx recycles a few addresses, so the
 -- table stops growing); only read on a retry, which always follows a first
--- try of the same request at the same address.
-local lean_tries = {}
+-- try of the same request at the same address. Should the addresses keep
+-- changing, the flush drops the table once it holds LEAN_KEYS_MAX of them
+-- (a request retried just then may get its first peer again).
+local lean_tries, nlean = {}, 0
+local LEAN_KEYS_MAX = 4096
 -- Positions of a lean request's tried peers in the current list (retries only).
 local lean_tried = {}
 local NO_TRIES = {}
@@ -473,6 +476,7 @@ local function balance_lean(u, name)
       if not rec then
         rec = { n = 0 }
         lean_tries[addr] = rec
+        nlean = nlean + 1
       end
       n = 0
     end
@@ -520,6 +524,9 @@ end
 
 local function flush_all(premature)
   tries.sweep()
+  if nlean > LEAN_KEYS_MAX then
+    lean_tries, nlean = {}, 0
+  end
   for _, name in ipairs(config.upstream_names) do
     local u = ups[name]
     counters.flush(u)
