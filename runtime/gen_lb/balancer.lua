@@ -222,15 +222,16 @@ local function recompute(u, hv)
 end
 
 -- The two versions live in shared dicts: reading them costs a lock and a
--- lookup each (about 0.2k instructions with the Lua side). They are read at
+-- lookup each (about 0.7k instructions with the Lua side). They are read at
 -- most once per tick of nginx's cached clock (1 ms) and, from one tick to
 -- the next, only every REFRESH_REQUESTS requests or after REFRESH_MAX
 -- seconds, whichever comes first: a busy worker sees a change within a
 -- tick, a quiet one within REFRESH_MAX, and a worker whose requests are
 -- each in a tick of their own (a slow one; every request under valgrind)
--- pays a quarter of a read per request rather than a whole one.
+-- pays a quarter to a third of a read per request rather than a whole one
+-- (4 requests, or 2 ms: 3 requests 0.7 ms apart under valgrind).
 local REFRESH_REQUESTS = 4
-local REFRESH_MAX = 0.005
+local REFRESH_MAX = 0.002
 
 local function refresh(u, force)
   local t = now()
