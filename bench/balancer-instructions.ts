@@ -19,6 +19,13 @@
  * once-per-millisecond look at the peer and health versions runs on nearly
  * every request here (about 0.4k instructions), against once per tens of
  * requests at real rates. Needs valgrind (apt-get install valgrind) and wrk.
+ *
+ * Variants: static (hand-written upstream {}), gen_static (gen-lb's
+ * `servers:`), bare (the cheapest Lua balancer), bare_log (bare plus an
+ * empty log phase), gen (gen-lb, defaults: round robin, retries 1, no log
+ * phase), gen_counters (`counters: true`: the log phase, and what every
+ * upstream paid before counters became opt-in), gen_full (least_conn,
+ * passive checks and counters), naive (JSON per request).
  */
 import "./support/binary.js";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
@@ -35,10 +42,12 @@ import { buildThroughputPrefix, fmt, freePorts, median, binaryUnderTest, BENCH_T
 const signed = (n: number) => (n < 0 ? `-${fmt(-n)}` : `+${fmt(n)}`);
 const ROUNDS = Number(process.env.ROUNDS ?? 2);
 const DURATION = Number(process.env.DURATION ?? 4);
-const ALL = ["static", "gen_static", "dns", "bare", "bare_log", "gen", "naive"] as const;
-type Variant = (typeof ALL)[number];
+const ALL_VARIANTS = ["static", "gen_static", "dns", "bare", "bare_log", "gen", "gen_counters", "gen_full", "naive"] as const;
+type Variant = (typeof ALL_VARIANTS)[number];
+// ONLY=static,bare,gen measures a subset (static, the baseline, always runs).
 // The DNS engine needs nginx 1.27.3+ (`server ... resolve`): OpenResty 1.31 here.
-const VARIANTS: readonly Variant[] = ALL.filter((v) => v !== "dns" || BENCH_TARGET === "openresty");
+const only = process.env.ONLY?.split(",");
+const VARIANTS = ALL_VARIANTS.filter((v) => (v === "static" || !only || only.includes(v)) && (v !== "dns" || BENCH_TARGET === "openresty"));
 
 for (const tool of ["valgrind", "callgrind_control", "wrk"]) {
   if (spawnSync(tool, ["--version"]).error) throw new Error(`${tool} is not installed (apt-get install ${tool === "wrk" ? "wrk" : "valgrind"})`);
@@ -97,10 +106,10 @@ try {
   const pid = vg.pid!;
   await waitFor(async () => (await request(`http://127.0.0.1:${lb.rawPort}/static_small/`).catch(() => undefined))?.status === 200, `nginx under valgrind (${vgErr.slice(-500)})`, 120_000, 500);
   await seedNaive(lb.port, "small", 2);
-  const url = (v: Variant) => `http://127.0.0.1:${v === "gen" ? lb.port : lb.rawPort}/${v}_small/`;
+  const url = (v: Variant) => `http://127.0.0.1:${v === "gen" ? lb.port : v.startsWith("gen_") && v !== "gen_static" ? lb.logPort : lb.rawPort}/${v}_small/`;
   for (const v of VARIANTS) await wrkRequests(url(v), 2); // warm-up: JIT, keepalive pools
 
-  const perRequest = Object.fromEntries(VARIANTS.map((v) => [v, [] as number[]])) as Record<Variant, number[]>;
+  const perRequest = Object.fromEntries(ALL_VARIANTS.map((v) => [v, [] as number[]])) as Record<Variant, number[]>;
   for (let r = 0; r < ROUNDS; r++) {
     for (const v of VARIANTS) {
       control(pid, "-z");
@@ -119,12 +128,14 @@ try {
       `  ${v.padEnd(10)}  ${fmt(ir(v)).padStart(20)}   ${`${(ir(v) / base).toFixed(3)}x`.padStart(9)}   ${signed(ir(v) - base).padStart(11)}   ${perRequest[v].map((x) => fmt(x)).join(" ")}`,
     );
   }
-  console.log(`\n  gen-lb's static upstream (servers:, nginx's own upstream {}) against the hand-written one: ${signed(ir("gen_static") - base)} per request (${(((ir("gen_static") - base) / base) * 100).toFixed(1)} %; the two render the same directives)`);
-  if (VARIANTS.includes("dns")) {
-    console.log(`  gen-lb's DNS engine (discovery: dns: zoned upstream, SRV re-resolved every 2 s by nginx's resolver) against the static upstream: ${signed(ir("dns") - base)} per request (${(((ir("dns") - base) / base) * 100).toFixed(2)} %; goal within 1 %)`);
-  }
-  console.log(`  any Lua balancer on this nginx pays at least: +${fmt(ir("bare") - base)} (entering balancer_by_lua, set_current_peer), +${fmt(ir("bare_log") - base)} with a log phase`);
-  console.log(`  gen-lb's own work on top of that floor: +${fmt(ir("gen") - ir("bare_log"))} per request (pick, retries, counters, in-flight, passive checks)`);
+  const has = (...vs: Variant[]) => vs.every((v) => VARIANTS.includes(v));
+  console.log("");
+  if (has("gen_static")) console.log(`  gen-lb's static upstream (servers:, nginx's own upstream {}) against the hand-written one: ${signed(ir("gen_static") - base)} per request (${(((ir("gen_static") - base) / base) * 100).toFixed(1)} %; the two render the same directives)`);
+  if (has("dns")) console.log(`  gen-lb's DNS engine (discovery: dns: zoned upstream, SRV re-resolved every 2 s by nginx's resolver) against the static upstream: ${signed(ir("dns") - base)} per request (${(((ir("dns") - base) / base) * 100).toFixed(1)} %)`);
+  if (has("bare", "bare_log")) console.log(`  any Lua balancer on this nginx pays at least: +${fmt(ir("bare") - base)} (entering balancer_by_lua, set_current_peer), +${fmt(ir("bare_log") - base)} with a log phase`);
+  if (has("bare", "gen")) console.log(`  gen-lb without a log phase (defaults: round robin, retries 1) over the bare balancer: ${signed(ir("gen") - ir("bare"))} per request (pick, retries, request counter; goal <= +600)`);
+  if (has("bare_log", "gen_counters")) console.log(`  gen-lb with counters: true over bare + log phase: ${signed(ir("gen_counters") - ir("bare_log"))} per request (pick, retries, counters, in-flight)`);
+  if (has("bare_log", "gen_full")) console.log(`  gen-lb with least_conn, passive checks and counters over bare + log phase: ${signed(ir("gen_full") - ir("bare_log"))} per request`);
 } finally {
   vg?.kill("SIGTERM");
   await standin.stop();

@@ -158,11 +158,14 @@ export const ONE_WORKER = {
  * engine (discovery: dns) for the same services as dns_small / dns_big.
  */
 export async function buildThroughputPrefix(standin: ConsulStandin, small: number[], big: number[], opts: { cpu1: boolean; dns?: string }) {
-  // gen-lb's locations and the hand-written ones live in two servers: gen-lb
-  // adds its log phase to every location of a server that proxies to one of
-  // its upstreams, which the baseline must not pay.
+  // gen-lb's locations and the hand-written ones live in separate servers:
+  // gen-lb adds its log phase to every location of a server that proxies to
+  // an upstream needing one (least_conn, passive checks, counters), which
+  // neither the baseline nor gen-lb's lean upstreams must pay. Those that
+  // need it get a third server (logPort).
   const port = await freePort();
   const rawPort = await freePort();
+  const logPort = await freePort();
   const bigKeepalive = Math.max(32, big.length + 24);
   const dnsUpstreams =
     opts.dns === undefined
@@ -200,12 +203,22 @@ export async function buildThroughputPrefix(standin: ConsulStandin, small: numbe
     },
     upstreams: {
       small: { service: "small", retries: 1, keepalive: 32 },
+      // The same peers with the log phase: counters on; and every per-request feature on.
+      counters_small: { service: "small", retries: 1, keepalive: 32, counters: true },
+      full_small: { service: "small", retries: 1, keepalive: 32, balance: "least_conn", counters: true, healthcheck: { passive: { max_fails: 1000 } } },
       big: { service: "big", retries: 1, keepalive: bigKeepalive },
       // gen-lb's static upstream (servers, no service): nginx's own upstream {}, to match static_small.
       gen_static_small: { servers: small.map((p) => `127.0.0.1:${p}`), retries: 1, keepalive: 32 },
       ...dnsUpstreams,
     },
     servers: [
+      {
+        listen: `127.0.0.1:${logPort}`,
+        locations: [
+          { path: "/gen_counters_small/", upstream: "counters_small" },
+          { path: "/gen_full_small/", upstream: "full_small" },
+        ],
+      },
       {
         listen: `127.0.0.1:${port}`,
         locations: [
@@ -235,7 +248,7 @@ export async function buildThroughputPrefix(standin: ConsulStandin, small: numbe
   chmodSync(dir, 0o755);
   copyBenchLua(dir);
   inlineLua(dir);
-  return { dir, port, rawPort };
+  return { dir, port, rawPort, logPort };
 }
 
 /** Waits until gen-lb lists `n` peers for `name` and copies them to the naive balancer's key. */

@@ -6,15 +6,24 @@
 -- the peer list's version (gen_lb.peers) changes, and its eligible set,
 -- recomputed only when the upstream's health version (gen_lb.health) moves.
 -- The per-request path is a clock read (the two versions are read from the
--- shared dicts at most once per millisecond), a pick that reads fields and
--- allocates nothing, and set_current_peer.
+-- shared dicts at most once per millisecond, see refresh), a pick that reads
+-- fields and allocates nothing, and set_current_peer.
 --
 -- Retries: the first try sets set_more_tries(retries); nginx runs the
 -- balancer again for each further try, which never gets a peer this request
--- already tried while an untried eligible one exists. A request's tries are
--- a pooled state (gen_lb.balancer_tries); the log phase, which gen-lb runs
--- at server level so that error_page and X-Accel-Redirect targets run it
--- too, hands it back. Counters live in gen_lb.balancer_counters.
+-- already tried while an untried eligible one exists.
+--
+-- Two paths, chosen per upstream by config (up.log_phase, decided by plan):
+-- - tracked (least_conn, passive checks or `counters: true`): the servers
+--   proxying to it run gen-lb's log phase (server level, so that error_page
+--   and X-Accel-Redirect targets run it too). A request's tries are a pooled
+--   state (gen_lb.balancer_tries) that the log phase hands back; it keeps
+--   in-flight counts, failed tries, passive reports.
+-- - lean (everything else): no log phase. nginx's own state of the previous
+--   try (get_last_failure) tells a retry from a first try; the peers a
+--   request tried sit in a record kept per request address (reused, never
+--   handed back). Only tries sent are counted.
+-- Counters live in gen_lb.balancer_counters.
 --
 -- Owns the per-upstream state u; reads the peers and health dicts, reports
 -- failed tries to gen_lb.health.
@@ -33,7 +42,6 @@ local ngx = ngx
 local ngx_var = ngx.var
 local now = ngx.now
 local set_current_peer = ngx_balancer.set_current_peer
-local set_more_tries = ngx_balancer.set_more_tries
 local get_request = base.get_request
 local request_ctx = core_ctx.get_ctx_table
 local lookup = tries.lookup
@@ -42,7 +50,6 @@ local release = tries.release
 local finish = tries.finish
 local add_try = tries.add
 local renumber = tries.renumber
-local get_last_failure = ngx_balancer.get_last_failure
 -- The two calls every request makes go straight to the functions behind
 -- ngx.req.is_internal and ngx.status, with the request we already hold
 -- (the API would look it up again, and ngx.status goes through a metatable).
@@ -54,6 +61,17 @@ local C = ffi.C
 local FFI_BAD_CONTEXT = -100
 local cast = ffi.cast
 local uintptr_t = ffi.typeof("uintptr_t")
+-- The same for balancer.get_last_failure and set_more_tries (declared by
+-- ngx.balancer alike in 0.10.23 and 0.10.31: int f(r, ..., char **err)):
+-- their wrappers look the request up again, and the lean path calls one of
+-- them on every request. get_last_failure returns nginx's state of the
+-- previous try: 0 on a first try (a new upstream request starts at 0), the
+-- NGX_PEER_* bits of a failed one, FFI_ERROR (-1) outside the balancer.
+local get_last_failure_c = C.ngx_http_lua_ffi_balancer_get_last_failure
+local set_more_tries_c = C.ngx_http_lua_ffi_balancer_set_more_tries
+local status_out = ffi.new("int[1]")
+local errmsg = ffi.new("char *[1]")
+local FFI_ERROR = -1
 local peers_get = peers.get
 local hkey = health.key
 local cut_short = health.cut_short
@@ -103,6 +121,7 @@ local function new_state(name, up)
   local u = {
     name = name,
     algo = algo,
+    tracked = up.log_phase,
     retries = up.retries,
     fail_open = up.fail_open,
     hash_var = up.hash_var,
@@ -124,6 +143,7 @@ local function new_state(name, up)
     all_down = false,
     quiet_until = 0,
     seen_at = -1,
+    skipped = 0,
   }
   -- inflight, reqs, fails (by position): this worker's tries in flight and
   -- since the last flush, bumped here per try, owned by balancer_counters.
@@ -133,9 +153,25 @@ local function new_state(name, up)
   return u
 end
 
+-- Whether any upstream runs the log phase: then a lean first try also
+-- settles a tracked state left at its address (see balance_lean).
+local any_tracked = false
 for _, name in ipairs(config.upstream_names) do
   ups[name] = new_state(name, config.upstreams[name])
+  any_tracked = any_tracked or ups[name].tracked
 end
+
+-- Lean path: request address -> {n, [1..n] = peers tried}, reused by the
+-- next request at that address (nginx recycles a few addresses, so the
+-- table stops growing); only read on a retry, which always follows a first
+-- try of the same request at the same address. Should the addresses keep
+-- changing, the flush drops the table once it holds LEAN_KEYS_MAX of them
+-- (a request retried just then may get its first peer again).
+local lean_tries, nlean = {}, 0
+local LEAN_KEYS_MAX = 4096
+-- Positions of a lean request's tried peers in the current list (retries only).
+local lean_tried = {}
+local NO_TRIES = {}
 
 -- The peer list changed: new picker, counters carried over by peer id.
 local function rebuild(u, list, version)
@@ -192,13 +228,29 @@ local function recompute(u, hv)
   u.healthy, u.eligible, u.hv = healthy, eligible, hv
 end
 
--- At most once per tick of nginx's cached clock (1 ms): a busy worker reads
--- the two versions once for many requests, and sees a change within a tick.
-local function refresh(u)
+-- The two versions live in shared dicts: reading them costs a lock and a
+-- lookup each (about 0.7k instructions with the Lua side). They are read at
+-- most once per tick of nginx's cached clock (1 ms) and, from one tick to
+-- the next, only every REFRESH_REQUESTS requests or after REFRESH_MAX
+-- seconds, whichever comes first: a busy worker sees a change within a
+-- tick, a quiet one within REFRESH_MAX, and a worker whose requests are
+-- each in a tick of their own (a slow one; every request under valgrind)
+-- pays a quarter to a third of a read per request rather than a whole one
+-- (4 requests, or 2 ms: 3 requests 0.7 ms apart under valgrind).
+local REFRESH_REQUESTS = 4
+local REFRESH_MAX = 0.002
+
+local function refresh(u, force)
   local t = now()
-  if t == u.seen_at then
+  if t == u.seen_at and not force then
     return
   end
+  local k = u.skipped + 1
+  if k < REFRESH_REQUESTS and t - u.seen_at < REFRESH_MAX and not force then
+    u.skipped = k
+    return
+  end
+  u.skipped = 0
   u.seen_at = t
   local list, version = peers_get(u.name)
   local hv = 0
@@ -309,21 +361,35 @@ local function current_request()
   return r, tonumber(cast(uintptr_t, r))
 end
 
---- balancer_by_lua: pick a peer of upstream `name` for this try.
-function _M.balance(name)
-  local u = upstream(name)
+-- A first try found the state of an earlier upstream request at its
+-- address: a finished request's whose log phase never ran, or this
+-- request's before an internal redirect (error_page, X-Accel-Redirect):
+-- then that try's outcome counts.
+local function settle_stale(st)
+  local pu, pi = finish(st)
+  if pu and nth_from_end(ngx_var.upstream_addr, 2) == st.ids[st.n] then
+    local prev = tonumber(nth_from_end(ngx_var.upstream_status, 2))
+    if prev and prev >= 500 then
+      try_failed(pu, pi, prev, 2)
+    end
+  end
+  release(st)
+end
 
+-- The tracked path: pooled per-request state, handed back by the log phase.
+local function balance_tracked(u, name)
   local r, addr = current_request()
   local st = lookup(addr)
-  -- nginx's state of this upstream's previous try (nil: this is the first)
+  -- nginx's state of this upstream's previous try (0: this is the first)
   -- and that try's status.
   local failed, code
   if st then
-    local err
-    failed, code, err = get_last_failure()
-    if err then
+    local state = get_last_failure_c(r, status_out, errmsg)
+    if state == FFI_ERROR then
       -- Not expected in balancer_by_lua: then this try counts as a first one.
-      quiet_log(u, 'upstream "', name, '": balancer.get_last_failure() failed: ', err)
+      quiet_log(u, 'upstream "', name, '": balancer.get_last_failure() failed: ', ffi.string(errmsg[0]))
+    elseif state ~= 0 then
+      failed, code = true, status_out[0]
     end
   end
   local key
@@ -338,24 +404,14 @@ function _M.balance(name)
     end
     key = st.key or nil
   else
-    -- A first try. A state already here is a finished request's whose log
-    -- phase never ran, or this request's before an internal redirect
-    -- (error_page, X-Accel-Redirect): then its last try's outcome counts.
     if st then
-      local pu, pi = finish(st)
-      if pu and nth_from_end(ngx_var.upstream_addr, 2) == st.ids[st.n] then
-        local prev = tonumber(nth_from_end(ngx_var.upstream_status, 2))
-        if prev and prev >= 500 then
-          try_failed(pu, pi, prev, 2)
-        end
-      end
-      release(st)
+      settle_stale(st)
     end
     st = acquire(addr)
     st.u, st.gen = u, u.gen
     local internal = C.ngx_http_lua_ffi_req_is_internal(r)
     if internal == FFI_BAD_CONTEXT then
-      error("gen-lb balancer: not in a request (" .. internal .. ")", 2)
+      error("gen-lb balancer: not in a request (" .. internal .. ")", 3)
     end
     if internal ~= 0 then
       -- A subrequest may never run the log phase: let the sweep see its end.
@@ -363,7 +419,7 @@ function _M.balance(name)
       st.holder[1] = request_ctx()
     end
     if u.retries > 0 then
-      set_more_tries(u.retries)
+      set_more_tries_c(r, u.retries, errmsg)
     end
     if u.hash_var then
       key = ngx_var[u.hash_var] or ""
@@ -395,6 +451,124 @@ function _M.balance(name)
   add_try(st, i, peer.id)
   u.inflight[i] = u.inflight[i] + 1
   u.reqs[i] = u.reqs[i] + 1
+end
+
+-- The lean path's refusal of peer i by set_current_peer: counted as that
+-- peer's failed try, then the next eligible peer; `tried` (lean_tried, n
+-- entries) grows with each refused one. Returns the peer set, or nil when
+-- every eligible one was refused.
+local function lean_refused(u, tried, n, key, i, err)
+  for _ = 1, u.n do
+    local id = u.list[i].id
+    quiet_log(u, 'upstream "', u.name, '": set_current_peer(', id, ") failed: ", err, "; trying another peer")
+    u.reqs[i] = u.reqs[i] + 1
+    u.fails[i] = u.fails[i] + 1
+    local rok, rerr = pcall(health.report_failure, u.name, id, "set_current_peer: " .. tostring(err))
+    if not rok then
+      log.err('upstream "', u.name, '": recording a failed try failed: ', rerr)
+    end
+    n = n + 1
+    tried[n] = i
+    i = u.picker:find(tried, n, key)
+    if not i then
+      return nil
+    end
+    local ok
+    ok, err = set_current_peer(u.list[i].addr, u.list[i].port)
+    if ok then
+      return i
+    end
+  end
+  return nil
+end
+
+-- The lean path: no log phase, nothing handed back; a first try costs a
+-- look at nginx's state of the previous try and, with retries, two stores.
+local function balance_lean(u, name)
+  local r = get_request()
+  local state = get_last_failure_c(r, status_out, errmsg)
+  if state == FFI_ERROR then
+    error("gen-lb balancer: " .. ffi.string(errmsg[0]), 3)
+  end
+  local addr = tonumber(cast(uintptr_t, r))
+  local rec, tried, n
+  if state == 0 then
+    if any_tracked then
+      local st = lookup(addr)
+      if st then
+        settle_stale(st)
+      end
+    end
+    if u.retries > 0 then
+      set_more_tries_c(r, u.retries, errmsg)
+    end
+    tried, n = NO_TRIES, 0
+  else
+    -- nginx is retrying: the previous try failed. The peers tried so far,
+    -- by their position in the current list (it may have changed since).
+    rec = lean_tries[addr]
+    n = rec and rec.n or 0
+    local index = u.index
+    for k = 1, n do
+      lean_tried[k] = index[rec[k].id] or 0
+    end
+    tried = lean_tried
+  end
+  local key
+  if u.hash_var then
+    key = ngx_var[u.hash_var] or ""
+  end
+
+  local picker = u.picker
+  local i = picker:find(tried, n, key)
+  if not i and n > 0 then
+    -- Every eligible peer was tried: any of them again.
+    i = picker:find(tried, 0, key)
+  end
+  if not i then
+    if u.n == 0 then
+      quiet_log(u, 'upstream "', name, '": no peers (Consul has not listed any); answering 502')
+    end
+    return ngx.exit(NGX_BUSY)
+  end
+  local peer = u.list[i]
+  local ok, err = set_current_peer(peer.addr, peer.port)
+  if not ok then
+    -- As on the tracked path: the refusal is the peer's failed try, and the
+    -- request moves on to another peer in this same call.
+    if tried == NO_TRIES then
+      tried = lean_tried
+    end
+    i = lean_refused(u, tried, n, key, i, err)
+    if not i then
+      return ngx.exit(NGX_BUSY)
+    end
+    peer = u.list[i]
+  end
+  u.reqs[i] = u.reqs[i] + 1
+  if u.retries > 0 then
+    if not rec then
+      rec = lean_tries[addr]
+      if not rec then
+        rec = { n = 0 }
+        lean_tries[addr] = rec
+        nlean = nlean + 1
+      end
+      n = 0
+    end
+    n = n + 1
+    rec.n = n
+    rec[n] = peer
+  end
+end
+
+--- balancer_by_lua: pick a peer of upstream `name` for this try.
+function _M.balance(name)
+  local u = upstream(name)
+  if u.tracked then
+    return balance_tracked(u, name)
+  end
+  return balance_lean(u, name)
 end
 
 --- log_by_lua (every request of a server that proxies to an upstream): the
@@ -433,6 +607,9 @@ end
 
 local function flush_all(premature)
   tries.sweep()
+  if nlean > LEAN_KEYS_MAX then
+    lean_tries, nlean = {}, 0
+  end
   for _, name in ipairs(config.upstream_names) do
     local u = ups[name]
     counters.flush(u)
@@ -465,7 +642,7 @@ function _M.view(name)
   if not u then
     return nil
   end
-  refresh(u)
+  refresh(u, true)
   local out = { version = u.version, healthy = u.healthy, eligible = u.eligible, all_down = u.all_down, peers = {} }
   for i = 1, u.n do
     out.peers[i] = { id = u.list[i].id, eligible = u.mask[i] == true, inflight = u.inflight[i] }

@@ -28,7 +28,7 @@ local ACTIVE = {
 local PASSIVE = { _optional = true, max_fails = "number", fail_timeout = "number", statuses = { _each = "number" } }
 local UPSTREAM = {
   name = "string", service = "string", tags = { _each = "string" }, datacenter = "string?",
-  balance = "string", hash_var = "string?", retries = "number", fail_open = "boolean",
+  balance = "string", hash_var = "string?", retries = "number", fail_open = "boolean", log_phase = "boolean",
   slow_start = "number?",
   fallback = { _each = { host = "string", port = "number", weight = "number" } },
   healthcheck = { active = ACTIVE, passive = PASSIVE },

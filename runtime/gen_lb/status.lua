@@ -7,13 +7,14 @@
 --
 -- JSON: {build_id, generator, time, pid, health_checker (pid), dump {path,
 -- written_at, ok, error}, upstreams {NAME: {service, balance, fail_open,
--- retries, health_checks {active, passive}, source, peers_version,
+-- retries, log_phase, health_checks {active, passive}, source, peers_version,
 -- consul_index, updated_at, changed_at, last_error, consul_address, total,
 -- healthy, all_down, failing ("open"|"closed", only when all_down), peers
 -- [{address, weight, healthy, state, down_by, since, reason,
 -- consecutive_successes, consecutive_failures, last_check,
--- last_check_result, requests, failures, in_flight}]}} (discovery: dns
--- upstreams are listed there too, with source "dns", see gen_lb.status_dns), static_upstreams
+-- last_check_result, requests, failures and in_flight (only with
+-- log_phase)}]}} (discovery: dns upstreams are listed there too, with
+-- source "dns", see gen_lb.status_dns), static_upstreams
 -- {NAME: ...} (static upstreams, see gen_lb.status_static)}.
 -- build_id and generator stay at the top level: `gen-lb install` verifies
 -- the running build through them.
@@ -67,12 +68,18 @@ local key = health.key
 local STATES = { [0] = "healthy", [1] = "down", [2] = "down" }
 local DOWN_BY = { [1] = "active", [2] = "passive" }
 
-local function peer_status(name, p, workers)
+-- failures and in_flight only where the balancer sees requests end (the
+-- upstream's log phase): absent otherwise.
+local function peer_status(name, p, workers, log_phase)
   local id = p.id
   local st = hdict:get(key("st", name, id)) or 0
-  local inflight = 0
-  for w = 0, workers - 1 do
-    inflight = inflight + (hdict:get(key("inf" .. w, name, id)) or 0)
+  local inflight, failures
+  if log_phase then
+    inflight = 0
+    for w = 0, workers - 1 do
+      inflight = inflight + (hdict:get(key("inf" .. w, name, id)) or 0)
+    end
+    failures = hdict:get(key("fail", name, id)) or 0
   end
   return {
     address = id,
@@ -87,7 +94,7 @@ local function peer_status(name, p, workers)
     last_check = hdict:get(key("chk", name, id)),
     last_check_result = hdict:get(key("last", name, id)),
     requests = hdict:get(key("req", name, id)) or 0,
-    failures = hdict:get(key("fail", name, id)) or 0,
+    failures = failures,
     in_flight = inflight,
   }
 end
@@ -106,6 +113,7 @@ local function upstream_status(name)
     balance = up.balance,
     fail_open = up.fail_open,
     retries = up.retries,
+    log_phase = up.log_phase,
     health_checks = { active = hc.active and hc.active.type or false, passive = hc.passive ~= nil },
     source = meta.source,
     peers_version = meta.version,
@@ -117,7 +125,7 @@ local function upstream_status(name)
   }
   local ps, healthy = {}, 0
   for i, p in ipairs(list) do
-    ps[i] = peer_status(name, p, workers)
+    ps[i] = peer_status(name, p, workers, up.log_phase)
     if ps[i].healthy then
       healthy = healthy + 1
     end
@@ -256,7 +264,10 @@ local function serve_prometheus(names, statics)
     for _, d in ipairs(data) do
       local up = label(d.name)
       for _, p in ipairs(d.ps) do
-        add(m[1] .. '{upstream="' .. up .. '",peer="' .. label(p.address) .. '"} ' .. number(p[m[4]]) .. "\n")
+        -- No sample for what the upstream does not count (failures, in_flight without a log phase).
+        if p[m[4]] ~= nil then
+          add(m[1] .. '{upstream="' .. up .. '",peer="' .. label(p.address) .. '"} ' .. number(p[m[4]]) .. "\n")
+        end
       end
     end
   end

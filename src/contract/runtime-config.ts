@@ -50,6 +50,9 @@ export const runtimeUpstreamSchema = z.strictObject({
   retries: int.nonnegative(),
   fail_open: z.boolean(),
   slow_start: seconds.optional().describe("absent: a joining peer gets its full weight at once"),
+  log_phase: z
+    .boolean()
+    .describe("the servers proxying to it run gen-lb's log phase (least_conn, passive checks or counters: true): the balancer tracks each request to its end and counts failed tries and tries in flight"),
   fallback: z.array(z.strictObject({ host: z.string(), port, weight: int.positive() })),
   healthcheck: z.strictObject({
     active: runtimeActiveCheckSchema.optional().describe("absent: no active checks"),

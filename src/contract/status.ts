@@ -26,8 +26,8 @@ export const peerStatusSchema = z.strictObject({
   last_check: seconds.optional(),
   last_check_result: z.string().optional().describe('"ok" or what went wrong'),
   requests: count.describe("tries sent (added up by each worker once a second)"),
-  failures: count.describe("failed tries"),
-  in_flight: count,
+  failures: count.optional().describe("failed tries; absent when the upstream has no log phase (log_phase false)"),
+  in_flight: count.optional().describe("tries in flight; absent when the upstream has no log phase"),
 });
 
 export const upstreamStatusSchema = z.strictObject({
@@ -35,6 +35,7 @@ export const upstreamStatusSchema = z.strictObject({
   balance: z.enum(["round_robin", "least_conn", "chash", "random"]),
   fail_open: z.boolean(),
   retries: count,
+  log_phase: z.boolean().describe("gen-lb sees each request end (least_conn, passive checks or counters: true): peers have failures and in_flight"),
   health_checks: z.strictObject({ active: z.union([z.literal(false), z.enum(["http", "https", "tcp"])]), passive: z.boolean() }),
   source: z.enum(["consul", "dump", "fallback", "none"]),
   peers_version: count,

@@ -8,7 +8,7 @@
  */
 import type { RuntimeConfig, RuntimeUpstream } from "../contract/runtime-config.js";
 import type { NginxDirective } from "../render/quote.js";
-import { proxiesToUpstream, type AccessLog, type Location, type Server, type Spec, type Upstream } from "../spec/schema.js";
+import { needsLogPhase, runsLogPhase, type AccessLog, type Location, type Server, type Spec, type Upstream } from "../spec/schema.js";
 import { nginxDuration, parseDuration } from "../spec/units.js";
 import { formatPeerAddress } from "../spec/address.js";
 import { hasUpstreamModule } from "../spec/features.js";
@@ -259,9 +259,11 @@ function planServer(spec: Spec, server: Server, index: number): NginxDirective {
   if (server.index) inner.push(d("index", ...server.index));
   for (const page of server.error_pages) inner.push(d("error_page", ...page.codes, page.uri));
   inner.push(...accessLogs(server.access_log));
-  if (proxiesToUpstream(server, spec.upstreams)) {
-    // Server level, so that every location inherits it: an error_page or
-    // X-Accel-Redirect target ends a proxied request too.
+  if (runsLogPhase(server, spec.upstreams)) {
+    // Only where an upstream needs to see its requests end (least_conn,
+    // passive checks, counters): a log phase costs about 1.3k instructions
+    // per request. Server level, so that every location inherits it: an
+    // error_page or X-Accel-Redirect target ends a proxied request too.
     inner.push(lua("log_by_lua_block", 'require("gen_lb.balancer").log()'));
   }
   inner.push(...server.directives);
@@ -442,6 +444,7 @@ function planLuaUpstream(name: string, up: Upstream & { service: string }, spec:
     retries: up.retries,
     fail_open: up.fail_open,
     slow_start: up.slow_start === undefined ? undefined : seconds(up.slow_start),
+    log_phase: needsLogPhase(up),
     fallback: up.fallback.map((p) => (typeof p === "string" ? { ...fallbackPeer(p), weight: 1 } : { ...fallbackPeer(p.address), weight: p.weight })),
     healthcheck: {
       active:

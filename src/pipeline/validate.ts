@@ -4,7 +4,7 @@
  */
 import type { z } from "zod";
 import { formatPath, loadSpecText, type LoadedSpec, type SpecDiagnostic } from "./load.js";
-import { proxiesToUpstream, specSchema, type Directive, type Spec } from "../spec/schema.js";
+import { proxiesToUpstream, runsLogPhase, specSchema, type Directive, type Spec } from "../spec/schema.js";
 import { checkDnsSettings, checkUpstream, isStaticUpstream } from "../spec/upstream-checks.js";
 import { nginxSideChecks } from "./directive-check.js";
 import { ownsAccessPhase } from "./plan.js";
@@ -170,17 +170,18 @@ function crossCheck(spec: Spec, diag: Diag, raw: Record<string, Record<string, u
 
   if (spec.status.enabled) claim(String(spec.status.listen), [], ["status", "listen"]);
 
-  // gen-lb's balancer accounting runs log_by_lua at server level; nginx keeps
-  // one per location, so an extra one would silently replace it.
+  // gen-lb's balancer accounting runs log_by_lua at server level where an
+  // upstream needs it; nginx keeps one per location, so an extra one would
+  // silently replace it.
   const ownLogPhase = (list: readonly Directive[], path: PropertyKey[]) => {
     list.forEach((dir, i) => {
       if (/^log_by_lua(_block|_file)?$/.test(dir.name)) {
-        errors.push(diag([...path, i, "name"], `${dir.name} cannot be used where gen-lb proxies to an upstream: gen-lb's balancer runs its own log_by_lua there (nginx keeps only one)`));
+        errors.push(diag([...path, i, "name"], `${dir.name} cannot be used where gen-lb proxies to an upstream that needs its log phase (least_conn, passive checks or counters: true): gen-lb's balancer runs its own log_by_lua there (nginx keeps only one)`));
       }
       if (dir.block) ownLogPhase(dir.block, [...path, i, "block"]);
     });
   };
-  const proxying = spec.servers.map((s) => proxiesToUpstream(s, spec.upstreams));
+  const proxying = spec.servers.map((s) => runsLogPhase(s, spec.upstreams));
   if (proxying.some(Boolean)) ownLogPhase(spec.nginx.http.directives, ["nginx", "http", "directives"]);
   spec.servers.forEach((server, si) => {
     if (!proxying[si]) return;

@@ -385,6 +385,12 @@ export const upstreamSchema = z
       })
       .default({})
       .describe("Consul upstreams: health checking (static servers use nginx's max_fails/fail_timeout)"),
+    counters: z
+      .boolean()
+      .default(false)
+      .describe(
+        "Consul upstreams: count each peer's failed tries and tries in flight for the status endpoint (`failures`, `in_flight`). They need gen-lb's log phase in every server that proxies to this upstream, which costs about 1.3k instructions per request; least_conn and passive checks run it anyway (and then count them). Tries sent (`requests`) are counted either way",
+      ),
   })
   .describe("one load-balanced service: a Consul `service`, or static `servers`");
 
@@ -487,6 +493,16 @@ export const serverSchema = z
  * `discovery: dns` ones are nginx's own and need no Lua; without the
  * upstreams every proxying location counts.
  */
+/** Whether gen-lb must see each request to this upstream end (its log phase): least_conn's in-flight counts, passive checks, counters. */
+export function needsLogPhase(up: { service?: string | undefined; balance: string; counters: boolean; healthcheck: { passive?: unknown } }): boolean {
+  return up.service !== undefined && (up.balance === "least_conn" || up.healthcheck.passive !== undefined || up.counters);
+}
+
+/** Whether gen-lb runs its server-level log phase in this server: it proxies to an upstream that needs it. */
+export function runsLogPhase(server: { locations: ReadonlyArray<{ upstream?: string | undefined }> }, upstreams: Readonly<Record<string, Parameters<typeof needsLogPhase>[0]>>): boolean {
+  return server.locations.some((loc) => loc.upstream !== undefined && upstreams[loc.upstream] !== undefined && needsLogPhase(upstreams[loc.upstream]!));
+}
+
 export function proxiesToUpstream(
   server: { locations: ReadonlyArray<{ upstream?: string | undefined }> },
   upstreams?: Readonly<Record<string, { service?: string | undefined; discovery?: string | undefined }>>,

@@ -43,6 +43,7 @@ const CONSUL_ONLY: Record<string, string> = {
   slow_start: "slow_start ramps the weights of gen-lb's Lua balancer, which static upstreams do not use (nginx's own slow_start is an NGINX Plus parameter)",
   healthcheck:
     "health checks are run by gen-lb's Lua, which static upstreams do not use; set max_fails and fail_timeout on each server for nginx's passive checks",
+  counters: "counters are kept by gen-lb's Lua balancer, which static upstreams do not use; the status endpoint shows nginx's own failed tries where the target has ngx.upstream",
 };
 
 export function checkUpstream(spec: Spec, name: string, up: Upstream, raw: Record<string, unknown>, diag: Diag): SpecDiagnostic[] {

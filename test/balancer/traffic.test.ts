@@ -81,7 +81,12 @@ describe("weights", () => {
     const got = (addr: string) => after.peers.find((p) => p.address === addr)!.requests - before.peers.find((p) => p.address === addr)!.requests;
     expect(got(a.address)).toBe(r.byBackend.a);
     expect(got(b.address)).toBe(r.byBackend.b);
-    expect(after.peers.every((p) => p.in_flight === 0)).toBe(true);
+    // Round robin without counters runs no log phase: tries sent are counted, failures and in-flight are not.
+    expect(after.log_phase).toBe(false);
+    expect(after.peers.map((p) => [p.failures, p.in_flight])).toEqual([[undefined, undefined], [undefined, undefined]]);
+    const lc = await lb.upstream("lc");
+    expect(lc.log_phase).toBe(true);
+    expect(lc.peers.map((p) => [p.failures, p.in_flight])).toEqual([[0, 0], [0, 0]]);
   });
 });
 
@@ -148,7 +153,7 @@ describe("retries", () => {
     bad2.mode = "error500";
     lb = await Stack.start({
       upstreams: Object.fromEntries(
-        ALGOS.map((a) => [
+        ALGOS.map((a): [string, Record<string, unknown>] => [
           a,
           {
             service: "flaky",
@@ -157,11 +162,11 @@ describe("retries", () => {
             retry_statuses: [500, 502, 503, 504],
             ...(a === "chash" ? { hash_key: "$arg_key" } : {}),
           },
-        ]),
+        ]).concat([["counted", { service: "flaky", retries: 2, retry_statuses: [500, 502, 503, 504], counters: true }]]),
       ),
     });
     for (const b of [bad1, bad2, good]) lb.register("flaky", b);
-    for (const a of ALGOS) await lb.waitForPeers(a, [bad1, bad2, good].map((b) => b.address));
+    for (const a of [...ALGOS, "counted"]) await lb.waitForPeers(a, [bad1, bad2, good].map((b) => b.address));
   });
 
   afterAll(async () => {
@@ -170,7 +175,8 @@ describe("retries", () => {
   });
 
   it("a retry never goes to a peer this request already tried while an untried one exists", async () => {
-    for (const a of ALGOS) {
+    // least_conn and counted run the log phase (tracked tries); the others do not (lean tries).
+    for (const a of [...ALGOS, "counted"]) {
       const r = await runLoad({ url: lb.url(a), requests: 300, concurrency: 4, headers: () => ({}) });
       // With 3 peers and 3 tries, each request reaches the good one.
       expect(r.failures, a).toEqual([]);
@@ -184,13 +190,19 @@ describe("retries", () => {
     }
   });
 
-  it("status counts the failed tries", async () => {
+  it("status counts the failed tries with counters: true, and only the tries sent without", async () => {
     await new Promise((res) => setTimeout(res, 1500));
-    const u = await lb.upstream("round_robin");
+    const u = await lb.upstream("counted");
     const by = Object.fromEntries(u.peers.map((p) => [p.address, p]));
     expect(by[bad1.address]!.failures).toBeGreaterThan(0);
     expect(by[bad1.address]!.failures).toBe(by[bad1.address]!.requests);
     expect(by[good.address]!.failures).toBe(0);
+    const lean = await lb.upstream("round_robin");
+    expect(lean.log_phase).toBe(false);
+    // 300 requests, each tried until it reached the good peer.
+    const sent = Object.fromEntries(lean.peers.map((p) => [p.address, p.requests]));
+    expect(sent[good.address]).toBe(300);
+    expect(lean.peers.every((p) => p.failures === undefined && p.in_flight === undefined)).toBe(true);
   });
 });
 
@@ -257,7 +269,8 @@ describe("in-flight accounting", () => {
   });
 });
 
-describe("in-flight accounting across an internal redirect to another upstream", () => {
+// The redirect's target either runs the log phase too (least_conn) or not (round robin: the lean path settles web's try).
+describe.each(["least_conn", "round_robin"] as const)("in-flight accounting across an internal redirect to another upstream (%s)", (backupBalance) => {
   let lb: Stack;
   let broken: Backend;
   let spare: Backend;
@@ -267,7 +280,7 @@ describe("in-flight accounting across an internal redirect to another upstream",
     broken.mode = "reset";
     lb = await Stack.start({
       workers: 1,
-      upstreams: { web: { retries: 0, balance: "least_conn" }, backup: { balance: "least_conn" } },
+      upstreams: { web: { retries: 0, balance: "least_conn" }, backup: { balance: backupBalance } },
       // web's 502 is redirected to the backup upstream's location: one
       // request, two upstreams, one log phase at the very end.
       server: { error_pages: [{ codes: [502], uri: "/backup/" }] },
@@ -293,8 +306,8 @@ describe("in-flight accounting across an internal redirect to another upstream",
     expect(web.in_flight).toBe(0);
     expect(web.failures).toBe(41);
     const backup = await lb.waitForPeer("backup", spare.address, (x) => x.requests === 41, "backup's tries counted");
-    expect(backup.in_flight).toBe(0);
-    expect(backup.failures).toBe(0);
+    const counted = backupBalance === "least_conn";
+    expect([backup.in_flight, backup.failures]).toEqual(counted ? [0, 0] : [undefined, undefined]);
   });
 });
 
@@ -307,7 +320,7 @@ describe("in-flight accounting of subrequests", () => {
     [main, shadow] = (await startBackends(["main", "shadow"])) as [Backend, Backend];
     lb = await Stack.start({
       workers: 1,
-      upstreams: { web: {}, shadow: { balance: "least_conn" } },
+      upstreams: { web: { counters: true }, shadow: { balance: "least_conn" } },
       // A mirror subrequest to a gen-lb upstream: nginx never runs the log
       // phase of a subrequest, so its end is seen only by the sweep.
       locations: [{ path: "/m/", upstream: "web", directives: [{ name: "mirror", args: ["/shadow/"] }] }],

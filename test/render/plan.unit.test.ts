@@ -52,6 +52,28 @@ describe("plan", () => {
     expect(nginx).toContain("proxy_set_header Connection $connection_upgrade;");
   });
 
+  it("a log phase only in servers proxying to an upstream that needs one (least_conn, passive checks, counters)", () => {
+    const LOG = 'log_by_lua_block { require("gen_lb.balancer").log() }';
+    const lean = conf(web);
+    expect(lean.nginx).not.toContain("log_by_lua");
+    expect(lean.config).toContain("log_phase = false");
+    for (const extra of [{ counters: true }, { balance: "least_conn" }, { healthcheck: { passive: {} } }] as const) {
+      const c = conf({ ...web, upstreams: { web: { service: "web", ...extra } } });
+      expect(c.nginx, JSON.stringify(extra)).toContain(LOG);
+      expect(c.config, JSON.stringify(extra)).toContain("log_phase = true");
+    }
+    // Per server: the one proxying to the lean upstream has none.
+    const two = conf({
+      upstreams: { lean: { service: "a" }, counted: { service: "b", counters: true } },
+      servers: [
+        { listen: 8080, locations: [{ path: "/", upstream: "lean" }] },
+        { listen: 8081, locations: [{ path: "/", upstream: "counted" }] },
+      ],
+    }).nginx;
+    const servers = two.split(/\n\s*server \{/).slice(1);
+    expect(servers.map((s) => s.includes(LOG))).toEqual([false, true, false]);
+  });
+
   it("keepalive follows balancer_by_lua inside the upstream, and 0 leaves it out", () => {
     const { nginx } = conf(web);
     expect(nginx).toMatch(/balancer_by_lua_block \{ require\("gen_lb.balancer"\).balance\("web"\) \}\n\s+keepalive 32;/);

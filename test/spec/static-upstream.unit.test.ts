@@ -123,7 +123,7 @@ describe("static upstreams: rendering", () => {
 
 describe("static upstreams: no gen-lb log phase", () => {
   const spec = (locations: string) =>
-    `upstreams:\n  st: {servers: ["10.0.0.1:80"]}\n  co: {service: co}\nservers:\n  - listen: 8080\n    directives: [{name: log_by_lua, args: ["ngx.log(ngx.INFO, 1)"]}]\n    locations: [${locations}]\n`;
+    `upstreams:\n  st: {servers: ["10.0.0.1:80"]}\n  co: {service: co, counters: true}\nservers:\n  - listen: 8080\n    directives: [{name: log_by_lua, args: ["ngx.log(ngx.INFO, 1)"]}]\n    locations: [${locations}]\n`;
   it("a server proxying only to static upstreams gets none, and may have its own log_by_lua", () => {
     const model = planBuild(ok(spec("{path: /, upstream: st}")), { specFile: "gen-lb.yaml", generator: "test" });
     expect(JSON.stringify(model.servers[0])).not.toContain("gen_lb.balancer");

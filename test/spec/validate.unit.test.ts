@@ -85,10 +85,19 @@ describe("spec validation", () => {
     ]);
   });
 
+  it("runs no log phase for an upstream that needs none, so the user's log_by_lua is allowed there", () => {
+    const text = (extra: string) =>
+      `upstreams: {web: {service: web${extra}}}\nnginx: {http: {directives: [{name: log_by_lua_file, args: [a.lua]}]}}\nservers: [{listen: 8080, locations: [{path: /, upstream: web}]}]\n`;
+    expect(validateSpecText(text(""), "gen-lb.yaml").errors).toEqual([]);
+    for (const extra of [", counters: true", ", balance: least_conn", ", healthcheck: {passive: {}}"]) {
+      expect(errorsOf(text(extra)), extra).toEqual([expect.stringMatching(/log_by_lua_file cannot be used where gen-lb proxies to an upstream that needs its log phase/)]);
+    }
+  });
+
   it("rejects a log_by_lua of the user's where gen-lb runs its own, and only there", () => {
     const errors = errorsOf(
       [
-        "upstreams: {web: {service: web}}",
+        "upstreams: {web: {service: web, counters: true}}",
         "nginx: {http: {directives: [{name: log_by_lua_file, args: [a.lua]}]}}",
         "servers:",
         "  - listen: 8080",

@@ -148,6 +148,8 @@ describe("status endpoint", () => {
       balance: "round_robin",
       fail_open: true,
       retries: 1,
+      // Passive checks need the log phase: failures and in_flight are counted.
+      log_phase: true,
       health_checks: { active: "http", passive: true },
       source: "consul",
       total: 2,
@@ -165,7 +167,7 @@ describe("status endpoint", () => {
     expect(by[a.address]!.consecutive_failures).toBe(0);
 
     // An upstream Consul lists nothing for: present, empty, an array.
-    expect(s.upstreams.idle).toMatchObject({ total: 0, healthy: 0, all_down: false, peers: [] });
+    expect(s.upstreams.idle).toMatchObject({ total: 0, healthy: 0, all_down: false, log_phase: false, peers: [] });
   });
 
   it("Prometheus: the same numbers, well-formed, every family typed once", async () => {
@@ -217,10 +219,10 @@ describe("status endpoint", () => {
     const r = await runLoad({ url: lb.url("web"), requests: 80, concurrency: 2 });
     a.mode = "ok";
     expect(r.failures).toEqual([]);
-    const p = await lb.waitForPeer("web", a.address, (x) => x.failures >= 10, "failures counted", 8000);
+    const p = await lb.waitForPeer("web", a.address, (x) => (x.failures ?? 0) >= 10, "failures counted", 8000);
     expect(p.failures).toBeLessThanOrEqual(p.requests);
     const { samples } = parsePrometheus(await lb.prometheus());
-    expect(value(samples, "gen_lb_peer_failures_total", { upstream: "web", peer: a.address })).toBeGreaterThanOrEqual(p.failures);
+    expect(value(samples, "gen_lb_peer_failures_total", { upstream: "web", peer: a.address })).toBeGreaterThanOrEqual(p.failures!);
     expect(value(samples, "gen_lb_peer_failures_total", { upstream: "web", peer: b.address })).toBe(0);
   });
 
