@@ -8,6 +8,9 @@
 import path from "node:path";
 import { EXTENSION_RE, LISTEN_OPTION_RE, MIME_TYPE_RE, type Directive as SpecDirective } from "../spec/schema.js";
 import { isDuration, isSize } from "../spec/units.js";
+import { parsePeerAddress, formatPeerAddress } from "../spec/address.js";
+import { TLS_PROFILES, TLS_SESSION } from "../spec/tls-profiles.js";
+import { versionAtLeast, BASELINE_VERSION } from "../target/index.js";
 import type { Directive } from "../nginx/types.js";
 import { readConsulPattern } from "./consul.js";
 import { detectDefects } from "./defects.js";
@@ -57,6 +60,18 @@ const NAME_RE = /^[a-z_][a-z0-9_]*$/;
 const SPEC_NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
 const UNSAFE_RE = /[\u0000-\u001f\u007f]|\$\{|\]\]/;
 const HOST_PORT_RE = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*):\d{1,5}$/;
+
+/**
+ * An upstream server's address as the spec holds it (the one peer parser of
+ * src/spec/address.ts, canonical form), or why it cannot be: nginx gives a
+ * server without a port port 80.
+ */
+export function peerOf(text: string, unix: boolean): { address: string } | { why: string } {
+  let t = text;
+  if (!t.startsWith("unix:") && (/^\[[^\]]*\]$/.test(t) || !t.includes(":"))) t += ":80";
+  const r = parsePeerAddress(t, { unix });
+  return r.ok ? { address: formatPeerAddress(r.address) } : { why: r.reason };
+}
 const GEN_LB_LUA_PATH = "$prefix/lua/?.lua";
 
 const pos = (d: Directive) => `${d.file}:${d.line}`;
@@ -78,6 +93,14 @@ export function bytes(v: string | undefined): number | undefined {
   if (!m) return undefined;
   const unit = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2]!.toLowerCase() as "" | "k" | "m" | "g"];
   return Number(m[1]) * unit;
+}
+/** ssl_protocols / ssl_ciphers / ssl_prefer_server_ciphers as servers[].ssl keys, when the spec can hold the value. */
+function sslOption(c: Directive): Obj | undefined {
+  const a = c.args;
+  if (c.directive === "ssl_protocols") return a.length > 0 && a.every((p) => /^TLSv1(\.[123])?$/.test(p)) ? { protocols: [...a] } : undefined;
+  if (c.directive === "ssl_ciphers") return a.length === 1 && a[0] !== "" && !UNSAFE_RE.test(a[0]!) ? { ciphers: a[0] } : undefined;
+  const f = a.length === 1 ? flag(a[0]) : undefined;
+  return f === undefined ? undefined : { prefer_server_ciphers: f };
 }
 function flag(v: string | undefined): boolean | undefined {
   return v === "on" ? true : v === "off" ? false : undefined;
@@ -105,12 +128,12 @@ export function staticServers(servers: readonly Directive[], at: string): { serv
   let resolve = false;
   for (const s of servers) {
     const [addr0, ...params] = s.args;
-    let address = addr0 ?? "";
-    if (/^[A-Za-z0-9.-]+$/.test(address) || /^\[[0-9A-Fa-f:.]+\]$/.test(address)) address += ":80";
-    if (!HOST_PORT_RE.test(address) && !/^unix:\/[^\s;{}]*$/.test(address)) {
-      findings.push({ kind: "lost", d: s, message: `${text(s)}: the address cannot be expressed ("host:port" or "unix:/path")` });
+    const parsed = peerOf(addr0 ?? "", true);
+    if ("why" in parsed) {
+      findings.push({ kind: "lost", d: s, message: `${text(s)}: the address cannot be expressed: ${parsed.why}` });
       continue;
     }
+    const address = parsed.address;
     const peer: Exclude<StaticPeer, string> = { address };
     const lostParams: string[] = [];
     for (const p of params) {
@@ -137,7 +160,9 @@ export function staticServers(servers: readonly Directive[], at: string): { serv
 
 class Converter {
   /** ssl_certificate / ssl_certificate_key set at http level, inherited by every server (as nginx does). */
-  httpSsl: { certificate?: string; certificate_key?: string } = {};
+  httpSsl: { certificate?: string; certificate_key?: string; protocols?: string[]; ciphers?: string; prefer_server_ciphers?: boolean } = {};
+  /** TLS session directives of the old config that gen-lb's own replace (reported once each). */
+  oldSession = new Set<string>();
   /** Each converted upstream's directive, for findings about it. */
   upstreamNodes = new Map<string, Directive>();
   findings: Finding[] = [];
@@ -170,6 +195,18 @@ class Converter {
   add(kind: Finding["kind"], d: Directive, message: string, to?: string): void {
     const f: Finding = { kind, file: d.file, line: d.line, column: d.column, directive: d.directive, message };
     if (to !== undefined) f.to = to;
+    this.findings.push(f);
+  }
+
+  /**
+   * A finding about a server or the http block as a whole, not about what
+   * became of that directive: no column, so --verify does not read it as the
+   * directive's disposition.
+   */
+  note(kind: Finding["kind"], d: Directive, message: string, to?: string, explains?: string[][]): void {
+    const f: Finding = { kind, file: d.file, line: d.line, message };
+    if (to !== undefined) f.to = to;
+    if (explains !== undefined) f.explains = explains;
     this.findings.push(f);
   }
 
@@ -545,6 +582,23 @@ class Converter {
             this.findings[this.findings.length - 1]!.newArgs = [value];
           } else this.carry(c, directives, "nginx.http.directives");
           break;
+        case "ssl_protocols":
+        case "ssl_ciphers":
+        case "ssl_prefer_server_ciphers": {
+          const v = sslOption(c);
+          if (v === undefined) this.carry(c, directives, "nginx.http.directives");
+          else {
+            Object.assign(this.httpSsl, v);
+            this.converted(c, `servers[].ssl.${Object.keys(v)[0]}`, "set at http level: every server with an ssl listen inherits it");
+            this.findings[this.findings.length - 1]!.newArgs = [...a];
+          }
+          break;
+        }
+        case "ssl_session_timeout":
+        case "ssl_session_cache":
+        case "ssl_session_tickets":
+          this.sessionSetting(c);
+          break;
         default:
           if (/^init(_worker)?_by_lua/.test(c.directive) && this.patternLua.has(c)) {
             this.add("dropped", c, `${c.directive}: the old Consul polling and health checker, replaced by gen-lb's runtime (discovery, health checks)`);
@@ -558,6 +612,14 @@ class Converter {
     }
 
     if (accessLogs.length) this.convertAccessLogs(accessLogs, http, "nginx.http", directives, "nginx.http.directives");
+    if (http.server_tokens === undefined) {
+      // gen-lb's default is off; the old config ran with nginx's (on), and migrate changes no response.
+      http.server_tokens = true;
+      this.note("converted", h, "server_tokens: not set, so nginx's default (on) made explicit: responses keep the nginx version in Server and error pages", "nginx.http.server_tokens");
+    }
+    if (http.server_tokens === true) {
+      this.note("suggestion", h, "nginx.http.server_tokens: false (gen-lb's default) hides the nginx version from the Server header and error pages", "nginx.http.server_tokens");
+    }
     if (Object.keys(gzip).length) {
       if (gzip.enabled === undefined) gzip.enabled = false;
       http.gzip = gzip;
@@ -737,12 +799,12 @@ class Converter {
         this.add("dropped", s, `${text(s)}: consul-template's placeholder for a service with no instance (gen-lb answers 502 itself then)`);
         continue;
       }
-      let hostPort = addr ?? "";
-      if (/^[A-Za-z0-9.-]+$/.test(hostPort) || /^\[[0-9A-Fa-f:.]+\]$/.test(hostPort)) hostPort += ":80";
-      if (!HOST_PORT_RE.test(hostPort)) {
-        this.add("lost", s, `${text(s)}: only host:port peers can be fallback peers`);
+      const parsed = peerOf(addr ?? "", false);
+      if ("why" in parsed) {
+        this.add("lost", s, `${text(s)}: only host:port peers can be fallback peers: ${parsed.why}`);
         continue;
       }
+      const hostPort = parsed.address;
       if (params.includes("down")) {
         this.add("converted", s, `${text(s)}: marked down, so left out of the fallback peers`, `${at}.fallback`);
         continue;
@@ -836,7 +898,13 @@ class Converter {
         case "ssl_certificate_key":
         case "ssl_protocols":
         case "ssl_ciphers":
+        case "ssl_prefer_server_ciphers":
           sslDirectives.push(c);
+          break;
+        case "ssl_session_timeout":
+        case "ssl_session_cache":
+        case "ssl_session_tickets":
+          this.sessionSetting(c);
           break;
         case "root":
           base.root = a[0];
@@ -871,20 +939,22 @@ class Converter {
     if (directives.length) base.directives = directives;
 
     for (const c of sslDirectives) {
-      if (c.directive === "ssl_protocols" && !c.args.every((p) => /^TLSv1(\.[123])?$/.test(p))) {
-        this.carry(c, directives, "servers[].directives");
-        continue;
-      }
       const key = c.directive.slice(4);
       if (key === "certificate" || key === "certificate_key") {
         const [value, note] = this.confPath(c.args[0] ?? "");
         ssl[key] = value;
         this.converted(c, `servers[].ssl.${key}`, note);
         if (note) this.findings[this.findings.length - 1]!.newArgs = [value];
-      } else {
-        ssl[key] = key === "protocols" ? [...c.args] : c.args[0];
-        this.converted(c, `servers[].ssl.${key}`);
+        continue;
       }
+      const v = sslOption(c);
+      if (v === undefined) {
+        // gen-lb writes this directive in every ssl server: a carried copy would be a duplicate.
+        this.add("lost", c, `${text(c)}: not a value servers[].ssl can hold, and gen-lb writes ${c.directive} itself; set servers[].ssl.${key} by hand`);
+        continue;
+      }
+      Object.assign(ssl, v);
+      this.converted(c, `servers[].ssl.${key}`);
     }
 
     if (listens.length === 0) listens.push({ addr: 80, ssl: false, http2: false, def: false, reuseport: false, options: [], d: s });
@@ -918,7 +988,10 @@ class Converter {
           this.mustRewrite(first.d, `server ${pos(s)} (${text(first.d)}): an ssl listen needs ssl_certificate and ssl_certificate_key (in the server or at http level), so this server is left out`);
           continue;
         }
-        server.ssl = tls;
+        server.ssl = this.keepTls(s, tls, this.servers.length);
+      }
+      if (!server.security_headers) {
+        this.note("suggestion", s, `servers[${this.servers.length}].security_headers: true adds X-Content-Type-Options, X-Frame-Options and Referrer-Policy to every response${first.ssl ? "; ssl.hsts: true sends Strict-Transport-Security" : ""}`, `servers[${this.servers.length}].security_headers`);
       }
       this.servers.push(server);
     }
@@ -934,6 +1007,64 @@ class Converter {
       f.message = `server: its listens differ in their parameters (ssl, http2, default_server, reuseport, ...), so it becomes ${made} spec server${made === 1 ? "" : "s"} with the same content`;
       f.to = made === 1 ? `servers[${index}]` : `servers[${index}..${index + made - 1}]`;
     }
+  }
+
+  /**
+   * gen-lb writes Mozilla's intermediate TLS profile by default; the old
+   * server ran with what it set and nginx's defaults for the rest, so those
+   * are written out and the profile is a suggestion.
+   */
+  keepTls(s: Directive, tls: Obj, index: number): Obj {
+    const version = this.input.bin?.version ?? BASELINE_VERSION;
+    // nginx 1.23.4 dropped TLSv1 and TLSv1.1 from its default.
+    const nginxProtocols = versionAtLeast(version, "1.23.4") ? ["TLSv1.2", "TLSv1.3"] : ["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"];
+    const filled: string[] = [];
+    const explains: string[][] = [];
+    const out: Obj = { ...tls };
+    if (out.protocols === undefined) {
+      out.protocols = nginxProtocols;
+      filled.push(`protocols ${nginxProtocols.join(" ")}`);
+      explains.push(["ssl_protocols", ...nginxProtocols]);
+    }
+    if (out.ciphers === undefined) {
+      out.ciphers = "HIGH:!aNULL:!MD5";
+      filled.push("ciphers HIGH:!aNULL:!MD5");
+      explains.push(["ssl_ciphers", "HIGH:!aNULL:!MD5"]);
+    }
+    if (out.prefer_server_ciphers === undefined) {
+      out.prefer_server_ciphers = false;
+      filled.push("prefer_server_ciphers off");
+      explains.push(["ssl_prefer_server_ciphers", "off"]);
+    }
+    const at = `servers[${index}].ssl`;
+    if (filled.length) {
+      this.note("converted", s, `TLS: nginx ${version}'s defaults made explicit (${filled.join(", ")}), so clients negotiate as before`, at, explains);
+    }
+    const im = TLS_PROFILES.intermediate;
+    if ((out.protocols as string[]).join(" ") !== im.protocols.join(" ") || out.ciphers !== im.ciphers || out.prefer_server_ciphers !== im.preferServerCiphers) {
+      this.note("suggestion", s, `${at}: remove protocols, ciphers and prefer_server_ciphers to adopt Mozilla's intermediate profile (gen-lb's default: ${im.protocols.join(" ")}, forward-secret AEAD ciphers); check your oldest clients first`, `${at}.profile`);
+    }
+    const session = [
+      ["ssl_session_timeout", TLS_SESSION.timeout, "5m"],
+      ["ssl_session_cache", TLS_SESSION.cache, "none"],
+      ["ssl_session_tickets", TLS_SESSION.tickets ? "on" : "off", "on"],
+    ].filter(([n]) => !this.oldSession.has(n!));
+    if (session.length) {
+      this.note("changed", s, `TLS sessions: gen-lb sets ${session.map(([n, v]) => `${n} ${v}`).join(", ")} in every ssl server (nginx's defaults: ${session.map(([n, , o]) => `${n} ${o}`).join(", ")}): clients resume from a shared cache instead of tickets`, at, session.map(([n, v]) => [n!, v!]));
+    }
+    return out;
+  }
+
+  /** An old ssl_session_* directive: gen-lb writes its own in every ssl server. */
+  sessionSetting(c: Directive): void {
+    const own = { ssl_session_timeout: TLS_SESSION.timeout, ssl_session_cache: TLS_SESSION.cache, ssl_session_tickets: TLS_SESSION.tickets ? "on" : "off" }[c.directive]!;
+    this.oldSession.add(c.directive);
+    if (c.args.join(" ") === own) {
+      this.add("dropped", c, `${text(c)}: gen-lb sets the same in every ssl server`);
+      return;
+    }
+    this.add("changed", c, `${text(c)}: gen-lb sets ${c.directive} ${own} in every ssl server; the old value is not kept`);
+    this.findings[this.findings.length - 1]!.explains = [[c.directive, own]];
   }
 
   /**
@@ -1136,15 +1267,35 @@ class Converter {
         else up.retries = 1;
       }
     }
-    // A checker on a static upstream: the same active check, on its servers.
+    // A checker on a static upstream: gen-lb runs no active check on nginx's
+    // own upstream {} (the spec refuses healthcheck there), so the nearest
+    // nginx has, passive checks, are set from the checker and the rest is a to-do.
     for (const [name, up] of Object.entries(this.upstreams)) {
       if (up.servers === undefined) continue;
       const checker = this.checkers.find((c) => c.options.upstream === name);
       if (!checker) continue;
-      up.healthcheck = { ...((up.healthcheck as Obj | undefined) ?? {}), active: this.activeCheck(checker.options) };
-      this.findings.push({ kind: "converted", file: checker.source.file, line: checker.token.line, column: checker.token.column, message: `spawn_checker{} options as an active check of the static servers`, to: `upstreams.${name}.healthcheck.active` });
-      const d = this.upstreamNodes.get(name)!;
-      this.add("todo", d, `upstream ${name}: static upstreams get active checks from the runtime's static-upstream support (issue 13); until it lands, build runs no active check for ${name}, only nginx's max_fails/fail_timeout`, `upstreams.${name}.healthcheck.active`);
+      const o = checker.options;
+      const fall = typeof o.fall === "number" && o.fall >= 1 ? o.fall : 2;
+      const interval = typeof o.interval === "number" && o.interval > 0 ? o.interval : 1000;
+      const failTimeout = msDuration(Math.max(1000, Math.ceil((fall * interval) / 1000) * 1000));
+      const servers = up.servers as StaticPeer[];
+      let set = 0;
+      up.servers = servers.map((p) => {
+        const peer = typeof p === "string" ? { address: p } : { ...p };
+        if (peer.max_fails !== undefined || peer.fail_timeout !== undefined) return p;
+        set++;
+        return { ...peer, max_fails: fall, fail_timeout: failTimeout };
+      });
+      const active = this.activeCheck(o);
+      const what = `${String(active.type ?? "http")} ${active.path ? `GET ${String(active.path)}${active.host ? ` (Host ${String(active.host)})` : ""} ` : ""}every ${String(active.interval ?? "1s")}, down after ${fall} failure${fall === 1 ? "" : "s"}${typeof o.rise === "number" ? `, up after ${o.rise} success${o.rise === 1 ? "" : "es"}` : ""}${Array.isArray(active.valid_statuses) ? `, valid ${(active.valid_statuses as number[]).join(" ")}` : ""}`;
+      this.findings.push({
+        kind: "todo",
+        file: checker.source.file,
+        line: checker.token.line,
+        column: checker.token.column,
+        message: `upstream ${name}: spawn_checker{} actively checked its static servers (${what}); gen-lb runs active checks only on Consul upstreams, so it is not carried. ${set ? `Passive checks set instead on ${set} server${set === 1 ? "" : "s"}: max_fails=${fall} fail_timeout=${failTimeout} (nginx takes a server out after ${fall} failed request${fall === 1 ? "" : "s"} within ${failTimeout})` : "Its servers keep their own max_fails/fail_timeout (passive checks)"}. To keep an active check, register the servers as a Consul service and make upstreams.${name} a Consul upstream (service: NAME, healthcheck.active)`,
+        to: `upstreams.${name}.servers`,
+      });
     }
     const needsConsul = Object.values(this.upstreams).some((u) => u.service !== undefined);
     if (facts.length === 0 && this.luaUpstreams.size === 0 && !needsConsul) return undefined;

@@ -5,6 +5,7 @@
  */
 import path from "node:path";
 import { stringify } from "yaml";
+import { lintParsed } from "../lint/lint.js";
 import { parseConfig } from "../nginx/parse.js";
 import type { Directive, Loader } from "../nginx/types.js";
 import { convert } from "./convert.js";
@@ -86,6 +87,8 @@ export function migrate(mainFile: string, opts: MigrateOptions): Migration {
       message: `require "${r.name}": module not found (tried ${tried.length ? tried.join(", ") : "no paths: no lua_package_path"}), so its code was not read; what migrate inferred from the rest may miss what it does (pass --lua-path DIR to include it)`,
     })),
     ...result.findings,
+    // What `gen-lb lint` says of the old config: the user sees what the old setup got wrong, beside what changed.
+    ...lintParsed(parsed).map((l): Finding => ({ kind: "lint", file: l.file, line: l.line, message: `[${l.severity}] ${l.id}: ${l.message}; fix: ${l.fix}` })),
   ];
   const luaFiles = [...new Set(sources.filter((s) => s.directive === undefined || !s.directive.directive.endsWith("_block")).map((s) => s.file))];
   return { spec: result.spec, findings, tree, files: [...parsed.config.map((c) => c.file), ...luaFiles.filter((f) => !parsed.config.some((c) => c.file === f))] };

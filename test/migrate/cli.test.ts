@@ -30,7 +30,8 @@ describe("gen-lb migrate", () => {
     expect(readdirSync(dir).filter((f) => f.endsWith(".tmp"))).toEqual([]);
     // The spec builds.
     const b = runCli(["build", "--spec", out, "--out", path.join(dir, "dist"), "--target", "nginx"]);
-    expect(b.stderr).toBe("");
+    // The one warning: lint on server_tokens, which migrate keeps on (the old behaviour) and suggests turning off.
+    expect(b.stderr.split("\n").filter((l) => l !== "" && !/^warning: lint: .*\] server_tokens: /.test(l))).toEqual([]);
     expect(b.status).toBe(0);
   });
 

@@ -194,6 +194,9 @@ describe("map, if, regex locations and ssl", () => {
       certificate: path.join(fixtures, "mixed/certs/test.crt"),
       certificate_key: path.join(fixtures, "mixed/certs/test.key"),
       protocols: ["TLSv1.2", "TLSv1.3"],
+      // nginx's own defaults, written out: gen-lb's intermediate profile would change them.
+      ciphers: "HIGH:!aNULL:!MD5",
+      prefer_server_ciphers: false,
     });
     expect(servers[1]!.directives).toEqual([{ name: "if", args: ["($legacy)"], block: [{ name: "return", args: ["301", "/new$request_uri"] }] }]);
   });
