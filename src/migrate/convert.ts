@@ -72,6 +72,7 @@ export function peerOf(text: string, unix: boolean): { address: string } | { why
   const r = parsePeerAddress(t, { unix });
   return r.ok ? { address: formatPeerAddress(r.address) } : { why: r.reason };
 }
+const RETURN_UNSAFE_RE = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]|\$\{/;
 const GEN_LB_LUA_PATH = "$prefix/lua/?.lua";
 
 const pos = (d: Directive) => `${d.file}:${d.line}`;
@@ -1191,7 +1192,8 @@ class Converter {
           } else this.carry(c, directives, `${at}.directives`);
           break;
         case "return":
-          if (!content && /^\d{3}$/.test(a[0] ?? "") && a.length <= 2 && (a[1] === undefined || (a[1] !== "" && !UNSAFE_RE.test(a[1])))) {
+          // A return text may hold newlines and tabs (nginx's \n, \t escapes), which the spec writes back as escapes.
+          if (!content && /^\d{3}$/.test(a[0] ?? "") && a.length <= 2 && (a[1] === undefined || (a[1] !== "" && !RETURN_UNSAFE_RE.test(a[1])))) {
             loc.return = a[1] === undefined ? { code: Number(a[0]) } : { code: Number(a[0]), text: a[1] };
             content = true;
             this.converted(c, `${at}.return`);

@@ -51,6 +51,10 @@ describe("sizes, empty arguments, duplicates (fixtures/migrate/real/values)", ()
     expect(app!.locations[1]!.directives).toEqual([{ name: "add_header", args: ["ETag", ""] }]);
     expect(other!.server_name).toEqual(["other.example.test"]);
   });
+  it('return 200 "ok\\n" is carried with its newline (nginx\'s \\n escape)', () => {
+    const other = (m.spec.servers as Array<{ locations: Array<Record<string, unknown>> }>)[1]!;
+    expect(other.locations[1]).toMatchObject({ path: "/healthz", match: "exact", return: { code: 200, text: "ok\n" } });
+  });
   it("lua_socket_log_errors, which gen-lb writes itself, is not duplicated and says so", () => {
     const http = (m.spec.nginx as { http: { directives?: Array<{ name: string }> } }).http;
     expect((http.directives ?? []).map((d) => d.name)).not.toContain("lua_socket_log_errors");
