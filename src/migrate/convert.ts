@@ -613,6 +613,11 @@ class Converter {
     }
 
     if (accessLogs.length) this.convertAccessLogs(accessLogs, http, "nginx.http", directives, "nginx.http.directives");
+    if (http.default_type === undefined) {
+      // gen-lb's default is application/octet-stream; nginx's own, which the old config ran with, is text/plain.
+      http.default_type = "text/plain";
+      this.note("converted", h, "default_type: not set, so nginx's default (text/plain) made explicit: responses keep their Content-Type", "nginx.http.default_type");
+    }
     if (http.server_tokens === undefined) {
       // gen-lb's default is off; the old config ran with nginx's (on), and migrate changes no response.
       http.server_tokens = true;
@@ -1235,10 +1240,11 @@ class Converter {
         }
       }
       if (Object.keys(record).length) loc.proxy_set_header = record;
-      else if (headers.length === 0 && set.length === 0) {
-        // What nginx sent when no proxy_set_header was given (gen-lb's own default adds X-Forwarded-*).
+      else {
+        // What nginx sent when no header of its own was left (none given, or
+        // only Connection/Upgrade, which gen-lb sets): gen-lb's default would add X-Forwarded-*.
         loc.proxy_set_header = { Host: "$proxy_host" };
-        this.add("converted", l, `location ${l.args.join(" ")} set no proxy headers: nginx's default (Host: $proxy_host) made explicit`, `${at}.proxy_set_header`);
+        this.add("converted", l, `location ${l.args.join(" ")} set no proxy headers ${headers.length || set.length ? "besides Connection/Upgrade" : ""}: nginx's default (Host: $proxy_host) made explicit`.replace("  ", " "), `${at}.proxy_set_header`);
       }
       if (!headers.length && set.length && own.length === 0 && inherited.length) {
         this.add("converted", l, `location ${l.args.join(" ")}: inherited proxy_set_header made explicit`, `${at}.proxy_set_header`);
