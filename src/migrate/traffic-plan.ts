@@ -86,6 +86,11 @@ export function rewriteTree(tree: readonly Directive[], ep: Endpoints, opts: Rew
         out.push({ ...d, args: [log("access.log"), ...d.args.slice(1).filter((a) => !a.startsWith("buffer=") && !a.startsWith("flush="))] });
         continue;
       }
+      if (/^(proxy|fastcgi|uwsgi|scgi)_cache_path$/.test(d.directive) && d.args[0]) {
+        // Each side caches in its own scratch directory: a shared cache would answer the new side with the old side's entries.
+        out.push({ ...d, args: [path.join(opts.logDir, `cache-${d.args[0].replace(/[^A-Za-z0-9]+/g, "_")}`), ...d.args.slice(1)] });
+        continue;
+      }
       if (d.directive === "listen" && parent === "server") {
         const port = ep.listens.get(listenKey(d.args[0] ?? ""));
         const keep = d.args.slice(1).filter((a) => ["ssl", "http2", "default_server", "default"].includes(a));

@@ -11,6 +11,7 @@ import type { Finding } from "../../src/migrate/types.js";
 
 const conf = `events {}
 http {
+    proxy_cache_path /var/cache/nginx levels=1:2 keys_zone=CACHE:10m;
     upstream app { server 10.0.0.1:8080 weight=2; server app.internal resolve; }
     server {
         listen 80 default_server reuseport;
@@ -83,6 +84,8 @@ describe("the rewrite onto scratch ports and echo backends", () => {
     ]);
     expect(server.find((d) => d.directive === "access_log")!.args).toEqual(["/scratch/logs/access.log", "main"]);
     expect(server.find((d) => d.directive === "ssl_certificate")!.args).toEqual(["/old/conf/certs/site.crt"]);
+    // Each side its own cache: a shared one answers the new side from the old side's entries (X-Cached: HIT).
+    expect(http.find((d) => d.directive === "proxy_cache_path")!.args).toEqual(["/scratch/logs/cache-_var_cache_nginx", "levels=1:2", "keys_zone=CACHE:10m"]);
   });
 });
 
@@ -105,8 +108,8 @@ describe("comparing two answers", () => {
   });
   it("a difference is explained by a lost/todo/changed finding inside its location, not by one elsewhere", () => {
     const r = requestSet(tree).find((x) => x.path === "/healthz")!;
-    const inside: Finding = { kind: "lost", file: "conf/nginx.conf", line: 11, message: "x" };
-    const elsewhere: Finding = { kind: "lost", file: "conf/nginx.conf", line: 12, message: "y" };
+    const inside: Finding = { kind: "lost", file: "conf/nginx.conf", line: 12, message: "x" };
+    const elsewhere: Finding = { kind: "lost", file: "conf/nginx.conf", line: 13, message: "y" };
     expect(explainDifference(r, [elsewhere])).toBeUndefined();
     expect(explainDifference(r, [elsewhere, inside])).toBe(inside);
   });
