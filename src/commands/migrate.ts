@@ -115,7 +115,7 @@ export default async function run(opts: MigrateOpts, io: Io, args: string[]): Pr
   if (reportAbs) await writeFileAtomic(reportAbs, text + verifyText);
 
   if (io.json) {
-    io.out(JSON.stringify({ ok: true, ...reportJson(m.findings, file, out), ...(verified ? { verify: verified } : {}), ...(traffic ? { traffic } : {}) }, null, 2) + "\n");
+    io.out(JSON.stringify({ ok: true, ...reportJson(m.findings, file, out), ...(verified ? { verify: verified } : {}), ...(traffic ? { traffic: trafficJson(traffic) } : {}) }, null, 2) + "\n");
   } else if (opts.report) {
     const defects = new Set(m.findings.filter((f) => f.kind === "defect").map((f) => f.defect)).size;
     io.out(`wrote ${out} and the report ${opts.report} (${m.findings.filter((f) => f.kind === "todo").length} to do, ${defects} known defects found)\n` + verifyText);
@@ -145,4 +145,14 @@ export default async function run(opts: MigrateOpts, io: Io, args: string[]): Pr
       traffic.differences.map((d) => `${showRequest(d.request)}: ${d.what}`),
     );
   }
+}
+
+/** The traffic result for --json: each request in words, not the config nodes behind it. */
+function trafficJson(t: TrafficResult) {
+  const diff = (d: TrafficResult["differences"][number]) => ({
+    request: showRequest(d.request),
+    what: d.what,
+    ...(d.explainedBy ? { explained_by: `${d.explainedBy.file}:${d.explainedBy.line}: ${d.explainedBy.message}` } : {}),
+  });
+  return { requests: t.requests, ...(t.failure !== undefined ? { failure: t.failure } : {}), differences: t.differences.map(diff), explained: t.explained.map(diff) };
 }
