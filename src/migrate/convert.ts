@@ -9,8 +9,6 @@ import path from "node:path";
 import { EXTENSION_RE, LISTEN_OPTION_RE, MIME_TYPE_RE, type Directive as SpecDirective } from "../spec/schema.js";
 import { isDuration, isSize } from "../spec/units.js";
 import { parsePeerAddress, formatPeerAddress } from "../spec/address.js";
-import { TLS_PROFILES, TLS_SESSION } from "../spec/tls-profiles.js";
-import { versionAtLeast, BASELINE_VERSION } from "../target/index.js";
 import type { Directive } from "../nginx/types.js";
 import { readConsulPattern } from "./consul.js";
 import { detectDefects } from "./defects.js";
@@ -19,6 +17,8 @@ import { compareMimeTypes } from "./mime.js";
 import { readArgs, tableEntry } from "./table.js";
 import { isMimeTypesInclude, walk } from "./flatten.js";
 import { checkerCalls, consulFacts, parseHttpReq, type CheckerCall, type LuaSource, type LuaValue } from "./lua.js";
+import { Ledger } from "./ledger.js";
+import { TlsConverter } from "./convert-tls.js";
 import type { Finding } from "./types.js";
 import type { BinInfo } from "./bin.js";
 
@@ -95,14 +95,6 @@ export function bytes(v: string | undefined): number | undefined {
   const unit = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2]!.toLowerCase() as "" | "k" | "m" | "g"];
   return Number(m[1]) * unit;
 }
-/** ssl_protocols / ssl_ciphers / ssl_prefer_server_ciphers as servers[].ssl keys, when the spec can hold the value. */
-function sslOption(c: Directive): Obj | undefined {
-  const a = c.args;
-  if (c.directive === "ssl_protocols") return a.length > 0 && a.every((p) => /^TLSv1(\.[123])?$/.test(p)) ? { protocols: [...a] } : undefined;
-  if (c.directive === "ssl_ciphers") return a.length === 1 && a[0] !== "" && !UNSAFE_RE.test(a[0]!) ? { ciphers: a[0] } : undefined;
-  const f = a.length === 1 ? flag(a[0]) : undefined;
-  return f === undefined ? undefined : { prefer_server_ciphers: f };
-}
 function flag(v: string | undefined): boolean | undefined {
   return v === "on" ? true : v === "off" ? false : undefined;
 }
@@ -162,11 +154,13 @@ export function staticServers(servers: readonly Directive[], at: string): { serv
 class Converter {
   /** ssl_certificate / ssl_certificate_key set at http level, inherited by every server (as nginx does). */
   httpSsl: { certificate?: string; certificate_key?: string; protocols?: string[]; ciphers?: string; prefer_server_ciphers?: boolean } = {};
-  /** TLS session directives of the old config that gen-lb's own replace (reported once each). */
-  oldSession = new Set<string>();
   /** Each converted upstream's directive, for findings about it. */
   upstreamNodes = new Map<string, Directive>();
-  findings: Finding[] = [];
+  readonly ledger = new Ledger();
+  readonly tls: TlsConverter;
+  get findings(): Finding[] {
+    return this.ledger.findings;
+  }
   spec: Obj = {};
   nginx: Obj = {};
   http: Obj = {};
@@ -191,34 +185,23 @@ class Converter {
 
   constructor(readonly input: ConvertInput) {
     this.checkers = checkerCalls(input.sources);
+    this.tls = new TlsConverter(this.ledger, input.bin?.version);
   }
 
-  add(kind: Finding["kind"], d: Directive, message: string, to?: string): void {
-    const f: Finding = { kind, file: d.file, line: d.line, column: d.column, directive: d.directive, message };
-    if (to !== undefined) f.to = to;
-    this.findings.push(f);
+  add(kind: Finding["kind"], d: Directive, message: string, to?: string): Finding {
+    return this.ledger.add(kind, d, message, to);
   }
 
-  /**
-   * A finding about a server or the http block as a whole, not about what
-   * became of that directive: no column, so --verify does not read it as the
-   * directive's disposition.
-   */
-  note(kind: Finding["kind"], d: Directive, message: string, to?: string, explains?: string[][]): void {
-    const f: Finding = { kind, file: d.file, line: d.line, message };
-    if (to !== undefined) f.to = to;
-    if (explains !== undefined) f.explains = explains;
-    this.findings.push(f);
+  note(kind: Finding["kind"], d: Directive, message: string, to?: string, explains?: string[][]): Finding {
+    return this.ledger.note(kind, d, message, to, explains);
   }
 
-  /** Left out, and the user must rewrite it by hand: the report names it and migrate exits 1. */
-  mustRewrite(d: Directive, message: string): void {
-    this.add("lost", d, `${message}; rewrite it by hand`);
-    this.findings[this.findings.length - 1]!.blocking = true;
+  mustRewrite(d: Directive, message: string): Finding {
+    return this.ledger.mustRewrite(d, message);
   }
 
-  converted(d: Directive, to: string, note = ""): void {
-    this.add("converted", d, `${text(d)}${note ? ` (${note})` : ""}`, to);
+  converted(d: Directive, to: string, note = ""): Finding {
+    return this.ledger.converted(d, to, note);
   }
 
   /** The escape hatch, or why it cannot take this directive. */
@@ -371,8 +354,8 @@ class Converter {
             this.add("lost", d, `${text(d)}: a path relative to the old nginx's prefix, which migrate does not know (pass --bin); give its absolute path`);
           } else if (d.args.length === 1 && !UNSAFE_RE.test(abs)) {
             main.push({ name: "load_module", args: [abs] });
-            this.add("carried", d, `${text(d)}${abs !== file ? ` (relative to the prefix of ${this.input.bin!.bin}, made absolute: ${abs})` : ""}`, "nginx.directives");
-            if (abs !== file) this.findings[this.findings.length - 1]!.newArgs = [abs];
+            const f = this.add("carried", d, `${text(d)}${abs !== file ? ` (relative to the prefix of ${this.input.bin!.bin}, made absolute: ${abs})` : ""}`, "nginx.directives");
+            if (abs !== file) f.newArgs = [abs];
           } else {
             this.carry(d, main, "nginx.directives");
           }
@@ -579,26 +562,24 @@ class Converter {
           if (a.length === 1 && a[0] !== "" && !UNSAFE_RE.test(a[0]!)) {
             const [value, note] = this.confPath(a[0]!);
             this.httpSsl[c.directive === "ssl_certificate" ? "certificate" : "certificate_key"] = value;
-            this.converted(c, `servers[].ssl.${c.directive.slice(4)}`, `set at http level: every server with an ssl listen inherits it${note ? `; ${note}` : ""}`);
-            this.findings[this.findings.length - 1]!.newArgs = [value];
+            this.converted(c, `servers[].ssl.${c.directive.slice(4)}`, `set at http level: every server with an ssl listen inherits it${note ? `; ${note}` : ""}`).newArgs = [value];
           } else this.carry(c, directives, "nginx.http.directives");
           break;
         case "ssl_protocols":
         case "ssl_ciphers":
         case "ssl_prefer_server_ciphers": {
-          const v = sslOption(c);
+          const v = this.tls.option(c);
           if (v === undefined) this.carry(c, directives, "nginx.http.directives");
           else {
             Object.assign(this.httpSsl, v);
-            this.converted(c, `servers[].ssl.${Object.keys(v)[0]}`, "set at http level: every server with an ssl listen inherits it");
-            this.findings[this.findings.length - 1]!.newArgs = [...a];
+            this.converted(c, `servers[].ssl.${Object.keys(v)[0]}`, "set at http level: every server with an ssl listen inherits it").newArgs = [...a];
           }
           break;
         }
         case "ssl_session_timeout":
         case "ssl_session_cache":
         case "ssl_session_tickets":
-          this.sessionSetting(c);
+          this.tls.session(c);
           break;
         default:
           if (/^init(_worker)?_by_lua/.test(c.directive) && this.patternLua.has(c)) {
@@ -910,7 +891,7 @@ class Converter {
         case "ssl_session_timeout":
         case "ssl_session_cache":
         case "ssl_session_tickets":
-          this.sessionSetting(c);
+          this.tls.session(c);
           break;
         case "root":
           base.root = a[0];
@@ -949,11 +930,11 @@ class Converter {
       if (key === "certificate" || key === "certificate_key") {
         const [value, note] = this.confPath(c.args[0] ?? "");
         ssl[key] = value;
-        this.converted(c, `servers[].ssl.${key}`, note);
-        if (note) this.findings[this.findings.length - 1]!.newArgs = [value];
+        const f = this.converted(c, `servers[].ssl.${key}`, note);
+        if (note) f.newArgs = [value];
         continue;
       }
-      const v = sslOption(c);
+      const v = this.tls.option(c);
       if (v === undefined) {
         // gen-lb writes this directive in every ssl server: a carried copy would be a duplicate.
         this.add("lost", c, `${text(c)}: not a value servers[].ssl can hold, and gen-lb writes ${c.directive} itself; set servers[].ssl.${key} by hand`);
@@ -994,7 +975,7 @@ class Converter {
           this.mustRewrite(first.d, `server ${pos(s)} (${text(first.d)}): an ssl listen needs ssl_certificate and ssl_certificate_key (in the server or at http level), so this server is left out`);
           continue;
         }
-        server.ssl = this.keepTls(s, tls, this.servers.length);
+        server.ssl = this.tls.keep(s, tls, this.servers.length);
       }
       if (!server.security_headers) {
         this.note("suggestion", s, `servers[${this.servers.length}].security_headers: true adds X-Content-Type-Options, X-Frame-Options and Referrer-Policy to every response${first.ssl ? "; ssl.hsts: true sends Strict-Transport-Security" : ""}`, `servers[${this.servers.length}].security_headers`);
@@ -1013,64 +994,6 @@ class Converter {
       f.message = `server: its listens differ in their parameters (ssl, http2, default_server, reuseport, ...), so it becomes ${made} spec server${made === 1 ? "" : "s"} with the same content`;
       f.to = made === 1 ? `servers[${index}]` : `servers[${index}..${index + made - 1}]`;
     }
-  }
-
-  /**
-   * gen-lb writes Mozilla's intermediate TLS profile by default; the old
-   * server ran with what it set and nginx's defaults for the rest, so those
-   * are written out and the profile is a suggestion.
-   */
-  keepTls(s: Directive, tls: Obj, index: number): Obj {
-    const version = this.input.bin?.version ?? BASELINE_VERSION;
-    // nginx 1.23.4 dropped TLSv1 and TLSv1.1 from its default.
-    const nginxProtocols = versionAtLeast(version, "1.23.4") ? ["TLSv1.2", "TLSv1.3"] : ["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"];
-    const filled: string[] = [];
-    const explains: string[][] = [];
-    const out: Obj = { ...tls };
-    if (out.protocols === undefined) {
-      out.protocols = nginxProtocols;
-      filled.push(`protocols ${nginxProtocols.join(" ")}`);
-      explains.push(["ssl_protocols", ...nginxProtocols]);
-    }
-    if (out.ciphers === undefined) {
-      out.ciphers = "HIGH:!aNULL:!MD5";
-      filled.push("ciphers HIGH:!aNULL:!MD5");
-      explains.push(["ssl_ciphers", "HIGH:!aNULL:!MD5"]);
-    }
-    if (out.prefer_server_ciphers === undefined) {
-      out.prefer_server_ciphers = false;
-      filled.push("prefer_server_ciphers off");
-      explains.push(["ssl_prefer_server_ciphers", "off"]);
-    }
-    const at = `servers[${index}].ssl`;
-    if (filled.length) {
-      this.note("converted", s, `TLS: nginx ${version}'s defaults made explicit (${filled.join(", ")}), so clients negotiate as before`, at, explains);
-    }
-    const im = TLS_PROFILES.intermediate;
-    if ((out.protocols as string[]).join(" ") !== im.protocols.join(" ") || out.ciphers !== im.ciphers || out.prefer_server_ciphers !== im.preferServerCiphers) {
-      this.note("suggestion", s, `${at}: remove protocols, ciphers and prefer_server_ciphers to adopt Mozilla's intermediate profile (gen-lb's default: ${im.protocols.join(" ")}, forward-secret AEAD ciphers); check your oldest clients first`, `${at}.profile`);
-    }
-    const session = [
-      ["ssl_session_timeout", TLS_SESSION.timeout, "5m"],
-      ["ssl_session_cache", TLS_SESSION.cache, "none"],
-      ["ssl_session_tickets", TLS_SESSION.tickets ? "on" : "off", "on"],
-    ].filter(([n]) => !this.oldSession.has(n!));
-    if (session.length) {
-      this.note("changed", s, `TLS sessions: gen-lb sets ${session.map(([n, v]) => `${n} ${v}`).join(", ")} in every ssl server (nginx's defaults: ${session.map(([n, , o]) => `${n} ${o}`).join(", ")}): clients resume from a shared cache instead of tickets`, at, session.map(([n, v]) => [n!, v!]));
-    }
-    return out;
-  }
-
-  /** An old ssl_session_* directive: gen-lb writes its own in every ssl server. */
-  sessionSetting(c: Directive): void {
-    const own = { ssl_session_timeout: TLS_SESSION.timeout, ssl_session_cache: TLS_SESSION.cache, ssl_session_tickets: TLS_SESSION.tickets ? "on" : "off" }[c.directive]!;
-    this.oldSession.add(c.directive);
-    if (c.args.join(" ") === own) {
-      this.add("dropped", c, `${text(c)}: gen-lb sets the same in every ssl server`);
-      return;
-    }
-    this.add("changed", c, `${text(c)}: gen-lb sets ${c.directive} ${own} in every ssl server; the old value is not kept`);
-    this.findings[this.findings.length - 1]!.explains = [[c.directive, own]];
   }
 
   /**
