@@ -39,12 +39,13 @@ export function listenKey(addr: string): string {
 export function collectEndpoints(tree: readonly Directive[]): { listens: string[]; backends: string[] } {
   const listens = new Set<string>();
   const backends = new Set<string>();
+  const upstreams = upstreamNames(tree);
   const visit = (nodes: readonly Directive[], parent: string | undefined) => {
     for (const d of nodes) {
       if (d.directive === "listen" && parent === "server") listens.add(listenKey(d.args[0] ?? ""));
       if (d.directive === "upstream" && parent === "http") backends.add(d.args[0] ?? "");
       if (d.directive === "proxy_pass") {
-        const direct = directTarget(d.args[0] ?? "");
+        const direct = directTarget(d.args[0] ?? "", upstreams);
         if (direct) backends.add(`direct:${direct}`);
       }
       if (d.block) visit(d.block, d.directive);
@@ -54,11 +55,17 @@ export function collectEndpoints(tree: readonly Directive[]): { listens: string[
   return { listens: [...listens], backends: [...backends] };
 }
 
-/** A proxy_pass URL's host:port when it names no upstream (has a port, or is an IP). */
-function directTarget(url: string): string | undefined {
+/** The upstream {} names of the http block (nginx compares them case-insensitively). */
+function upstreamNames(tree: readonly Directive[]): Set<string> {
+  const http = tree.find((d) => d.directive === "http")?.block ?? [];
+  return new Set(http.filter((d) => d.directive === "upstream").map((d) => (d.args[0] ?? "").toLowerCase()));
+}
+
+/** A proxy_pass URL's host[:port] when it names no upstream {} (an address, or a host name nginx resolves at start). */
+function directTarget(url: string, upstreams: ReadonlySet<string>): string | undefined {
   const m = /^https?:\/\/([^/$]+)/.exec(url);
   if (!m || url.includes("$")) return undefined;
-  return /:\d+$/.test(m[1]!) || /^[\d.]+$/.test(m[1]!) || m[1]!.startsWith("unix:") ? m[1] : undefined;
+  return upstreams.has(m[1]!.toLowerCase()) ? undefined : m[1];
 }
 
 const CONF_RELATIVE = new Set(["include", "ssl_certificate", "ssl_certificate_key", "ssl_trusted_certificate", "ssl_client_certificate", "ssl_dhparam", "auth_basic_user_file", "lua_ssl_trusted_certificate"]);
@@ -73,6 +80,7 @@ const DROPPED = new Set(["user", "daemon", "master_process", "worker_processes",
 export function rewriteTree(tree: readonly Directive[], ep: Endpoints, opts: RewriteOptions): Directive[] {
   const log = (name: string) => path.join(opts.logDir, name);
   const abs = (p: string) => (path.isAbsolute(p) || p.includes("$") || p.startsWith("data:") ? p : path.resolve(opts.confDir, p));
+  const upstreams = upstreamNames(tree);
   const rewrite = (nodes: readonly Directive[], parent: string | undefined): Directive[] => {
     const out: Directive[] = [];
     for (const d of nodes) {
@@ -120,10 +128,16 @@ export function rewriteTree(tree: readonly Directive[], ep: Endpoints, opts: Rew
         continue;
       }
       if (d.directive === "proxy_pass") {
-        const direct = directTarget(d.args[0] ?? "");
+        const direct = directTarget(d.args[0] ?? "", upstreams);
         const echo = direct ? ep.backends.get(`direct:${direct}`) : undefined;
         if (echo) {
-          out.push({ ...d, args: [d.args[0]!.replace(direct!, echo), ...d.args.slice(1)] });
+          // An https:// target talks TLS to the backend; the echo speaks plain HTTP.
+          out.push({ ...d, args: [d.args[0]!.replace(direct!, echo).replace(/^https:/, "http:"), ...d.args.slice(1)] });
+          continue;
+        }
+        const host = /^https:\/\/([^/$]+)/.exec(d.args[0] ?? "")?.[1];
+        if (host !== undefined && upstreams.has(host.toLowerCase())) {
+          out.push({ ...d, args: [d.args[0]!.replace(/^https:/, "http:"), ...d.args.slice(1)] });
           continue;
         }
       }

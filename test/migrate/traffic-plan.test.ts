@@ -24,6 +24,7 @@ http {
         location ~* \\.(png|jpg)$ { root /srv; }
         location @named { return 404; }
         location /direct/ { proxy_pass http://127.0.0.1:9000/x/; }
+        location /named/ { proxy_pass https://api.example.test/; }
     }
 }
 `;
@@ -51,6 +52,11 @@ describe("the request set", () => {
       "GET http://www.example.test/direct/verify-sample (listen *:80)",
       "POST http://www.example.test/direct/verify-sample (listen *:80)",
       "GET (WebSocket upgrade) http://www.example.test/direct/ (listen *:80)",
+      "GET http://www.example.test/named/ (listen *:80)",
+      "POST http://www.example.test/named/ (listen *:80)",
+      "GET http://www.example.test/named/verify-sample (listen *:80)",
+      "POST http://www.example.test/named/verify-sample (listen *:80)",
+      "GET (WebSocket upgrade) http://www.example.test/named/ (listen *:80)",
     ]);
     expect(reqs.filter((r) => r.body !== undefined).map((r) => r.method)).toContain("POST");
   });
@@ -64,7 +70,7 @@ describe("the request set", () => {
 
 describe("the rewrite onto scratch ports and echo backends", () => {
   const listens = new Map([["*:80", 20080], ["*:443", 20443]]);
-  const backends = new Map([["app", "127.0.0.1:30001"], ["direct:127.0.0.1:9000", "127.0.0.1:30002"]]);
+  const backends = new Map([["app", "127.0.0.1:30001"], ["direct:127.0.0.1:9000", "127.0.0.1:30002"], ["direct:api.example.test", "127.0.0.1:30003"]]);
   const out = rewriteTree(tree, { listens, backends }, { logDir: "/scratch/logs", confDir: "/old/conf", keepLuaUpstreams: false });
   const http = out.find((d) => d.directive === "http")!.block!;
   const server = http.find((d) => d.directive === "server")!.block!;
@@ -75,6 +81,9 @@ describe("the rewrite onto scratch ports and echo backends", () => {
     expect(http.find((d) => d.directive === "upstream")!.block!.map((d) => d.args)).toEqual([["127.0.0.1:30001", "weight=2"], ["127.0.0.1:30001"]]);
     const direct = server.find((d) => d.directive === "location" && d.args[0] === "/direct/")!.block!;
     expect(direct[0]!.args).toEqual(["http://127.0.0.1:30002/x/"]);
+    // A host name that is no upstream {} (nginx would resolve it at start), over https: the echo, in plain HTTP.
+    const named = server.find((d) => d.directive === "location" && d.args[0] === "/named/")!.block!;
+    expect(named[0]!.args).toEqual(["http://127.0.0.1:30003/"]);
   });
   it("sends logs and the pid to the scratch directory and makes conf-relative paths absolute", () => {
     expect(out.filter((d) => ["pid", "error_log", "worker_processes"].includes(d.directive)).map((d) => [d.directive, ...d.args])).toEqual([
