@@ -149,6 +149,11 @@ export function rewriteTree(tree: readonly Directive[], ep: Endpoints, opts: Rew
         out.push({ ...d, args: [path.join(opts.modulePrefix, d.args[0])] });
         continue;
       }
+      if (d.directive === "http" && d.block && !d.block.some((c) => c.directive === "access_log")) {
+        // nginx's default access log is PREFIX/logs/access.log, which the old prefix may not have.
+        out.push({ ...d, block: [{ ...d, directive: "access_log", args: [log("access.log")], block: undefined } as Directive, ...rewrite(d.block, "http")] });
+        continue;
+      }
       out.push(d.block ? { ...d, block: rewrite(d.block, d.directive) } : d);
     }
     if (parent === undefined) {

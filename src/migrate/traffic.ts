@@ -308,11 +308,15 @@ export function formatTraffic(t: TrafficResult): string {
 }
 
 /**
- * An old config that uses Lua directives but was run by an nginx with the
- * module built in (OpenResty) gets the load_module lines a distro nginx
- * needs, from the binary's modules directory.
+ * The Lua module as the binary that runs the old config needs it: an old
+ * config written for OpenResty (module built in) gets the load_module lines a
+ * distro nginx needs, from the binary's modules directory; one written for a
+ * distro nginx loses them on OpenResty.
  */
 function withLuaModule(tree: Directive[], bin: BinInfo | undefined): Directive[] {
+  // OpenResty has the Lua module (and NDK) built in: loading them again is an error.
+  const builtIn = (d: Directive) => d.directive === "load_module" && /(^|\/)(ndk_http_module|ngx_http_lua_module)\.so$/.test(d.args[0] ?? "");
+  if (bin?.target === "openresty") return tree.filter((d) => !builtIn(d));
   if (!bin || bin.target !== "nginx") return tree;
   let lua = false;
   const visit = (nodes: readonly Directive[]) => {
