@@ -47,6 +47,8 @@ export interface ConvertInput {
   mainFile: string;
   /** What a relative mainFile is relative to. */
   cwd: string;
+  /** The old nginx prefix, absolute: what prefix-relative paths (cache and temp directories) meant. */
+  prefix?: string;
   /** The nginx binary that will run the config (its -V), when known. */
   bin?: BinInfo;
 }
@@ -61,6 +63,7 @@ const SPEC_NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
 const UNSAFE_RE = /[\u0000-\u001f\u007f]|\$\{|\]\]/;
 const HOST_PORT_RE = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*):\d{1,5}$/;
 
+const PREFIX_RELATIVE = /^((proxy|fastcgi|uwsgi|scgi)_(cache|temp)_path|client_body_temp_path)$/;
 const RETURN_UNSAFE_RE = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]|\$\{/;
 const GEN_LB_LUA_PATH = "$prefix/lua/?.lua";
 
@@ -187,7 +190,13 @@ class Converter {
       return;
     }
     const r = this.hatch(d);
-    if ("ok" in r) {
+    // nginx reads cache and temp directories against its prefix, which the new prefix is not.
+    const rel = PREFIX_RELATIVE.test(d.directive) && d.args[0] && !path.isAbsolute(d.args[0]) && !d.args[0].includes("$") && this.input.prefix ? path.join(this.input.prefix, d.args[0]) : undefined;
+    if ("ok" in r && rel !== undefined) {
+      r.ok.args[0] = rel;
+      list.push(r.ok);
+      this.add("carried", d, `${text(d)} (relative to the old prefix, made absolute: ${rel})`, to).newArgs = [rel, ...d.args.slice(1)];
+    } else if ("ok" in r) {
       list.push(r.ok);
       this.add("carried", d, text(d), to);
     } else {

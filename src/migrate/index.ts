@@ -69,7 +69,8 @@ export function migrate(mainFile: string, opts: MigrateOptions): Migration {
       if (d.directive === "include" && d.includes && isMimeTypesInclude(d)) mimeTypes.set(`${d.file}:${d.line}:${d.column}`, d.includes.flatMap((i) => parsed.config[i]!.parsed));
     });
   }
-  const result = convert({ tree, sources, comments, mimeTypes, mainFile, cwd: opts.cwd ?? process.cwd(), ...(opts.bin ? { bin: opts.bin } : {}) });
+  const prefix = path.resolve(opts.cwd ?? process.cwd(), opts.prefix ?? defaultPrefix(mainFile));
+  const result = convert({ tree, sources, comments, mimeTypes, mainFile, cwd: opts.cwd ?? process.cwd(), prefix, ...(opts.bin ? { bin: opts.bin } : {}) });
   const findings: Finding[] = [
     ...inlined.map(({ node, files }): Finding => ({
       kind: "converted",

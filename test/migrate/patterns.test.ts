@@ -281,3 +281,17 @@ describe("migrate --verify on every pattern fixture", async () => {
     });
   }
 });
+
+describe("prefix-relative cache and temp directories", () => {
+  it("are made absolute against the old prefix (the new prefix is elsewhere), and the report says so", async () => {
+    const { memoryLoader } = await import("../../src/nginx/load.js");
+    const conf = "events {}\nhttp {\n    proxy_cache_path cache/app keys_zone=C:1m;\n    proxy_temp_path /var/tmp/proxy;\n}\n";
+    const m = migrate("/srv/old/conf/nginx.conf", { loader: memoryLoader({ "/srv/old/conf/nginx.conf": conf }), cwd: "/" });
+    const http = (m.spec.nginx as { http: { directives: Array<{ name: string; args: string[] }> } }).http;
+    expect(http.directives).toEqual([
+      { name: "proxy_cache_path", args: ["/srv/old/cache/app", "keys_zone=C:1m"] },
+      { name: "proxy_temp_path", args: ["/var/tmp/proxy"] },
+    ]);
+    expect(m.findings.find((f) => f.directive === "proxy_cache_path")).toMatchObject({ kind: "carried", newArgs: ["/srv/old/cache/app", "keys_zone=C:1m"] });
+  });
+});
