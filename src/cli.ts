@@ -151,7 +151,7 @@ Exit codes: 0 ok, 1 spec or config rejected, 2 usage error or crash.`,
     .option("-o, --out <spec>", "where to write the spec", "gen-lb.yaml")
     .option("--lua-path <dir>", "where to look for Lua modules (repeatable)", collect, [])
     .option("--report <file>", "write the migration report here instead of stdout")
-    .option("--verify", "build the new spec and compare its directive tree with the old config")
+    .option("--verify [kind]", "build the new spec and compare its directive tree with the old config; --verify=traffic also runs both side by side on scratch loopback ports and compares their answers")
     .option("--bin <path>", "nginx binary used by --verify for nginx -t")
     .option("--force", "overwrite --out or --report files that gen-lb did not write")
     .action(lazy("migrate"));

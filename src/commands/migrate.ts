@@ -15,6 +15,8 @@ import { migrate, MigrateError, specYaml, type Migration } from "../migrate/inde
 import { binVersionCommand, parseBinInfo } from "../migrate/bin.js";
 import { formatReport, reportJson } from "../migrate/report.js";
 import { formatVerify, verifyMigration, type VerifyResult } from "../migrate/verify-build.js";
+import { formatTraffic, verifyTraffic, type TrafficResult } from "../migrate/traffic.js";
+import { showRequest } from "../migrate/traffic-plan.js";
 import { fsLoader } from "../nginx/load.js";
 import { formatDiagnostic } from "../pipeline/index.js";
 import { validateSpecText } from "../pipeline/validate.js";
@@ -32,7 +34,8 @@ interface MigrateOpts {
   out?: string;
   luaPath?: string[];
   report?: string;
-  verify?: boolean;
+  /** true: the directive-tree comparison; "traffic": that, then both configs run and compared by traffic. */
+  verify?: boolean | string;
   bin?: string;
   force?: boolean;
 }
@@ -63,6 +66,9 @@ export default async function run(opts: MigrateOpts, io: Io, args: string[]): Pr
         "hand-written setups are far smaller, so this is likely generated: migrate its source, or split it with include",
     );
   }
+  if (opts.verify !== undefined && opts.verify !== true && opts.verify !== "traffic" && opts.verify !== "config") {
+    throw new UsageError(`--verify takes no value (the directive trees), =config (the same) or =traffic (both configs run side by side), not ${JSON.stringify(opts.verify)}; put the config file before --verify or write --verify=traffic`);
+  }
   const out = opts.out ?? "gen-lb.yaml";
   const outAbs = path.resolve(io.cwd, out);
   if (outAbs === abs) throw new UsageError("--out would overwrite the config being migrated");
@@ -90,9 +96,11 @@ export default async function run(opts: MigrateOpts, io: Io, args: string[]): Pr
 
   let verified: VerifyResult | undefined;
   if (opts.verify) verified = await verifyMigration(m, JSON.stringify(m.spec), out, binPath, systemRunner);
+  let traffic: TrafficResult | undefined;
+  if (opts.verify === "traffic") traffic = await verifyTraffic(m, { mainFile: abs, bin: binPath, ...(bin ? { binInfo: bin } : {}), runner: systemRunner });
 
   const text = formatReport(m.findings, file, out);
-  const verifyText = verified ? formatVerify(verified, out, file) : "";
+  const verifyText = (verified ? formatVerify(verified, out, file) : "") + (traffic ? formatTraffic(traffic) : "");
   const reportAbs = opts.report ? path.resolve(io.cwd, opts.report) : undefined;
   if (!opts.force) {
     const foreign = [
@@ -107,7 +115,7 @@ export default async function run(opts: MigrateOpts, io: Io, args: string[]): Pr
   if (reportAbs) await writeFileAtomic(reportAbs, text + verifyText);
 
   if (io.json) {
-    io.out(JSON.stringify({ ok: true, ...reportJson(m.findings, file, out), ...(verified ? { verify: verified } : {}) }, null, 2) + "\n");
+    io.out(JSON.stringify({ ok: true, ...reportJson(m.findings, file, out), ...(verified ? { verify: verified } : {}), ...(traffic ? { traffic: trafficJson(traffic) } : {}) }, null, 2) + "\n");
   } else if (opts.report) {
     const defects = new Set(m.findings.filter((f) => f.kind === "defect").map((f) => f.defect)).size;
     io.out(`wrote ${out} and the report ${opts.report} (${m.findings.filter((f) => f.kind === "todo").length} to do, ${defects} known defects found)\n` + verifyText);
@@ -129,4 +137,22 @@ export default async function run(opts: MigrateOpts, io: Io, args: string[]): Pr
       verified.differences.map((d) => `${d.file}:${d.line}: ${d.kind}: ${d.message}`),
     );
   }
+  if (traffic && (traffic.failure !== undefined || traffic.differences.length > 0)) {
+    throw new RejectedError(
+      traffic.failure !== undefined
+        ? `verify=traffic: the old and the new config could not be run side by side: ${traffic.failure}`
+        : `verify=traffic: ${traffic.differences.length} difference(s) in what clients and backends see are not explained by the report`,
+      traffic.differences.map((d) => `${showRequest(d.request)}: ${d.what}`),
+    );
+  }
+}
+
+/** The traffic result for --json: each request in words, not the config nodes behind it. */
+function trafficJson(t: TrafficResult) {
+  const diff = (d: TrafficResult["differences"][number]) => ({
+    request: showRequest(d.request),
+    what: d.what,
+    ...(d.explainedBy ? { explained_by: `${d.explainedBy.file}:${d.explainedBy.line}: ${d.explainedBy.message}` } : {}),
+  });
+  return { requests: t.requests, ...(t.failure !== undefined ? { failure: t.failure } : {}), differences: t.differences.map(diff), explained: t.explained.map(diff) };
 }

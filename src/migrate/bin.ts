@@ -12,6 +12,8 @@ export interface BinInfo {
   prefix?: string;
   /** --modules-path. */
   modulesPath?: string;
+  /** nginx core version ("1.22.1"; OpenResty 1.31.1.1 is nginx 1.31.1). */
+  version?: string;
 }
 
 export function binVersionCommand(bin: string): Command {
@@ -23,6 +25,8 @@ export function parseBinInfo(bin: string, output: string): BinInfo {
   const info: BinInfo = { bin, target: /nginx version: openresty\//.test(output) ? "openresty" : "nginx" };
   const prefix = /--prefix=(\S+)/.exec(output);
   if (prefix) info.prefix = prefix[1]!.replace(/\/$/, "");
+  const version = /nginx version: (?:openresty|nginx)\/(\d+\.\d+\.\d+)/.exec(output);
+  if (version) info.version = version[1]!;
   const modules = /--modules-path=(\S+)/.exec(output);
   if (modules) info.modulesPath = modules[1]!;
   return info;

@@ -16,6 +16,9 @@ import { compareMimeTypes } from "./mime.js";
 import { readArgs, tableEntry } from "./table.js";
 import { isMimeTypesInclude, walk } from "./flatten.js";
 import { checkerCalls, consulFacts, parseHttpReq, type CheckerCall, type LuaSource, type LuaValue } from "./lua.js";
+import { Ledger } from "./ledger.js";
+import { convertUpstream, type StaticPeer } from "./convert-upstream.js";
+import { TlsConverter } from "./convert-tls.js";
 import type { Finding } from "./types.js";
 import type { BinInfo } from "./bin.js";
 
@@ -44,6 +47,8 @@ export interface ConvertInput {
   mainFile: string;
   /** What a relative mainFile is relative to. */
   cwd: string;
+  /** The old nginx prefix, absolute: what prefix-relative paths (cache and temp directories) meant. */
+  prefix?: string;
   /** The nginx binary that will run the config (its -V), when known. */
   bin?: BinInfo;
 }
@@ -57,6 +62,9 @@ const NAME_RE = /^[a-z_][a-z0-9_]*$/;
 const SPEC_NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
 const UNSAFE_RE = /[\u0000-\u001f\u007f]|\$\{|\]\]/;
 const HOST_PORT_RE = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*):\d{1,5}$/;
+
+const PREFIX_RELATIVE = /^((proxy|fastcgi|uwsgi|scgi)_(cache|temp)_path|client_body_temp_path)$/;
+const RETURN_UNSAFE_RE = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]|\$\{/;
 const GEN_LB_LUA_PATH = "$prefix/lua/?.lua";
 
 const pos = (d: Directive) => `${d.file}:${d.line}`;
@@ -86,61 +94,16 @@ function msDuration(ms: number): string {
   return ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`;
 }
 
-type StaticPeer = string | { address: string; weight?: number; max_fails?: number; fail_timeout?: string | number; backup?: boolean; down?: boolean; max_conns?: number };
-interface PeerFinding {
-  kind: Finding["kind"];
-  d: Directive;
-  message: string;
-  to?: string;
-}
-
-/**
- * The servers of a static upstream as the spec's static `servers:` (the one
- * place that knows that shape): "host:port", "unix:/path", or an object with
- * the parameters nginx was given. A bare host gets nginx's default port 80.
- */
-export function staticServers(servers: readonly Directive[], at: string): { servers: StaticPeer[]; resolve: boolean; findings: PeerFinding[] } {
-  const out: StaticPeer[] = [];
-  const findings: PeerFinding[] = [];
-  let resolve = false;
-  for (const s of servers) {
-    const [addr0, ...params] = s.args;
-    let address = addr0 ?? "";
-    if (/^[A-Za-z0-9.-]+$/.test(address) || /^\[[0-9A-Fa-f:.]+\]$/.test(address)) address += ":80";
-    if (!HOST_PORT_RE.test(address) && !/^unix:\/[^\s;{}]*$/.test(address)) {
-      findings.push({ kind: "lost", d: s, message: `${text(s)}: the address cannot be expressed ("host:port" or "unix:/path")` });
-      continue;
-    }
-    const peer: Exclude<StaticPeer, string> = { address };
-    const lostParams: string[] = [];
-    for (const p of params) {
-      const [k, v] = p.includes("=") ? [p.slice(0, p.indexOf("=")), p.slice(p.indexOf("=") + 1)] : [p, undefined];
-      if (k === "weight" && /^[1-9]\d*$/.test(v ?? "")) peer.weight = Number(v);
-      else if (k === "max_fails" && /^\d+$/.test(v ?? "")) peer.max_fails = Number(v);
-      else if (k === "max_conns" && /^\d+$/.test(v ?? "")) peer.max_conns = Number(v);
-      else if (k === "fail_timeout" && duration(v) !== undefined) peer.fail_timeout = duration(v)!;
-      else if (k === "backup" && v === undefined) peer.backup = true;
-      else if (k === "down" && v === undefined) peer.down = true;
-      else if (k === "resolve" && v === undefined) resolve = true;
-      else lostParams.push(p);
-    }
-    out.push(Object.keys(peer).length === 1 ? address : peer);
-    findings.push({
-      kind: lostParams.length ? "lost" : "converted",
-      d: s,
-      message: `${text(s)}${lostParams.length ? `: ${lostParams.join(" ")} cannot be expressed (the server is kept without it)` : ""}`,
-      to: `${at}.servers`,
-    });
-  }
-  return { servers: out, resolve, findings };
-}
-
 class Converter {
   /** ssl_certificate / ssl_certificate_key set at http level, inherited by every server (as nginx does). */
-  httpSsl: { certificate?: string; certificate_key?: string } = {};
+  httpSsl: { certificate?: string; certificate_key?: string; protocols?: string[]; ciphers?: string; prefer_server_ciphers?: boolean } = {};
   /** Each converted upstream's directive, for findings about it. */
   upstreamNodes = new Map<string, Directive>();
-  findings: Finding[] = [];
+  readonly ledger = new Ledger();
+  readonly tls: TlsConverter;
+  get findings(): Finding[] {
+    return this.ledger.findings;
+  }
   spec: Obj = {};
   nginx: Obj = {};
   http: Obj = {};
@@ -165,22 +128,23 @@ class Converter {
 
   constructor(readonly input: ConvertInput) {
     this.checkers = checkerCalls(input.sources);
+    this.tls = new TlsConverter(this.ledger, input.bin?.version);
   }
 
-  add(kind: Finding["kind"], d: Directive, message: string, to?: string): void {
-    const f: Finding = { kind, file: d.file, line: d.line, column: d.column, directive: d.directive, message };
-    if (to !== undefined) f.to = to;
-    this.findings.push(f);
+  add(kind: Finding["kind"], d: Directive, message: string, to?: string): Finding {
+    return this.ledger.add(kind, d, message, to);
   }
 
-  /** Left out, and the user must rewrite it by hand: the report names it and migrate exits 1. */
-  mustRewrite(d: Directive, message: string): void {
-    this.add("lost", d, `${message}; rewrite it by hand`);
-    this.findings[this.findings.length - 1]!.blocking = true;
+  note(kind: Finding["kind"], d: Directive, message: string, to?: string, explains?: string[][]): Finding {
+    return this.ledger.note(kind, d, message, to, explains);
   }
 
-  converted(d: Directive, to: string, note = ""): void {
-    this.add("converted", d, `${text(d)}${note ? ` (${note})` : ""}`, to);
+  mustRewrite(d: Directive, message: string): Finding {
+    return this.ledger.mustRewrite(d, message);
+  }
+
+  converted(d: Directive, to: string, note = ""): Finding {
+    return this.ledger.converted(d, to, note);
   }
 
   /** The escape hatch, or why it cannot take this directive. */
@@ -226,7 +190,13 @@ class Converter {
       return;
     }
     const r = this.hatch(d);
-    if ("ok" in r) {
+    // nginx reads cache and temp directories against its prefix, which the new prefix is not.
+    const rel = PREFIX_RELATIVE.test(d.directive) && d.args[0] && !path.isAbsolute(d.args[0]) && !d.args[0].includes("$") && this.input.prefix ? path.join(this.input.prefix, d.args[0]) : undefined;
+    if ("ok" in r && rel !== undefined) {
+      r.ok.args[0] = rel;
+      list.push(r.ok);
+      this.add("carried", d, `${text(d)} (relative to the old prefix, made absolute: ${rel})`, to).newArgs = [rel, ...d.args.slice(1)];
+    } else if ("ok" in r) {
       list.push(r.ok);
       this.add("carried", d, text(d), to);
     } else {
@@ -333,8 +303,8 @@ class Converter {
             this.add("lost", d, `${text(d)}: a path relative to the old nginx's prefix, which migrate does not know (pass --bin); give its absolute path`);
           } else if (d.args.length === 1 && !UNSAFE_RE.test(abs)) {
             main.push({ name: "load_module", args: [abs] });
-            this.add("carried", d, `${text(d)}${abs !== file ? ` (relative to the prefix of ${this.input.bin!.bin}, made absolute: ${abs})` : ""}`, "nginx.directives");
-            if (abs !== file) this.findings[this.findings.length - 1]!.newArgs = [abs];
+            const f = this.add("carried", d, `${text(d)}${abs !== file ? ` (relative to the prefix of ${this.input.bin!.bin}, made absolute: ${abs})` : ""}`, "nginx.directives");
+            if (abs !== file) f.newArgs = [abs];
           } else {
             this.carry(d, main, "nginx.directives");
           }
@@ -541,9 +511,24 @@ class Converter {
           if (a.length === 1 && a[0] !== "" && !UNSAFE_RE.test(a[0]!)) {
             const [value, note] = this.confPath(a[0]!);
             this.httpSsl[c.directive === "ssl_certificate" ? "certificate" : "certificate_key"] = value;
-            this.converted(c, `servers[].ssl.${c.directive.slice(4)}`, `set at http level: every server with an ssl listen inherits it${note ? `; ${note}` : ""}`);
-            this.findings[this.findings.length - 1]!.newArgs = [value];
+            this.converted(c, `servers[].ssl.${c.directive.slice(4)}`, `set at http level: every server with an ssl listen inherits it${note ? `; ${note}` : ""}`).newArgs = [value];
           } else this.carry(c, directives, "nginx.http.directives");
+          break;
+        case "ssl_protocols":
+        case "ssl_ciphers":
+        case "ssl_prefer_server_ciphers": {
+          const v = this.tls.option(c);
+          if (v === undefined) this.carry(c, directives, "nginx.http.directives");
+          else {
+            Object.assign(this.httpSsl, v);
+            this.converted(c, `servers[].ssl.${Object.keys(v)[0]}`, "set at http level: every server with an ssl listen inherits it").newArgs = [...a];
+          }
+          break;
+        }
+        case "ssl_session_timeout":
+        case "ssl_session_cache":
+        case "ssl_session_tickets":
+          this.tls.session(c);
           break;
         default:
           if (/^init(_worker)?_by_lua/.test(c.directive) && this.patternLua.has(c)) {
@@ -558,6 +543,19 @@ class Converter {
     }
 
     if (accessLogs.length) this.convertAccessLogs(accessLogs, http, "nginx.http", directives, "nginx.http.directives");
+    if (http.default_type === undefined) {
+      // gen-lb's default is application/octet-stream; nginx's own, which the old config ran with, is text/plain.
+      http.default_type = "text/plain";
+      this.note("converted", h, "default_type: not set, so nginx's default (text/plain) made explicit: responses keep their Content-Type", "nginx.http.default_type");
+    }
+    if (http.server_tokens === undefined) {
+      // gen-lb's default is off; the old config ran with nginx's (on), and migrate changes no response.
+      http.server_tokens = true;
+      this.note("converted", h, "server_tokens: not set, so nginx's default (on) made explicit: responses keep the nginx version in Server and error pages", "nginx.http.server_tokens");
+    }
+    if (http.server_tokens === true) {
+      this.note("suggestion", h, "nginx.http.server_tokens: false (gen-lb's default) hides the nginx version from the Server header and error pages", "nginx.http.server_tokens");
+    }
     if (Object.keys(gzip).length) {
       if (gzip.enabled === undefined) gzip.enabled = false;
       http.gzip = gzip;
@@ -644,163 +642,13 @@ class Converter {
   // ------------------------------------------------------------ upstreams
 
   convertUpstream(u: Directive): void {
-    const name = u.args[0] ?? "";
-    if (!SPEC_NAME_RE.test(name)) {
-      this.add("lost", u, `upstream "${name}": the name cannot be a spec key (letters, digits, _ . - only)`);
-      return;
-    }
-    const up: Obj = { service: name };
-    const at = `upstreams.${name}`;
+    const r = convertUpstream(u, { ledger: this.ledger, luaUpstreams: this.luaUpstreams, comments: this.input.comments });
+    this.comments += r.comments;
+    if (!r.converted) return;
+    const { name, up, staticCount } = r.converted;
     this.upstreamNodes.set(name, u);
-    const servers: Directive[] = [];
-    const lua = this.luaUpstreams.has(name);
-    for (const c of u.block ?? []) {
-      switch (c.directive) {
-        case "#":
-          this.comments++;
-          break;
-        case "server":
-          servers.push(c);
-          break;
-        case "least_conn":
-          up.balance = "least_conn";
-          this.converted(c, `${at}.balance`);
-          break;
-        case "random":
-          up.balance = "random";
-          this.converted(c, `${at}.balance`, c.args.length ? "its two/least_conn choice is not kept" : "");
-          break;
-        case "ip_hash":
-          up.balance = "chash";
-          up.hash_key = "$remote_addr";
-          this.converted(c, `${at}.balance`, "as consistent hashing on $remote_addr: close to, not the same as, ip_hash's /24 grouping");
-          break;
-        case "hash":
-          if (c.args[0] && !UNSAFE_RE.test(c.args[0])) {
-            up.balance = "chash";
-            up.hash_key = c.args[0];
-            this.converted(c, `${at}.balance`, c.args[1] === "consistent" ? "" : "gen-lb's hashing is always consistent");
-          } else this.add("lost", c, `${text(c)}: cannot be expressed`);
-          break;
-        case "keepalive":
-          if (c.args.length === 1 && /^\d+$/.test(c.args[0]!)) {
-            up.keepalive = Number(c.args[0]);
-            this.converted(c, `${at}.keepalive`);
-          } else this.add("lost", c, `${text(c)}: not a connection count the spec can hold`);
-          break;
-        case "zone":
-          this.add("dropped", c, `${text(c)}: gen-lb keeps peers in its own shared dicts`);
-          break;
-        default:
-          if (c.directive.startsWith("balancer_by_lua")) {
-            this.add("dropped", c, `${c.directive}: the old Lua balancer, replaced by gen-lb's (${"balance"} and retries in ${at})`, `${at}.balance`);
-          } else {
-            this.add("lost", c, `${text(c)}: upstream-level "${c.directive}" has no place in the spec`);
-          }
-      }
-    }
-    if (up.keepalive === undefined) up.keepalive = 0;
-
-    if (lua) {
-      // The Consul + Lua pattern: servers are placeholders, peers come from Consul.
-      for (const s of servers) this.add("dropped", s, `${text(s)}: placeholder for the Lua balancer; gen-lb generates its own`);
-      up.balance ??= "random";
-      this.add("converted", u, `upstream ${name}: the Consul + Lua pattern, as a Consul-discovered upstream`, at);
-      this.upstreams[name] = up;
-      return;
-    }
-
-    const ct = this.consulTemplateService(u);
-    if (!ct) {
-      // A hand-written static list stays static: nginx's own upstream {}, every server parameter kept.
-      const peers = staticServers(servers, at);
-      for (const f of peers.findings) this.add(f.kind, f.d, f.message, f.to);
-      if (peers.servers.length === 0) {
-        this.mustRewrite(u, `upstream ${name}: none of its servers can be expressed, so the upstream is left out`);
-        return;
-      }
-      up.servers = peers.servers;
-      if (peers.resolve) up.resolve = true;
-      delete up.service;
-      this.staticUpstreams.set(name, peers.servers.filter((p) => typeof p === "string" || !p.backup).length);
-      this.add("converted", u, `upstream ${name}: a static upstream (nginx's own upstream {}), ${peers.servers.length} server${peers.servers.length === 1 ? "" : "s"}`, at);
-      this.upstreams[name] = up;
-      return;
-    }
-
-    // consul-template output: the service comes from Consul, the rendered servers are fallback peers.
-    const fallback: Array<string | { address: string; weight: number }> = [];
-    const fails = new Set<string>();
-    for (const s of servers) {
-      const [addr, ...params] = s.args;
-      if (addr === "127.0.0.1:65535") {
-        this.add("dropped", s, `${text(s)}: consul-template's placeholder for a service with no instance (gen-lb answers 502 itself then)`);
-        continue;
-      }
-      let hostPort = addr ?? "";
-      if (/^[A-Za-z0-9.-]+$/.test(hostPort) || /^\[[0-9A-Fa-f:.]+\]$/.test(hostPort)) hostPort += ":80";
-      if (!HOST_PORT_RE.test(hostPort)) {
-        this.add("lost", s, `${text(s)}: only host:port peers can be fallback peers`);
-        continue;
-      }
-      if (params.includes("down")) {
-        this.add("converted", s, `${text(s)}: marked down, so left out of the fallback peers`, `${at}.fallback`);
-        continue;
-      }
-      let mf = "1";
-      let ft = "10s";
-      let weight = 1;
-      const lostParams: string[] = [];
-      for (const p of params) {
-        const w = /^weight=(\d+)$/.exec(p);
-        if (w && Number(w[1]) >= 1 && Number(w[1]) <= 1000) weight = Number(w[1]);
-        else if (p.startsWith("max_fails=")) mf = p.slice(10);
-        else if (p.startsWith("fail_timeout=")) ft = p.slice(13);
-        else lostParams.push(p);
-      }
-      fallback.push(weight === 1 ? hostPort : { address: hostPort, weight });
-      fails.add(`${mf} ${ft}`);
-      this.add(
-        lostParams.length ? "lost" : "converted",
-        s,
-        `${text(s)}${lostParams.length ? `: fallback peer ${hostPort}, but ${lostParams.join(" ")} cannot be expressed per peer` : ""}`,
-        `${at}.fallback`,
-      );
-    }
-    if (fallback.length) up.fallback = fallback;
-    if (fails.size === 1) {
-      const [mf, ft] = [...fails][0]!.split(" ");
-      if (!(mf === "1" && ft === "10s") && Number(mf) > 0) up.healthcheck = { passive: { max_fails: Number(mf), fail_timeout: duration(ft) ?? ft } };
-    } else if (fails.size > 1) {
-      this.add("todo", u, `upstream ${name}: its servers have different max_fails/fail_timeout; gen-lb has one passive check per upstream`);
-    }
-    this.staticUpstreams.set(name, fallback.length);
-    up.service = ct;
-    this.add("todo", u, `upstream ${name} was rendered by consul-template: service "${ct}" (from its header, or its name as in consul-template's nginx example); its ${fallback.length} servers are kept only as fallback peers (used before Consul first answers)`, `${at}.service`);
     this.upstreams[name] = up;
-  }
-
-  /**
-   * An upstream consul-template rendered: a header comment naming
-   * consul-template (and maybe the service), or the shapes of consul-template's
-   * own nginx example: `zone upstream-NAME`, and `server 127.0.0.1:65535`
-   * where the service had no instance ("force a 502"). The service is then the
-   * upstream's name, as in that template.
-   */
-  consulTemplateService(u: Directive): string | undefined {
-    const name = u.args[0];
-    const comments = this.input.comments.get(u.file) ?? [];
-    if (comments.some((c) => /consul-template/i.test(c))) {
-      for (const c of comments) {
-        const m = /service[:=\s]+["']?([A-Za-z0-9_.-]+)/i.exec(c);
-        if (m && !/template/i.test(m[1]!)) return m[1];
-      }
-      return name;
-    }
-    const block = u.block ?? [];
-    const zone = block.some((c) => c.directive === "zone" && c.args[0] === `upstream-${name}`);
-    const placeholder = block.some((c) => c.directive === "server" && c.args[0] === "127.0.0.1:65535");
-    return zone || placeholder ? name : undefined;
+    if (staticCount !== undefined) this.staticUpstreams.set(name, staticCount);
   }
 
   // ------------------------------------------------------------ servers
@@ -836,7 +684,13 @@ class Converter {
         case "ssl_certificate_key":
         case "ssl_protocols":
         case "ssl_ciphers":
+        case "ssl_prefer_server_ciphers":
           sslDirectives.push(c);
+          break;
+        case "ssl_session_timeout":
+        case "ssl_session_cache":
+        case "ssl_session_tickets":
+          this.tls.session(c);
           break;
         case "root":
           base.root = a[0];
@@ -871,20 +725,22 @@ class Converter {
     if (directives.length) base.directives = directives;
 
     for (const c of sslDirectives) {
-      if (c.directive === "ssl_protocols" && !c.args.every((p) => /^TLSv1(\.[123])?$/.test(p))) {
-        this.carry(c, directives, "servers[].directives");
-        continue;
-      }
       const key = c.directive.slice(4);
       if (key === "certificate" || key === "certificate_key") {
         const [value, note] = this.confPath(c.args[0] ?? "");
         ssl[key] = value;
-        this.converted(c, `servers[].ssl.${key}`, note);
-        if (note) this.findings[this.findings.length - 1]!.newArgs = [value];
-      } else {
-        ssl[key] = key === "protocols" ? [...c.args] : c.args[0];
-        this.converted(c, `servers[].ssl.${key}`);
+        const f = this.converted(c, `servers[].ssl.${key}`, note);
+        if (note) f.newArgs = [value];
+        continue;
       }
+      const v = this.tls.option(c);
+      if (v === undefined) {
+        // gen-lb writes this directive in every ssl server: a carried copy would be a duplicate.
+        this.add("lost", c, `${text(c)}: not a value servers[].ssl can hold, and gen-lb writes ${c.directive} itself; set servers[].ssl.${key} by hand`);
+        continue;
+      }
+      Object.assign(ssl, v);
+      this.converted(c, `servers[].ssl.${key}`);
     }
 
     if (listens.length === 0) listens.push({ addr: 80, ssl: false, http2: false, def: false, reuseport: false, options: [], d: s });
@@ -918,7 +774,10 @@ class Converter {
           this.mustRewrite(first.d, `server ${pos(s)} (${text(first.d)}): an ssl listen needs ssl_certificate and ssl_certificate_key (in the server or at http level), so this server is left out`);
           continue;
         }
-        server.ssl = tls;
+        server.ssl = this.tls.keep(s, tls, this.servers.length);
+      }
+      if (!server.security_headers) {
+        this.note("suggestion", s, `servers[${this.servers.length}].security_headers: true adds X-Content-Type-Options, X-Frame-Options and Referrer-Policy to every response${first.ssl ? "; ssl.hsts: true sends Strict-Transport-Security" : ""}`, `servers[${this.servers.length}].security_headers`);
       }
       this.servers.push(server);
     }
@@ -1060,7 +919,8 @@ class Converter {
           } else this.carry(c, directives, `${at}.directives`);
           break;
         case "return":
-          if (!content && /^\d{3}$/.test(a[0] ?? "") && a.length <= 2 && (a[1] === undefined || (a[1] !== "" && !UNSAFE_RE.test(a[1])))) {
+          // A return text may hold newlines and tabs (nginx's \n, \t escapes), which the spec writes back as escapes.
+          if (!content && /^\d{3}$/.test(a[0] ?? "") && a.length <= 2 && (a[1] === undefined || (a[1] !== "" && !RETURN_UNSAFE_RE.test(a[1])))) {
             loc.return = a[1] === undefined ? { code: Number(a[0]) } : { code: Number(a[0]), text: a[1] };
             content = true;
             this.converted(c, `${at}.return`);
@@ -1102,10 +962,11 @@ class Converter {
         }
       }
       if (Object.keys(record).length) loc.proxy_set_header = record;
-      else if (headers.length === 0 && set.length === 0) {
-        // What nginx sent when no proxy_set_header was given (gen-lb's own default adds X-Forwarded-*).
+      else {
+        // What nginx sent when no header of its own was left (none given, or
+        // only Connection/Upgrade, which gen-lb sets): gen-lb's default would add X-Forwarded-*.
         loc.proxy_set_header = { Host: "$proxy_host" };
-        this.add("converted", l, `location ${l.args.join(" ")} set no proxy headers: nginx's default (Host: $proxy_host) made explicit`, `${at}.proxy_set_header`);
+        this.add("converted", l, `location ${l.args.join(" ")} set no proxy headers ${headers.length || set.length ? "besides Connection/Upgrade" : ""}: nginx's default (Host: $proxy_host) made explicit`.replace("  ", " "), `${at}.proxy_set_header`);
       }
       if (!headers.length && set.length && own.length === 0 && inherited.length) {
         this.add("converted", l, `location ${l.args.join(" ")}: inherited proxy_set_header made explicit`, `${at}.proxy_set_header`);
@@ -1136,15 +997,35 @@ class Converter {
         else up.retries = 1;
       }
     }
-    // A checker on a static upstream: the same active check, on its servers.
+    // A checker on a static upstream: gen-lb runs no active check on nginx's
+    // own upstream {} (the spec refuses healthcheck there), so the nearest
+    // nginx has, passive checks, are set from the checker and the rest is a to-do.
     for (const [name, up] of Object.entries(this.upstreams)) {
       if (up.servers === undefined) continue;
       const checker = this.checkers.find((c) => c.options.upstream === name);
       if (!checker) continue;
-      up.healthcheck = { ...((up.healthcheck as Obj | undefined) ?? {}), active: this.activeCheck(checker.options) };
-      this.findings.push({ kind: "converted", file: checker.source.file, line: checker.token.line, column: checker.token.column, message: `spawn_checker{} options as an active check of the static servers`, to: `upstreams.${name}.healthcheck.active` });
-      const d = this.upstreamNodes.get(name)!;
-      this.add("todo", d, `upstream ${name}: static upstreams get active checks from the runtime's static-upstream support (issue 13); until it lands, build runs no active check for ${name}, only nginx's max_fails/fail_timeout`, `upstreams.${name}.healthcheck.active`);
+      const o = checker.options;
+      const fall = typeof o.fall === "number" && o.fall >= 1 ? o.fall : 2;
+      const interval = typeof o.interval === "number" && o.interval > 0 ? o.interval : 1000;
+      const failTimeout = msDuration(Math.max(1000, Math.ceil((fall * interval) / 1000) * 1000));
+      const servers = up.servers as StaticPeer[];
+      let set = 0;
+      up.servers = servers.map((p) => {
+        const peer = typeof p === "string" ? { address: p } : { ...p };
+        if (peer.max_fails !== undefined || peer.fail_timeout !== undefined) return p;
+        set++;
+        return { ...peer, max_fails: fall, fail_timeout: failTimeout };
+      });
+      const active = this.activeCheck(o);
+      const what = `${String(active.type ?? "http")} ${active.path ? `GET ${String(active.path)}${active.host ? ` (Host ${String(active.host)})` : ""} ` : ""}every ${String(active.interval ?? "1s")}, down after ${fall} failure${fall === 1 ? "" : "s"}${typeof o.rise === "number" ? `, up after ${o.rise} success${o.rise === 1 ? "" : "es"}` : ""}${Array.isArray(active.valid_statuses) ? `, valid ${(active.valid_statuses as number[]).join(" ")}` : ""}`;
+      this.findings.push({
+        kind: "todo",
+        file: checker.source.file,
+        line: checker.token.line,
+        column: checker.token.column,
+        message: `upstream ${name}: spawn_checker{} actively checked its static servers (${what}); gen-lb runs active checks only on Consul upstreams, so it is not carried. ${set ? `Passive checks set instead on ${set} server${set === 1 ? "" : "s"}: max_fails=${fall} fail_timeout=${failTimeout} (nginx takes a server out after ${fall} failed request${fall === 1 ? "" : "s"} within ${failTimeout})` : "Its servers keep their own max_fails/fail_timeout (passive checks)"}. To keep an active check, register the servers as a Consul service and make upstreams.${name} a Consul upstream (service: NAME, healthcheck.active)`,
+        to: `upstreams.${name}.servers`,
+      });
     }
     const needsConsul = Object.values(this.upstreams).some((u) => u.service !== undefined);
     if (facts.length === 0 && this.luaUpstreams.size === 0 && !needsConsul) return undefined;

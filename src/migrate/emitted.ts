@@ -1,17 +1,22 @@
 /**
  * The directives gen-lb writes itself, per context, so that migrate never
- * carries a second copy of one nginx allows only once. Derived from the plan
- * of a minimal spec (not a hand-kept list); the directive table of
- * src/nginx/directives/ can replace this function later.
+ * carries a second copy of one nginx allows only once. What gen-lb writes
+ * comes from the plan of a minimal spec; whether nginx takes a directive
+ * more than once comes from the directive table generated from nginx's and
+ * OpenResty's sources (src/nginx/directives/).
  */
+import { loadDirectiveTable } from "../nginx/directives.js";
 import { planBuild } from "../pipeline/plan.js";
 import type { NginxDirective } from "../render/quote.js";
 import { specSchema } from "../spec/schema.js";
 
 export type EmitContext = "main" | "events" | "http";
 
-/** Directives nginx takes any number of times at one level: never a duplicate. */
-const REPEATABLE = new Set(["lua_shared_dict", "map", "upstream", "server", "include", "log_format", "access_log", "load_module", "env", "proxy_set_header", "add_header", "set"]);
+/** Does nginx refuse a second `name` in one `context` block ("is duplicate")? OpenResty's table holds the Lua module's directives too. */
+function onceOnly(name: string, context: EmitContext): boolean {
+  const defs = loadDirectiveTable("openresty").directives[name] ?? loadDirectiveTable("nginx").directives[name] ?? [];
+  return defs.some((d) => d.contexts.includes(context) && !d.repeatable);
+}
 
 let cache: Map<EmitContext, Map<string, string[]>> | undefined;
 
@@ -25,15 +30,15 @@ export function emittedDirectives(context: EmitContext): ReadonlyMap<string, str
       servers: [{ listen: 8080, locations: [{ path: "/", upstream: "app" }] }],
     });
     const model = planBuild(spec, { specFile: "spec.yaml", generator: "gen-lb" });
-    const collect = (list: readonly NginxDirective[]) => {
+    const collect = (list: readonly NginxDirective[], context: EmitContext) => {
       const m = new Map<string, string[]>();
-      for (const d of list) if (!REPEATABLE.has(d.name) && !d.block && !d.entry) m.set(d.name, d.args.map(String));
+      for (const d of list) if (!d.block && !d.entry && onceOnly(d.name, context)) m.set(d.name, d.args.map(String));
       return m;
     };
     cache = new Map([
-      ["main", collect(model.main)],
-      ["events", collect(model.events)],
-      ["http", collect(model.http)],
+      ["main", collect(model.main, "main")],
+      ["events", collect(model.events, "events")],
+      ["http", collect(model.http, "http")],
     ]);
   }
   return cache.get(context)!;

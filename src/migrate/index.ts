@@ -5,6 +5,7 @@
  */
 import path from "node:path";
 import { stringify } from "yaml";
+import { lintParsed } from "../lint/lint.js";
 import { parseConfig } from "../nginx/parse.js";
 import type { Directive, Loader } from "../nginx/types.js";
 import { convert } from "./convert.js";
@@ -68,7 +69,8 @@ export function migrate(mainFile: string, opts: MigrateOptions): Migration {
       if (d.directive === "include" && d.includes && isMimeTypesInclude(d)) mimeTypes.set(`${d.file}:${d.line}:${d.column}`, d.includes.flatMap((i) => parsed.config[i]!.parsed));
     });
   }
-  const result = convert({ tree, sources, comments, mimeTypes, mainFile, cwd: opts.cwd ?? process.cwd(), ...(opts.bin ? { bin: opts.bin } : {}) });
+  const prefix = path.resolve(opts.cwd ?? process.cwd(), opts.prefix ?? defaultPrefix(mainFile));
+  const result = convert({ tree, sources, comments, mimeTypes, mainFile, cwd: opts.cwd ?? process.cwd(), prefix, ...(opts.bin ? { bin: opts.bin } : {}) });
   const findings: Finding[] = [
     ...inlined.map(({ node, files }): Finding => ({
       kind: "converted",
@@ -86,6 +88,8 @@ export function migrate(mainFile: string, opts: MigrateOptions): Migration {
       message: `require "${r.name}": module not found (tried ${tried.length ? tried.join(", ") : "no paths: no lua_package_path"}), so its code was not read; what migrate inferred from the rest may miss what it does (pass --lua-path DIR to include it)`,
     })),
     ...result.findings,
+    // What `gen-lb lint` says of the old config: the user sees what the old setup got wrong, beside what changed.
+    ...lintParsed(parsed).map((l): Finding => ({ kind: "lint", file: l.file, line: l.line, message: `[${l.severity}] ${l.id}: ${l.message}; fix: ${l.fix}` })),
   ];
   const luaFiles = [...new Set(sources.filter((s) => s.directive === undefined || !s.directive.directive.endsWith("_block")).map((s) => s.file))];
   return { spec: result.spec, findings, tree, files: [...parsed.config.map((c) => c.file), ...luaFiles.filter((f) => !parsed.config.some((c) => c.file === f))] };

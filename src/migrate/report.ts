@@ -4,6 +4,9 @@ import { DEFECT_TITLES, type Finding } from "./types.js";
 const SECTIONS: Array<[Finding["kind"], string]> = [
   ["todo", "To do"],
   ["lost", "Not carried (port these by hand)"],
+  ["changed", "Changed on purpose (gen-lb's own settings, which the spec cannot keep as they were)"],
+  ["suggestion", "Suggestions (secure defaults you can adopt; the spec as written keeps the old behaviour)"],
+  ["lint", "Lint findings in the old config (gen-lb lint's checks)"],
   ["dropped", "Dropped (gen-lb generates the replacement)"],
   ["converted", "Converted to spec keys"],
   ["carried", "Carried through the directives escape hatch (arguments unchanged)"],

@@ -12,7 +12,13 @@ export type FindingKind =
   /** something the user must fill in or check */
   | "todo"
   /** one of the eleven known defects of hand-built setups (DESIGN.md) */
-  | "defect";
+  | "defect"
+  /** behaviour gen-lb sets itself that the spec cannot keep as it was (nothing to do unless you relied on it) */
+  | "changed"
+  /** a secure default the spec could adopt; the spec as written keeps the old behaviour */
+  | "suggestion"
+  /** what `gen-lb lint` finds in the old config (its gixy-style checks) */
+  | "lint";
 
 export interface Finding {
   kind: FindingKind;
@@ -28,6 +34,12 @@ export interface Finding {
   newArgs?: string[];
   /** A server, location or upstream left out that the user must rewrite by hand: migrate exits 1. */
   blocking?: boolean;
+  /**
+   * Directives of the new config this finding accounts for, as
+   * [name, ...args] ([name] alone: any arguments): --verify does not report
+   * them as added or changed.
+   */
+  explains?: string[][];
   /** 1..11, for kind "defect". */
   defect?: number;
 }

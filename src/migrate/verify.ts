@@ -87,6 +87,9 @@ export function compareConfigs(oldTree: readonly Directive[], newTree: readonly 
   const disposition = new Map<string, Finding>();
   for (const f of findings) if (f.directive !== undefined && f.column !== undefined) disposition.set(`${f.file}:${f.line}:${f.column}`, f);
   const diffs: Difference[] = [];
+  // New directives a finding accounts for ([name] alone: any arguments).
+  const explainedList = findings.flatMap((f) => f.explains ?? []);
+  const explained = (d: Directive) => explainedList.some((e) => e[0] === d.directive && (e.length === 1 || norm({ ...d, args: e.slice(1) }) === norm(d)));
   // http-level TLS files moved into each ssl server (as nginx inherits them): not missing at http, not new in servers.
   const inherited = new Set(findings.filter((f) => f.to?.startsWith("servers[].ssl.") && /set at http level/.test(f.message)).map((f) => `${f.directive}\u0000${(f.newArgs ?? []).join("\u0000")}`));
 
@@ -95,7 +98,7 @@ export function compareConfigs(oldTree: readonly Directive[], newTree: readonly 
     if (d.directive === "#") return false;
     const f = disposition.get(key(d));
     if (f === undefined) return true;
-    if (f.kind === "dropped" || f.kind === "lost") return false;
+    if (f.kind === "dropped" || f.kind === "lost" || f.kind === "changed") return false;
     if (inherited.size && /set at http level/.test(f.message)) return false;
     // Moved into the runtime's data (Lua config), not nginx.conf.
     if (f.to !== undefined && /^(upstreams|consul|status|target)/.test(f.to)) return false;
@@ -125,13 +128,13 @@ export function compareConfigs(oldTree: readonly Directive[], newTree: readonly 
         pool.splice(pool.indexOf(other), 1);
       } else if (other) {
         pool.splice(pool.indexOf(other), 1);
-        diffs.push({ kind: "changed", file: o.file, line: o.line, scope, message: `${show(o)} became ${show(other)} (${other.file}:${other.line})` });
+        if (!explained(other)) diffs.push({ kind: "changed", file: o.file, line: o.line, scope, message: `${show(o)} became ${show(other)} (${other.file}:${other.line})` });
       } else if (!pool.some((d) => d.directive === o.directive) && !isDefault(o)) {
         diffs.push({ kind: "missing", file: o.file, line: o.line, scope, message: `${show(o)} is not in the new config` });
       }
     }
     for (const n of pool) {
-      if (n.directive === "server" || n.directive === "upstream" || generated(scope, n) || isDefault(n)) continue;
+      if (n.directive === "server" || n.directive === "upstream" || generated(scope, n) || isDefault(n) || explained(n)) continue;
       // Types the old mime.types mapped and gen-lb's file does not, kept as nginx.http.types (the report says so).
       if ((scope === "http" && n.directive === "types") || scope.endsWith("> types")) continue;
       if (inherited.has([n.directive, ...n.args].join("\u0000"))) continue;

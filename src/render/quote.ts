@@ -7,6 +7,9 @@
 export class UnsafeValueError extends Error {}
 
 const CONTROL_RE = /[\u0000-\u001f\u007f]/;
+/** Control characters nginx's tokenizer has escapes for (inside or outside quotes: \t, \r, \n). */
+const ESCAPABLE_RE = /[\t\r\n]/g;
+const OTHER_CONTROL_RE = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/;
 /** Characters an unquoted nginx word may hold without changing its meaning. */
 const BARE_NGINX_RE = /^[A-Za-z0-9_\-.,:/@=+*%~^!?|&<>()[\]$]+$/;
 const NGINX_NAME_RE = /^[a-z_][a-z0-9_]*$/;
@@ -14,12 +17,12 @@ const NGINX_NAME_RE = /^[a-z_][a-z0-9_]*$/;
 /** One nginx argument: bare when that is unambiguous, else double-quoted. */
 export function nginxArg(value: string | number | boolean): string {
   const text = typeof value === "boolean" ? (value ? "on" : "off") : String(value);
-  if (CONTROL_RE.test(text)) throw new UnsafeValueError(`cannot put a control character (newline, tab...) into nginx.conf: ${JSON.stringify(text)}`);
+  if (OTHER_CONTROL_RE.test(text)) throw new UnsafeValueError(`cannot put a control character (NUL, escape...) into nginx.conf: ${JSON.stringify(text)}`);
   if (text.includes("${")) throw new UnsafeValueError(`"\${" would be read by nginx as a variable: ${JSON.stringify(text)}`);
   if (text !== "" && BARE_NGINX_RE.test(text)) return text;
-  // Inside quotes nginx unescapes \\ and the quote character, nothing else we
+  // nginx unescapes \\, the quote characters and \t \r \n, nothing else we
   // emit. Single quotes keep log formats full of "..." readable.
-  const escaped = text.replace(/\\/g, "\\\\");
+  const escaped = text.replace(/\\/g, "\\\\").replace(ESCAPABLE_RE, (c) => (c === "\t" ? "\\t" : c === "\r" ? "\\r" : "\\n"));
   if (text.includes('"') && !text.includes("'")) return `'${escaped}'`;
   return `"${escaped.replace(/"/g, '\\"')}"`;
 }

@@ -25,6 +25,20 @@ export const safeText = (what = "value") =>
       message: `${what} must not contain control characters (newlines, tabs), "\${" or "]]": they cannot be expressed safely in nginx or Lua syntax`,
     });
 
+/**
+ * A return text: like safeText, but newlines, carriage returns and tabs are
+ * allowed (`return 200 "ok\n"`); they are written as nginx's own \n, \r, \t
+ * escapes inside quotes, which nginx reads back as those characters.
+ */
+const RETURN_UNSAFE_RE = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]|\$\{/;
+const returnText = (what: string) =>
+  z
+    .string()
+    .min(1, { message: `${what} must not be empty` })
+    .refine((s) => !RETURN_UNSAFE_RE.test(s), {
+      message: `${what} must not contain control characters other than newline, carriage return and tab, or "\${"`,
+    });
+
 /** Like safeText, but '' is a valid map match or value. */
 const mapText = (what: string) => z.union([z.literal(""), safeText(what)]);
 
@@ -409,7 +423,7 @@ const locationSchema = z
     index: z.array(safeText("an index file")).optional().describe("index files"),
     try_files: z.array(safeText("a try_files entry")).optional().describe("try_files arguments"),
     return: z
-      .strictObject({ code: z.number().int().min(100).max(999), text: safeText("a return text or URL").optional() })
+      .strictObject({ code: z.number().int().min(100).max(999), text: returnText("a return text or URL").optional() })
       .optional()
       .describe("return CODE [TEXT|URL]"),
     websocket: z.boolean().default(false).describe("proxy WebSocket upgrades (needs nginx.http.upgrade_map)"),

@@ -77,6 +77,8 @@ describe("hostile values", () => {
             { path: "/text", match: "exact", return: { code: 200, text: hostile } },
             { path: "/hdr", match: "exact", return: { code: 204 }, directives: [{ name: "add_header", args: ["X-Hostile", hostile] }] },
             { path: "/quoted path;}", match: "exact", return: { code: 200, text: "odd path" } },
+            // nginx's \n and \t escapes: the text is served as written, and no "listen 9999" is read.
+            { path: "/nl", match: "exact", return: { code: 200, text: "ok\n\tlisten 9999;\r\n" } },
           ],
         },
       ],
@@ -90,10 +92,12 @@ describe("hostile values", () => {
     expect(hdr.headers["x-hostile"]).toBe(hostile);
     const odd = await request(`http://127.0.0.1:${port}/quoted%20path;}`);
     expect(odd.body).toBe("odd path");
+    const nl = await request(`http://127.0.0.1:${port}/nl`);
+    expect(nl.body).toBe("ok\n\tlisten 9999;\r\n");
   });
 
   it.each([
-    ["a newline in a return text", { code: 200, text: "a\nlisten 9999;" }],
+    ["a NUL in a return text", { code: 200, text: "a\u0000b" }],
     ["${ in a return text", { code: 200, text: "${evil}" }],
   ])("rejects %s before anything is written", (_what, ret) => {
     const r = validateSpecText(JSON.stringify({ servers: [{ listen: 8080, locations: [{ path: "/", return: ret }] }] }), "x.json");

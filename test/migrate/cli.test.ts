@@ -30,7 +30,8 @@ describe("gen-lb migrate", () => {
     expect(readdirSync(dir).filter((f) => f.endsWith(".tmp"))).toEqual([]);
     // The spec builds.
     const b = runCli(["build", "--spec", out, "--out", path.join(dir, "dist"), "--target", "nginx"]);
-    expect(b.stderr).toBe("");
+    // The one warning: lint on server_tokens, which migrate keeps on (the old behaviour) and suggests turning off.
+    expect(b.stderr.split("\n").filter((l) => l !== "" && !/^warning: lint: .*\] server_tokens: /.test(l))).toEqual([]);
     expect(b.status).toBe(0);
   });
 
@@ -40,7 +41,7 @@ describe("gen-lb migrate", () => {
     const r = runCli(["migrate", fx("static/nginx.conf"), "--out", out, "--report", report, "--lua-path", fx("consul-lua/lua")]);
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/^wrote .*static\.yaml and the report .*static\.report \(1 to do, 0 known defects found\)\n$/);
-    expect(readFileSync(report, "utf8")).toContain("Not carried (port these by hand) (2)");
+    expect(readFileSync(report, "utf8")).toContain("Not carried (port these by hand) (1)");
   });
 
   it("--json prints the findings as one document", () => {

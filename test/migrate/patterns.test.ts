@@ -51,6 +51,10 @@ describe("sizes, empty arguments, duplicates (fixtures/migrate/real/values)", ()
     expect(app!.locations[1]!.directives).toEqual([{ name: "add_header", args: ["ETag", ""] }]);
     expect(other!.server_name).toEqual(["other.example.test"]);
   });
+  it('return 200 "ok\\n" is carried with its newline (nginx\'s \\n escape)', () => {
+    const other = (m.spec.servers as Array<{ locations: Array<Record<string, unknown>> }>)[1]!;
+    expect(other.locations[1]).toMatchObject({ path: "/healthz", match: "exact", return: { code: 200, text: "ok\n" } });
+  });
   it("lua_socket_log_errors, which gen-lb writes itself, is not duplicated and says so", () => {
     const http = (m.spec.nginx as { http: { directives?: Array<{ name: string }> } }).http;
     expect((http.directives ?? []).map((d) => d.name)).not.toContain("lua_socket_log_errors");
@@ -68,10 +72,27 @@ describe("sizes, empty arguments, duplicates (fixtures/migrate/real/values)", ()
 
 describe("TLS set at http level (fixtures/migrate/real/http-tls)", () => {
   const m = migrateReal("http-tls");
+  it("keeps the old TLS and server_tokens behaviour, and reports gen-lb's secure defaults as suggestions", () => {
+    const servers = m.spec.servers as Array<{ ssl: Record<string, unknown> }>;
+    // ssl_protocols from http level, nginx's default ciphers and prefer_server_ciphers written out.
+    for (const s of servers) expect(s.ssl).toMatchObject({ protocols: ["TLSv1.2", "TLSv1.3"], ciphers: "HIGH:!aNULL:!MD5", prefer_server_ciphers: false });
+    expect((m.spec.nginx as { http: { server_tokens: boolean } }).http.server_tokens).toBe(true);
+    const suggestions = m.findings.filter((f) => f.kind === "suggestion").map((f) => f.to);
+    expect(suggestions).toEqual(["nginx.http.server_tokens", "servers[0].ssl.profile", "servers[0].security_headers", "servers[1].ssl.profile", "servers[1].security_headers"]);
+    // The session settings gen-lb always writes are the one change the spec cannot undo: reported, and explained to --verify.
+    const changed = m.findings.filter((f) => f.kind === "changed");
+    expect(changed.map((f) => f.explains?.map((e) => e[0]))).toEqual([
+      ["ssl_session_timeout", "ssl_session_cache", "ssl_session_tickets"],
+      ["ssl_session_timeout", "ssl_session_cache", "ssl_session_tickets"],
+    ]);
+    expect(m.findings.filter((f) => f.kind === "lint").map((f) => f.message)).toEqual([expect.stringMatching(/\] server_tokens: /)]);
+  });
   it("both servers are kept, with the inherited certificate made absolute", () => {
     const servers = m.spec.servers as Array<{ ssl?: { certificate: string; certificate_key: string } }>;
     expect(servers).toHaveLength(2);
-    for (const s of servers) expect(s.ssl).toEqual({ certificate: path.join(real, "http-tls/certs/site.crt"), certificate_key: path.join(real, "http-tls/certs/site.key") });
+    for (const s of servers) {
+      expect(s.ssl).toMatchObject({ certificate: path.join(real, "http-tls/certs/site.crt"), certificate_key: path.join(real, "http-tls/certs/site.key") });
+    }
     expect(m.findings.filter((f) => f.blocking)).toEqual([]);
   });
   it("builds and passes nginx -t", async () => {
@@ -195,14 +216,18 @@ describe("consul-template's own nginx example, rendered (fixtures/migrate/real/c
 
 describe("spawn_checker on a static upstream (fixtures/migrate/real/checker-static)", () => {
   const m = migrateReal("checker-static");
-  it("carries the checker's options as the upstream's active check", () => {
-    expect(m.spec.upstreams).toMatchObject({
-      backend: {
-        servers: ["127.0.0.1:9401", "127.0.0.1:9402"],
-        healthcheck: { active: { type: "http", path: "/healthz", host: "backend", interval: "2s", timeout: "1s", fall: 3, rise: 2, valid_statuses: [200, 302], concurrency: 10 } },
-      },
-    });
-    expect(m.findings.some((f) => f.kind === "converted" && f.to === "upstreams.backend.healthcheck.active")).toBe(true);
+  it("is not carried as a refused healthcheck: passive checks from the checker, the active check a to-do with the options", () => {
+    const up = (m.spec.upstreams as Record<string, Record<string, unknown>>).backend!;
+    expect(up.healthcheck).toBeUndefined();
+    expect(up.servers).toEqual([
+      { address: "127.0.0.1:9401", max_fails: 3, fail_timeout: "6s" },
+      { address: "127.0.0.1:9402", max_fails: 3, fail_timeout: "6s" },
+    ]);
+    const todo = m.findings.filter((f) => f.kind === "todo" && f.to === "upstreams.backend.servers");
+    expect(todo).toHaveLength(1);
+    expect(todo[0]!.message).toMatch(/http GET \/healthz \(Host backend\) every 2s, down after 3 failures, up after 2 successes, valid 200 302/);
+    expect(todo[0]!.message).toMatch(/max_fails=3 fail_timeout=6s/);
+    expect(todo[0]!.message).toMatch(/Consul service/);
   });
   it("builds and passes nginx -t", async () => {
     const r = await buildAndTest(m);
@@ -255,4 +280,18 @@ describe("migrate --verify on every pattern fixture", async () => {
       expect(r.status).toBe(0);
     });
   }
+});
+
+describe("prefix-relative cache and temp directories", () => {
+  it("are made absolute against the old prefix (the new prefix is elsewhere), and the report says so", async () => {
+    const { memoryLoader } = await import("../../src/nginx/load.js");
+    const conf = "events {}\nhttp {\n    proxy_cache_path cache/app keys_zone=C:1m;\n    proxy_temp_path /var/tmp/proxy;\n}\n";
+    const m = migrate("/srv/old/conf/nginx.conf", { loader: memoryLoader({ "/srv/old/conf/nginx.conf": conf }), cwd: "/" });
+    const http = (m.spec.nginx as { http: { directives: Array<{ name: string; args: string[] }> } }).http;
+    expect(http.directives).toEqual([
+      { name: "proxy_cache_path", args: ["/srv/old/cache/app", "keys_zone=C:1m"] },
+      { name: "proxy_temp_path", args: ["/var/tmp/proxy"] },
+    ]);
+    expect(m.findings.find((f) => f.directive === "proxy_cache_path")).toMatchObject({ kind: "carried", newArgs: ["/srv/old/cache/app", "keys_zone=C:1m"] });
+  });
 });

@@ -22,11 +22,14 @@ describe("nginxArg", () => {
     ['say "hi"', `'say "hi"'`],
     [`it's "x"`, `"it's \\"x\\""`],
     ["\\.php$", '"\\\\.php$"'],
+    // nginx's own escapes for newline, carriage return and tab (return 200 "ok\n").
+    ["ok\n", '"ok\\n"'],
+    ["a\r\n\tb", '"a\\r\\n\\tb"'],
   ])("%j -> %s", (input, expected) => {
     expect(nginxArg(input)).toBe(expected);
   });
 
-  it.each(["a\nb", "a\rb", "x${y}", "\u0000"])("refuses %j", (input) => {
+  it.each(["x${y}", "\u0000", "a\u001bb", "\u007f"])("refuses %j", (input) => {
     expect(() => nginxArg(input)).toThrow(UnsafeValueError);
   });
 
