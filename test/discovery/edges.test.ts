@@ -108,7 +108,7 @@ describe("runtime edges: the dump path stays inside the prefix", () => {
 
   it("validation refuses a user access_by_lua where gen-lb holds requests (nginx keeps one per location)", () => {
     const spec = (extra: string) =>
-      `upstreams:\n  web:\n    service: web\n${extra}servers:\n  - listen: 8080\n    locations:\n      - path: /\n        upstream: web\n        directives:\n          - name: access_by_lua_block\n            args: ["ngx.var.x = 1"]\n`;
+      `upstreams:\n  web:\n    service: web\n${extra}servers:\n  - listen: 8080\n    locations:\n      - path: /\n        upstream: web\n        directives:\n          - name: access_by_lua\n            args: ["ngx.var.x = 1"]\n`;
     const r = validateSpecText(spec(""), "spec.yaml");
     expect(r.errors.map(formatDiagnostic)).toEqual([expect.stringMatching(/^servers\[0\]\.locations\[0\]\.directives\[0\]\.name \(spec\.yaml:10:\d+\).*hold requests/)]);
     // With fallback peers and fail_open (the default) gen-lb has no access phase there.
