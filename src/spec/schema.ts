@@ -508,8 +508,16 @@ export const serverSchema = z
  * upstreams every proxying location counts.
  */
 /** Whether gen-lb must see each request to this upstream end (its log phase): least_conn's in-flight counts, passive checks, counters. */
-export function needsLogPhase(up: { service?: string | undefined; balance: string; counters: boolean; healthcheck: { passive?: unknown } }): boolean {
-  return up.service !== undefined && (up.balance === "least_conn" || up.healthcheck.passive !== undefined || up.counters);
+export function needsLogPhase(up: {
+  service?: string | undefined;
+  discovery?: string | undefined;
+  balance: string;
+  counters: boolean;
+  healthcheck: { passive?: unknown };
+}): boolean {
+  // Only the Lua engine's: a discovery: dns upstream is nginx's own, passive checks included.
+  if (up.service === undefined || up.discovery === "dns") return false;
+  return up.balance === "least_conn" || up.healthcheck.passive !== undefined || up.counters;
 }
 
 /** Whether gen-lb runs its server-level log phase in this server: it proxies to an upstream that needs it. */
