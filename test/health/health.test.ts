@@ -44,7 +44,8 @@ describe("active checks", () => {
 
   it("take out a backend whose health path answers 500 while its traffic answers 200", async () => {
     sick.healthStatus = 500;
-    const down = await lb.waitForPeer("web", sick.address, (p) => !p.healthy, "down");
+    // Down by the active checks, not merely pending its first check (probe_new).
+    const down = await lb.waitForPeer("web", sick.address, (p) => !p.healthy && p.down_by !== undefined, "down");
     expect(down.down_by).toBe("active");
     expect(down.last_check_result).toBe("HTTP 500");
     expect(down.reason).toMatch(/^2 failed check\(s\) in a row \(last: HTTP 500\)$/);
