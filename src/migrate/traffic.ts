@@ -153,9 +153,14 @@ function send(r: TrafficRequest, port: number): Promise<Answer> {
   });
 }
 
-/** `BIN -p PREFIX -c CONF`: a master that daemonizes. */
-function startCommand(bin: string, prefix: string, conf: string): Command {
-  return { command: bin, args: ["-p", prefix.endsWith("/") ? prefix : `${prefix}/`, "-c", conf], timeoutMs: 30_000, fileStdio: true };
+/**
+ * `BIN -p PREFIX -e LOG -c CONF`: a master that daemonizes. `-e` points the
+ * log nginx opens before it reads the config (its compiled-in path, relative
+ * to the prefix on OpenResty) at the scratch logs: the old prefix has no
+ * logs/ directory of its own when it was only a directory of config files.
+ */
+function startCommand(bin: string, prefix: string, conf: string, errorLog: string): Command {
+  return { command: bin, args: ["-p", prefix.endsWith("/") ? prefix : `${prefix}/`, "-e", errorLog, "-c", conf], timeoutMs: 30_000, fileStdio: true };
 }
 
 async function waitFor<T>(probe: () => T | undefined, ms: number): Promise<T | undefined> {
@@ -172,7 +177,7 @@ interface Running {
 }
 
 async function startNginx(runner: ProcessRunner, bin: string, prefix: string, conf: string, logDir: string, what: string): Promise<Running> {
-  const r = await runner.run(startCommand(bin, prefix, conf));
+  const r = await runner.run(startCommand(bin, prefix, conf, path.join(logDir, "error.log")));
   const log = () => {
     try {
       return readFileSync(path.join(logDir, "error.log"), "utf8").trim().split("\n").slice(-5).join("\n");
