@@ -155,9 +155,13 @@ class Converter {
     if (!NAME_RE.test(d.directive)) return { why: `the escape hatch takes only lower-case directive names, not "${d.directive}"`, at: d };
     let args = [...d.args];
     if (d.directive === "if" && args.length > 0) {
-      // nginx wants the condition in parentheses; they may be glued to the words.
-      args = [`(${args[0]}`, ...args.slice(1)];
-      args[args.length - 1] = `${args[args.length - 1]})`;
+      // nginx wants the condition in parentheses; they may be glued to the
+      // words, but not to an empty one: `")"` would lose the operand
+      // (`if ($http_host != "")` became `if ($http_host != )`, which nginx refuses).
+      const open = args[0] === "" ? ["(", ""] : [`(${args[0]}`];
+      const last = args[args.length - 1]!;
+      const close = args.length === 1 ? [] : last === "" ? ["", ")"] : [`${last})`];
+      args = args.length === 1 ? (last === "" ? ["(", "", ")"] : [`(${last})`]) : [...open, ...args.slice(1, -1), ...close];
     }
     for (const a of args) {
       if (UNSAFE_RE.test(a)) return { why: `the argument ${JSON.stringify(a)} holds a control character, "\${" or "]]", which the spec rejects`, at: d };
