@@ -295,3 +295,24 @@ describe("prefix-relative cache and temp directories", () => {
     expect(m.findings.find((f) => f.directive === "proxy_cache_path")).toMatchObject({ kind: "carried", newArgs: ["/srv/old/cache/app", "keys_zone=C:1m"] });
   });
 });
+
+describe("a GitLab omnibus front (fixtures/migrate/real/gitlab)", () => {
+  const m = migrateReal("gitlab");
+  it("workhorse's unix socket stays a static upstream; the server-level proxy settings reach every proxied location", () => {
+    expect(m.spec.upstreams).toMatchObject({ "gitlab-workhorse": { servers: [{ address: "unix:/var/opt/gitlab/gitlab-workhorse/sockets/socket", fail_timeout: 0 }] } });
+    const locs = (m.spec.servers as Array<{ locations: Array<Record<string, unknown>> }>)[0]!.locations;
+    for (const l of locs.filter((x) => x.upstream !== undefined)) {
+      expect(l).toMatchObject({ upstream: "gitlab-workhorse", websocket: true, proxy_set_header: { Host: "$http_host_with_default", "X-Forwarded-Proto": "http" } });
+    }
+    expect(m.findings.filter((f) => f.kind === "lost" && f.directive !== undefined)).toEqual([]);
+  });
+  it('if ($http_host != "") keeps its empty operand (it was printed as `if ($http_host != )`, which nginx refuses)', () => {
+    const server = (m.spec.servers as Array<{ directives: Array<{ name: string; args: string[] }> }>)[0]!;
+    expect(server.directives.find((d) => d.name === "if")).toMatchObject({ args: ["($http_host", "!=", "", ")"] });
+  });
+  it("builds and passes nginx -t", async () => {
+    const r = await buildAndTest(m);
+    expect(r.output).not.toMatch(/\[(emerg|warn|alert)\]/);
+    expect(r.ok).toBe(true);
+  });
+});
