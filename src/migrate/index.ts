@@ -8,6 +8,7 @@ import { stringify } from "yaml";
 import { lintParsed } from "../lint/lint.js";
 import { parseConfig } from "../nginx/parse.js";
 import type { Directive, Loader } from "../nginx/types.js";
+import { unbraceTree } from "./braces.js";
 import { convert } from "./convert.js";
 import { flatten, isMimeTypesInclude, walk } from "./flatten.js";
 import { gatherLua } from "./lua.js";
@@ -70,7 +71,9 @@ export function migrate(mainFile: string, opts: MigrateOptions): Migration {
     });
   }
   const prefix = path.resolve(opts.cwd ?? process.cwd(), opts.prefix ?? defaultPrefix(mainFile));
-  const result = convert({ tree, sources, comments, mimeTypes, mainFile, cwd: opts.cwd ?? process.cwd(), prefix, ...(opts.bin ? { bin: opts.bin } : {}) });
+  // The converters read `${name}` as `$name` where that is the same variable (the spec refuses "${").
+  const unbraced = unbraceTree(tree);
+  const result = convert({ tree: unbraced.tree, sources, comments, mimeTypes, mainFile, cwd: opts.cwd ?? process.cwd(), prefix, ...(opts.bin ? { bin: opts.bin } : {}) });
   const findings: Finding[] = [
     ...inlined.map(({ node, files }): Finding => ({
       kind: "converted",
@@ -86,6 +89,13 @@ export function migrate(mainFile: string, opts: MigrateOptions): Migration {
       line: r.token.line,
       column: r.token.column,
       message: `require "${r.name}": module not found (tried ${tried.length ? tried.join(", ") : "no paths: no lua_package_path"}), so its code was not read; what migrate inferred from the rest may miss what it does (pass --lua-path DIR to include it)`,
+    })),
+    ...unbraced.changed.map((d): Finding => ({
+      kind: "converted",
+      file: d.file,
+      line: d.line,
+      directive: d.directive,
+      message: `${d.directive} ${d.args.join(" ")}: \${name} written $name (the same variable to nginx; the spec does not take "\${")`,
     })),
     ...result.findings,
     // What `gen-lb lint` says of the old config: the user sees what the old setup got wrong, beside what changed.

@@ -9,6 +9,7 @@
  */
 import type { Directive } from "../nginx/types.js";
 import type { Finding } from "./types.js";
+import { unbrace } from "./braces.js";
 
 export interface Difference {
   kind: "missing" | "changed" | "added";
@@ -41,7 +42,8 @@ function norm(d: Directive): string {
   if (d.directive === "access_log" && args.length === 1 && args[0] !== "off") args = [...args, "combined"];
   // listen parameters mean the same in any order; "default" is the old spelling of default_server.
   if (d.directive === "listen") args = [normListen(args[0] ?? ""), ...args.slice(1).map((a) => (a === "default" ? "default_server" : a)).sort()];
-  return [d.directive, ...args.map(normArg)].join("\u0000");
+  // `${name}` is `$name` to nginx where no name character follows (migrate writes the latter).
+  return [d.directive, ...args.map((a) => normArg(unbrace(a)))].join("\u0000");
 }
 
 const show = (d: Directive) => [d.directive, ...d.args.map((a) => (a.includes("\n") ? "{...}" : a))].join(" ");
