@@ -316,3 +316,31 @@ describe("a GitLab omnibus front (fixtures/migrate/real/gitlab)", () => {
     expect(r.ok).toBe(true);
   });
 });
+
+describe("a Discourse front (fixtures/migrate/real/discourse)", () => {
+  const m = migrateReal("discourse");
+  const locs = () => (m.spec.servers as Array<{ locations: Array<Record<string, unknown>> }>)[0]!.locations;
+  it("the named location keeps X-Request-Start t=${msec} (as t=$msec), the emptied X-Accel headers and both limit_req zones", () => {
+    const named = locs().find((l) => l.path === "@discourse")!;
+    expect(named).toMatchObject({
+      upstream: "discourse",
+      proxy_set_header: { "X-Request-Start": "t=$msec", "X-Sendfile-Type": "", "X-Accel-Mapping": "", "X-Forwarded-Proto": "$thescheme" },
+    });
+    expect(named.directives).toEqual([
+      { name: "limit_conn", args: ["connperip", "20"] },
+      { name: "limit_req", args: ["zone=flood", "burst=12", "nodelay"] },
+      { name: "limit_req", args: ["zone=bot", "burst=100", "nodelay"] },
+    ]);
+    expect(locs().find((l) => l.path === "/")).toMatchObject({ root: "$public", try_files: ["$uri", "@discourse"] });
+  });
+  it("nothing is lost but the comments; the upstream stays a static unix socket", () => {
+    expect(m.findings.filter((f) => f.kind === "lost" && f.directive !== undefined)).toEqual([]);
+    expect(m.findings.filter((f) => f.blocking)).toEqual([]);
+    expect(m.spec.upstreams).toMatchObject({ discourse: { servers: ["unix:/var/www/discourse/tmp/sockets/nginx.http.sock"] } });
+  });
+  it("builds and passes nginx -t", async () => {
+    const r = await buildAndTest(m);
+    expect(r.output).not.toMatch(/\[(emerg|warn|alert)\]/);
+    expect(r.ok).toBe(true);
+  });
+});
