@@ -58,6 +58,8 @@ const FORWARDED = ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "
 function seen(label: string, req: http.IncomingMessage, body: string): Record<string, unknown> {
   const out: Record<string, unknown> = { upstream: label, method: req.method, path: req.url, host: req.headers.host };
   for (const h of FORWARDED) if (req.headers[h] !== undefined) out[h] = req.headers[h];
+  // Headers a config adds of its own (X-Request-Start, X-Accel-Mapping...): compared with their numbers masked (traffic-plan).
+  for (const [h, v] of Object.entries(req.headers)) if (h.startsWith("x-") && out[h] === undefined) out[h] = v;
   if (body !== "") out.body = body;
   return out;
 }
