@@ -344,3 +344,26 @@ describe("a Discourse front (fixtures/migrate/real/discourse)", () => {
     expect(r.ok).toBe(true);
   });
 });
+
+describe("the ASP.NET Core docs' Kestrel front (fixtures/migrate/real/aspnetcore)", () => {
+  const m = migrateReal("aspnetcore");
+  const servers = () => m.spec.servers as Array<{ ssl?: Record<string, unknown>; locations?: Array<Record<string, unknown>>; directives?: Array<{ name: string; args: string[] }> }>;
+  it("a location with proxy_set_header of its own inherits none of proxy.conf's, as nginx does: Host is $proxy_host there", () => {
+    const root = servers()[1]!.locations!.find((l) => l.path === "/")!;
+    expect(root).toMatchObject({ upstream: "helloapp", websocket: true, proxy_set_header: { Host: "$proxy_host" } });
+    expect(root.directives).toEqual([
+      { name: "limit_req", args: ["zone=one", "burst=10", "nodelay"] },
+      { name: "proxy_cache_bypass", args: ["$http_upgrade"] },
+    ]);
+  });
+  it("http-level TLS reaches the ssl server; ssl_session_timeout 1d and tickets off are gen-lb's own, and say so", () => {
+    expect(servers()[1]!.ssl).toMatchObject({ protocols: ["TLSv1.2", "TLSv1.3"], prefer_server_ciphers: false, certificate: path.join(real, "aspnetcore/certs/site.crt") });
+    const dropped = m.findings.filter((f) => f.kind === "dropped" && /^ssl_session_(timeout|tickets)/.test(f.directive ?? ""));
+    expect(dropped.map((f) => f.explains)).toEqual([[["ssl_session_timeout", "1d"]], [["ssl_session_tickets", "off"]]]);
+  });
+  it("builds and passes nginx -t", async () => {
+    const r = await buildAndTest(m);
+    expect(r.output).not.toMatch(/\[(emerg|warn|alert)\]/);
+    expect(r.ok).toBe(true);
+  });
+});
