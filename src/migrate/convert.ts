@@ -17,6 +17,7 @@ import { readArgs, tableEntry } from "./table.js";
 import { isMimeTypesInclude, walk } from "./flatten.js";
 import { checkerCalls, consulFacts, parseHttpReq, type CheckerCall, type LuaSource, type LuaValue } from "./lua.js";
 import { Ledger } from "./ledger.js";
+import { carriedFrom, cloneCarried } from "./target-fit.js";
 import { convertUpstream, type StaticPeer } from "./convert-upstream.js";
 import { TlsConverter } from "./convert-tls.js";
 import type { Finding } from "./types.js";
@@ -199,10 +200,12 @@ class Converter {
     if ("ok" in r && rel !== undefined) {
       r.ok.args[0] = rel;
       list.push(r.ok);
-      this.add("carried", d, `${text(d)} (relative to the old prefix, made absolute: ${rel})`, to).newArgs = [rel, ...d.args.slice(1)];
+      const f = this.add("carried", d, `${text(d)} (relative to the old prefix, made absolute: ${rel})`, to);
+      f.newArgs = [rel, ...d.args.slice(1)];
+      carriedFrom.set(r.ok, f);
     } else if ("ok" in r) {
       list.push(r.ok);
-      this.add("carried", d, text(d), to);
+      carriedFrom.set(r.ok, this.add("carried", d, text(d), to));
     } else {
       this.add("lost", d, `${text(d).slice(0, 120)}: ${r.why}${r.at !== d ? ` (at ${pos(r.at)})` : ""}`);
     }
@@ -761,7 +764,7 @@ class Converter {
     this.add("converted", s, "server", `servers[${index}]`);
     const anySsl = listens.some((l) => l.ssl);
     for (const group of groups.values()) {
-      const server: Obj = { listen: group.length === 1 ? group[0]!.addr : group.map((l) => l.addr), ...structuredClone(base) };
+      const server: Obj = { listen: group.length === 1 ? group[0]!.addr : group.map((l) => l.addr), ...cloneCarried(base) };
       const first = group[0]!;
       if (anySsl && !first.ssl && Array.isArray(server.directives)) {
         // ssl_* settings mean nothing to the plain-HTTP half of a split server.

@@ -12,6 +12,7 @@ import { unbraceTree } from "./braces.js";
 import { convert } from "./convert.js";
 import { flatten, isMimeTypesInclude, walk } from "./flatten.js";
 import { gatherLua } from "./lua.js";
+import { fitToTarget } from "./target-fit.js";
 import { MigrateError, type Finding } from "./types.js";
 import type { BinInfo } from "./bin.js";
 
@@ -74,6 +75,8 @@ export function migrate(mainFile: string, opts: MigrateOptions): Migration {
   // The converters read `${name}` as `$name` where that is the same variable (the spec refuses "${").
   const unbraced = unbraceTree(tree);
   const result = convert({ tree: unbraced.tree, sources, comments, mimeTypes, mainFile, cwd: opts.cwd ?? process.cwd(), prefix, ...(opts.bin ? { bin: opts.bin } : {}) });
+  // What the target's nginx refuses among the carried directives is reported lost, not left to fail validation.
+  fitToTarget(result.spec, result.findings);
   const findings: Finding[] = [
     ...inlined.map(({ node, files }): Finding => ({
       kind: "converted",

@@ -23,7 +23,8 @@ import { buildFileSet, formatDiagnostic } from "../pipeline/index.js";
 import { validateSpecText } from "../pipeline/validate.js";
 import { writeFileSet } from "../util/files.js";
 import type { Command, ProcessRunner } from "../util/proc.js";
-import { defaultPrefix, type Migration } from "./index.js";
+import { defaultPrefix, type Finding, type Migration } from "./index.js";
+import { REFUSED_BY_TARGET } from "./target-fit.js";
 import type { BinInfo } from "./bin.js";
 import {
   collectEndpoints,
@@ -293,9 +294,12 @@ export async function verifyTraffic(m: Migration, opts: TrafficOptions): Promise
  * The old config without the Lua that the report says gen-lb replaces (the
  * Consul polling and checkers of the pattern): its upstreams now point at the
  * echo backends, and a poller talking to a real Consul would only add noise.
+ * Nor with the directives the binary refuses, which the report names lost.
  */
 function withoutPatternLua(tree: Directive[], m: Migration): Directive[] {
-  const dropped = new Set(m.findings.filter((f) => f.kind === "dropped" && f.column !== undefined && /^init(_worker)?_by_lua/.test(f.directive ?? "")).map((f) => `${f.file}:${f.line}:${f.column}`));
+  // Also what the binary refuses (a module it was built without): the old config could not start on it, and the report names each.
+  const gone = (f: Finding) => (f.kind === "dropped" && /^init(_worker)?_by_lua/.test(f.directive ?? "")) || (f.kind === "lost" && f.message.includes(REFUSED_BY_TARGET));
+  const dropped = new Set(m.findings.filter((f) => f.column !== undefined && gone(f)).map((f) => `${f.file}:${f.line}:${f.column}`));
   const strip = (nodes: Directive[]): Directive[] =>
     nodes.filter((d) => !dropped.has(`${d.file}:${d.line}:${d.column}`)).map((d) => (d.block ? { ...d, block: strip(d.block) } : d));
   return strip(tree);

@@ -271,13 +271,18 @@ describe("bad input", () => {
     }
   });
 
-  it("unknown directives are carried, not dropped", () => {
+  it("directives gen-lb has no converter for are carried; those the target's nginx does not know are reported lost, not dropped silently", () => {
     const m = migrate("n.conf", {
       loader: memoryLoader({ "n.conf": "some_module_directive a b;\nevents {}\nhttp { more_set_headers \"X-A: b\"; server { listen 8080; frobnicate on; } }\n" }),
     });
-    expect((m.spec.nginx as Record<string, unknown>).directives).toEqual([{ name: "some_module_directive", args: ["a", "b"] }]);
+    // OpenResty (the target without --bin) bundles headers-more.
     expect((m.spec.nginx as { http: Record<string, unknown> }).http.directives).toEqual([{ name: "more_set_headers", args: ["X-A: b"] }]);
-    expect((m.spec.servers as Array<Record<string, unknown>>)[0]!.directives).toEqual([{ name: "frobnicate", args: ["on"] }]);
+    expect((m.spec.nginx as Record<string, unknown>).directives).toEqual([]);
+    expect((m.spec.servers as Array<Record<string, unknown>>)[0]!.directives).toEqual([]);
+    expect(m.findings.filter((f) => f.kind === "lost" && f.directive !== undefined).map((f) => `${f.line} ${f.message}`)).toEqual([
+      '1 some_module_directive a b: the target\'s nginx refuses it (unknown directive "some_module_directive": openresty 1.31.1.1 has no such directive)',
+      '3 frobnicate on: the target\'s nginx refuses it (unknown directive "frobnicate": openresty 1.31.1.1 has no such directive)',
+    ]);
   });
 
   it("Lua that is not the discovery pattern is reported as not carried, and its dict is kept", () => {
