@@ -23,6 +23,8 @@ export interface ConsulPattern {
   token_env?: string;
   /** Lua upstream name -> the service it follows. */
   services: Map<string, UpstreamService>;
+  /** Lua upstream name -> how its old balancer picked a peer, where its code shows it. */
+  balances: Map<string, "round_robin" | "random">;
   findings: Finding[];
 }
 
@@ -77,6 +79,28 @@ function queryValue(s: LuaSource, key: string): string | undefined {
       }
     }
   }
+  return undefined;
+}
+
+/**
+ * How a Lua balancer picks its peer: math.random, or a turn counter modulo
+ * the peer count (`n % #list`), read from its block and the modules it
+ * requires. Neither or both: undefined (the converter keeps its default).
+ */
+function pickRule(balancer: LuaSource, sources: readonly LuaSource[]): { balance: "round_robin" | "random"; source: LuaSource; token: { line: number; column: number } } | undefined {
+  const names = new Set(findRequires(balancer).map((r) => r.name));
+  const code = [balancer, ...sources.filter((s) => s.module !== undefined && names.has(s.module))];
+  let random: { source: LuaSource; token: { line: number; column: number } } | undefined;
+  let modulo: typeof random;
+  for (const s of code) {
+    const t = s.tokens;
+    for (let i = 0; i + 2 < t.length; i++) {
+      if (!random && t[i]!.value === "math" && t[i + 1]!.value === "." && t[i + 2]!.value === "random") random = { source: s, token: t[i]! };
+      if (!modulo && t[i]!.kind === "op" && t[i]!.value === "%" && t[i + 1]!.value === "#") modulo = { source: s, token: t[i]! };
+    }
+  }
+  if (random && !modulo) return { balance: "random", ...random };
+  if (modulo && !random) return { balance: "round_robin", ...modulo };
   return undefined;
 }
 
@@ -140,8 +164,14 @@ export function readConsulPattern(input: {
   const factServices = [...new Set(facts.flatMap((f) => (f.service ? [f.service.value] : [])))];
   const required = new Set(input.sources.flatMap((s) => findRequires(s).map((r) => r.name)));
   const initStrings = new Set(pattern.filter((s) => s.directive && /^init(_worker)?_by_lua/.test(s.directive.directive)).flatMap((s) => s.tokens.filter((t) => t.kind === "string").map((t) => t.value)));
+  const balances = new Map<string, "round_robin" | "random">();
   for (const [name, u] of input.luaUpstreams) {
     const balancer = input.sources.find((s) => s.directive && s.directive.directive.startsWith("balancer_by_lua") && u.block?.includes(s.directive));
+    const picked = balancer ? pickRule(balancer, input.sources) : undefined;
+    if (picked) {
+      balances.set(name, picked.balance);
+      findings.push({ kind: "converted", ...loc(picked.source, picked.token), message: `upstream ${name}: balance ${picked.balance}, as its old Lua balancer picks (${picked.balance === "random" ? "math.random" : "a turn counter modulo the peer count"})`, to: `upstreams.${name}.balance` });
+    }
     const args = balancer ? balancer.tokens.filter((t) => t.kind === "string" && !required.has(t.value)).map((t) => t.value) : [];
     const desc = descs.find((d) => args.includes(d.name)) ?? descs.find((d) => d.name === name);
     let svc: UpstreamService | undefined;
@@ -178,7 +208,7 @@ export function readConsulPattern(input: {
     else findings.push({ kind: "todo", ...at, message: "the old code sent no ACL token; if Consul enforces ACLs, set consul.token_env to the variable that holds it", to: "consul.token_env" });
     if (dcs.size > 1) findings.push({ kind: "todo", ...at, message: `the Lua asks more than one datacenter (${[...dcs].join(", ")}); set consul.datacenter or upstreams.*.datacenter`, to: "consul.datacenter" });
   }
-  const out: ConsulPattern = { addresses, services, findings };
+  const out: ConsulPattern = { addresses, services, balances, findings };
   if (dcs.size === 1) out.datacenter = [...dcs][0];
   if (token_env) out.token_env = token_env;
   return out;

@@ -1056,6 +1056,8 @@ class Converter {
       const up = this.upstreams[name];
       if (!up) continue;
       const svc = pattern.services.get(name);
+      const balance = pattern.balances.get(name);
+      if (balance) up.balance = balance;
       if (svc) {
         up.service = svc.service;
         if (svc.tags.length) up.tags = svc.tags;
