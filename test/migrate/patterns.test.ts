@@ -367,3 +367,42 @@ describe("the ASP.NET Core docs' Kestrel front (fixtures/migrate/real/aspnetcore
     expect(r.ok).toBe(true);
   });
 });
+
+describe("consul-template rendering every service (fixtures/migrate/real/ct-services)", () => {
+  const m = migrateReal("ct-services");
+  it("each zone upstream-NAME upstream follows service NAME, least_conn and the per-server weights kept; the 65535 placeholder dropped", () => {
+    expect(m.spec.upstreams).toEqual({
+      api: expect.objectContaining({ service: "api", balance: "least_conn", fallback: ["127.0.0.1:9311", "127.0.0.1:9312", "127.0.0.1:9313"], healthcheck: { passive: { max_fails: 3, fail_timeout: 60 } } }),
+      search: expect.objectContaining({ service: "search", balance: "least_conn" }),
+      "static-assets": expect.objectContaining({ service: "static-assets", fallback: [{ address: "127.0.0.1:9321", weight: 2 }, "127.0.0.1:9322"] }),
+    });
+    expect((m.spec.upstreams as Record<string, { fallback?: unknown }>).search!.fallback).toBeUndefined();
+    expect(m.findings.filter((f) => f.kind === "todo").map((f) => f.to)).toEqual(["upstreams.api.service", "upstreams.search.service", "upstreams.static-assets.service", "consul.addresses"]);
+  });
+  it("builds and passes nginx -t", async () => {
+    const r = await buildAndTest(m);
+    expect(r.output).not.toMatch(/\[(emerg|warn|alert)\]/);
+    expect(r.ok).toBe(true);
+  });
+});
+
+describe("a Lua balancer over a shared dict filled by blocking queries (fixtures/migrate/real/lua-dict)", () => {
+  const m = migrateReal("lua-dict");
+  it("each upstream follows the service its balancer names, round robin as the old balancer picked", () => {
+    expect(m.spec.consul).toEqual({ addresses: ["http://127.0.0.1:8500"] });
+    expect(m.spec.upstreams).toMatchObject({
+      orders_backend: { service: "orders", balance: "round_robin", keepalive: 16 },
+      billing_backend: { service: "billing", balance: "round_robin", retry_statuses: [502] },
+    });
+  });
+  it("Service.Address with the node's as fallback is not reported as the node-address defect; the defects it has are", () => {
+    const defects = m.findings.filter((f) => f.kind === "defect").map((f) => f.defect);
+    expect(defects).not.toContain(3);
+    expect(defects).toEqual(expect.arrayContaining([8, 9]));
+  });
+  it("builds and passes nginx -t", async () => {
+    const r = await buildAndTest(m);
+    expect(r.output).not.toMatch(/\[(emerg|warn|alert)\]/);
+    expect(r.ok).toBe(true);
+  });
+});
