@@ -147,7 +147,7 @@ export function readConsulPattern(input: {
 
   // The token: an X-Consul-Token header or ?token=, and where its value comes from.
   let token_env: string | undefined;
-  const tokenUsed = scan.some((s) => s.tokens.some((t) => t.kind === "string" && /^X-Consul-Token$|[?&]token=/i.test(t.value)));
+  const tokenUsed = scan.some((s) => s.tokens.some((t) => t.kind === "string" && /^X-Consul-Token$|[?&]token=/i.test(t.value))) || facts.some((f) => f.tokenSeen);
   if (tokenUsed) {
     for (const s of scan) {
       const t = s.tokens;

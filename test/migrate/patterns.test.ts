@@ -406,3 +406,19 @@ describe("a Lua balancer over a shared dict filled by blocking queries (fixtures
     expect(r.ok).toBe(true);
   });
 });
+
+describe("a balancer on the lua-resty-consul client (fixtures/migrate/real/resty-consul)", () => {
+  const m = migrateReal("resty-consul");
+  it("reads host, port and ssl given apart, the datacenter and the token's variable from the library's tables, and the service its balancer names", () => {
+    expect(m.spec.consul).toEqual({ addresses: ["https://consul.service.internal.test:8501"], datacenter: "west", token_env: "CONSUL_HTTP_TOKEN" });
+    expect(m.spec.upstreams).toMatchObject({ catalog: { service: "catalog-api", balance: "random" } });
+    // The poller is the pattern (replaced by gen-lb's runtime), not Lua the spec cannot carry.
+    expect(m.findings.filter((f) => f.kind === "lost" && f.directive !== undefined)).toEqual([]);
+    expect(m.findings.filter((f) => f.kind === "todo")).toEqual([]);
+  });
+  it("builds and passes nginx -t", async () => {
+    const r = await buildAndTest(m);
+    expect(r.output).not.toMatch(/\[(emerg|warn|alert)\]/);
+    expect(r.ok).toBe(true);
+  });
+});
