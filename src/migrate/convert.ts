@@ -206,6 +206,9 @@ class Converter {
     } else if ("ok" in r) {
       list.push(r.ok);
       carriedFrom.set(r.ok, this.add("carried", d, text(d), to));
+    } else if (d.directive === "location") {
+      // A location left out changes where requests go: the user must rewrite it (migrate exits 1).
+      this.mustRewrite(d, `${text(d).slice(0, 120)}: left out: ${r.why}${r.at !== d ? ` (at ${pos(r.at)})` : ""}`);
     } else {
       this.add("lost", d, `${text(d).slice(0, 120)}: ${r.why}${r.at !== d ? ` (at ${pos(r.at)})` : ""}`);
     }

@@ -32,3 +32,13 @@ describe("braced variables", () => {
     expect(m.findings.filter((f) => f.kind === "lost" && f.directive !== undefined)).toEqual([]);
   });
 });
+
+describe("a nested location the escape hatch cannot carry", () => {
+  it("is left out with its reason and blocks (migrate exits 1), not reported as an ordinary loss", () => {
+    const text = 'events {}\nhttp { server { listen 8080; location / { location /x/ { add_header X-Name "${host}name"; } } } }\n';
+    const m = migrate("n.conf", { loader: memoryLoader({ "n.conf": text }) });
+    const blocking = m.findings.filter((f) => f.blocking);
+    expect(blocking.map((f) => `${f.line}:${f.column} ${f.directive}`)).toEqual(["2:43 location"]);
+    expect(blocking[0]!.message).toMatch(/^location \/x\/: left out: the argument "\$\{host\}name" holds .*; rewrite it by hand$/);
+  });
+});
