@@ -83,7 +83,14 @@ export interface Directive {
   block?: Directive[] | undefined;
 }
 
-export const directiveSchema: z.ZodType<Directive> = z.lazy(() =>
+/** A directive as a spec file may write it (args may be left out). */
+export interface DirectiveInput {
+  name: string;
+  args?: string[] | undefined;
+  block?: DirectiveInput[] | undefined;
+}
+
+export const directiveSchema: z.ZodType<Directive, DirectiveInput> = z.lazy(() =>
   z.strictObject({
     name: z
       .string()
@@ -98,7 +105,7 @@ export const directiveSchema: z.ZodType<Directive> = z.lazy(() =>
       .optional()
       .describe("for block directives (`map`, `if`, `limit_except`...): the directives inside"),
   }),
-) as z.ZodType<Directive>;
+) as z.ZodType<Directive, DirectiveInput>;
 
 const directives = z
   .array(directiveSchema)
