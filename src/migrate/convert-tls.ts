@@ -14,6 +14,12 @@ import type { SslInput } from "./spec-input.js";
 /** The ssl_* settings servers[].ssl can hold besides the certificate. */
 export type SslOption = Partial<Pick<SslInput, "protocols" | "ciphers" | "prefer_server_ciphers">>;
 type Protocol = NonNullable<SslInput["protocols"]>[number];
+/** The TLS session directives gen-lb writes in every ssl server, with its values. */
+const OWN_SESSION: ReadonlyMap<string, string> = new Map([
+  ["ssl_session_timeout", TLS_SESSION.timeout],
+  ["ssl_session_cache", TLS_SESSION.cache],
+  ["ssl_session_tickets", TLS_SESSION.tickets ? "on" : "off"],
+]);
 const isProtocol = (p: string): p is Protocol => /^TLSv1(\.[123])?$/.test(p);
 
 export class TlsConverter {
@@ -86,7 +92,7 @@ export class TlsConverter {
    * own in every ssl server. False for any other directive.
    */
   session(c: Directive): boolean {
-    const own = ({ ssl_session_timeout: TLS_SESSION.timeout, ssl_session_cache: TLS_SESSION.cache, ssl_session_tickets: TLS_SESSION.tickets ? "on" : "off" } as Record<string, string>)[c.directive];
+    const own = OWN_SESSION.get(c.directive);
     if (own === undefined) return false;
     this.oldSession.add(c.directive);
     if (c.args.join(" ") === own) {

@@ -91,8 +91,8 @@ export function staticServers(servers: readonly Directive[], at: string): { serv
 }
 
 export function convertUpstream(u: Directive, ctx: UpstreamContext): UpstreamResult {
-const { ledger } = ctx;
-let comments = 0;
+  const { ledger } = ctx;
+  let comments = 0;
   const name = u.args[0] ?? "";
   if (!SPEC_NAME_RE.test(name)) {
     ledger.add("lost", u, `upstream "${name}": the name cannot be a spec key (letters, digits, _ . - only)`);
