@@ -38,9 +38,7 @@ local concat = table.concat
 local sub = string.sub
 local gsub = string.gsub
 local fmt = string.format
-local random = math.random
 local floor = math.floor
-local min = math.min
 local ipairs = ipairs
 local pcall = pcall
 local tonumber = tonumber
@@ -82,8 +80,7 @@ local get_abortable = fetch.get
 local nap = fetch.nap
 
 local function backoff(n)
-  local d = min(BACKOFF_CAP, BACKOFF_BASE * 2 ^ (n - 1))
-  return d / 2 + random() * d / 2
+  return fetch.backoff(n, BACKOFF_BASE, BACKOFF_CAP)
 end
 
 local service_key = seeding.service_key

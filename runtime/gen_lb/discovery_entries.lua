@@ -122,6 +122,24 @@ local function add_peer(list, by_id, peer, problems)
 end
 _M.add_peer = add_peer
 
+--- The problems not in `warned` (the set of the last round's problems,
+--- which this replaces in place with these), so that a caller warns of
+--- each once while it lasts, not once per round.
+local function fresh_problems(problems, warned)
+  local fresh = {}
+  for _, why in ipairs(problems) do
+    if not warned[why] then
+      fresh[#fresh + 1] = why
+    end
+  end
+  clear(warned)
+  for _, why in ipairs(problems) do
+    warned[why] = true
+  end
+  return fresh
+end
+_M.fresh_problems = fresh_problems
+
 --- A decoded health answer -> list (deduplicated), problems (strings), total
 --- entries, rejected entries, and fresh: the problems not in `warned` (the
 --- caller's set of the last answer's problems, which this replaces in place),
@@ -147,21 +165,7 @@ local function parse_entries(doc, warned)
       add_peer(list, by_id, peer, problems)
     end
   end
-  local fresh = {}
-  if warned then
-    for _, why in ipairs(problems) do
-      if not warned[why] then
-        fresh[#fresh + 1] = why
-      end
-    end
-    clear(warned)
-    for _, why in ipairs(problems) do
-      warned[why] = true
-    end
-  else
-    fresh = problems
-  end
-  return list, problems, total, rejected, fresh
+  return list, problems, total, rejected, warned and fresh_problems(problems, warned) or problems
 end
 _M.parse = parse_entries
 

@@ -29,7 +29,6 @@ local log = require "gen_lb.log"
 local ipairs = ipairs
 local min = math.min
 local max = math.max
-local random = math.random
 
 local _M = { _VERSION = "0.1.0" }
 
@@ -105,11 +104,6 @@ local function nap(lp, seconds, abort)
   end
 end
 
-local function retry_after(n)
-  local d = min(RETRY_CAP, RETRY_BASE * 2 ^ (n - 1))
-  return d / 2 + random() * d / 2
-end
-
 --- A loop of the Consul watcher (gen_lb.singleton) for upstream `name`,
 --- which has host names among its fallback peers: see the header.
 function _M.watch(name, lp, abort)
@@ -125,17 +119,12 @@ function _M.watch(name, lp, abort)
       if abort() then
         return
       end
-      local now_warned = {}
-      for _, why in ipairs(problems) do
-        if not warned[why] then
-          log.warn('upstream "', name, '": ', why, "; retrying")
-        end
-        now_warned[why] = true
+      for _, why in ipairs(entries.fresh_problems(problems, warned)) do
+        log.warn('upstream "', name, '": ', why, "; retrying")
       end
-      warned = now_warned
       if #problems > 0 then
         failures = failures + 1
-        wait = retry_after(failures)
+        wait = fetch.backoff(failures, RETRY_BASE, RETRY_CAP)
       else
         failures = 0
         wait = max(MIN_REFRESH, min(MAX_REFRESH, ttl or MAX_REFRESH))
