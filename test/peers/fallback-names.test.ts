@@ -55,11 +55,12 @@ describe("fallback peers that are host names (OpenResty, nginx.http.resolver)", 
       standin,
       // runtime.hold_for_peers follows consul.timeout: a held request waits up to 5 s.
       consul: { timeout: "5s" },
-      upstreams: { web: { fallback: [`${NAME}:${v4.port}`], retries: 0 } },
+      // The name and the IP it resolves to: one peer, as Consul's entries would be.
+      upstreams: { web: { fallback: [`${NAME}:${v4.port}`, `127.0.0.1:${v4.port}`], retries: 0 } },
       http: { resolver: [dns.address] },
     });
 
-  it("are resolved (IPv4 and IPv6) and serve with 0 failures while Consul never answers", async () => {
+  it("are resolved (IPv4 and IPv6, one peer per address) and serve with 0 failures while Consul never answers", async () => {
     lb = await start();
     await lb.waitForPeers("web", [`127.0.0.1:${v4.port}`, `[::1]:${v4.port}`]);
     const load = await runLoad({ url: lb.url("web"), requests: 200, concurrency: 4 });
