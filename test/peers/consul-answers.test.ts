@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Backend } from "../support/backends.js";
 import { ConsulStandin } from "../support/consul-standin.js";
 import { runLoad } from "../support/load.js";
-import { sleep, waitFor } from "../support/ports.js";
+import { freePort, sleep, waitFor } from "../support/ports.js";
 import { Lb, backends } from "../balancer/harness.js";
 
 const NODE_ADDRESS = "127.0.0.3";
@@ -43,6 +43,8 @@ describe("Consul answers about peers", () => {
         listed: { retries: 0 },
         node: { retries: 0 },
         hostile: { retries: 0 },
+        // An IPv6 peer that cannot be reached (nothing listens on its port of ::1) beside a good one.
+        v6dead: { retries: 1, healthcheck: { active: { path: "/health", interval: "500ms", timeout: "400ms", fall: 1, rise: 1 } } },
         // No instance in Consul: served from its fallback, an IPv6 literal (spelled long).
         fb6: { retries: 0, fallback: [`[0:0:0:0:0:0:0:1]:${fb6.port}`] },
       },
@@ -71,6 +73,22 @@ describe("Consul answers about peers", () => {
     const r = await runLoad({ url: lb.url("fb6"), requests: 50, concurrency: 2 });
     expect(r.failures, lb.logTail()).toEqual([]);
     expect(r.byBackend).toEqual({ fb6: 50 });
+  });
+
+  it("an unreachable IPv6 peer is taken out by active checks and costs no request (retried on the IPv4 one)", async () => {
+    const closed = await freePort();
+    lb.register({ ID: "v6dead-good", Name: "v6dead", Address: "127.0.0.1", Port: good.port });
+    const load = runLoad({ url: lb.url("v6dead"), durationMs: 2500, requests: 20_000, concurrency: 2 });
+    lb.register({ ID: "v6dead-bad", Name: "v6dead", Address: "::1", Port: closed });
+    await lb.waitForPeers("v6dead", [good.address, `[::1]:${closed}`]);
+    const p = await lb.waitForPeer("v6dead", `[::1]:${closed}`, (s) => s.last_check_result !== undefined, "checked");
+    const r = await load;
+    expect(r.failures, JSON.stringify(r.failures.slice(0, 3)) + lb.logTail()).toEqual([]);
+    expect(r.total).toBeGreaterThan(50);
+    expect(p.healthy).toBe(false);
+    expect(p.last_check_result).not.toBe("ok");
+    // The check connected to [::1]:PORT (refused), not to a mangled address.
+    expect(lb.errorLog()).not.toMatch(/invalid port|no host allowed|set_current_peer\(.*\) failed/);
   });
 
   it("::1 spelled three ways is one peer beside IPv4; 0 failed requests", async () => {
