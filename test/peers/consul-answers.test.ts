@@ -78,6 +78,7 @@ describe("Consul answers about peers", () => {
   it("an unreachable IPv6 peer is taken out by active checks and costs no request (retried on the IPv4 one)", async () => {
     const closed = await freePort();
     lb.register({ ID: "v6dead-good", Name: "v6dead", Address: "127.0.0.1", Port: good.port });
+    await lb.waitForPeers("v6dead", [good.address]);
     const load = runLoad({ url: lb.url("v6dead"), durationMs: 2500, requests: 20_000, concurrency: 2 });
     lb.register({ ID: "v6dead-bad", Name: "v6dead", Address: "::1", Port: closed });
     await lb.waitForPeers("v6dead", [good.address, `[::1]:${closed}`]);
@@ -113,6 +114,15 @@ describe("Consul answers about peers", () => {
     const warned = warnings("zoned");
     expect(warned, lb.logTail()).toHaveLength(1);
     expect(warned[0]).toMatch(/\[warn\].*service zoned: address "fe80::1%eth0" is not an IP address/);
+  });
+
+  it("a host name without nginx.http.resolver is dropped with one warning saying so, on either target", async () => {
+    lb.register({ ID: "named-nores", Name: "listed", Address: "app.service.consul", Port: 8080 });
+    await sleep(1500); // a few answers: still one warning, and the list did not move
+    await lb.waitForPeers("listed", ["[dead:beef::1]:8080"]);
+    const warned = warnings("named-nores");
+    expect(warned, lb.logTail()).toHaveLength(1);
+    expect(warned[0]).toMatch(/\[warn\].*service named-nores: address "app\.service\.consul" is not an IP address \(a host name, not resolved: nginx\.http\.resolver is not set\)/);
   });
 
   it("Port 0, 65536, a string or a fraction: that entry dropped with one warning, the rest kept; a newline in an ID is escaped", async () => {
