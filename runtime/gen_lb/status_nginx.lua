@@ -158,6 +158,14 @@ function _M.static_json(list)
   return '"static_upstreams":{' .. concat(parts, ",") .. "}"
 end
 
+-- Per-peer families of static upstreams (where nginx's state can be read): name, help, value.
+local STATIC_PEER_FAMILIES = {
+  { "gen_lb_static_peer_up", "1 when nginx would pick the static peer, 0 when it is down or failed.",
+    function(p) return p.healthy == true end },
+  { "gen_lb_static_peer_fails", "Failed tries counted by nginx within fail_timeout.",
+    function(p) return p.fails end },
+}
+
 --- Prometheus families for these static upstreams, through the caller's add/label/number.
 function _M.static_prometheus(list, add, label, number)
   if #list == 0 then
@@ -178,20 +186,12 @@ function _M.static_prometheus(list, add, label, number)
   if not nginx_peers.available() then
     return
   end
-  add("# HELP gen_lb_static_peer_up 1 when nginx would pick the static peer, 0 when it is down or failed.\n"
-    .. "# TYPE gen_lb_static_peer_up gauge\n")
-  for _, d in ipairs(data) do
-    for _, p in ipairs(d.ps) do
-      add('gen_lb_static_peer_up{upstream="' .. d.name .. '",peer="' .. label(p.address) .. '"} '
-        .. number(p.healthy == true) .. "\n")
-    end
-  end
-  add("# HELP gen_lb_static_peer_fails Failed tries counted by nginx within fail_timeout.\n"
-    .. "# TYPE gen_lb_static_peer_fails gauge\n")
-  for _, d in ipairs(data) do
-    for _, p in ipairs(d.ps) do
-      add('gen_lb_static_peer_fails{upstream="' .. d.name .. '",peer="' .. label(p.address) .. '"} '
-        .. number(p.fails) .. "\n")
+  for _, f in ipairs(STATIC_PEER_FAMILIES) do
+    add("# HELP " .. f[1] .. " " .. f[2] .. "\n# TYPE " .. f[1] .. " gauge\n")
+    for _, d in ipairs(data) do
+      for _, p in ipairs(d.ps) do
+        add(f[1] .. '{upstream="' .. d.name .. '",peer="' .. label(p.address) .. '"} ' .. number(f[3](p)) .. "\n")
+      end
     end
   end
 end

@@ -18,6 +18,17 @@ import { Lb, backends } from "../balancer/harness.js";
 const NODE_ADDRESS = "127.0.0.3";
 const HOSTILE = /^\/v1\/health\/service\/hostile$/;
 
+type Entry = Record<string, unknown>;
+
+/** n copies of an answer's first entry, each with service(i) merged into its Service. */
+function copies(entries: Entry[], n: number, service: (i: number) => Record<string, unknown>): Entry[] {
+  return Array.from({ length: n }, (_, i) => {
+    const e = structuredClone(entries[0]!);
+    Object.assign(e.Service as object, service(i));
+    return e;
+  });
+}
+
 describe("Consul answers about peers", () => {
   let standin: ConsulStandin;
   let lb: Lb;
@@ -57,6 +68,8 @@ describe("Consul answers about peers", () => {
     await Promise.all([v4, v6, onNode, good, fb6].map((b) => b?.stop()));
   });
 
+  /** Answers about upstream hostile made by `edit` from the real ones, until the returned function is called. */
+  const spoilHostile = (edit: (entries: Entry[]) => unknown) => standin.fault({ path: HOSTILE, kind: "edit", edit });
   const warnings = (needle: string) => lb.errorLog().split("\n").filter((l) => l.includes(needle));
 
   it("an instance with an empty Service.Address is at its node's Address, and serves", async () => {
@@ -130,18 +143,7 @@ describe("Consul answers about peers", () => {
     await lb.waitForPeers("hostile", [good.address]);
     // The forged ID first, so that it is among the problems the warning spells out.
     const bad: Array<[string, unknown]> = [["evil\n2026/01/01 00:00:00 [emerg] forged", 0], ["port-zero", 0], ["port-big", 65536], ["port-string", String(good.port)], ["port-frac", 80.5]];
-    const clear = standin.fault({
-      path: HOSTILE,
-      kind: "edit",
-      edit: (entries) => [
-        ...entries,
-        ...bad.map(([id, port]) => {
-          const e = structuredClone(entries[0]!);
-          Object.assign(e.Service as object, { ID: id, Port: port });
-          return e;
-        }),
-      ],
-    });
+    const clear = spoilHostile((entries) => [...entries, ...copies(entries, bad.length, (i) => ({ ID: bad[i]![0], Port: bad[i]![1] }))]);
     try {
       const since = Date.now();
       await waitFor(() => standin.countRequests({ path: HOSTILE, since }) >= 4, "three edited answers", 15_000);
@@ -163,16 +165,7 @@ describe("Consul answers about peers", () => {
   });
 
   it("the same instance 500 times (under other IDs, weights) is one peer with the largest weight", async () => {
-    const clear = standin.fault({
-      path: HOSTILE,
-      kind: "edit",
-      edit: (entries) =>
-        Array.from({ length: 500 }, (_, i) => {
-          const e = structuredClone(entries[0]!);
-          Object.assign(e.Service as object, { ID: `copy-${i}`, Weights: { Passing: i === 250 ? 7 : 1, Warning: 1 } });
-          return e;
-        }),
-    });
+    const clear = spoilHostile((entries) => copies(entries, 500, (i) => ({ ID: `copy-${i}`, Weights: { Passing: i === 250 ? 7 : 1, Warning: 1 } })));
     try {
       const view = await waitFor(async () => {
         const v = (await lb.view()).upstreams.hostile;
@@ -187,18 +180,10 @@ describe("Consul answers about peers", () => {
   });
 
   it("a list of 3000 peers is taken whole, status still answers, and the next answer replaces it", async () => {
-    const clear = standin.fault({
-      path: HOSTILE,
-      kind: "edit",
-      edit: (entries) => [
-        ...entries,
-        ...Array.from({ length: 3000 }, (_, i) => {
-          const e = structuredClone(entries[0]!);
-          Object.assign(e.Service as object, { ID: `many-${i}`, Address: `127.0.${1 + Math.floor(i / 250)}.${1 + (i % 250)}`, Port: 9 });
-          return e;
-        }),
-      ],
-    });
+    const clear = spoilHostile((entries) => [
+      ...entries,
+      ...copies(entries, 3000, (i) => ({ ID: `many-${i}`, Address: `127.0.${1 + Math.floor(i / 250)}.${1 + (i % 250)}`, Port: 9 })),
+    ]);
     try {
       await waitFor(async () => (await lb.view()).upstreams.hostile?.peers.length === 3001, "3001 peers", 20_000);
       const up = await lb.upstream("hostile");
