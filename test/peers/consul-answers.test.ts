@@ -117,16 +117,20 @@ describe("Consul answers about peers", () => {
     expect(Math.abs((r.byBackend.v4 ?? 0) - (r.byBackend.v6 ?? 0)), JSON.stringify(r.byBackend)).toBeLessThanOrEqual(4);
   });
 
-  it("upper-case hex is the same peer as lower case; a zone index is dropped with one warning", async () => {
+  it("upper-case hex is the same peer as lower case; a zone index, and [::1]:PORT, are dropped with one warning each", async () => {
     // Listed only: nothing is sent to this upstream.
     lb.register({ ID: "upper", Name: "listed", Address: "DEAD:BEEF:0:0::1", Port: 8080 });
     lb.register({ ID: "lower", Name: "listed", Address: "dead:beef::1", Port: 8080 });
     lb.register({ ID: "zoned", Name: "listed", Address: "fe80::1%eth0", Port: 8080 });
+    lb.register({ ID: "v6-ported", Name: "listed", Address: "[::1]:8081", Port: 8080 });
     await lb.waitForPeers("listed", ["[dead:beef::1]:8080"]);
-    await sleep(1500); // a few more answers: still one warning
+    await sleep(1500); // a few more answers: still one warning each
     const warned = warnings("zoned");
     expect(warned, lb.logTail()).toHaveLength(1);
     expect(warned[0]).toMatch(/\[warn\].*service zoned: address "fe80::1%eth0" is not an IP address/);
+    const ported = warnings("v6-ported");
+    expect(ported, lb.logTail()).toHaveLength(1);
+    expect(ported[0]).toMatch(/service v6-ported: address "\[::1\]:8081" carries a port/);
   });
 
   it("a host name without nginx.http.resolver is dropped with one warning saying so, on either target", async () => {
