@@ -8,6 +8,7 @@ import { stringify } from "yaml";
 import { lintParsed } from "../lint/lint.js";
 import { parseConfig } from "../nginx/parse.js";
 import type { Directive, Loader } from "../nginx/types.js";
+import type { SpecInput } from "../spec/schema.js";
 import { unbraceTree } from "./braces.js";
 import { convert } from "./convert.js";
 import { flatten, isMimeTypesInclude, walk } from "./flatten.js";
@@ -31,8 +32,8 @@ export interface MigrateOptions {
 }
 
 export interface Migration {
-  /** The spec, as plain data in the schema's key order. */
-  spec: Record<string, unknown>;
+  /** The spec, as plain data in the schema's key order, typed as the schema's input. */
+  spec: SpecInput;
   findings: Finding[];
   /** The old config as nginx sees it (includes inlined), for --verify. */
   tree: Directive[];
@@ -76,7 +77,7 @@ export function migrate(mainFile: string, opts: MigrateOptions): Migration {
   const unbraced = unbraceTree(tree);
   const result = convert({ tree: unbraced.tree, sources, comments, mimeTypes, mainFile, cwd: opts.cwd ?? process.cwd(), prefix, ...(opts.bin ? { bin: opts.bin } : {}) });
   // What the target's nginx refuses among the carried directives is reported lost, not left to fail validation.
-  fitToTarget(result.spec, result.findings);
+  fitToTarget(result.spec as unknown as Record<string, unknown>, result.findings);
   const findings: Finding[] = [
     ...inlined.map(({ node, files }): Finding => ({
       kind: "converted",
