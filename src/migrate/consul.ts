@@ -6,6 +6,7 @@
  * determined is returned as a to-do, never filled with a default. Pure.
  */
 import type { Directive } from "../nginx/types.js";
+import { walk } from "./flatten.js";
 import { consulFacts, findRequires, readTableAt, type LuaSource, type LuaValue } from "./lua.js";
 import type { Finding } from "./types.js";
 
@@ -104,11 +105,35 @@ function pickRule(balancer: LuaSource, sources: readonly LuaSource[]): { balance
   return undefined;
 }
 
+/**
+ * A subrequest path ("/_consul/v1/health/service/web?passing") -> the
+ * Consul base URL behind the prefix location it lands in, when that location
+ * proxies to a literal http(s)://host:port and the path nginx sends there
+ * starts with /v1/.
+ */
+function subrequestTarget(url: string, tree: readonly Directive[]): { base: string; location: Directive } | undefined {
+  if (!url.startsWith("/")) return undefined;
+  let best: { base: string; location: Directive; len: number } | undefined;
+  walk(tree, (d) => {
+    if (d.directive !== "location") return;
+    const prefix = d.args.length === 1 ? d.args[0]! : d.args[0] === "^~" ? d.args[1]! : undefined;
+    if (prefix === undefined || !url.startsWith(prefix) || (best && best.len >= prefix.length)) return;
+    const pass = d.block?.find((c) => c.directive === "proxy_pass")?.args[0];
+    const m = pass ? /^(https?:\/\/(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*)(?::\d{1,5})?)(\/.*)?$/.exec(pass) : null;
+    if (!m) return;
+    const sent = m[2] === undefined ? url : m[2] + url.slice(prefix.length);
+    if (sent.replace(/^\/+/, "/").startsWith("/v1/")) best = { base: m[1]!, location: d, len: prefix.length };
+  });
+  return best && { base: best.base, location: best.location };
+}
+
 export function readConsulPattern(input: {
   sources: readonly LuaSource[];
   /** The pattern's own code: modules that talk to Consul and the init blocks that call them. */
   patternSources: ReadonlySet<LuaSource>;
   luaUpstreams: ReadonlyMap<string, Directive>;
+  /** The config: a subrequest path (ngx.location.capture) reaches Consul through one of its locations. */
+  tree?: readonly Directive[];
 }): ConsulPattern {
   const findings: Finding[] = [];
   const facts = consulFacts(input.sources);
@@ -122,6 +147,14 @@ export function readConsulPattern(input: {
   for (const f of facts) if (f.address && !addresses.includes(f.address.value)) {
     addresses.push(f.address.value.replace(/\/$/, ""));
     first ??= f.address;
+  }
+  for (const f of facts) {
+    const via = f.address ? undefined : subrequestTarget(f.url.value, input.tree ?? []);
+    if (via && !addresses.includes(via.base)) {
+      addresses.push(via.base);
+      first ??= f.url;
+      findings.push({ kind: "converted", file: via.location.file, line: via.location.line, message: `location ${via.location.args.join(" ")}: the Lua reaches Consul through it (ngx.location.capture("${f.url.value}")), at ${via.base}`, to: "consul.addresses" });
+    }
   }
   for (const s of scan) {
     for (const t of s.tokens) {

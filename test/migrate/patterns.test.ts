@@ -422,3 +422,17 @@ describe("a balancer on the lua-resty-consul client (fixtures/migrate/real/resty
     expect(r.ok).toBe(true);
   });
 });
+
+describe("Consul asked through a subrequest (fixtures/migrate/real/lua-capture)", () => {
+  const m = migrateReal("lua-capture");
+  it("the address is the internal location's proxy_pass target, the datacenter the query's", () => {
+    expect(m.spec.consul).toEqual({ addresses: ["http://10.0.0.5:8500"], datacenter: "dc1" });
+    expect(m.spec.upstreams).toMatchObject({ inventory: { service: "inventory", balance: "random" } });
+    expect(m.findings.filter((f) => f.kind === "todo").map((f) => f.to)).toEqual(["consul.token_env"]);
+  });
+  it("builds and passes nginx -t", async () => {
+    const r = await buildAndTest(m);
+    expect(r.output).not.toMatch(/\[(emerg|warn|alert)\]/);
+    expect(r.ok).toBe(true);
+  });
+});
