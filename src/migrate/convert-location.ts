@@ -84,7 +84,9 @@ export function convertLocation(ctx: ConvertContext, l: Directive, inherited: Re
         break;
       case "root":
       case "alias":
-        if (!content && a.length === 1) {
+        // With a proxy_pass to a converted upstream, that is the content (nginx proxies; root or alias only set
+        // $document_root for what is nested): carried, so the headers converted for the upstream are not left unused.
+        if (!content && typed === undefined && a.length === 1) {
           if (c.directive === "root") loc.root = a[0];
           else loc.alias = a[0];
           content = true;

@@ -335,6 +335,12 @@ describe("a Discourse front (fixtures/migrate/real/discourse)", () => {
     ]);
     expect(locs().find((l) => l.path === "/")).toMatchObject({ root: "$public", try_files: ["$uri", "@discourse"] });
   });
+  it("a location with root before its proxy_pass proxies to the upstream with its own headers; root is carried for what is nested", () => {
+    const secure = locs().find((l) => l.path === "^/secure-uploads/")!;
+    expect(secure).toMatchObject({ upstream: "discourse", proxy_set_header: { Host: "$http_host" } });
+    expect(secure.root).toBeUndefined();
+    expect((secure.directives as Array<{ name: string }>).map((d) => d.name)).toEqual(["root", "location", "break"]);
+  });
   it("nothing is lost but the comments; the upstream stays a static unix socket", () => {
     expect(m.findings.filter((f) => f.kind === "lost" && f.directive !== undefined)).toEqual([]);
     expect(m.findings.filter((f) => f.blocking)).toEqual([]);
