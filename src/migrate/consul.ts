@@ -88,20 +88,23 @@ function queryValue(s: LuaSource, key: string): string | undefined {
  * the peer count (`n % #list`), read from its block and the modules it
  * requires. Neither or both: undefined (the converter keeps its default).
  */
-function pickRule(balancer: LuaSource, sources: readonly LuaSource[]): { balance: "round_robin" | "random"; source: LuaSource; token: { line: number; column: number } } | undefined {
+function pickRule(balancer: LuaSource, sources: readonly LuaSource[]): { balance: "round_robin" | "random"; how: string; source: LuaSource; token: { line: number; column: number } } | undefined {
   const names = new Set(findRequires(balancer).map((r) => r.name));
   const code = [balancer, ...sources.filter((s) => s.module !== undefined && names.has(s.module))];
-  let random: { source: LuaSource; token: { line: number; column: number } } | undefined;
-  let modulo: typeof random;
+  let random: { how: string; source: LuaSource; token: { line: number; column: number } } | undefined;
+  let turns: typeof random;
   for (const s of code) {
     const t = s.tokens;
     for (let i = 0; i + 2 < t.length; i++) {
-      if (!random && t[i]!.value === "math" && t[i + 1]!.value === "." && t[i + 2]!.value === "random") random = { source: s, token: t[i]! };
-      if (!modulo && t[i]!.kind === "op" && t[i]!.value === "%" && t[i + 1]!.value === "#") modulo = { source: s, token: t[i]! };
+      if (!random && t[i]!.value === "math" && t[i + 1]!.value === "." && t[i + 2]!.value === "random") random = { how: "math.random", source: s, token: t[i]! };
+      if (!turns && t[i]!.kind === "op" && t[i]!.value === "%" && t[i + 1]!.value === "#") turns = { how: "a turn counter modulo the peer count", source: s, token: t[i]! };
     }
+    // lua-resty-balancer's round robin (resty.roundrobin:new(nodes):find()).
+    const rr = findRequires(s).find((r) => r.name === "resty.roundrobin");
+    if (!turns && rr) turns = { how: 'require "resty.roundrobin"', source: s, token: rr.token };
   }
-  if (random && !modulo) return { balance: "random", ...random };
-  if (modulo && !random) return { balance: "round_robin", ...modulo };
+  if (random && !turns) return { balance: "random", ...random };
+  if (turns && !random) return { balance: "round_robin", ...turns };
   return undefined;
 }
 
@@ -203,7 +206,7 @@ export function readConsulPattern(input: {
     const picked = balancer ? pickRule(balancer, input.sources) : undefined;
     if (picked) {
       balances.set(name, picked.balance);
-      findings.push({ kind: "converted", ...loc(picked.source, picked.token), message: `upstream ${name}: balance ${picked.balance}, as its old Lua balancer picks (${picked.balance === "random" ? "math.random" : "a turn counter modulo the peer count"})`, to: `upstreams.${name}.balance` });
+      findings.push({ kind: "converted", ...loc(picked.source, picked.token), message: `upstream ${name}: balance ${picked.balance}, as its old Lua balancer picks (${picked.how})`, to: `upstreams.${name}.balance` });
     }
     const args = balancer ? balancer.tokens.filter((t) => t.kind === "string" && !required.has(t.value)).map((t) => t.value) : [];
     const desc = descs.find((d) => args.includes(d.name)) ?? descs.find((d) => d.name === name);

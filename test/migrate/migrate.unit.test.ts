@@ -406,3 +406,26 @@ describe("bad input", () => {
   });
 
 });
+
+describe("the balance a Lua balancer used", () => {
+  const conf = (balancer: string) => `events {}
+http {
+    init_worker_by_lua_block { require("sync").start() }
+    upstream app {
+        server 0.0.0.1;
+        balancer_by_lua_block { ${balancer} }
+    }
+    server { listen 8080; location / { proxy_pass http://app; } }
+}
+`;
+  const sync = 'local http = require "resty.http"\nlocal M = {}\nfunction M.start() local c = http.new(); c:request_uri("http://127.0.0.1:8500/v1/health/service/app?passing") end\nreturn M\n';
+  const run = (balancer: string) =>
+    migrate("conf/nginx.conf", { loader: memoryLoader({ "conf/nginx.conf": conf(balancer), "lua/sync.lua": sync }), luaPath: ["lua"] });
+  it("lua-resty-balancer's resty.roundrobin is round_robin, math.random is random; the report says which code showed it", () => {
+    const rr = run('local rr = require("resty.roundrobin"):new({ ["127.0.0.1:1"] = 1 }); require("ngx.balancer").set_current_peer(rr:find())');
+    expect((rr.spec.upstreams as Record<string, { balance: string }>).app!.balance).toBe("round_robin");
+    expect(rr.findings.find((f) => f.to === "upstreams.app.balance" && f.kind === "converted")!.message).toMatch(/balance round_robin, as its old Lua balancer picks \(require "resty.roundrobin"\)/);
+    const random = run('local p = peers[math.random(#peers)]; require("ngx.balancer").set_current_peer(p.host, p.port)');
+    expect((random.spec.upstreams as Record<string, { balance: string }>).app!.balance).toBe("random");
+  });
+});
