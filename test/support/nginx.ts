@@ -54,9 +54,11 @@ export class Nginx {
     public masterPid: number,
   ) {}
 
-  static async start(prefix: string, env: Record<string, string> = {}, bin = NGINX_BIN): Promise<Nginx> {
+  /** `cwd`: start nginx from there, with `-p` relative to it (as a user who types `nginx -p dist/`). */
+  static async start(prefix: string, env: Record<string, string> = {}, bin = NGINX_BIN, cwd?: string): Promise<Nginx> {
     const pidFile = path.join(prefix, "logs/nginx.pid");
-    const r = await execa(bin, ["-p", `${prefix}/`, "-c", "conf/nginx.conf"], { reject: false, env, extendEnv: true });
+    const prefixArg = cwd === undefined ? prefix : path.relative(cwd, prefix);
+    const r = await execa(bin, ["-p", `${prefixArg}/`, "-c", "conf/nginx.conf"], { reject: false, env, extendEnv: true, ...(cwd === undefined ? {} : { cwd }) });
     if (r.exitCode !== 0) throw new Error(`nginx failed to start (${r.exitCode}): ${r.stderr}\n${readLog(prefix)}`);
     const pid: number = await waitFor(() => (existsSync(pidFile) ? Number(readFileSync(pidFile, "utf8").trim()) : 0), "nginx pid file");
     running.add(pid);
