@@ -85,44 +85,39 @@ describe("runtime edges: the dump path stays inside the prefix", () => {
     expect(validateSpecText(spec('    fallback: ["127.0.0.1:9000"]\n'), "spec.yaml").errors).toEqual([]);
   });
 
-  it("a hand-edited config.lua pointing out of the prefix: nothing outside is created or chowned", async () => {
+  /**
+   * A prefix beside a directory "victim", edited by `edit` before nginx
+   * starts; returns once the watcher had its first answer and time to write
+   * the dump.
+   */
+  async function dumpOutOfPrefix(edit: (prefix: string, victim: string) => void): Promise<{ s: Stack; victim: string }> {
     const work = workDir();
     const victim = path.join(work, "victim");
     mkdirSync(victim);
-    const s = await start({
-      backends: ["a"],
-      prefix: path.join(work, "prefix"),
-      beforeStart: ({ prefix }) => {
-        const configLua = path.join(prefix, "lua/gen_lb/config.lua");
-        const text = readFileSync(configLua, "utf8");
-        expect(text).toContain('"state/gen_lb_peers.json"');
-        writeFileSync(configLua, text.replace('"state/gen_lb_peers.json"', '"../victim/peers.json"'));
-      },
-    });
+    const s = await start({ backends: ["a"], prefix: path.join(work, "prefix"), beforeStart: ({ prefix }) => edit(prefix, victim) });
     s.register("web", s.backends[0]!);
-    // The watcher's first answer, then time for its dump write.
     await waitFor(() => /peers changed to version 1 from consul/.test(s.errorLog()), "the first Consul answer");
     await sleep(1000);
+    return { s, victim };
+  }
+
+  it("a hand-edited config.lua pointing out of the prefix: nothing outside is created or chowned", async () => {
+    const { s, victim } = await dumpOutOfPrefix((prefix) => {
+      const configLua = path.join(prefix, "lua/gen_lb/config.lua");
+      const text = readFileSync(configLua, "utf8");
+      expect(text).toContain('"state/gen_lb_peers.json"');
+      writeFileSync(configLua, text.replace('"state/gen_lb_peers.json"', '"../victim/peers.json"'));
+    });
     expect(statSync(victim).uid).toBe(0);
     expect(existsSync(path.join(victim, "peers.json"))).toBe(false);
     expect(s.errorLog()).toMatch(/\[error\].*consul\.dump_file \.\.\/victim\/peers\.json resolves to .*victim\/peers\.json, outside the prefix/);
   });
 
   it("a state/ symlinked out of the prefix is refused, not chowned", async () => {
-    const work = workDir();
-    const victim = path.join(work, "victim");
-    mkdirSync(victim);
-    const s = await start({
-      backends: ["a"],
-      prefix: path.join(work, "prefix"),
-      beforeStart: ({ prefix }) => {
-        rmSync(path.join(prefix, "state"), { recursive: true, force: true });
-        symlinkSync(victim, path.join(prefix, "state"));
-      },
+    const { s, victim } = await dumpOutOfPrefix((prefix, victimDir) => {
+      rmSync(path.join(prefix, "state"), { recursive: true, force: true });
+      symlinkSync(victimDir, path.join(prefix, "state"));
     });
-    s.register("web", s.backends[0]!);
-    await waitFor(() => /peers changed to version 1 from consul/.test(s.errorLog()), "the first Consul answer");
-    await sleep(1000);
     expect(statSync(victim).uid).not.toBe(NOBODY_UID);
     expect(existsSync(path.join(victim, "gen_lb_peers.json"))).toBe(false);
     expect(s.errorLog()).toMatch(/\[error\].*consul\.dump_file state\/gen_lb_peers\.json resolves to .*victim\/gen_lb_peers\.json, outside the prefix/);
