@@ -137,7 +137,7 @@ describe("discovery: dns on OpenResty", () => {
     for (let i = 0; i < 40 && seen.size < 2; i++) {
       // A new connection each time, so that both workers answer.
       const agent = new http.Agent({ keepAlive: false });
-      const body = await readStatus(`http://127.0.0.1:${statusPort}/status?upstream=web`, agent);
+      const body = await readStatus(`http://127.0.0.1:${statusPort}/status?upstream=web`, { agent });
       agent.destroy();
       const web = dnsOnly(body);
       seen.set(String(body.pid), JSON.stringify(web.peers.map((p) => [p.address, p.weight]).sort()));
@@ -215,7 +215,7 @@ describe("discovery: dns on OpenResty", () => {
     const lua = await waitFor(async () => (await request(`http://127.0.0.1:${port}/lua/`)).headers["x-backend"] === "a", "the Lua engine's upstream");
     expect(lua).toBe(true);
     expect(load.failures).toEqual([]);
-    const s = (JSON.parse((await request(`http://127.0.0.1:${statusPort}/status`)).body) as { upstreams: Record<string, { source: string }> }).upstreams;
+    const s = (await readStatus(`http://127.0.0.1:${statusPort}/status`)).upstreams;
     expect(s.web!.source).toBe("dns");
     expect(s.lua!.source).toBe("consul");
     expect(nginx!.errorLog()).not.toMatch(/lua entry thread aborted|runtime error|log_by_lua/);

@@ -12,6 +12,7 @@ import { runCli } from "../support/cli.js";
 import { runLoad, request } from "../support/load.js";
 import { Nginx, NGINX_BIN, tempDir } from "../support/nginx.js";
 import { sleep } from "../support/ports.js";
+import { readStatus } from "../support/status-contract.js";
 import { FIXTURES, liveFiles, makePrefix, mountTmpfs, ports, remountReadOnly, runCliAsync, snapshot, specObject, wrapperBin, writeSpec, type Ports } from "./helpers.js";
 
 const BIN = ["--bin", NGINX_BIN];
@@ -33,7 +34,7 @@ async function startNginx(prefix: string): Promise<Nginx> {
 const fresh = { headers: { connection: "close" } };
 
 async function status(p: Ports): Promise<string> {
-  return JSON.parse((await request(`http://127.0.0.1:${p.status}/status`, fresh)).body).build_id;
+  return (await readStatus(`http://127.0.0.1:${p.status}/status`, fresh)).build_id;
 }
 
 async function body(p: Ports): Promise<string> {

@@ -14,7 +14,7 @@ import { Backend } from "../support/backends.js";
 import { request, runLoad } from "../support/load.js";
 import { buildPrefix, Nginx, tempDir } from "../support/nginx.js";
 import { freePort } from "../support/ports.js";
-import { expectStatusContract } from "../support/status-contract.js";
+import { expectStatusContract, readStatus } from "../support/status-contract.js";
 import { TEST_TARGET } from "../support/target.js";
 
 /** An HTTP backend on a unix socket, answering with its name like Backend does. */
@@ -161,7 +161,7 @@ describe("static upstreams on the real nginx", () => {
     expect(doc.static_upstreams.failover!.peers.map((p) => p.backup)).toEqual([false, false, true]);
     expect(doc.static_upstreams.keyed!.balance).toBe("chash");
 
-    const one = JSON.parse((await request(`http://127.0.0.1:${statusPort}/status?upstream=keyed`)).body) as { static_upstreams: object };
+    const one = await readStatus(`http://127.0.0.1:${statusPort}/status?upstream=keyed`);
     expect(Object.keys(one.static_upstreams)).toEqual(["keyed"]);
     const prom = (await request(`http://127.0.0.1:${statusPort}/status?format=prometheus`)).body;
     expect(prom).toContain('gen_lb_static_upstream_servers{upstream="failover"} 3\n');

@@ -8,7 +8,7 @@ import type { Backend } from "../support/backends.js";
 import { request, runLoad } from "../support/load.js";
 import { waitFor } from "../support/ports.js";
 import { Stack, startBackends } from "../support/stack.js";
-import { expectStatusContract, parsePrometheus, sampleValue as value } from "../support/status-contract.js";
+import { expectStatusContract, parsePrometheus, readStatus, sampleValue as value } from "../support/status-contract.js";
 
 describe("status endpoint", () => {
   let lb: Stack;
@@ -150,7 +150,7 @@ describe("status endpoint", () => {
   });
 
   it("one upstream with ?upstream=, 404 for an unknown one, 400 for an unknown format", async () => {
-    const one = JSON.parse((await request(lb.statusUrl("?upstream=idle"))).body);
+    const one = await readStatus(lb.statusUrl("?upstream=idle"));
     expect(Object.keys(one.upstreams)).toEqual(["idle"]);
     expect(one.build_id).toBe(lb.buildId);
     expect((await request(lb.statusUrl("?upstream=nope"))).status).toBe(404);

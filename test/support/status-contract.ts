@@ -7,10 +7,9 @@
  * DNS tests run it against their own specs (Lua engine, static upstreams
  * with and without ngx.upstream, discovery: dns).
  */
-import type http from "node:http";
 import { expect } from "vitest";
 import { PROMETHEUS_METRICS, statusDocumentSchema, type StatusDocument } from "../../src/contract/status.js";
-import { request } from "./load.js";
+import { request, type RequestOptions } from "./load.js";
 
 export interface PromSample {
   name: string;
@@ -99,8 +98,8 @@ export async function expectStatusContract(statusUrl: string, served: ServedFami
 }
 
 /** The status document at `statusUrl` (with its query), parsed with the schema: throws on any field the contract does not allow. */
-export async function readStatus(statusUrl: string, agent?: http.Agent): Promise<StatusDocument> {
-  const res = await request(statusUrl, { timeoutMs: 5000, agent });
+export async function readStatus(statusUrl: string, opts: RequestOptions = {}): Promise<StatusDocument> {
+  const res = await request(statusUrl, { timeoutMs: 5000, ...opts });
   if (res.status !== 200) throw new Error(`status: HTTP ${res.status}: ${res.body}`);
   return statusDocumentSchema.parse(JSON.parse(res.body));
 }
