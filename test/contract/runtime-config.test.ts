@@ -3,7 +3,8 @@
  * zod schema (src/contract/runtime-config.ts), the Lua runtime's own check
  * (runtime/gen_lb/config_check.lua, run by LuaJIT) accepts what render
  * writes, names every field the schema requires when it is missing, and
- * declares no field the schema does not have; and the runtime's modules
+ * declares no field the schema does not have, with the same fields
+ * optional on both sides; and the runtime's modules
  * read no field the check does not declare (a typo there would read nil,
  * which no check at init can see).
  */
@@ -77,6 +78,29 @@ function shapeLeaves(): string[] {
   return out.split("\n").map((l) => l.replace(/\.\*\.\*/g, ".*"));
 }
 
+/** The paths the Lua SHAPE lets be absent (a "?" leaf, an _optional table). */
+function luaOptionalPaths(): string[] {
+  const out = runLua(
+    {},
+    `local function walk(s, at, out) for k, v in pairs(s) do if k ~= "_optional" then
+       local p = (k == "_each" and at .. "[]") or (k == "_values" and at .. ".*") or (at == "" and k or at .. "." .. k)
+       if type(v) == "table" then if v._optional then out[#out + 1] = p end walk(v, p, out)
+       elseif v:sub(-1) == "?" then out[#out + 1] = p end end end end
+     local out = {} walk(check.SHAPE, "", out) table.sort(out) io.write(table.concat(out, "\\n"))`,
+  );
+  return out.split("\n").map((l) => l.replace(/\.\*\.\*/g, ".*"));
+}
+
+/** The paths the zod schema lets be absent. */
+function zodOptionalPaths(schema: z.ZodType, at: string): string[] {
+  const def = (schema as unknown as { def: { type: string; shape?: Record<string, z.ZodType>; element?: z.ZodType; valueType?: z.ZodType; innerType?: z.ZodType } }).def;
+  if (def.type === "optional") return [at, ...zodOptionalPaths(def.innerType!, at)];
+  if (def.type === "object") return Object.entries(def.shape!).flatMap(([k, s]) => zodOptionalPaths(s, at === "" ? k : `${at}.${k}`));
+  if (def.type === "array") return zodOptionalPaths(def.element!, `${at}[]`);
+  if (def.type === "record") return zodOptionalPaths(def.valueType!, `${at}.*`);
+  return [];
+}
+
 function without(config: unknown, dotted: string): unknown {
   const copy = structuredClone(config) as Record<string, unknown>;
   const keys = dotted.split(/\.|\[(\d+)\]/).filter((k) => k !== undefined && k !== "");
@@ -124,6 +148,12 @@ describe("runtime config contract", () => {
     const schemaLeaves = new Set([...zodLeaves(runtimeConfigSchema, ""), "build_id", "generator"]);
     expect(luaLeaves.filter((l) => !schemaLeaves.has(l))).toEqual([]);
     expect([...schemaLeaves].filter((l) => !luaLeaves.includes(l))).toEqual([]);
+  });
+
+  it("a field is optional on both sides or on neither", () => {
+    // A field the schema lets be absent but the Lua check requires would pass
+    // every example as long as plan happens to emit it.
+    expect(luaOptionalPaths()).toEqual(zodOptionalPaths(runtimeConfigSchema, "").sort());
   });
 
   it("the runtime reads no config field the check does not declare (config.X.Y chains, and `up.X` of an upstream's config)", () => {
