@@ -47,6 +47,8 @@ describe("runtime edges: a relative prefix", () => {
     });
     const work = workDir();
     const s = await start({ backends: ["a"], prefix: path.join(work, "dist"), cwd: work });
+    // Started as the quick start says: the master was given a relative prefix.
+    expect(readFileSync(`/proc/${s.nginx.masterPid}/cmdline`, "utf8")).toMatch(/-p dist\/ -c conf\/nginx\.conf/);
     const [b] = s.backends as [Backend];
     s.register("web", b);
     expect(s.dumpPath()).toBe(path.join(work, "dist/state/gen_lb_peers.json"));
