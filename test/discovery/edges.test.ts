@@ -46,7 +46,7 @@ describe("runtime edges: a relative prefix", () => {
       if (existsSync("/dist/state")) rmSync("/dist", { recursive: true, force: true });
     });
     const work = workDir();
-    const s = await start({ backends: ["a"], prefix: path.join(work, "dist"), cwd: work });
+    const s = await start({ backends: ["a"], prefix: path.join(work, "dist"), launch: { cwd: work } });
     // Started as the quick start says: the master was given a relative prefix.
     expect(readFileSync(`/proc/${s.nginx.masterPid}/cmdline`, "utf8")).toMatch(/-p dist\/ -c conf\/nginx\.conf/);
     const [b] = s.backends as [Backend];

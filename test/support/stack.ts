@@ -18,7 +18,7 @@ import { luaEngineOnly, statusDocumentSchema, type LuaStatusDocument, type PeerS
 import { startBackends, type Backend } from "./backends.js";
 import { ConsulStandin, type ServiceDefinition, type StandinOptions } from "./consul-standin.js";
 import { request } from "./load.js";
-import { buildPrefix, Nginx } from "./nginx.js";
+import { buildPrefix, Nginx, type Launch } from "./nginx.js";
 import { freePort, sleep, waitFor } from "./ports.js";
 
 export type { LuaStatusDocument, PeerStatus, UpstreamStatus } from "../../src/contract/status.js";
@@ -103,8 +103,8 @@ export interface StackOptions {
   standin?: ConsulStandin;
   /** Build into this prefix (reusing a dump file there). */
   prefix?: string;
-  /** Start nginx from this directory, with `-p` relative to it. */
-  cwd?: string;
+  /** How nginx is started: from another directory (a relative `-p`), as a non-root user. */
+  launch?: Launch;
   /** Backends started on 127.0.0.1 before nginx (`stack.backends`, in this order), stopped by stop(); not registered. */
   backends?: string[];
   /** Runs between the build and nginx's start: edit the prefix, set stand-in faults or registrations. */
@@ -187,7 +187,7 @@ export class Stack {
       chmodSync(dir, 0o755);
       copyLua(dir, options);
       await options.beforeStart?.({ prefix: dir, standin, backends });
-      const nginx = await Nginx.start(dir, options.env ?? {}, undefined, options.cwd);
+      const nginx = await Nginx.start(dir, options.env ?? {}, undefined, options.launch);
       await Stack.allWorkers(nginx, options.workers ?? 2);
       return new Stack(standin, nginx, dir, buildId, port, statusPort, options, own, backends);
     } catch (e) {
@@ -389,7 +389,7 @@ export class Stack {
   async restart(env = this.options.env ?? {}): Promise<void> {
     await this.nginx.stop();
     await sleep(50);
-    this.nginx = await Nginx.start(this.prefix, env, undefined, this.options.cwd);
+    this.nginx = await Nginx.start(this.prefix, env, undefined, this.options.launch);
     await Stack.allWorkers(this.nginx, this.options.workers ?? 2);
   }
 
