@@ -19,6 +19,7 @@ import { startBackends, type Backend } from "./backends.js";
 import { ConsulStandin, type ServiceDefinition, type StandinOptions } from "./consul-standin.js";
 import { request } from "./load.js";
 import { buildPrefix, Nginx, type Launch } from "./nginx.js";
+import type { TestTarget } from "./target.js";
 import { freePort, sleep, waitFor } from "./ports.js";
 
 export type { LuaStatusDocument, PeerStatus, UpstreamStatus } from "../../src/contract/status.js";
@@ -103,6 +104,9 @@ export interface StackOptions {
   standin?: ConsulStandin;
   /** Build into this prefix (reusing a dump file there). */
   prefix?: string;
+  /** Render for this target and run `bin`, whatever the test matrix says (a test about one binary); both or neither. */
+  target?: TestTarget;
+  bin?: string;
   /** How nginx is started: from another directory (a relative `-p`), as a non-root user. */
   launch?: Launch;
   /** Backends started on 127.0.0.1 before nginx (`stack.backends`, in this order), stopped by stop(); not registered. */
@@ -180,14 +184,15 @@ export class Stack {
     if (own) await standin.start();
     const port = await freePort();
     const statusPort = (options.profile ?? "balancer") === "balancer" ? await freePort() : 0;
+    if ((options.target === undefined) !== (options.bin === undefined)) throw new Error("Stack.start: give target and bin together");
     const backends = await startBackends(options.backends ?? []);
     try {
-      const { dir, buildId } = await buildPrefix(Stack.spec(options, [standin.url], port, statusPort || undefined) as never, options.prefix);
+      const { dir, buildId } = await buildPrefix(Stack.spec(options, [standin.url], port, statusPort || undefined) as never, options.prefix, options.target);
       // mkdtemp makes 0700 directories; workers run as nobody and must reach the dump directory.
       chmodSync(dir, 0o755);
       copyLua(dir, options);
       await options.beforeStart?.({ prefix: dir, standin, backends });
-      const nginx = await Nginx.start(dir, options.env ?? {}, undefined, options.launch);
+      const nginx = await Nginx.start(dir, options.env ?? {}, options.bin, options.launch);
       await Stack.allWorkers(nginx, options.workers ?? 2);
       return new Stack(standin, nginx, dir, buildId, port, statusPort, options, own, backends);
     } catch (e) {
@@ -204,8 +209,8 @@ export class Stack {
 
   /** Rebuilds the prefix from new options (same profile, ports and stand-in) and reloads nginx (HUP). */
   async reconfigure(options: StackOptions): Promise<void> {
-    const next = { ...options, profile: this.options.profile };
-    await buildPrefix(Stack.spec(next, [this.standin.url], this.port, this.statusPort || undefined) as never, this.prefix);
+    const next = { ...options, profile: this.options.profile, target: this.options.target, bin: this.options.bin };
+    await buildPrefix(Stack.spec(next, [this.standin.url], this.port, this.statusPort || undefined) as never, this.prefix, next.target);
     copyLua(this.prefix, next);
     await this.nginx.reload();
   }
@@ -389,7 +394,7 @@ export class Stack {
   async restart(env = this.options.env ?? {}): Promise<void> {
     await this.nginx.stop();
     await sleep(50);
-    this.nginx = await Nginx.start(this.prefix, env, undefined, this.options.launch);
+    this.nginx = await Nginx.start(this.prefix, env, this.options.bin, this.options.launch);
     await Stack.allWorkers(this.nginx, this.options.workers ?? 2);
   }
 
