@@ -175,4 +175,23 @@ describe("runtime config contract", () => {
     }
     expect(undeclared).toEqual([]);
   });
+
+  it("the runtime gives no required config field an `or` fallback (defaults live in the spec schema)", () => {
+    const optional = new Set(luaOptionalPaths());
+    // `up.X` is an upstream's config of any kind: optional in one kind is enough.
+    const upOptional = new Set([...optional].flatMap((p) => /^(?:upstreams|static_upstreams|dns_upstreams)\.\*\.([a-z_]+)$/.exec(p)?.[1] ?? []));
+    const fallbacks: string[] = [];
+    // `a == config.x or b` is logic, not a fallback: a comparison's operand is left out.
+    const compared = (code: string, at: number) => /(?:[=~<>]=|[<>]|\bnot)\s*$/.test(code.slice(Math.max(0, at - 8), at));
+    for (const file of readdirSync(runtimeDir).filter((f) => f.endsWith(".lua"))) {
+      const code = readFileSync(path.join(runtimeDir, file), "utf8").replace(/--.*$/gm, "");
+      for (const m of code.matchAll(/(?<![./\w])config((?:\.[a-z_]+)+)\s+or\b/g)) {
+        if (!optional.has(m[1]!.slice(1)) && !compared(code, m.index)) fallbacks.push(`${file}: config${m[1]} or ...`);
+      }
+      for (const m of code.matchAll(/(?<![.\w])up\.([a-z_]+)\s+or\b/g)) {
+        if (!upOptional.has(m[1]!) && !compared(code, m.index)) fallbacks.push(`${file}: up.${m[1]} or ...`);
+      }
+    }
+    expect(fallbacks).toEqual([]);
+  });
 });
