@@ -8,6 +8,7 @@ import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startBackends, type Backend } from "../support/backends.js";
 import { sleep, waitFor } from "../support/ports.js";
+import { walkTree } from "../support/tree.js";
 import { instance, Stack } from "../support/stack.js";
 import { pacedLoad, sample } from "../support/load.js";
 
@@ -109,7 +110,7 @@ describe("discovery: dump file with a non-root master", () => {
       backends: ["a"],
       // Everything the master needs, owned by nobody; then run it as nobody.
       beforeStart: ({ prefix }) => {
-        for (const p of walk(prefix)) chownSync(p, NOBODY_UID, NOBODY_UID);
+        for (const p of [prefix, ...walkTree(prefix).map((e) => e.path)]) chownSync(p, NOBODY_UID, NOBODY_UID);
       },
       launch: { uid: NOBODY_UID },
     });
@@ -121,13 +122,3 @@ describe("discovery: dump file with a non-root master", () => {
     expect(stack.errorLog()).not.toMatch(/cannot write the dump|may not be writable/);
   });
 });
-
-function walk(dir: string): string[] {
-  const out = [dir];
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) out.push(...walk(p));
-    else out.push(p);
-  }
-  return out;
-}
