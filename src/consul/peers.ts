@@ -7,6 +7,7 @@
  * Pure: no I/O.
  */
 import { isIP } from "node:net";
+import { canonicalIp } from "../spec/address.js";
 
 export interface Peer {
   host: string;
@@ -83,7 +84,8 @@ function parseEntry(e: unknown, opts: EntryOptions): { peer: Peer } | { rejected
   if (typeof port !== "number" || !Number.isInteger(port) || port < 1 || port > 65535) return { rejected: { id, address: addr, why: `Port is ${describe(port)}` } };
   const passing = isRecord(svc.Weights) ? svc.Weights.Passing : undefined;
   const weight = typeof passing === "number" && Number.isInteger(passing) && passing >= 1 ? passing : 1;
-  return { peer: { host: addr, port, weight } };
+  // One backend, one peer: "::1" and "0:0::1", "::ffff:10.0.0.1" and "10.0.0.1" as the runtime keys them (peers_address.lua).
+  return { peer: { host: canonicalIp(addr) ?? addr, port, weight } };
 }
 
 /** A decoded health answer -> peers (deduplicated, in Consul's order) and the entries that are not usable, with why. */

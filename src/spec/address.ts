@@ -60,6 +60,14 @@ function mappedIPv4(v6: string): string | undefined {
   return [hi >> 8, hi & 255, lo >> 8, lo & 255].join(".");
 }
 
+/** An IP literal -> the one text the runtime keys its peer by (IPv4 canonical, IPv6 RFC 5952, IPv4-mapped as IPv4), else undefined. */
+export function canonicalIp(text: string): string | undefined {
+  const v4 = normaliseIPv4(text);
+  if (v4 !== undefined) return v4;
+  const v6 = normaliseIPv6(text);
+  return v6 === undefined ? undefined : (mappedIPv4(v6) ?? v6);
+}
+
 /** A DNS host name (RFC 1123 labels) -> lower case without a trailing dot, else undefined. */
 export function normaliseHostName(text: string): string | undefined {
   const name = text.toLowerCase().replace(/\.$/, "");

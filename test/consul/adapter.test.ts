@@ -194,6 +194,10 @@ describe("peer rules (the runtime's) and the dump format", () => {
       "d: Port is number 0",
       "e: no Service.Address and no Node.Address",
     ]);
+    const spelled = parseHealthEntries(
+      ["::1", "0:0:0:0:0:0:0:1", "::ffff:127.0.0.1", "::FFFF:7F00:1", "127.0.0.1"].map((a, i) => ({ Node: {}, Service: { ID: `s${i}`, Address: a, Port: 80 } })),
+    );
+    expect(spelled.peers).toEqual([{ host: "::1", port: 80, weight: 1 }, { host: "127.0.0.1", port: 80, weight: 1 }]);
     const named = parseHealthEntries([{ Node: { Address: "10.0.0.9" }, Service: { ID: "c", Address: "db.internal", Port: 80 } }], { resolvesNames: true });
     expect(named).toMatchObject({ peers: [{ host: "db.internal", port: 80, weight: 1 }], rejected: [] });
     expect(parseHealthEntries({ a: 1 }).rejected[0]!.why).toBe("answer is a object, not a JSON array");

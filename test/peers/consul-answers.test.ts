@@ -51,6 +51,7 @@ describe("Consul answers about peers", () => {
       consul: { wait: "1s" },
       upstreams: {
         spell: { retries: 0 },
+        mapped: { retries: 0 },
         listed: { retries: 0 },
         node: { retries: 0 },
         hostile: { retries: 0 },
@@ -115,6 +116,17 @@ describe("Consul answers about peers", () => {
     expect(r.failures, lb.logTail()).toEqual([]);
     // Round robin over two peers of weight 1: an even split (::1 counted three times would take 3/4).
     expect(Math.abs((r.byBackend.v4 ?? 0) - (r.byBackend.v6 ?? 0)), JSON.stringify(r.byBackend)).toBeLessThanOrEqual(4);
+  });
+
+  it("an IPv4-mapped IPv6 Address (::ffff:127.0.0.1, ::FFFF:7F00:1) is the IPv4 peer it reaches: one peer, its even share", async () => {
+    lb.register({ ID: "m-v4", Name: "mapped", Address: "127.0.0.1", Port: v4.port });
+    lb.register({ ID: "m-mapped", Name: "mapped", Address: "::ffff:127.0.0.1", Port: v4.port });
+    lb.register({ ID: "m-hex", Name: "mapped", Address: "::FFFF:7F00:1", Port: v4.port });
+    lb.register({ ID: "m-good", Name: "mapped", Address: "127.0.0.1", Port: good.port });
+    await lb.waitForPeers("mapped", [v4.address, good.address]);
+    const r = await runLoad({ url: lb.url("mapped"), requests: 400, concurrency: 2 });
+    expect(r.failures, lb.logTail()).toEqual([]);
+    expect(Math.abs((r.byBackend.v4 ?? 0) - (r.byBackend.good ?? 0)), JSON.stringify(r.byBackend)).toBeLessThanOrEqual(4);
   });
 
   it("upper-case hex is the same peer as lower case; a zone index, and [::1]:PORT, are dropped with one warning each", async () => {
