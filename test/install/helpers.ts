@@ -12,6 +12,7 @@ import { CLI, MATRIX_PATH, ROOT, type CliResult } from "../support/cli.js";
 import { NGINX_BIN, tempDir } from "../support/nginx.js";
 import { TEST_TARGET } from "../support/target.js";
 import { freePort } from "../support/ports.js";
+import { request } from "../support/load.js";
 import { walkTree } from "../support/tree.js";
 
 /** worker_processes of every spec specObject() writes. */
@@ -30,6 +31,17 @@ export function makePrefix(dir = tempDir("gen-lb-prefix-")): string {
 export interface Ports {
   http: number;
   status: number;
+}
+
+/**
+ * A fresh connection each time: Node's global agent keeps connections alive,
+ * and one to a worker retired by a reload is closed under the next request.
+ */
+export const fresh = { headers: { connection: "close" } };
+
+/** What the spec's server answers at / (each test backend answers with its name), on a fresh connection. */
+export async function body(p: Ports): Promise<string> {
+  return (await request(`http://127.0.0.1:${p.http}/`, fresh)).body;
 }
 
 export async function ports(): Promise<Ports> {
