@@ -15,6 +15,7 @@ import { instance, Stack, type StackOptions } from "../support/stack.js";
 import { formatDiagnostic } from "../../src/pipeline/load.js";
 import { validateSpecText } from "../../src/pipeline/validate.js";
 import { renderDump } from "../../src/consul/dump.js";
+import { statusDocumentSchema } from "../../src/contract/status.js";
 
 const NOBODY_UID = 65534;
 
@@ -159,7 +160,7 @@ describe("runtime edges: the status listener", () => {
       const r = await request(s.statusUrl(), { localAddress: "127.0.0.1" });
       return r.status === 200 ? r : undefined;
     }, "the status endpoint");
-    expect(JSON.parse(ok.body)).toHaveProperty("build_id");
+    expect(statusDocumentSchema.parse(JSON.parse(ok.body)).build_id).toBe(s.buildId);
     for (const p of ["/", "/index.html", "/secret.txt", "/status/", "/statusx", "/../html/secret.txt"]) {
       const r = await request(`${base}${p}`, { localAddress: "127.0.0.1" });
       expect({ p, status: r.status }).toEqual({ p, status: 404 });
