@@ -185,8 +185,9 @@ export class Stack {
     const port = await freePort();
     const statusPort = (options.profile ?? "balancer") === "balancer" ? await freePort() : 0;
     if ((options.target === undefined) !== (options.bin === undefined)) throw new Error("Stack.start: give target and bin together");
-    const backends = await startBackends(options.backends ?? []);
+    const backends: Backend[] = [];
     try {
+      backends.push(...(await startBackends(options.backends ?? [])));
       const { dir, buildId } = await buildPrefix(Stack.spec(options, [standin.url], port, statusPort || undefined) as never, options.prefix, options.target);
       // mkdtemp makes 0700 directories; workers run as nobody and must reach the dump directory.
       chmodSync(dir, 0o755);
