@@ -107,15 +107,16 @@ function contextOf(parents: readonly Directive[]): DirectiveContext {
   return names.includes("location") ? "location" : "server";
 }
 
-/** The nginx module a directive comes from, by the committed tables (http2 on, which 1.25.1 added, by its name). */
+/**
+ * The nginx module a directive comes from, by the committed tables (http2
+ * on, which 1.25.1 added, by its name); undefined when no table knows it or
+ * several modules define it (listen: http, stream and mail alike).
+ */
 function moduleOf(directive: string): string | undefined {
   if (/^http2(_|$)/.test(directive)) return "ngx_http_v2_module";
   if (/^(http3|quic)(_|$)/.test(directive)) return "ngx_http_v3_module";
-  for (const t of allTables()) {
-    const def = t.directives[directive]?.[0];
-    if (def) return def.module;
-  }
-  return undefined;
+  const modules = new Set(allTables().flatMap((t) => (t.directives[directive] ?? []).map((d) => d.module)));
+  return modules.size === 1 ? [...modules][0] : undefined;
 }
 
 /** Why the target cannot take `directive` (its nginx module was left out of the build), or undefined. */
