@@ -9,7 +9,7 @@
  * file system is seen through the ModuleContext the caller builds.
  */
 import path from "node:path";
-import { directiveTables, loadDirectiveTable, type DirectiveContext } from "../nginx/directives.js";
+import { allDirectiveTables, type DirectiveContext } from "../nginx/directives.js";
 import type { Directive, Loader } from "../nginx/types.js";
 import { moduleLink } from "../target/modules.js";
 import { modulesDirOf, type BinInfo } from "./bin.js";
@@ -59,11 +59,7 @@ export function moduleContext(bin: BinInfo, loader: Loader, tree: readonly Direc
 
 const label = (bin: BinInfo) => `${bin.bin} (${bin.target === "openresty" ? "OpenResty, " : ""}nginx ${bin.version ?? "of unknown version"})`;
 
-let tables: Array<ReturnType<typeof loadDirectiveTable>> | undefined;
-function allTables() {
-  tables ??= directiveTables().map((n) => loadDirectiveTable(n.slice(0, n.indexOf("-")), n.slice(n.indexOf("-") + 1)));
-  return tables;
-}
+const allTables = allDirectiveTables;
 
 /** The modules a .so holds (the tables know which .so each dynamic module is in); at least the one it is named after. */
 function modulesIn(file: string): Set<string> {
@@ -119,12 +115,16 @@ function moduleOf(directive: string): string | undefined {
   return modules.size === 1 ? [...modules][0] : undefined;
 }
 
+const lacking = new WeakMap<BinInfo, Map<string, string | undefined>>();
 /** Why the target cannot take `directive` (its nginx module was left out of the build), or undefined. */
 export function lackingModule(directive: string, bin: BinInfo | undefined): string | undefined {
   if (!bin?.configure) return undefined;
+  const seen = lacking.get(bin) ?? lacking.set(bin, new Map()).get(bin)!;
+  if (seen.has(directive)) return seen.get(directive);
   const module = moduleOf(directive);
-  if (module === undefined || moduleLink(bin.configure, module) !== "absent") return undefined;
-  return `${label(bin)} is built without ${module} (not in its -V)`;
+  const why = module === undefined || moduleLink(bin.configure, module) !== "absent" ? undefined : `${label(bin)} is built without ${module} (not in its -V)`;
+  seen.set(directive, why);
+  return why;
 }
 
 export type LoadModuleResult =

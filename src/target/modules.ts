@@ -10,7 +10,7 @@
  * undefined: not known, so not judged.
  */
 import path from "node:path";
-import { directiveTables, loadDirectiveTable } from "../nginx/directives.js";
+import { allDirectiveTables } from "../nginx/directives.js";
 
 export type ModuleLink = "static" | "dynamic" | "absent";
 
@@ -70,9 +70,8 @@ function modulesByDir(): Map<string, Set<string>> {
   if (fromDirs) return fromDirs;
   fromDirs = new Map();
   const add = (dir: string, module: string) => (fromDirs!.get(dir) ?? fromDirs!.set(dir, new Set()).get(dir)!).add(module);
-  for (const name of directiveTables()) {
-    const [target, version] = [name.slice(0, name.indexOf("-")), name.slice(name.indexOf("-") + 1)];
-    for (const [module, m] of Object.entries(loadDirectiveTable(target, version).modules)) {
+  for (const table of allDirectiveTables()) {
+    for (const [module, m] of Object.entries(table.modules)) {
       if (!m.from.startsWith("nginx-")) add(stripVersion(m.from), module);
     }
   }
