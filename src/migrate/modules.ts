@@ -104,15 +104,14 @@ function contextOf(parents: readonly Directive[]): DirectiveContext {
 }
 
 /**
- * The nginx module a directive comes from, by the committed tables (http2
- * on, which 1.25.1 added, by its name); undefined when no table knows it or
- * several modules define it (listen: http, stream and mail alike).
+ * The nginx modules that define a directive, by the committed tables
+ * (listen: http's, stream's and mail's; http2 on, which 1.25.1 added, by
+ * its name); empty when no table knows it.
  */
-function moduleOf(directive: string): string | undefined {
-  if (/^http2(_|$)/.test(directive)) return "ngx_http_v2_module";
-  if (/^(http3|quic)(_|$)/.test(directive)) return "ngx_http_v3_module";
-  const modules = new Set(allTables().flatMap((t) => (t.directives[directive] ?? []).map((d) => d.module)));
-  return modules.size === 1 ? [...modules][0] : undefined;
+function modulesOf(directive: string): string[] {
+  if (/^http2(_|$)/.test(directive)) return ["ngx_http_v2_module"];
+  if (/^(http3|quic)(_|$)/.test(directive)) return ["ngx_http_v3_module"];
+  return [...new Set(allTables().flatMap((t) => (t.directives[directive] ?? []).map((d) => d.module)))];
 }
 
 const lacking = new WeakMap<BinInfo, Map<string, string | undefined>>();
@@ -121,8 +120,10 @@ export function lackingModule(directive: string, bin: BinInfo | undefined): stri
   if (!bin?.configure) return undefined;
   const seen = lacking.get(bin) ?? lacking.set(bin, new Map()).get(bin)!;
   if (seen.has(directive)) return seen.get(directive);
-  const module = moduleOf(directive);
-  const why = module === undefined || moduleLink(bin.configure, module) !== "absent" ? undefined : `${label(bin)} is built without ${module} (not in its -V)`;
+  // Unknown to the target only when every module that defines it was left out of the build.
+  const modules = modulesOf(directive);
+  const absent = modules.length > 0 && modules.every((m) => moduleLink(bin.configure!, m) === "absent");
+  const why = absent ? `${label(bin)} is built without ${modules.join(" and ")} (not in its -V)` : undefined;
   seen.set(directive, why);
   return why;
 }
@@ -166,10 +167,10 @@ export function convertLoadModule(file: string, target: "openresty" | "nginx", c
   if (old !== undefined && bin.target === "nginx" && ctx.exists(old)) return { kind: "carried", args: [old], note: old === file ? "" : `${relative}made absolute: ${old}` };
   const using = usesOf(base, ctx.used);
   const lacks = `${label(bin)} does not have ${name} (${link === "absent" ? "built without it" : "not compiled in"}, and ${dir ?? "its modules directory"} holds no ${base}; a module built for another nginx does not load into this one)`;
-  if (using !== undefined && using.length === 0) return { kind: "dropped", note: `${relative}not needed: ${lacks}, and nothing in the config uses it` };
+  if (using !== undefined && using.length === 0) return { kind: "dropped", note: `not needed: ${lacks}, and nothing in the config uses it` };
   return {
     kind: "lost",
-    note: `${relative}${lacks}${using?.length ? `; the config uses its ${using.join(", ")}` : ""}: build it for this binary and add its load_module to nginx.directives, or rewrite what uses it`,
+    note: `${lacks}${using?.length ? `; the config uses its ${using.join(", ")}` : ""}: build it for this binary and add its load_module to nginx.directives, or rewrite what uses it`,
     blocking: true,
   };
 }

@@ -6,6 +6,8 @@ import { describe, expect, it } from "vitest";
 import { parseBinInfo } from "../../src/migrate/bin.js";
 import { migrate, type Migration } from "../../src/migrate/index.js";
 import { memoryLoader } from "../../src/nginx/load.js";
+import { formatDiagnostic } from "../../src/pipeline/load.js";
+import { validateSpecText } from "../../src/pipeline/validate.js";
 import { configureArguments, moduleLink } from "../../src/target/modules.js";
 
 const OPENRESTY_V = `nginx version: openresty/1.31.1.1
@@ -61,7 +63,10 @@ describe("load_module onto OpenResty", () => {
     expect(loads(m)).toEqual([]);
     const [f] = about(m, "load_module");
     expect(f).toMatchObject({ kind: "lost", blocking: true });
-    expect(f!.message).toMatch(/^load_module modules\/ngx_http_geoip_module.so: relative to the old nginx's prefix, \/opt\/openresty\/bin\/openresty \(OpenResty, nginx 1.31.1\) does not have ngx_http_geoip_module \(built without it, and \/opt\/openresty\/nginx\/modules holds no ngx_http_geoip_module.so; a module built for another nginx does not load into this one\); the config uses its geoip_country: /);
+    expect(f!.message).toMatch(/^load_module modules\/ngx_http_geoip_module.so: \/opt\/openresty\/bin\/openresty \(OpenResty, nginx 1.31.1\) does not have ngx_http_geoip_module \(built without it, and \/opt\/openresty\/nginx\/modules holds no ngx_http_geoip_module.so; a module built for another nginx does not load into this one\); the config uses its geoip_country: /);
+    // What it provided goes too (geoip_country is http's and stream's geoip module's, both left out), so the spec is valid.
+    expect(about(m, "geoip_country")[0]).toMatchObject({ kind: "lost", message: expect.stringMatching(/built without ngx_http_geoip_module and ngx_stream_geoip_module/) });
+    expect(validateSpecText(JSON.stringify(m.spec), "spec.json").errors.map(formatDiagnostic)).toEqual([]);
   });
 
   it("a module it lacks that nothing uses (Debian's modules-enabled loads every installed one) is dropped, not blocking", () => {
