@@ -200,7 +200,7 @@ function crossCheck(spec: Spec, diag: Diag, raw: Record<string, Record<string, u
         errors.push(
           diag(
             [...path, i, "name"],
-            `${dir.name} cannot be used where gen-lb proxies to upstream "${upstream}": gen-lb runs its own access_by_lua there (to hold requests until its first peers, or to answer 503 with fail_open: false; nginx keeps only one); drop this directive, or leave gen-lb no access phase there (fail_open: true, and fallback peers or runtime.hold_for_peers: 0)`,
+            `${dir.name} cannot be used where gen-lb proxies to upstream "${upstream}": gen-lb runs its own access_by_lua there (to hold requests until its first peers, or to answer 503 with fail_open: false; nginx keeps only one); drop this directive, or leave gen-lb no access phase there (fail_open: true, and fallback peers that are IP addresses, or runtime.hold_for_peers: 0)`,
           ),
         );
       }
