@@ -3,7 +3,7 @@
  * will run the new one, read from its `-V` (parsing is pure; the command runs
  * the binary). testinfra's src/target/ can replace readBinInfo later.
  */
-import { configureArguments, moduleLink } from "../target/modules.js";
+import { configureArguments } from "../target/modules.js";
 import type { Command } from "../util/proc.js";
 
 export interface BinInfo {
@@ -17,18 +17,11 @@ export interface BinInfo {
   version?: string;
   /** The configure arguments -V prints: which modules the binary has (src/target/modules.ts). */
   configure?: string[];
-  /** The .so files in its modules directory (modulesPath, else PREFIX/modules), when migrate listed it. */
-  moduleFiles?: string[];
 }
 
 /** Its modules directory: --modules-path, else PREFIX/modules. */
 export function modulesDirOf(bin: BinInfo): string | undefined {
   return bin.modulesPath ?? (bin.prefix !== undefined ? `${bin.prefix}/modules` : undefined);
-}
-
-/** Built with ngx_http_v2_module (listen ... http2, http2 on); undefined when -V printed no configure arguments. */
-export function hasHttp2(bin: BinInfo | undefined): boolean | undefined {
-  return bin?.configure === undefined ? undefined : moduleLink(bin.configure, "ngx_http_v2_module") !== "absent";
 }
 
 export function binVersionCommand(bin: string): Command {

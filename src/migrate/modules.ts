@@ -51,7 +51,7 @@ export function moduleContext(bin: BinInfo, loader: Loader, tree: readonly Direc
   return {
     bin,
     ...(prefix !== undefined ? { oldPrefix: prefix } : {}),
-    moduleFiles: bin.moduleFiles ?? (dir !== undefined ? list(dir).filter((f) => f.endsWith(".so")) : []),
+    moduleFiles: dir !== undefined ? list(dir).filter((f) => f.endsWith(".so")) : [],
     exists: (file) => list(path.dirname(file)).includes(path.basename(file)),
     used,
   };
@@ -59,12 +59,10 @@ export function moduleContext(bin: BinInfo, loader: Loader, tree: readonly Direc
 
 const label = (bin: BinInfo) => `${bin.bin} (${bin.target === "openresty" ? "OpenResty, " : ""}nginx ${bin.version ?? "of unknown version"})`;
 
-const allTables = allDirectiveTables;
-
 /** The modules a .so holds (the tables know which .so each dynamic module is in); at least the one it is named after. */
 function modulesIn(file: string): Set<string> {
   const mods = new Set([file.replace(/\.so$/, "")]);
-  for (const t of allTables()) for (const [m, info] of Object.entries(t.modules)) if (info.loadModule && path.basename(info.loadModule) === file) mods.add(m);
+  for (const t of allDirectiveTables()) for (const [m, info] of Object.entries(t.modules)) if (info.loadModule && path.basename(info.loadModule) === file) mods.add(m);
   return mods;
 }
 
@@ -76,7 +74,7 @@ function usesOf(file: string, used: ReadonlySet<string>): string[] | undefined {
   const mods = modulesIn(file);
   let known = false;
   const hits = new Set<string>();
-  for (const t of allTables()) {
+  for (const t of allDirectiveTables()) {
     for (const [name, defs] of Object.entries(t.directives)) {
       for (const def of defs) {
         if (!mods.has(def.module)) continue;
@@ -111,7 +109,7 @@ function contextOf(parents: readonly Directive[]): DirectiveContext {
 function modulesOf(directive: string): string[] {
   if (/^http2(_|$)/.test(directive)) return ["ngx_http_v2_module"];
   if (/^(http3|quic)(_|$)/.test(directive)) return ["ngx_http_v3_module"];
-  return [...new Set(allTables().flatMap((t) => (t.directives[directive] ?? []).map((d) => d.module)))];
+  return [...new Set(allDirectiveTables().flatMap((t) => (t.directives[directive] ?? []).map((d) => d.module)))];
 }
 
 const lacking = new WeakMap<BinInfo, Map<string, string | undefined>>();
