@@ -149,6 +149,11 @@ local function classify(s)
   if find(s, ":", 1, true) then
     local v6 = canonical_ipv6(s)
     if v6 then
+      -- An IPv4-mapped address (::ffff:a.b.c.d) reaches the IPv4 peer: one backend, one peer.
+      local mapped = match(v6, "^::ffff:(%d+%.%d+%.%d+%.%d+)$")
+      if mapped then
+        return "ipv4", mapped
+      end
       return "ipv6", v6
     end
     if match(s, "^[^:]+:%d+$") or match(s, "^%[.*%]:%d+$") then

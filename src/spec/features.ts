@@ -54,3 +54,8 @@ export function hasUpstreamModule(spec: Pick<Spec, "target">): boolean {
 export function luaDnsUnsupported(spec: Pick<Spec, "target">): string | undefined {
   return spec.target === "openresty" ? undefined : `target "${spec.target}" has no lua-resty-dns (Debian's nginx packages ship none; OpenResty does)`;
 }
+
+/** Does the runtime resolve host names (Consul Addresses, fallback peers) for this spec: lua-resty-dns and nginx.http.resolver. */
+export function runtimeResolvesNames(spec: Pick<Spec, "target" | "nginx">): boolean {
+  return luaDnsUnsupported(spec) === undefined && (spec.nginx.http.resolver?.length ?? 0) > 0;
+}

@@ -67,6 +67,9 @@ describe("static upstreams: validation", () => {
     expect(errorsOf('upstreams:\n  app:\n    servers: ["127.0.0.1:80", "127.000.000.001:80"]\n')).toEqual([
       expect.stringMatching(/^upstreams\.app\.servers\[1\] \(gen-lb\.yaml:3:31\): 127\.0\.0\.1:80 is already servers\[0\].*raise its weight/),
     ]);
+    expect(errorsOf('upstreams:\n  app:\n    servers: ["127.0.0.1:80", "[::ffff:127.0.0.1]:80"]\n')).toEqual([
+      expect.stringMatching(/^upstreams\.app\.servers\[1\] \(gen-lb\.yaml:3:31\): 127\.0\.0\.1:80 is already servers\[0\]/),
+    ]);
   });
 
   it("refuses backup with hash or random, and an upstream with no serving server", () => {
