@@ -105,7 +105,15 @@ export default async function run(opts: MigrateOpts, io: Io, args: string[]): Pr
   let verified: VerifyResult | undefined;
   if (opts.verify) verified = await verifyMigration(m, JSON.stringify(m.spec), out, binPath, systemRunner);
   let traffic: TrafficResult | undefined;
-  if (opts.verify === "traffic") traffic = await verifyTraffic(m, { mainFile: abs, bin: binPath, ...(bin ? { binInfo: bin } : {}), runner: systemRunner });
+  if (opts.verify === "traffic") {
+    traffic = await verifyTraffic(m, {
+      mainFile: abs,
+      bin: binPath,
+      ...(bin ? { binInfo: bin } : {}),
+      ...(opts.prefix !== undefined ? { oldPrefix: path.resolve(io.cwd, opts.prefix) } : {}),
+      runner: systemRunner,
+    });
+  }
 
   const text = formatReport(m.findings, file, out);
   const verifyText = (verified ? formatVerify(verified, out, file) : "") + (traffic ? formatTraffic(traffic) : "");

@@ -213,6 +213,8 @@ export interface TrafficOptions {
   mainFile: string;
   bin: string;
   binInfo?: BinInfo;
+  /** The old nginx's prefix (--prefix), which the old config runs with; default: as migrate guesses it. */
+  oldPrefix?: string;
   runner: ProcessRunner;
 }
 
@@ -257,7 +259,7 @@ export async function verifyTraffic(m: Migration, opts: TrafficOptions): Promise
     for (const key of new Set([...oldEp.listens, ...collectEndpoints(newTree).listens])) newListens.set(key, await freePort());
 
     const mainAbs = path.resolve(opts.mainFile);
-    const oldPrefix = defaultPrefix(mainAbs);
+    const oldPrefix = opts.oldPrefix ?? defaultPrefix(mainAbs);
     const oldTree = rewriteTree(adaptForTarget(m.tree, m.findings, opts.binInfo), { listens: oldListens, backends }, { logDir: path.join(oldDir, "logs"), confDir: path.dirname(mainAbs), keepLuaUpstreams: false, ...(opts.binInfo?.prefix ? { modulePrefix: opts.binInfo.prefix } : {}) });
     const oldConf = path.join(oldDir, "nginx.conf");
     await fs.writeFile(oldConf, print(withLuaModule(withoutPatternLua(oldTree, m), opts.binInfo)));
