@@ -16,6 +16,7 @@ import { gatherLua } from "./lua.js";
 import { fitToTarget } from "./target-fit.js";
 import { MigrateError, type Finding } from "./types.js";
 import type { BinInfo } from "./bin.js";
+import { moduleContext } from "./modules.js";
 
 export { MigrateError, type Finding } from "./types.js";
 
@@ -23,7 +24,12 @@ export interface MigrateOptions {
   loader: Loader;
   /** Extra directories holding Lua modules (--lua-path). */
   luaPath?: readonly string[];
-  /** The old nginx prefix ($prefix); default: the parent of a "conf" directory holding the main file, else its directory. */
+  /**
+   * The old nginx prefix ($prefix, --prefix): what relative paths of the old
+   * config meant. Default: for load_module, a plain nginx binary's own
+   * compiled-in prefix; for the rest, the parent of a "conf" directory
+   * holding the main file, else its directory.
+   */
   prefix?: string;
   /** What relative paths (the main file's) are relative to; default process.cwd(). */
   cwd?: string;
@@ -73,10 +79,12 @@ export function migrate(mainFile: string, opts: MigrateOptions): Migration {
     });
   }
   const prefix = path.resolve(opts.cwd ?? process.cwd(), opts.prefix ?? defaultPrefix(mainFile));
+  const explicitPrefix = opts.prefix !== undefined ? path.resolve(opts.cwd ?? process.cwd(), opts.prefix) : undefined;
+  const modules = opts.bin ? moduleContext(opts.bin, opts.loader, tree, explicitPrefix) : undefined;
   // The converters read `${name}` as `$name` where that is the same variable (the spec refuses "${").
   const unbraced = unbraceTree(tree);
-  const result = convert({ tree: unbraced.tree, sources, comments, mimeTypes, mainFile, cwd: opts.cwd ?? process.cwd(), prefix, ...(opts.bin ? { bin: opts.bin } : {}) });
-  // What the target's nginx refuses among the carried directives is reported lost, not left to fail validation.
+  const result = convert({ tree: unbraced.tree, sources, comments, mimeTypes, mainFile, cwd: opts.cwd ?? process.cwd(), prefix, ...(opts.bin ? { bin: opts.bin, modules } : {}) });
+  // What the target's nginx still refuses among the carried directives (its directive table) is reported lost, not left to fail validation.
   fitToTarget(result.spec as unknown as Record<string, unknown>, result.findings);
   const findings: Finding[] = [
     ...inlined.map(({ node, files }): Finding => ({

@@ -26,6 +26,7 @@ import type { Command, ProcessRunner } from "../util/proc.js";
 import { defaultPrefix, type Finding, type Migration } from "./index.js";
 import { REFUSED_BY_TARGET } from "./target-fit.js";
 import type { BinInfo } from "./bin.js";
+import { adaptForTarget } from "./modules.js";
 import {
   collectEndpoints,
   compareAnswers,
@@ -188,7 +189,11 @@ async function startNginx(runner: ProcessRunner, bin: string, prefix: string, co
       return "";
     }
   };
-  if (r.spawnError || r.exitCode !== 0) throw new Error(`${what} did not start: ${(r.spawnError ?? `${r.stderr}${r.stdout}`).trim()}${log() ? `\n${log()}` : ""}`);
+  if (r.spawnError || r.exitCode !== 0) {
+    // nginx prints the reason (a distro nginx whose error log is stderr), or only logs it (-e).
+    const printed = (r.spawnError ?? `${r.stderr}${r.stdout}`).trim();
+    throw new Error(`${what} did not start: ${[printed, log()].filter((x) => x !== "").join("\n")}`);
+  }
   const pid = await waitFor(() => {
     try {
       const n = Number(readFileSync(path.join(logDir, "nginx.pid"), "utf8").trim());
@@ -212,6 +217,8 @@ export interface TrafficOptions {
   mainFile: string;
   bin: string;
   binInfo?: BinInfo;
+  /** The old nginx's prefix (--prefix), which the old config runs with; default: as migrate guesses it. */
+  oldPrefix?: string;
   runner: ProcessRunner;
 }
 
@@ -256,8 +263,8 @@ export async function verifyTraffic(m: Migration, opts: TrafficOptions): Promise
     for (const key of new Set([...oldEp.listens, ...collectEndpoints(newTree).listens])) newListens.set(key, await freePort());
 
     const mainAbs = path.resolve(opts.mainFile);
-    const oldPrefix = defaultPrefix(mainAbs);
-    const oldTree = rewriteTree(m.tree, { listens: oldListens, backends }, { logDir: path.join(oldDir, "logs"), confDir: path.dirname(mainAbs), keepLuaUpstreams: false, ...(opts.binInfo?.prefix ? { modulePrefix: opts.binInfo.prefix } : {}) });
+    const oldPrefix = opts.oldPrefix ?? defaultPrefix(mainAbs);
+    const oldTree = rewriteTree(adaptForTarget(m.tree, m.findings, opts.binInfo), { listens: oldListens, backends }, { logDir: path.join(oldDir, "logs"), confDir: path.dirname(mainAbs), keepLuaUpstreams: false, ...(opts.binInfo?.prefix ? { modulePrefix: opts.binInfo.prefix } : {}) });
     const oldConf = path.join(oldDir, "nginx.conf");
     await fs.writeFile(oldConf, print(withLuaModule(withoutPatternLua(oldTree, m), opts.binInfo)));
     await fs.writeFile(newConf, print(rewriteTree(newTree, { listens: newListens, backends }, { logDir: path.join(newDir, "logs"), confDir: path.dirname(newConf), keepLuaUpstreams: true })));
