@@ -42,6 +42,15 @@ export async function buildAndTest(m: Migration): Promise<{ dir: string; ok: boo
   return { dir, ...nginxTest(dir) };
 }
 
+/** The migrated spec validates, builds for the matrix target and passes the real binary's -t with no warning. */
+function itBuildsAndPasses(m: () => Migration): void {
+  it("builds and passes nginx -t", async () => {
+    const r = await buildAndTest(m());
+    expect(r.output).not.toMatch(/\[(emerg|warn|alert)\]/);
+    expect(r.ok).toBe(true);
+  });
+}
+
 const find = (m: Migration, kind: string, re: RegExp) => m.findings.filter((f) => f.kind === kind && re.test(f.message));
 
 describe("sizes, empty arguments, duplicates (fixtures/migrate/real/values)", () => {
@@ -67,11 +76,7 @@ describe("sizes, empty arguments, duplicates (fixtures/migrate/real/values)", ()
   it("each server has its own label in the report", () => {
     expect(m.findings.filter((f) => f.directive === "server" && f.to?.startsWith("servers[")).map((f) => f.to)).toEqual(["servers[0]", "servers[1]"]);
   });
-  it("builds and passes nginx -t", async () => {
-    const r = await buildAndTest(m);
-    expect(r.output).not.toMatch(/\[(emerg|warn|alert)\]/);
-    expect(r.ok).toBe(true);
-  });
+  itBuildsAndPasses(() => m);
 });
 
 describe("TLS set at http level (fixtures/migrate/real/http-tls)", () => {
@@ -99,11 +104,7 @@ describe("TLS set at http level (fixtures/migrate/real/http-tls)", () => {
     }
     expect(m.findings.filter((f) => f.blocking)).toEqual([]);
   });
-  it("builds and passes nginx -t", async () => {
-    const r = await buildAndTest(m);
-    expect(r.output).not.toMatch(/\[(emerg|warn|alert)\]/);
-    expect(r.ok).toBe(true);
-  });
+  itBuildsAndPasses(() => m);
 });
 
 describe("a server that cannot be kept is named and blocks", () => {
@@ -141,11 +142,7 @@ describe("static upstreams (fixtures/migrate/real/static-peers)", () => {
     expect(ups.puma!.service).toBeUndefined();
     expect(m.findings.filter((f) => f.kind === "todo")).toEqual([]);
   });
-  it("builds and passes nginx -t", async () => {
-    const r = await buildAndTest(m);
-    expect(r.output).not.toMatch(/\[(emerg|warn|alert)\]/);
-    expect(r.ok).toBe(true);
-  });
+  itBuildsAndPasses(() => m);
 });
 
 describe("relative load_module (fixtures/migrate/real/relative-modules)", () => {
@@ -170,11 +167,7 @@ describe("relative load_module (fixtures/migrate/real/relative-modules)", () => 
     const bare = migrate("relative-modules/nginx.conf", { loader: fsLoader(real), cwd: real });
     expect(find(bare, "lost", /^load_module modules\/ngx_stream_module.so: a path relative to the old nginx's prefix/)).toHaveLength(1);
   });
-  it("builds and passes nginx -t", async () => {
-    const r = await buildAndTest(m);
-    expect(r.output).not.toMatch(/\[(emerg|warn|alert)\]/);
-    expect(r.ok).toBe(true);
-  });
+  itBuildsAndPasses(() => m);
 });
 
 describe("Consul over https with a token and a module that is not installed (fixtures/migrate/real/consul-https)", () => {
@@ -188,11 +181,7 @@ describe("Consul over https with a token and a module that is not installed (fix
     // gen-lb writes `env CONSUL_HTTP_TOKEN;` itself for token_env.
     expect((m.spec.nginx as { directives?: unknown }).directives).toBeUndefined();
   });
-  it("builds and passes nginx -t", async () => {
-    const r = await buildAndTest(m);
-    expect(r.output).not.toMatch(/\[(emerg|warn|alert)\]/);
-    expect(r.ok).toBe(true);
-  });
+  itBuildsAndPasses(() => m);
 });
 
 describe("a library's watch(address, services) (fixtures/migrate/real/watch-lib)", () => {
@@ -205,11 +194,7 @@ describe("a library's watch(address, services) (fixtures/migrate/real/watch-lib)
     });
     expect(m.findings.filter((f) => f.kind === "todo").map((f) => f.to)).toEqual(["consul.token_env"]);
   });
-  it("builds and passes nginx -t", async () => {
-    const r = await buildAndTest(m);
-    expect(r.output).not.toMatch(/\[(emerg|warn|alert)\]/);
-    expect(r.ok).toBe(true);
-  });
+  itBuildsAndPasses(() => m);
 });
 
 describe("consul-template's own nginx example, rendered (fixtures/migrate/real/ct-example)", () => {
@@ -230,11 +215,7 @@ describe("consul-template's own nginx example, rendered (fixtures/migrate/real/c
       expect(f).toMatchObject({ kind: "carried" });
     }
   });
-  it("builds and passes nginx -t", async () => {
-    const r = await buildAndTest(m);
-    expect(r.output).not.toMatch(/\[(emerg|warn|alert)\]/);
-    expect(r.ok).toBe(true);
-  });
+  itBuildsAndPasses(() => m);
 });
 
 describe("spawn_checker on a static upstream (fixtures/migrate/real/checker-static)", () => {
@@ -252,11 +233,7 @@ describe("spawn_checker on a static upstream (fixtures/migrate/real/checker-stat
     expect(todo[0]!.message).toMatch(/max_fails=3 fail_timeout=6s/);
     expect(todo[0]!.message).toMatch(/Consul service/);
   });
-  it("builds and passes nginx -t", async () => {
-    const r = await buildAndTest(m);
-    expect(r.output).not.toMatch(/\[(emerg|warn|alert)\]/);
-    expect(r.ok).toBe(true);
-  });
+  itBuildsAndPasses(() => m);
 });
 
 describe("--verify false alarms (fixtures/migrate/real/verify-alarms)", () => {
@@ -281,11 +258,7 @@ describe("the old setup's own mime.types (fixtures/migrate/real/mime-own)", () =
     const todo = m.findings.filter((f) => f.kind === "todo" && f.message.startsWith("mime.types:"));
     expect(todo.map((f) => f.message)).toEqual([expect.stringContaining(".xml: application/xml -> text/xml")]);
   });
-  it("builds and passes nginx -t", async () => {
-    const r = await buildAndTest(m);
-    expect(r.output).not.toMatch(/\[(emerg|warn|alert)\]/);
-    expect(r.ok).toBe(true);
-  });
+  itBuildsAndPasses(() => m);
 });
 
 describe("migrate --verify on every pattern fixture", async () => {
@@ -335,11 +308,7 @@ describe("a GitLab omnibus front (fixtures/migrate/real/gitlab)", () => {
     const server = (m.spec.servers as Array<{ directives: Array<{ name: string; args: string[] }> }>)[0]!;
     expect(server.directives.find((d) => d.name === "if")).toMatchObject({ args: ["($http_host", "!=", "", ")"] });
   });
-  it("builds and passes nginx -t", async () => {
-    const r = await buildAndTest(m);
-    expect(r.output).not.toMatch(/\[(emerg|warn|alert)\]/);
-    expect(r.ok).toBe(true);
-  });
+  itBuildsAndPasses(() => m);
 });
 
 describe("a Discourse front (fixtures/migrate/real/discourse)", () => {
@@ -369,11 +338,7 @@ describe("a Discourse front (fixtures/migrate/real/discourse)", () => {
     expect(m.findings.filter((f) => f.blocking)).toEqual([]);
     expect(m.spec.upstreams).toMatchObject({ discourse: { servers: ["unix:/var/www/discourse/tmp/sockets/nginx.http.sock"] } });
   });
-  it("builds and passes nginx -t", async () => {
-    const r = await buildAndTest(m);
-    expect(r.output).not.toMatch(/\[(emerg|warn|alert)\]/);
-    expect(r.ok).toBe(true);
-  });
+  itBuildsAndPasses(() => m);
 });
 
 describe("the ASP.NET Core docs' Kestrel front (fixtures/migrate/real/aspnetcore)", () => {
@@ -392,11 +357,7 @@ describe("the ASP.NET Core docs' Kestrel front (fixtures/migrate/real/aspnetcore
     const dropped = m.findings.filter((f) => f.kind === "dropped" && /^ssl_session_(timeout|tickets)/.test(f.directive ?? ""));
     expect(dropped.map((f) => f.explains)).toEqual([[["ssl_session_timeout", "1d"]], [["ssl_session_tickets", "off"]]]);
   });
-  it("builds and passes nginx -t", async () => {
-    const r = await buildAndTest(m);
-    expect(r.output).not.toMatch(/\[(emerg|warn|alert)\]/);
-    expect(r.ok).toBe(true);
-  });
+  itBuildsAndPasses(() => m);
 });
 
 describe("consul-template rendering every service (fixtures/migrate/real/ct-services)", () => {
@@ -410,11 +371,7 @@ describe("consul-template rendering every service (fixtures/migrate/real/ct-serv
     expect((m.spec.upstreams as Record<string, { fallback?: unknown }>).search!.fallback).toBeUndefined();
     expect(m.findings.filter((f) => f.kind === "todo").map((f) => f.to)).toEqual(["upstreams.api.service", "upstreams.search.service", "upstreams.static-assets.service", "consul.addresses"]);
   });
-  it("builds and passes nginx -t", async () => {
-    const r = await buildAndTest(m);
-    expect(r.output).not.toMatch(/\[(emerg|warn|alert)\]/);
-    expect(r.ok).toBe(true);
-  });
+  itBuildsAndPasses(() => m);
 });
 
 describe("a Lua balancer over a shared dict filled by blocking queries (fixtures/migrate/real/lua-dict)", () => {
@@ -431,11 +388,7 @@ describe("a Lua balancer over a shared dict filled by blocking queries (fixtures
     expect(defects).not.toContain(3);
     expect(defects).toEqual(expect.arrayContaining([8, 9]));
   });
-  it("builds and passes nginx -t", async () => {
-    const r = await buildAndTest(m);
-    expect(r.output).not.toMatch(/\[(emerg|warn|alert)\]/);
-    expect(r.ok).toBe(true);
-  });
+  itBuildsAndPasses(() => m);
 });
 
 describe("a balancer on the lua-resty-consul client (fixtures/migrate/real/resty-consul)", () => {
@@ -447,11 +400,7 @@ describe("a balancer on the lua-resty-consul client (fixtures/migrate/real/resty
     expect(m.findings.filter((f) => f.kind === "lost" && f.directive !== undefined)).toEqual([]);
     expect(m.findings.filter((f) => f.kind === "todo")).toEqual([]);
   });
-  it("builds and passes nginx -t", async () => {
-    const r = await buildAndTest(m);
-    expect(r.output).not.toMatch(/\[(emerg|warn|alert)\]/);
-    expect(r.ok).toBe(true);
-  });
+  itBuildsAndPasses(() => m);
 });
 
 describe("Consul asked through a subrequest (fixtures/migrate/real/lua-capture)", () => {
@@ -461,9 +410,5 @@ describe("Consul asked through a subrequest (fixtures/migrate/real/lua-capture)"
     expect(m.spec.upstreams).toMatchObject({ inventory: { service: "inventory", balance: "random" } });
     expect(m.findings.filter((f) => f.kind === "todo").map((f) => f.to)).toEqual(["consul.token_env"]);
   });
-  it("builds and passes nginx -t", async () => {
-    const r = await buildAndTest(m);
-    expect(r.output).not.toMatch(/\[(emerg|warn|alert)\]/);
-    expect(r.ok).toBe(true);
-  });
+  itBuildsAndPasses(() => m);
 });
