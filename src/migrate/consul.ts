@@ -7,7 +7,7 @@
  */
 import type { Directive } from "../nginx/types.js";
 import { walk } from "./flatten.js";
-import { consulFacts, findRequires, readTableAt, type LuaSource, type LuaValue } from "./lua.js";
+import { consulFacts, findRequires, findSeq, readTableAt, type LuaSource, type LuaValue } from "./lua.js";
 import type { Finding } from "./types.js";
 
 const BASE_RE = /^(https?:\/\/(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*)(?::\d{1,5})?)\/?$/;
@@ -25,7 +25,7 @@ export interface ConsulPattern {
   /** Lua upstream name -> the service it follows. */
   services: Map<string, UpstreamService>;
   /** Lua upstream name -> how its old balancer picked a peer, where its code shows it. */
-  balances: Map<string, "round_robin" | "random">;
+  balances: Map<string, { balance: "round_robin" | "random" | "chash"; hash_key?: string }>;
   findings: Finding[];
 }
 
@@ -88,7 +88,7 @@ function queryValue(s: LuaSource, key: string): string | undefined {
  * the peer count (`n % #list`), read from its block and the modules it
  * requires. Neither or both: undefined (the converter keeps its default).
  */
-function pickRule(balancer: LuaSource, sources: readonly LuaSource[]): { balance: "round_robin" | "random"; how: string; source: LuaSource; token: { line: number; column: number } } | undefined {
+function pickRule(balancer: LuaSource, sources: readonly LuaSource[]): { balance: "round_robin" | "random" | "chash"; hash_key?: string; how: string; source: LuaSource; token: { line: number; column: number } } | undefined {
   const names = new Set(findRequires(balancer).map((r) => r.name));
   const code = [balancer, ...sources.filter((s) => s.module !== undefined && names.has(s.module))];
   let random: { how: string; source: LuaSource; token: { line: number; column: number } } | undefined;
@@ -99,9 +99,16 @@ function pickRule(balancer: LuaSource, sources: readonly LuaSource[]): { balance
       if (!random && t[i]!.value === "math" && t[i + 1]!.value === "." && t[i + 2]!.value === "random") random = { how: "math.random", source: s, token: t[i]! };
       if (!turns && t[i]!.kind === "op" && t[i]!.value === "%" && t[i + 1]!.value === "#") turns = { how: "a turn counter modulo the peer count", source: s, token: t[i]! };
     }
-    // lua-resty-balancer's round robin (resty.roundrobin:new(nodes):find()).
+    // lua-resty-balancer's round robin (resty.roundrobin:new(nodes):find()) and consistent hash (:find(key)).
     const rr = findRequires(s).find((r) => r.name === "resty.roundrobin");
     if (!turns && rr) turns = { how: 'require "resty.roundrobin"', source: s, token: rr.token };
+    const ch = findRequires(s).find((r) => r.name === "resty.chash");
+    if (ch) {
+      // The key: find(ngx.var.NAME) -> $NAME.
+      const at = findSeq(t, [":", "find", "(", "ngx", ".", "var", "."])[0];
+      const key = at !== undefined && t[at + 7]?.kind === "name" && t[at + 8]?.value === ")" ? `$${t[at + 7]!.value}` : undefined;
+      return { balance: "chash", ...(key ? { hash_key: key } : {}), how: 'require "resty.chash"', source: s, token: ch.token };
+    }
   }
   if (random && !turns) return { balance: "random", ...random };
   if (turns && !random) return { balance: "round_robin", ...turns };
@@ -200,13 +207,15 @@ export function readConsulPattern(input: {
   const factServices = [...new Set(facts.flatMap((f) => (f.service ? [f.service.value] : [])))];
   const required = new Set(input.sources.flatMap((s) => findRequires(s).map((r) => r.name)));
   const initStrings = new Set(pattern.filter((s) => s.directive && /^init(_worker)?_by_lua/.test(s.directive.directive)).flatMap((s) => s.tokens.filter((t) => t.kind === "string").map((t) => t.value)));
-  const balances = new Map<string, "round_robin" | "random">();
+  const balances: ConsulPattern["balances"] = new Map();
   for (const [name, u] of input.luaUpstreams) {
     const balancer = input.sources.find((s) => s.directive && s.directive.directive.startsWith("balancer_by_lua") && u.block?.includes(s.directive));
     const picked = balancer ? pickRule(balancer, input.sources) : undefined;
-    if (picked) {
-      balances.set(name, picked.balance);
-      findings.push({ kind: "converted", ...loc(picked.source, picked.token), message: `upstream ${name}: balance ${picked.balance}, as its old Lua balancer picks (${picked.how})`, to: `upstreams.${name}.balance` });
+    if (picked?.balance === "chash" && picked.hash_key === undefined) {
+      findings.push({ kind: "todo", ...loc(picked.source, picked.token), message: `upstream ${name}: the old Lua balancer hashed (${picked.how}) on a key migrate cannot read; set upstreams.${name}.balance: chash and its hash_key (until then requests no longer stick to one peer)`, to: `upstreams.${name}.hash_key` });
+    } else if (picked) {
+      balances.set(name, picked.hash_key === undefined ? { balance: picked.balance } : { balance: picked.balance, hash_key: picked.hash_key });
+      findings.push({ kind: "converted", ...loc(picked.source, picked.token), message: `upstream ${name}: balance ${picked.balance}${picked.hash_key ? ` on ${picked.hash_key}` : ""}, as its old Lua balancer picks (${picked.how})`, to: `upstreams.${name}.balance` });
     }
     const args = balancer ? balancer.tokens.filter((t) => t.kind === "string" && !required.has(t.value)).map((t) => t.value) : [];
     const desc = descs.find((d) => args.includes(d.name)) ?? descs.find((d) => d.name === name);

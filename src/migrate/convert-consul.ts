@@ -97,7 +97,10 @@ export function convertConsul(ctx: ConvertContext, nginx: NginxInput, main: Hatc
     if (!up) continue;
     const svc = pattern.services.get(name);
     const balance = pattern.balances.get(name);
-    if (balance) up.balance = balance;
+    if (balance) {
+      up.balance = balance.balance;
+      if (balance.hash_key !== undefined) up.hash_key = balance.hash_key;
+    }
     if (svc) {
       up.service = svc.service;
       if (svc.tags.length) up.tags = svc.tags;

@@ -428,4 +428,11 @@ http {
     const random = run('local p = peers[math.random(#peers)]; require("ngx.balancer").set_current_peer(p.host, p.port)');
     expect((random.spec.upstreams as Record<string, { balance: string }>).app!.balance).toBe("random");
   });
+  it("resty.chash on ngx.var.NAME is chash on $NAME; on a key migrate cannot read, a to-do (the stickiness would be lost)", () => {
+    const ch = run('local c = require("resty.chash"):new({ ["127.0.0.1:1"] = 1 }); require("ngx.balancer").set_current_peer(c:find(ngx.var.remote_addr))');
+    expect((ch.spec.upstreams as Record<string, Record<string, unknown>>).app).toMatchObject({ balance: "chash", hash_key: "$remote_addr" });
+    expect(validateSpecText(JSON.stringify(ch.spec), "spec.json").errors).toEqual([]);
+    const unknown = run('local c = require("resty.chash"):new({ ["127.0.0.1:1"] = 1 }); require("ngx.balancer").set_current_peer(c:find(key_of(ngx)))');
+    expect(unknown.findings.filter((f) => f.kind === "todo" && f.to === "upstreams.app.hash_key").map((f) => f.message)).toEqual([expect.stringMatching(/hashed \(require "resty.chash"\) on a key migrate cannot read/)]);
+  });
 });
