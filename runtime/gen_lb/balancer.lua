@@ -1,5 +1,5 @@
--- gen_lb.balancer: the balancer_by_lua, log_by_lua and access_by_lua entry
--- points, and the per-upstream picker cache.
+-- gen_lb.balancer: the balancer_by_lua, log_by_lua, body_filter_by_lua and
+-- access_by_lua entry points, and the per-upstream picker cache.
 --
 -- Per upstream, this worker keeps a picker built by the upstream's algorithm
 -- module (gen_lb.balancer_rr, _least_conn, _chash, _random), rebuilt only when
@@ -229,6 +229,10 @@ end
 --- log_by_lua (every request of a server that proxies to an upstream
 --- needing it): the request is over; account for its last try.
 _M.log = tracked.log
+
+--- body_filter_by_lua (locations proxying to an upstream with passive
+--- checks): how far the answer's body got, for the log phase.
+_M.body = tracked.body
 
 --- access_by_lua for upstreams with fail_open = false: 503 when no peer may get traffic.
 function _M.access(name)

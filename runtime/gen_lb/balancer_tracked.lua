@@ -4,22 +4,27 @@
 --
 -- A request's tries are a pooled state (gen_lb.balancer_tries) found by the
 -- request's address; the log phase hands it back. The state keeps the tries
--- in flight (least_conn's counts) and the peers tried (a retry gets an
--- untried one).
+-- in flight (least_conn's counts), the peers tried (a retry gets an untried
+-- one) and, for passive checks, how far the answer's body got (the body
+-- filter): a request whose upstream cut its answer short completes for
+-- nginx with the status the upstream sent (200, and $request_completion
+-- "OK", chunked or not) but its body filter never saw the last buffer.
 --
 -- Touches, in the upstream's balancer state u, the counters inflight and
 -- reqs (a try starts) and, through gen_lb.balancer_try, reqs and fails;
 -- owns nothing of its own beyond the note of a refused try.
-local health = require "gen_lb.health"
 local tries = require "gen_lb.balancer_tries"
 local try = require "gen_lb.balancer_try"
+local base = require "resty.core.base"
 local core_ctx = require "resty.core.ctx"
+require "resty.core.param" -- declares ngx_http_lua_ffi_get_body_filter_param_eof
 local ffi = require "ffi"
 
 local ngx = ngx
 local ngx_var = ngx.var
 local error = error
 local tonumber = tonumber
+local get_request = base.get_request
 local request_ctx = core_ctx.get_ctx_table
 local lookup = tries.lookup
 local acquire = tries.acquire
@@ -40,9 +45,14 @@ local get_last_failure_c = try.get_last_failure
 local set_more_tries_c = try.set_more_tries
 local status_out = try.status_out
 local errmsg = try.errmsg
-local cut_short = health.cut_short
+local cast = ffi.cast
+local uintptr_t = ffi.typeof("uintptr_t")
 
 local _M = { _VERSION = "0.1.0" }
+
+-- st.body: 0 before any of the answer's body went through the body filter,
+-- BODY_SENT once some did, BODY_WHOLE once its last buffer did.
+local BODY_SENT, BODY_WHOLE = 1, 2
 
 --- A first try found the state of an earlier upstream request at its
 --- address: a finished request's whose log phase never ran, or this
@@ -126,6 +136,16 @@ function _M.balance(u)
   u.reqs[i] = u.reqs[i] + 1
 end
 
+--- body_filter_by_lua (locations proxying to an upstream with passive
+--- checks): note how far the answer's body got.
+function _M.body()
+  local r = get_request()
+  local st = lookup(tonumber(cast(uintptr_t, r)))
+  if st then
+    st.body = C.ngx_http_lua_ffi_get_body_filter_param_eof(r) == 1 and BODY_WHOLE or BODY_SENT
+  end
+end
+
 --- log_by_lua: the request is over; account for its last try.
 function _M.log()
   local r, addr = current_request()
@@ -140,8 +160,11 @@ function _M.log()
     if code and code >= 500 then
       try_failed(u, i, code, 1)
     end
-  elseif u and u.passive and cut_short() then
-    -- A 200 whose body the upstream cut short: the client got a truncated answer.
+  elseif u and st.body == BODY_SENT and u.passive and ngx_var.request_completion == "OK" then
+    -- The body began and its last buffer never came, yet nginx completed
+    -- the request: the upstream cut the answer short ("upstream prematurely
+    -- closed connection", a reset or a timeout mid-body). A client that went
+    -- away leaves $request_completion empty: not the upstream's failure.
     try.cut_short(u, i)
   end
   release(st)
