@@ -27,7 +27,8 @@ local tonumber = tonumber
 local get_request = base.get_request
 local lookup = tries.lookup
 local settle_stale = tracked.settle_stale
-local pick = try.pick
+local pick_else = try.pick_else
+local set_current_peer = try.set_current_peer
 local FFI_ERROR = try.FFI_ERROR
 local NGX_BUSY = try.NGX_BUSY
 local get_last_failure_c = try.get_last_failure
@@ -106,9 +107,17 @@ function _M.balance(u)
     key = ngx_var[u.hash_var] or ""
   end
 
-  local i = pick(u, tried, n, key, note_refused)
-  if not i then
-    return ngx.exit(NGX_BUSY)
+  local i = u.picker:find(tried, n, key)
+  local ok, err
+  if i then
+    local peer = u.list[i]
+    ok, err = set_current_peer(peer.addr, peer.port)
+  end
+  if not ok then
+    i = pick_else(u, i, err, tried, n, key, note_refused)
+    if not i then
+      return ngx.exit(NGX_BUSY)
+    end
   end
   u.reqs[i] = u.reqs[i] + 1
   if u.retries > 0 then

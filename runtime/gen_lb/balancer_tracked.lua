@@ -36,7 +36,8 @@ local current_request = try.current_request
 local quiet_log = try.quiet_log
 local nth_from_end = try.nth_from_end
 local try_failed = try.failed
-local pick = try.pick
+local pick_else = try.pick_else
+local set_current_peer = try.set_current_peer
 local C = try.C
 local FFI_BAD_CONTEXT = try.FFI_BAD_CONTEXT
 local FFI_ERROR = try.FFI_ERROR
@@ -127,9 +128,17 @@ function _M.balance(u)
     end
   end
 
-  local i = pick(u, st.tried, st.n, key, note_refused, st)
-  if not i then
-    return ngx.exit(NGX_BUSY)
+  local i = u.picker:find(st.tried, st.n, key)
+  local ok, err
+  if i then
+    local peer = u.list[i]
+    ok, err = set_current_peer(peer.addr, peer.port)
+  end
+  if not ok then
+    i = pick_else(u, i, err, st.tried, st.n, key, note_refused, st)
+    if not i then
+      return ngx.exit(NGX_BUSY)
+    end
   end
   add_try(st, i, u.list[i].id)
   u.inflight[i] = u.inflight[i] + 1

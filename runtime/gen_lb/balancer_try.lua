@@ -29,6 +29,8 @@ local sub = string.sub
 
 local _M = { _VERSION = "0.1.0" }
 
+_M.set_current_peer = set_current_peer
+
 -- The calls every request makes go straight to the functions behind
 -- ngx.req.is_internal, ngx.status, balancer.get_last_failure and
 -- set_more_tries, with the request we already hold (the API would look it
@@ -141,30 +143,33 @@ local function count_refusal(u, i, err)
   report(u, i, "set_current_peer: " .. tostring(err))
 end
 
---- Pick a peer of u that this request has not tried (`tried`: n positions),
---- any eligible one when all were, and set it as nginx's current peer.
---- Returns its position, or nil when there is none (the caller answers
---- NGX_BUSY, 502). A peer set_current_peer refuses is counted as failed and
---- the request moves on to another in this same call: note(arg, i, tried, n)
---- adds the refused position i to the path's own tried list and returns it
---- (tried, n).
-function _M.pick(u, tried, n, key, note, arg)
+--- The rest of a pick, after the path's own first look (i = u.picker:find
+--- (tried, n, key), then set_current_peer when i came, which refused it
+--- with err): with no untried eligible peer (i nil), any eligible one again
+--- when all were tried; a peer set_current_peer refuses counts as failed and
+--- the request moves on to another in this same call: note(arg, i, tried,
+--- n) adds the refused position i to the path's own tried list and returns
+--- it (tried, n). Returns the position of the peer set, or nil when there is
+--- none (the caller answers NGX_BUSY, 502).
+function _M.pick_else(u, i, err, tried, n, key, note, arg)
   local picker = u.picker
-  local i = picker:find(tried, n, key)
-  if not i and n > 0 then
-    -- Every eligible peer was tried: any of them again.
-    i = picker:find(tried, 0, key)
-  end
+  local peer, ok
   if not i then
-    if u.n == 0 then
-      quiet_log(u, 'upstream "', u.name, '": no peers (Consul has not listed any); answering 502')
+    if n > 0 then
+      -- Every eligible peer was tried: any of them again.
+      i = picker:find(tried, 0, key)
     end
-    return nil
-  end
-  local peer = u.list[i]
-  local ok, err = set_current_peer(peer.addr, peer.port)
-  if ok then
-    return i
+    if not i then
+      if u.n == 0 then
+        quiet_log(u, 'upstream "', u.name, '": no peers (Consul has not listed any); answering 502')
+      end
+      return nil
+    end
+    peer = u.list[i]
+    ok, err = set_current_peer(peer.addr, peer.port)
+    if ok then
+      return i
+    end
   end
   for _ = 1, u.n do
     count_refusal(u, i, err)
