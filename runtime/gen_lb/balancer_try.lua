@@ -153,35 +153,29 @@ end
 --- none (the caller answers NGX_BUSY, 502).
 function _M.pick_else(u, i, err, tried, n, key, note, arg)
   local picker = u.picker
-  local peer, ok
-  if not i then
-    if n > 0 then
-      -- Every eligible peer was tried: any of them again.
-      i = picker:find(tried, 0, key)
-    end
+  if not i and n > 0 then
+    -- Every eligible peer was tried: any of them again.
+    i, err = picker:find(tried, 0, key), nil
+  end
+  -- Each peer costs at most two steps: setting it, and its refusal.
+  for _ = 0, 2 * u.n do
     if not i then
       if u.n == 0 then
         quiet_log(u, 'upstream "', u.name, '": no peers (Consul has not listed any); answering 502')
       end
       return nil
     end
-    peer = u.list[i]
-    ok, err = set_current_peer(peer.addr, peer.port)
-    if ok then
-      return i
-    end
-  end
-  for _ = 1, u.n do
-    count_refusal(u, i, err)
-    tried, n = note(arg, i, tried, n)
-    i = picker:find(tried, n, key)
-    if not i then
-      return nil
-    end
-    peer = u.list[i]
-    ok, err = set_current_peer(peer.addr, peer.port)
-    if ok then
-      return i
+    if err then
+      count_refusal(u, i, err)
+      tried, n = note(arg, i, tried, n)
+      i, err = picker:find(tried, n, key), nil
+    else
+      local peer = u.list[i]
+      local ok
+      ok, err = set_current_peer(peer.addr, peer.port)
+      if ok then
+        return i
+      end
     end
   end
   return nil
