@@ -11,7 +11,9 @@
 -- Owns each upstream's watcher state (index, failures, backoff) and the
 -- "gen_lb:watcher" lease (through gen_lb.singleton); writes peer lists and
 -- their meta through gen_lb.peers and schedules gen_lb.dump. Parsing Consul's
--- answer is gen_lb.discovery_entries; the abortable fetch, gen_lb.discovery_fetch.
+-- answer is gen_lb.discovery_entries; the abortable fetch, gen_lb.discovery_fetch;
+-- fallback peers with host names, gen_lb.discovery_fallback (whose loop runs
+-- beside the upstream's watch, under the same lease).
 local config = require "gen_lb.config"
 local cjson = require "cjson.safe"
 local consul = require "gen_lb.consul"
@@ -23,6 +25,7 @@ local log = require "gen_lb.log"
 local entries = require "gen_lb.discovery_entries"
 local fetch = require "gen_lb.discovery_fetch"
 local seeding = require "gen_lb.discovery_seed"
+local fallback = require "gen_lb.discovery_fallback"
 
 local semaphore = require "ngx.semaphore"
 
@@ -35,9 +38,7 @@ local concat = table.concat
 local sub = string.sub
 local gsub = string.gsub
 local fmt = string.format
-local random = math.random
 local floor = math.floor
-local min = math.min
 local ipairs = ipairs
 local pcall = pcall
 local tonumber = tonumber
@@ -79,12 +80,10 @@ local get_abortable = fetch.get
 local nap = fetch.nap
 
 local function backoff(n)
-  local d = min(BACKOFF_CAP, BACKOFF_BASE * 2 ^ (n - 1))
-  return d / 2 + random() * d / 2
+  return fetch.backoff(n, BACKOFF_BASE, BACKOFF_CAP)
 end
 
 local service_key = seeding.service_key
-local fallback_list = seeding.fallback_list
 local publish = seeding.publish
 
 --- init_by_lua: every upstream's starting peers (gen_lb.discovery_seed).
@@ -212,7 +211,8 @@ local function apply(w, list, index, client)
     peers.update_meta(name, fields)
     return false
   end
-  local fb = fallback_list(w.up)
+  -- Host names among the fallback peers are resolved here (this is a timer).
+  local fb = fallback.list(w.up)
   if #fb > 0 then
     return publish(name, fb, "fallback", fields)
   end
@@ -367,6 +367,15 @@ for _, name in ipairs(config.upstream_names) do
       return watch(w, lp, abort)
     end,
   })
+  if fallback.has_names(name) then
+    watcher:loop({
+      name = 'the fallback resolver of upstream "' .. name .. '"',
+      stale_after = fallback.stale_after(name),
+      run = function(lp, abort)
+        return fallback.watch(name, lp, abort)
+      end,
+    })
+  end
 end
 
 --- The election tick (a timer callback; runtime.init_worker starts it in

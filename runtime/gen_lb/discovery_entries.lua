@@ -1,7 +1,9 @@
 -- gen_lb.discovery_entries: the parsing of Consul's /v1/health/service
--- answer into peers. No shared dicts: it reads its argument, gen_lb.peers'
--- address rules, and for an Address that is a host name gen_lb.resolve (the
--- only I/O, DNS through nginx.http.resolver; the watcher's timer runs it).
+-- answer into peers, and the one way addresses become peers (add_peer,
+-- which the fallback peers' resolver uses too). No shared dicts: it reads
+-- its argument, gen_lb.peers' address rules, and for an Address that is a
+-- host name gen_lb.resolve (the only I/O, DNS through nginx.http.resolver;
+-- the watcher's timer runs it).
 local peers = require "gen_lb.peers"
 local resolve = require "gen_lb.resolve"
 
@@ -93,6 +95,51 @@ local function parse_entry(e)
   return { host = host, hosts = hosts, port = port, weight = weight }, note
 end
 
+--- Add `peer` ({host, port, weight}; hosts: the IPs its host name resolved
+--- to, when it had one) to `list`, one entry per address in canonical form
+--- (IPv4, IPv6 without brackets) and each ip:port once, the larger weight
+--- kept (two registrations, or a name and an IP, are one peer); `by_id`
+--- indexes `list` by peer id. An address that is not an IP goes to `problems`.
+--- Shared by Consul's entries and the fallback peers (gen_lb.discovery_fallback).
+local function add_peer(list, by_id, peer, problems)
+  local hosts = peer.hosts or { peer.host }
+  for k = 1, #hosts do
+    local kind, host = classify(hosts[k])
+    local id = (kind == "ipv4" or kind == "ipv6") and peers.peer_id(host, peer.port)
+    local prev = id and by_id[id]
+    if not id then
+      problems[#problems + 1] = "a resolved address " .. describe(hosts[k]) .. " is not an IP address"
+    elseif prev then
+      if peer.weight > prev.weight then
+        prev.weight = peer.weight
+      end
+    else
+      prev = { host = host, port = peer.port, weight = peer.weight }
+      by_id[id] = prev
+      list[#list + 1] = prev
+    end
+  end
+end
+_M.add_peer = add_peer
+
+--- The problems not in `warned` (the set of the last round's problems,
+--- which this replaces in place with these), so that a caller warns of
+--- each once while it lasts, not once per round.
+local function fresh_problems(problems, warned)
+  local fresh = {}
+  for _, why in ipairs(problems) do
+    if not warned[why] then
+      fresh[#fresh + 1] = why
+    end
+  end
+  clear(warned)
+  for _, why in ipairs(problems) do
+    warned[why] = true
+  end
+  return fresh
+end
+_M.fresh_problems = fresh_problems
+
 --- A decoded health answer -> list (deduplicated), problems (strings), total
 --- entries, rejected entries, and fresh: the problems not in `warned` (the
 --- caller's set of the last answer's problems, which this replaces in place),
@@ -114,40 +161,11 @@ local function parse_entries(doc, warned)
     if not peer then
       rejected = rejected + 1
     end
-    local hosts = peer and (peer.hosts or { peer.host })
-    for k = 1, hosts and #hosts or 0 do
-      local kind, host = classify(hosts[k])
-      local id = (kind == "ipv4" or kind == "ipv6") and peers.peer_id(host, peer.port)
-      local prev = id and by_id[id]
-      if not id then
-        problems[#problems + 1] = "a resolved address " .. describe(hosts[k]) .. " is not an IP address"
-      elseif prev then
-        -- The same address:port twice (two registrations, or a name and an IP): one peer.
-        if peer.weight > prev.weight then
-          prev.weight = peer.weight
-        end
-      else
-        prev = { host = host, port = peer.port, weight = peer.weight }
-        by_id[id] = prev
-        list[#list + 1] = prev
-      end
+    if peer then
+      add_peer(list, by_id, peer, problems)
     end
   end
-  local fresh = {}
-  if warned then
-    for _, why in ipairs(problems) do
-      if not warned[why] then
-        fresh[#fresh + 1] = why
-      end
-    end
-    clear(warned)
-    for _, why in ipairs(problems) do
-      warned[why] = true
-    end
-  else
-    fresh = problems
-  end
-  return list, problems, total, rejected, fresh
+  return list, problems, total, rejected, warned and fresh_problems(problems, warned) or problems
 end
 _M.parse = parse_entries
 

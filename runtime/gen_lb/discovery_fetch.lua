@@ -1,5 +1,6 @@
 -- gen_lb.discovery_fetch: Consul requests and sleeps the watcher can give
--- up on at once (worker exiting, watcher replaced). Owns nothing but the
+-- up on at once (worker exiting, watcher replaced), and the backoff its
+-- loops wait after a failure. Owns nothing but the
 -- light thread of the request in flight; touches only the client it is given.
 local ngx = ngx
 local spawn = ngx.thread.spawn
@@ -7,6 +8,7 @@ local kill = ngx.thread.kill
 local wait_thread = ngx.thread.wait
 local sleep = ngx.sleep
 local min = math.min
+local random = math.random
 local pcall = pcall
 local tostring = tostring
 
@@ -61,5 +63,11 @@ function _M.nap(seconds, abort)
   end
 end
 
+--- Seconds to wait after the n-th failure in a row: base * 2^(n-1), capped,
+--- then jittered to 50-100 % so that loops do not retry in step.
+function _M.backoff(n, base, cap)
+  local d = min(cap, base * 2 ^ (n - 1))
+  return d / 2 + random() * d / 2
+end
 
 return _M

@@ -1,10 +1,12 @@
 -- gen_lb.discovery_seed: what an upstream's peers become outside the watch
--- itself: seeded at start (the dump file, else the fallback list, or the
--- live list a reload keeps), and published with one change line.
--- Touches the peers dict through gen_lb.peers and reads gen_lb.dump.
+-- itself: seeded at start (the dump file, else the fallback list when it
+-- needs no DNS, or the live list a reload keeps), and published with one
+-- change line. Touches the peers dict through gen_lb.peers and reads
+-- gen_lb.dump and gen_lb.discovery_fallback.
 local config = require "gen_lb.config"
 local peers = require "gen_lb.peers"
 local dump = require "gen_lb.dump"
+local fallback = require "gen_lb.discovery_fallback"
 local log = require "gen_lb.log"
 
 local ngx = ngx
@@ -29,15 +31,6 @@ end
 
 _M.service_key = service_key
 
---- The upstream's fallback peers as a peer list.
-local function fallback_list(up)
-  local list = {}
-  for i, p in ipairs(up.fallback) do
-    list[i] = { host = p.host, port = p.port, weight = p.weight }
-  end
-  return list
-end
-
 local function log_change(name, version, source, index, added, removed, count)
   log.change('upstream "', name, '": peers changed to version ', version, " from ", source,
     index and index > 0 and fmt(" (Consul index %.0f)", index) or "",
@@ -58,7 +51,6 @@ local function publish(name, list, source, fields)
   return changed
 end
 
-_M.fallback_list = fallback_list
 _M.publish = publish
 
 --- init_by_lua: give every upstream its starting peers, from the dump file,
@@ -86,9 +78,11 @@ function _M.seed()
       local from = saved[name]
       if from and from.key == key and #from.peers > 0 then
         publish(name, from.peers, "dump", { key = key, index = 0 })
-      elseif #up.fallback > 0 then
-        publish(name, fallback_list(up), "fallback", { key = key, index = 0 })
+      elseif #up.fallback > 0 and not fallback.has_names(name) then
+        publish(name, (fallback.list(up)), "fallback", { key = key, index = 0 })
       else
+        -- No peers yet; with host names among the fallback peers, the
+        -- watcher's fallback loop publishes them once resolved (DNS needs a timer).
         peers.update_meta(name, { key = key, source = "none", version = 0, index = 0, count = 0, updated_at = now() })
       end
     end

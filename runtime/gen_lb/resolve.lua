@@ -1,12 +1,14 @@
--- gen_lb.resolve: host names from Consul (an instance's Address) to IP
--- addresses, through the name servers of nginx.http.resolver, with
+-- gen_lb.resolve: host names (a Consul instance's Address, a fallback peer)
+-- to IP addresses, through the name servers of nginx.http.resolver, with
 -- lua-resty-dns where the target ships it (OpenResty's lualib does;
 -- Debian's nginx has no lua-resty-dns package, and there names stay
 -- unresolved: the caller drops them with a warning saying why).
 --
--- Called by the Consul watcher while it parses an answer (a timer, where
--- cosockets work), never on the request path. Answers are kept for their
--- TTL (Consul's DNS gives 0: then each Consul answer resolves afresh).
+-- Called by the Consul watcher while it parses an answer and by the fallback
+-- peers' resolver (gen_lb.discovery_fallback), both timers, where cosockets
+-- work; never on the request path. Answers are kept for their TTL (Consul's
+-- DNS gives 0: then each Consul answer resolves afresh), which is returned
+-- so that a caller can ask again when it runs out.
 --
 -- Owns this worker's answer cache; touches no shared dict.
 local config = require "gen_lb.config"
@@ -58,7 +60,9 @@ local function query(r, name, qtype, out)
   return ttl
 end
 
---- The IP addresses of host name `name` (A and AAAA), or nil, why.
+--- The IP addresses of host name `name` (A and AAAA, as the name server
+--- wrote them), nil, and the seconds they stay valid (their smallest TTL);
+--- or nil, why.
 function _M.resolve(name)
   if unavailable then
     return nil, unavailable
@@ -66,7 +70,7 @@ function _M.resolve(name)
   local t = now()
   local c = cache[name]
   if c and c.expires > t then
-    return c.addrs
+    return c.addrs, nil, c.expires - t
   end
   local ok, r, err = pcall(dns.new, dns, { nameservers = servers, retrans = 2, timeout = TIMEOUT_MS })
   if not ok or not r then
@@ -81,8 +85,9 @@ function _M.resolve(name)
     end
     return nil, "has no A or AAAA record"
   end
-  cache[name] = { addrs = addrs, expires = t + min(ttl4 or 3600, ttl6 or 3600) }
-  return addrs
+  local ttl = min(ttl4 or 3600, ttl6 or 3600)
+  cache[name] = { addrs = addrs, expires = t + ttl }
+  return addrs, nil, ttl
 end
 
 return _M

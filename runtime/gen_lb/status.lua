@@ -14,8 +14,8 @@
 -- consecutive_successes, consecutive_failures, last_check,
 -- last_check_result, requests, failures and in_flight (only with
 -- log_phase)}]}} (discovery: dns upstreams are listed there too, with
--- source "dns", see gen_lb.status_dns), static_upstreams
--- {NAME: ...} (static upstreams, see gen_lb.status_static)}.
+-- source "dns", see gen_lb.status_nginx), static_upstreams
+-- {NAME: ...} (static upstreams, see gen_lb.status_nginx)}.
 -- build_id and generator stay at the top level: `gen-lb install` verifies
 -- the running build through them.
 --
@@ -47,8 +47,7 @@ local cjson = require "cjson.safe"
 local peers = require "gen_lb.peers"
 local health = require "gen_lb.health"
 local checker = require "gen_lb.health_checker"
-local static = require "gen_lb.status_static"
-local dns = require "gen_lb.status_dns"
+local nginx_owned = require "gen_lb.status_nginx"
 
 local ngx = ngx
 local encode = cjson.encode
@@ -100,8 +99,8 @@ local function peer_status(name, p, workers, log_phase)
 end
 
 local function upstream_status(name)
-  if dns.has(name) then
-    return dns.upstream(name)
+  if nginx_owned.has("dns", name) then
+    return nginx_owned.upstream("dns", name)
   end
   local up = config.upstreams[name]
   local list = peers.get(name)
@@ -139,10 +138,10 @@ local function upstream_status(name)
   return out, ps
 end
 
--- Consul upstreams (the Lua engine's, then discovery: dns ones), then static ones (gen_lb.status_static).
+-- Consul upstreams (the Lua engine's, then discovery: dns ones), then static ones (gen_lb.status_nginx).
 local NONE = {}
 local all_names = {}
-for _, list in ipairs({ config.upstream_names, dns.names() }) do
+for _, list in ipairs({ config.upstream_names, nginx_owned.names("dns") }) do
   for _, name in ipairs(list) do
     all_names[#all_names + 1] = name
   end
@@ -152,15 +151,15 @@ local function selected()
   local only = ngx.var.arg_upstream
   if only then
     only = ngx.unescape_uri(only)
-    if config.upstreams[only] or dns.has(only) then
+    if config.upstreams[only] or nginx_owned.has("dns", only) then
       return { only }, NONE
     end
-    if static.has(only) then
+    if nginx_owned.has("static", only) then
       return NONE, { only }
     end
     return nil, only
   end
-  return all_names, static.names()
+  return all_names, nginx_owned.names("static")
 end
 
 -- cjson encodes an empty table as {}: the peers arrays are assembled by hand.
@@ -191,7 +190,7 @@ local function serve_json(names, statics)
   local head = encode(top)
   ngx.header["Content-Type"] = "application/json"
   ngx.header["Cache-Control"] = "no-store"
-  ngx.print(sub(head, 1, -2), ',"upstreams":{', concat(ups, ","), "},", static.json(statics), "}\n")
+  ngx.print(sub(head, 1, -2), ',"upstreams":{', concat(ups, ","), "},", nginx_owned.static_json(statics), "}\n")
 end
 
 -- ------------------------------------------------------------------ Prometheus
@@ -271,7 +270,7 @@ local function serve_prometheus(names, statics)
       end
     end
   end
-  static.prometheus(statics, add, label, number)
+  nginx_owned.static_prometheus(statics, add, label, number)
   local dump = peers.dump_state()
   add("# HELP gen_lb_dump_ok 1 when the last write of the peers dump file worked.\n# TYPE gen_lb_dump_ok gauge\n")
   add("gen_lb_dump_ok " .. number(dump.ok == true) .. "\n")

@@ -9,6 +9,7 @@
 import type { Spec } from "../spec/schema.js";
 import type { ConsulAdapter, ConsulAnswer, ConsulFailure } from "./client.js";
 import { parseHealthEntries } from "./peers.js";
+import { runtimeResolvesNames } from "../spec/features.js";
 import { consulUpstreamEntries } from "../spec/upstream-checks.js";
 
 export interface PreflightUpstream {
@@ -111,7 +112,7 @@ export async function runConsulPreflight(spec: Spec, consul: ConsulAdapter): Pro
       if (!u.warnings.includes(text)) u.warnings.push(text);
     } else if (all.ok && passing.ok) {
       u.instances = Array.isArray(all.value) ? all.value.length : 0;
-      const parsed = parseHealthEntries(passing.value);
+      const parsed = parseHealthEntries(passing.value, { resolvesNames: runtimeResolvesNames(spec) });
       u.passing = parsed.total;
       u.usable = parsed.peers.length;
       u.rejected = parsed.rejected.map((r) => ({ id: r.id, why: r.why }));

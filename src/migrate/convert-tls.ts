@@ -7,12 +7,20 @@
 import type { Directive } from "../nginx/types.js";
 import { TLS_PROFILES, TLS_SESSION } from "../spec/tls-profiles.js";
 import { BASELINE_VERSION, versionAtLeast } from "../target/index.js";
+import { flag, text, UNSAFE_RE } from "./args.js";
 import type { Ledger } from "./ledger.js";
+import type { SslInput } from "./spec-input.js";
 
-type Obj = Record<string, unknown>;
-const UNSAFE_RE = /[\u0000-\u001f\u007f]|\$\{|\]\]/;
-const text = (d: Directive) => [d.directive, ...d.args.map((a) => (a.includes("\n") ? "{...}" : a))].join(" ");
-const flag = (v: string | undefined) => (v === "on" ? true : v === "off" ? false : undefined);
+/** The ssl_* settings servers[].ssl can hold besides the certificate. */
+export type SslOption = Partial<Pick<SslInput, "protocols" | "ciphers" | "prefer_server_ciphers">>;
+type Protocol = NonNullable<SslInput["protocols"]>[number];
+/** The TLS session directives gen-lb writes in every ssl server, with its values. */
+const OWN_SESSION: ReadonlyMap<string, string> = new Map([
+  ["ssl_session_timeout", TLS_SESSION.timeout],
+  ["ssl_session_cache", TLS_SESSION.cache],
+  ["ssl_session_tickets", TLS_SESSION.tickets ? "on" : "off"],
+]);
+const isProtocol = (p: string): p is Protocol => /^TLSv1(\.[123])?$/.test(p);
 
 export class TlsConverter {
   /** TLS session directives of the old config that gen-lb's own replace (reported once each). */
@@ -25,9 +33,9 @@ export class TlsConverter {
   ) {}
 
   /** ssl_protocols / ssl_ciphers / ssl_prefer_server_ciphers as servers[].ssl keys, when the spec can hold the value. */
-  option(c: Directive): Obj | undefined {
+  option(c: Directive): SslOption | undefined {
     const a = c.args;
-    if (c.directive === "ssl_protocols") return a.length > 0 && a.every((p) => /^TLSv1(\.[123])?$/.test(p)) ? { protocols: [...a] } : undefined;
+    if (c.directive === "ssl_protocols") return a.length > 0 && a.every(isProtocol) ? { protocols: [...a] } : undefined;
     if (c.directive === "ssl_ciphers") return a.length === 1 && a[0] !== "" && !UNSAFE_RE.test(a[0]!) ? { ciphers: a[0] } : undefined;
     const f = a.length === 1 ? flag(a[0]) : undefined;
     return f === undefined ? undefined : { prefer_server_ciphers: f };
@@ -38,13 +46,13 @@ export class TlsConverter {
    * server ran with what it set and nginx's defaults for the rest, so those
    * are written out and the profile is a suggestion.
    */
-  keep(s: Directive, tls: Obj, index: number): Obj {
+  keep(s: Directive, tls: SslInput, index: number): SslInput {
     const version = this.version ?? BASELINE_VERSION;
     // nginx 1.23.4 dropped TLSv1 and TLSv1.1 from its default.
-    const nginxProtocols = versionAtLeast(version, "1.23.4") ? ["TLSv1.2", "TLSv1.3"] : ["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"];
+    const nginxProtocols: Protocol[] = versionAtLeast(version, "1.23.4") ? ["TLSv1.2", "TLSv1.3"] : ["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"];
     const filled: string[] = [];
     const explains: string[][] = [];
-    const out: Obj = { ...tls };
+    const out: SslInput = { ...tls };
     if (out.protocols === undefined) {
       out.protocols = nginxProtocols;
       filled.push(`protocols ${nginxProtocols.join(" ")}`);
@@ -65,7 +73,7 @@ export class TlsConverter {
       this.ledger.note("converted", s, `TLS: nginx ${version}'s defaults made explicit (${filled.join(", ")}), so clients negotiate as before`, at, explains);
     }
     const im = TLS_PROFILES.intermediate;
-    if ((out.protocols as string[]).join(" ") !== im.protocols.join(" ") || out.ciphers !== im.ciphers || out.prefer_server_ciphers !== im.preferServerCiphers) {
+    if (out.protocols.join(" ") !== im.protocols.join(" ") || out.ciphers !== im.ciphers || out.prefer_server_ciphers !== im.preferServerCiphers) {
       this.ledger.note("suggestion", s, `${at}: remove protocols, ciphers and prefer_server_ciphers to adopt Mozilla's intermediate profile (gen-lb's default: ${im.protocols.join(" ")}, forward-secret AEAD ciphers); check your oldest clients first`, `${at}.profile`);
     }
     const session = [
@@ -79,14 +87,19 @@ export class TlsConverter {
     return out;
   }
 
-  /** An old ssl_session_* directive: gen-lb writes its own in every ssl server. */
-  session(c: Directive): void {
-    const own = { ssl_session_timeout: TLS_SESSION.timeout, ssl_session_cache: TLS_SESSION.cache, ssl_session_tickets: TLS_SESSION.tickets ? "on" : "off" }[c.directive]!;
+  /**
+   * An old ssl_session_* directive (http or server level): gen-lb writes its
+   * own in every ssl server. False for any other directive.
+   */
+  session(c: Directive): boolean {
+    const own = OWN_SESSION.get(c.directive);
+    if (own === undefined) return false;
     this.oldSession.add(c.directive);
     if (c.args.join(" ") === own) {
       this.ledger.add("dropped", c, `${text(c)}: gen-lb sets the same in every ssl server`);
-      return;
+      return true;
     }
     this.ledger.add("changed", c, `${text(c)}: gen-lb sets ${c.directive} ${own} in every ssl server; the old value is not kept`).explains = [[c.directive, own]];
+    return true;
   }
 }

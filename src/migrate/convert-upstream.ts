@@ -7,19 +7,10 @@
  */
 import type { Directive } from "../nginx/types.js";
 import { formatPeerAddress, parsePeerAddress } from "../spec/address.js";
-import { isDuration } from "../spec/units.js";
+import { duration, SPEC_NAME_RE, text, UNSAFE_RE } from "./args.js";
 import type { Ledger } from "./ledger.js";
+import type { StaticServerInput, UpstreamInput } from "./spec-input.js";
 import type { Finding } from "./types.js";
-
-type Obj = Record<string, unknown>;
-const SPEC_NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
-const UNSAFE_RE = /[\u0000-\u001f\u007f]|\$\{|\]\]/;
-const text = (d: Directive) => [d.directive, ...d.args.map((a) => (a.includes("\n") ? "{...}" : a))].join(" ");
-function duration(v: string | undefined): string | number | undefined {
-  if (v === undefined) return undefined;
-  if (/^\d+$/.test(v)) return Number(v);
-  return isDuration(v) ? v : undefined;
-}
 
 export interface UpstreamContext {
   ledger: Ledger;
@@ -34,7 +25,7 @@ export interface UpstreamResult {
   /** Absent when the upstream was left out (the ledger says why). */
   converted?: {
     name: string;
-    up: Obj;
+    up: UpstreamInput;
     /** Static and consul-template upstreams: the servers a failed request may be retried on. */
     staticCount?: number;
   };
@@ -51,7 +42,6 @@ export function peerOf(text: string, unix: boolean): { address: string } | { why
   const r = parsePeerAddress(t, { unix });
   return r.ok ? { address: formatPeerAddress(r.address) } : { why: r.reason };
 }
-export type StaticPeer = string | { address: string; weight?: number; max_fails?: number; fail_timeout?: string | number; backup?: boolean; down?: boolean; max_conns?: number };
 interface PeerFinding {
   kind: Finding["kind"];
   d: Directive;
@@ -64,8 +54,8 @@ interface PeerFinding {
  * place that knows that shape): "host:port", "unix:/path", or an object with
  * the parameters nginx was given. A bare host gets nginx's default port 80.
  */
-export function staticServers(servers: readonly Directive[], at: string): { servers: StaticPeer[]; resolve: boolean; findings: PeerFinding[] } {
-  const out: StaticPeer[] = [];
+export function staticServers(servers: readonly Directive[], at: string): { servers: StaticServerInput[]; resolve: boolean; findings: PeerFinding[] } {
+  const out: StaticServerInput[] = [];
   const findings: PeerFinding[] = [];
   let resolve = false;
   for (const s of servers) {
@@ -76,7 +66,7 @@ export function staticServers(servers: readonly Directive[], at: string): { serv
       continue;
     }
     const address = parsed.address;
-    const peer: Exclude<StaticPeer, string> = { address };
+    const peer: Exclude<StaticServerInput, string> = { address };
     const lostParams: string[] = [];
     for (const p of params) {
       const [k, v] = p.includes("=") ? [p.slice(0, p.indexOf("=")), p.slice(p.indexOf("=") + 1)] : [p, undefined];
@@ -101,14 +91,14 @@ export function staticServers(servers: readonly Directive[], at: string): { serv
 }
 
 export function convertUpstream(u: Directive, ctx: UpstreamContext): UpstreamResult {
-const { ledger } = ctx;
-let comments = 0;
+  const { ledger } = ctx;
+  let comments = 0;
   const name = u.args[0] ?? "";
   if (!SPEC_NAME_RE.test(name)) {
     ledger.add("lost", u, `upstream "${name}": the name cannot be a spec key (letters, digits, _ . - only)`);
     return { comments };
   }
-  const up: Obj = { service: name };
+  const up: UpstreamInput = { service: name };
   const at = `upstreams.${name}`;
   const servers: Directive[] = [];
   const lua = ctx.luaUpstreams.has(name);

@@ -8,6 +8,7 @@ import { stringify } from "yaml";
 import { lintParsed } from "../lint/lint.js";
 import { parseConfig } from "../nginx/parse.js";
 import type { Directive, Loader } from "../nginx/types.js";
+import type { SpecInput } from "../spec/schema.js";
 import { convert } from "./convert.js";
 import { flatten, isMimeTypesInclude, walk } from "./flatten.js";
 import { gatherLua } from "./lua.js";
@@ -29,8 +30,8 @@ export interface MigrateOptions {
 }
 
 export interface Migration {
-  /** The spec, as plain data in the schema's key order. */
-  spec: Record<string, unknown>;
+  /** The spec, as plain data in the schema's key order, typed as the schema's input. */
+  spec: SpecInput;
   findings: Finding[];
   /** The old config as nginx sees it (includes inlined), for --verify. */
   tree: Directive[];

@@ -5,9 +5,8 @@
  * (newArgs, explains) without reaching into the list.
  */
 import type { Directive } from "../nginx/types.js";
+import { text } from "./args.js";
 import type { Finding } from "./types.js";
-
-const text = (d: Directive) => [d.directive, ...d.args.map((a) => (a.includes("\n") ? "{...}" : a))].join(" ");
 
 export class Ledger {
   readonly findings: Finding[] = [];

@@ -7,6 +7,7 @@
  * table of src/nginx/directives/ can supply contexts and kinds later.
  */
 import { isDuration, isSize } from "../spec/units.js";
+import type { HttpInput, NginxInput } from "./spec-input.js";
 
 export type ArgKind = "flag" | "duration" | "size" | "count" | "workers" | "text" | "buffers";
 export type Context = "main" | "events" | "http";
@@ -19,34 +20,54 @@ export interface TableEntry {
   kind: ArgKind;
 }
 
-const entries: Array<[Context, string, ArgKind, string?]> = [
-  ["main", "worker_processes", "workers"],
-  ["main", "worker_rlimit_nofile", "count"],
-  ["events", "worker_connections", "count"],
-  ["events", "multi_accept", "flag"],
-  ["http", "default_type", "text"],
-  ["http", "sendfile", "flag"],
-  ["http", "tcp_nopush", "flag"],
-  ["http", "tcp_nodelay", "flag"],
-  ["http", "server_tokens", "flag"],
-  ["http", "keepalive_timeout", "duration"],
-  ["http", "client_body_timeout", "duration"],
-  ["http", "client_header_timeout", "duration"],
-  ["http", "send_timeout", "duration"],
-  ["http", "proxy_connect_timeout", "duration"],
-  ["http", "proxy_send_timeout", "duration"],
-  ["http", "proxy_read_timeout", "duration"],
-  ["http", "client_max_body_size", "size"],
-  ["http", "client_body_buffer_size", "size"],
-  ["http", "client_header_buffer_size", "size"],
-  ["http", "proxy_buffer_size", "size"],
-  ["http", "proxy_busy_buffers_size", "size"],
-  ["http", "keepalive_requests", "count"],
-  ["http", "types_hash_max_size", "count"],
-  ["http", "server_names_hash_bucket_size", "count"],
-  ["http", "large_client_header_buffers", "buffers"],
-  ["http", "proxy_buffers", "buffers"],
-];
+/** What readArgs makes of each kind. */
+interface KindValue {
+  flag: boolean;
+  duration: string | number;
+  size: string | number;
+  count: number;
+  workers: "auto" | number;
+  text: string;
+  buffers: string;
+}
+/** For each key of a spec part, the kinds whose value that key takes: the compiler checks every entry below. */
+type Kinds<T> = { [K in keyof T]?: { [A in ArgKind]: KindValue[A] extends NonNullable<T[K]> ? A : never }[ArgKind] };
+
+// The spec key is the directive's name, in spec.nginx (main, events) or spec.nginx.http.
+const MAIN: Kinds<NginxInput> = { worker_processes: "workers", worker_rlimit_nofile: "count" };
+const EVENTS: Kinds<NginxInput> = { worker_connections: "count", multi_accept: "flag" };
+const HTTP: Kinds<HttpInput> = {
+  default_type: "text",
+  sendfile: "flag",
+  tcp_nopush: "flag",
+  tcp_nodelay: "flag",
+  server_tokens: "flag",
+  keepalive_timeout: "duration",
+  client_body_timeout: "duration",
+  client_header_timeout: "duration",
+  send_timeout: "duration",
+  proxy_connect_timeout: "duration",
+  proxy_send_timeout: "duration",
+  proxy_read_timeout: "duration",
+  client_max_body_size: "size",
+  client_body_buffer_size: "size",
+  client_header_buffer_size: "size",
+  proxy_buffer_size: "size",
+  proxy_busy_buffers_size: "size",
+  keepalive_requests: "count",
+  types_hash_max_size: "count",
+  server_names_hash_bucket_size: "count",
+  large_client_header_buffers: "buffers",
+  proxy_buffers: "buffers",
+};
+
+const entries: Array<[Context, string, ArgKind]> = (
+  [
+    ["main", MAIN],
+    ["events", EVENTS],
+    ["http", HTTP],
+  ] as const
+).flatMap(([context, kinds]) => Object.entries(kinds).map(([directive, kind]): [Context, string, ArgKind] => [context, directive, kind!]));
 
 export const DIRECTIVE_TABLE: ReadonlyMap<string, TableEntry> = new Map(
   entries.map(([context, directive, kind]) => [
@@ -54,6 +75,16 @@ export const DIRECTIVE_TABLE: ReadonlyMap<string, TableEntry> = new Map(
     { context, directive, kind, key: context === "http" ? `nginx.http.${directive}` : `nginx.${directive}` },
   ]),
 );
+
+/**
+ * Write a value readArgs read for `entry` into the spec part of its context
+ * (spec.nginx for main and events, spec.nginx.http for http). The one
+ * untyped write of the converters: the key is the entry's directive, and
+ * Kinds<> above has checked that the key takes the entry's kind.
+ */
+export function setTableValue(target: NginxInput | HttpInput, entry: TableEntry, value: string | number | boolean): void {
+  (target as Record<string, unknown>)[entry.directive] = value;
+}
 
 export function tableEntry(context: Context, directive: string): TableEntry | undefined {
   return DIRECTIVE_TABLE.get(`${context}:${directive}`);

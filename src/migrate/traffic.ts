@@ -218,21 +218,20 @@ export async function verifyTraffic(m: Migration, opts: TrafficOptions): Promise
   let oldRun: Running | undefined;
   let newRun: Running | undefined;
   try {
-    const upstreams = (m.spec.upstreams ?? {}) as Record<string, Record<string, unknown>>;
+    const upstreams = m.spec.upstreams ?? {};
     const oldEp = collectEndpoints(m.tree);
     for (const name of new Set([...oldEp.backends, ...Object.keys(upstreams)])) echoes.set(name, await startEcho(name.replace(/^direct:/, "")));
     const backends = new Map([...echoes].map(([k, e]) => [k, e.address]));
 
     // The new spec: Consul-fed upstreams served from their echo backend as the only fallback peer.
-    const spec = structuredClone(m.spec) as Record<string, unknown>;
-    const specUps = (spec.upstreams ?? {}) as Record<string, Record<string, unknown>>;
+    const spec = structuredClone(m.spec);
     let consulFed = false;
-    for (const [name, up] of Object.entries(specUps)) {
+    for (const [name, up] of Object.entries(spec.upstreams ?? {})) {
       if (up.service === undefined) continue;
       up.fallback = [backends.get(name)!];
       consulFed = true;
     }
-    if (consulFed) spec.consul = { ...((spec.consul ?? {}) as object), addresses: [`http://127.0.0.1:${await freePort()}`] };
+    if (consulFed) spec.consul = { ...spec.consul, addresses: [`http://127.0.0.1:${await freePort()}`] };
     const validated = validateSpecText(JSON.stringify(spec), "migrated spec (for --verify=traffic)");
     if (!validated.spec) return { requests: 0, differences: [], explained: [], failure: `the migrated spec does not validate: ${validated.errors.map(formatDiagnostic).join("; ")}` };
     const target = opts.binInfo?.target ?? (path.basename(opts.bin).startsWith("openresty") ? "openresty" : "nginx");

@@ -301,9 +301,13 @@ function luaEngine(up: Upstream): boolean {
   return up.service !== undefined && up.discovery !== "dns";
 }
 
-/** Whether requests to `up` may wait for its first peers (gen_lb.discovery_hold): only the Lua engine fills them. */
+/**
+ * Whether requests to `up` may wait for its first peers (gen_lb.discovery_hold): only the Lua engine fills them,
+ * and fallback peers serve from the start unless one is a host name, which a timer resolves first.
+ */
 function holdsRequests(spec: Spec, up: Upstream): boolean {
-  return luaEngine(up) && up.fallback.length === 0 && holdForPeers(spec) > 0;
+  const startsWithPeers = up.fallback.length > 0 && up.fallback.every((p) => peerOf(typeof p === "string" ? p : p.address).kind !== "name");
+  return luaEngine(up) && !startsWithPeers && holdForPeers(spec) > 0;
 }
 
 /** Whether gen-lb puts its own access_by_lua in a location proxying to `up` (nginx keeps one per location). */
@@ -345,7 +349,7 @@ function planProxy(spec: Spec, up: Upstream, loc: Location): NginxDirective[] {
   // It costs about 2,200 instructions per request even once populated
   // (entering access_by_lua; bench/balancer-instructions.ts: gen 26.3k -> 28.5k);
   // a set_by_lua + `if` guard measured dearer. Fallback peers or
-  // runtime.hold_for_peers: 0 leave it out.
+  // runtime.hold_for_peers: 0 leave it out (fallback host names do not: they are resolved after the start).
   // Without fallback peers a fresh start has none until Consul's first
   // answer: hold the request briefly rather than answer 502 at once.
   // Fail closed answers 503 before proxying: a balancer can only make nginx say 500 or 502.

@@ -208,7 +208,7 @@ function crossCheck(spec: Spec, diag: Diag, raw: Record<string, Record<string, u
       phase: "access",
       owns: (up: Upstream) => ownsAccessPhase(spec, up),
       why: "to hold requests until its first peers, or to answer 503 with fail_open: false",
-      instead: "leave gen-lb no access phase there (fail_open: true, and fallback peers or runtime.hold_for_peers: 0)",
+      instead: "leave gen-lb no access phase there (fail_open: true, and fallback peers that are IP addresses, or runtime.hold_for_peers: 0)",
     },
     {
       phase: "body_filter",

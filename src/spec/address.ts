@@ -8,7 +8,8 @@
  *   IPv4  dotted decimal without leading zeros ("127.000.000.001" -> "127.0.0.1";
  *         nginx reads each octet as decimal, never octal)
  *   IPv6  RFC 5952 (lower case, longest zero run compressed), written
- *         "[addr]:port" wherever a port follows
+ *         "[addr]:port" wherever a port follows; an IPv4-mapped address
+ *         ("::ffff:127.0.0.1") is the IPv4 address it maps, the same backend
  *   name  lower case, no trailing dot
  *   unix  "unix:/absolute/path", as nginx's `server` and `proxy_pass` take it
  *   port  decimal without leading zeros, 1-65535
@@ -50,6 +51,23 @@ export function normaliseIPv6(text: string): string | undefined {
   }
 }
 
+/** "::ffff:7f00:1" (canonical IPv6, IPv4-mapped) -> "127.0.0.1", else undefined. */
+function mappedIPv4(v6: string): string | undefined {
+  const m = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(v6);
+  if (!m) return undefined;
+  const hi = parseInt(m[1]!, 16);
+  const lo = parseInt(m[2]!, 16);
+  return [hi >> 8, hi & 255, lo >> 8, lo & 255].join(".");
+}
+
+/** An IP literal -> the one text the runtime keys its peer by (IPv4 canonical, IPv6 RFC 5952, IPv4-mapped as IPv4), else undefined. */
+export function canonicalIp(text: string): string | undefined {
+  const v4 = normaliseIPv4(text);
+  if (v4 !== undefined) return v4;
+  const v6 = normaliseIPv6(text);
+  return v6 === undefined ? undefined : (mappedIPv4(v6) ?? v6);
+}
+
 /** A DNS host name (RFC 1123 labels) -> lower case without a trailing dot, else undefined. */
 export function normaliseHostName(text: string): string | undefined {
   const name = text.toLowerCase().replace(/\.$/, "");
@@ -86,7 +104,8 @@ export function parsePeerAddress(text: string, opts: ParseOptions = {}): ParsedA
     if (host === undefined) return fail(`${JSON.stringify(m[1])} is not an IPv6 address`);
     const port = parsePort(m[2]!);
     if (port === undefined) return fail(`the port must be 1-65535 (got ${JSON.stringify(m[2])} in ${JSON.stringify(text)})`);
-    return { ok: true, address: { kind: "ipv6", host, port } };
+    const v4 = mappedIPv4(host);
+    return { ok: true, address: v4 === undefined ? { kind: "ipv6", host, port } : { kind: "ipv4", host: v4, port } };
   }
   const colon = text.lastIndexOf(":");
   if (colon < 0) return fail(`a peer needs a port: "host:port", such as "127.0.0.1:8080" (got ${JSON.stringify(text)})`);

@@ -45,3 +45,17 @@ export function upstreamDnsUnsupported(spec: Pick<Spec, "target">): string | und
 export function hasUpstreamModule(spec: Pick<Spec, "target">): boolean {
   return spec.target === "openresty";
 }
+
+/**
+ * Does the target ship lua-resty-dns, with which gen-lb's Lua runtime
+ * resolves host names (fallback peers, Consul Addresses)? The reason it
+ * does not, or undefined.
+ */
+export function luaDnsUnsupported(spec: Pick<Spec, "target">): string | undefined {
+  return spec.target === "openresty" ? undefined : `target "${spec.target}" has no lua-resty-dns (Debian's nginx packages ship none; OpenResty does)`;
+}
+
+/** Does the runtime resolve host names (Consul Addresses, fallback peers) for this spec: lua-resty-dns and nginx.http.resolver. */
+export function runtimeResolvesNames(spec: Pick<Spec, "target" | "nginx">): boolean {
+  return luaDnsUnsupported(spec) === undefined && (spec.nginx.http.resolver?.length ?? 0) > 0;
+}

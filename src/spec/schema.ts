@@ -83,7 +83,14 @@ export interface Directive {
   block?: Directive[] | undefined;
 }
 
-export const directiveSchema: z.ZodType<Directive> = z.lazy(() =>
+/** A directive as a spec file may write it (args may be left out). */
+export interface DirectiveInput {
+  name: string;
+  args?: string[] | undefined;
+  block?: DirectiveInput[] | undefined;
+}
+
+export const directiveSchema: z.ZodType<Directive, DirectiveInput> = z.lazy(() =>
   z.strictObject({
     name: z
       .string()
@@ -98,7 +105,7 @@ export const directiveSchema: z.ZodType<Directive> = z.lazy(() =>
       .optional()
       .describe("for block directives (`map`, `if`, `limit_except`...): the directives inside"),
   }),
-) as z.ZodType<Directive>;
+) as z.ZodType<Directive, DirectiveInput>;
 
 const directives = z
   .array(directiveSchema)
@@ -249,7 +256,7 @@ export const httpSchema = z
     proxy_buffer_size: size("4k").optional().describe("proxy_buffer_size"),
     proxy_buffers: safeText("proxy_buffers").optional().describe('proxy_buffers, e.g. "8 4k"'),
     proxy_busy_buffers_size: size("8k").optional().describe("proxy_busy_buffers_size"),
-    resolver: z.array(safeText("a resolver address")).optional().describe("DNS resolvers (needed only for hostnames resolved at run time: static upstreams with `resolve`, and Consul Addresses that are host names, which gen-lb resolves through these name servers on OpenResty)"),
+    resolver: z.array(safeText("a resolver address")).optional().describe("DNS resolvers (needed only for hostnames resolved at run time: static upstreams with `resolve`, and Consul Addresses and fallback peers that are host names, which gen-lb resolves through these name servers on OpenResty)"),
     log_formats: z
       .record(name("a log format name"), logFormat)
       .default({})
@@ -381,13 +388,15 @@ export const upstreamSchema = z
         z.union([
           peerAddress(),
           z.strictObject({
-            address: peerAddress().describe('"host:port" or "[v6]:port"'),
+            address: peerAddress().describe('"ip:port", "[v6]:port", or "host:port" (a host name: target openresty with nginx.http.resolver)'),
             weight: z.number().int().min(1).max(1000).default(1).describe("its share of the traffic, as a Consul weight would give it"),
           }),
         ]),
       )
       .default([])
-      .describe('Consul upstreams: static peers, "ip:port", "[v6]:port" or {address, weight}, used only when Consul has never given any (and no dump exists); IP addresses only (host names: use a static upstream)'),
+      .describe(
+        'Consul upstreams: static peers, "ip:port", "[v6]:port", "host:port" or {address, weight}, used when Consul has never given any (and no dump exists), or lists none where consul.empty does not keep the last ones. A host name is resolved (A and AAAA, every address a peer, again when the TTL runs out) through nginx.http.resolver with lua-resty-dns, so only on target openresty with a resolver set (Debian\'s nginx ships no lua-resty-dns: write the IP, or use a static upstream); requests wait (runtime.hold_for_peers) until it has resolved',
+      ),
     slow_start: duration("30s")
       .optional()
       .describe("Consul upstreams: a peer that joins, or returns to health, ramps its weight linearly from near 0 to its full weight over this time, as NGINX Plus's slow_start does. Honoured by round_robin and random (the algorithms with weights); least_conn and chash ignore it"),
@@ -557,7 +566,7 @@ export const runtimeSchema = z
     hold_for_peers: duration("2s")
       .optional()
       .describe(
-        "how long a request to a Consul upstream without fallback peers waits, on a fresh start with no dump file, for the first Consul answer before the balancer answers 502 (0: answer at once); default: consul.timeout",
+        "how long a request to a Consul upstream without fallback peers (or whose fallback peers include a host name, not yet resolved) waits, on a fresh start with no dump file, for the first Consul answer (or the fallback's) before the balancer answers 502 (0: answer at once); default: consul.timeout",
       ),
   })
   .describe("sizes and knobs of the generated Lua runtime");

@@ -6,7 +6,7 @@
  */
 import type { SpecDiagnostic } from "../pipeline/load.js";
 import { formatPeerAddress, parsePeerAddress, type PeerAddress } from "./address.js";
-import { upstreamDnsUnsupported, upstreamResolveUnsupported } from "./features.js";
+import { luaDnsUnsupported, upstreamDnsUnsupported, upstreamResolveUnsupported } from "./features.js";
 import { parseDuration } from "./units.js";
 import type { Spec, StaticServer, Upstream } from "./schema.js";
 
@@ -105,14 +105,20 @@ function checkFallback(spec: Spec, up: Upstream, path: PropertyKey[], diag: Diag
     const at = typeof entry === "string" ? [...path, "fallback", i] : [...path, "fallback", i, "address"];
     const addr = peerOf(text);
     if (addr.kind === "name") {
-      // The runtime does not resolve names yet (Debian's nginx has no
-      // lua-resty-dns): refused here rather than dropped at run time.
-      errors.push(
-        diag(
-          at,
-          `fallback peer ${JSON.stringify(text)} is a host name, and the Lua balancer takes only IP addresses (it does not resolve names, with or without nginx.http.resolver): write its IP ("127.0.0.1:${addr.port}" for localhost), or make the upstream static (\`servers\`), which nginx resolves at start`,
-        ),
-      );
+      // The runtime resolves fallback names with lua-resty-dns in a timer, before it publishes them.
+      const noDns = luaDnsUnsupported(spec);
+      const why =
+        noDns !== undefined
+          ? `${noDns}, so the Lua balancer cannot resolve it and takes only IP addresses`
+          : spec.nginx.http.resolver === undefined
+            ? "the Lua balancer takes only IP addresses and resolves a host name only through nginx.http.resolver, which is not set"
+            : undefined;
+      const fix = noDns === undefined ? 'set nginx.http.resolver (e.g. ["127.0.0.53"]), ' : "";
+      if (why !== undefined) {
+        errors.push(
+          diag(at, `fallback peer ${JSON.stringify(text)} is a host name, and ${why}: ${fix}write its IP ("127.0.0.1:${addr.port}" for localhost), or make the upstream static (\`servers\`), which nginx resolves at start`),
+        );
+      }
     }
     const key = formatPeerAddress(addr);
     const first = seen.get(key);

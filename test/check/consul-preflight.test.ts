@@ -54,7 +54,7 @@ describe("gen-lb check: Consul preflight", () => {
       "warning: consul: upstream down: none of the 1 instance(s) of down passes its health checks",
       "warning: consul: upstream ghost: service ghost is not registered in Consul",
       `warning: consul: upstream odd: instance odd-junk is not a usable peer: address "not an ip!" is not an IP address`,
-      `warning: consul: upstream odd: instance odd-name is not a usable peer: address "web.internal" is a host name: the runtime balances over IP literals only (register the instance's IP)`,
+      `warning: consul: upstream odd: instance odd-name is not a usable peer: address "web.internal" is a host name, which the runtime resolves only on target openresty with nginx.http.resolver set (register the instance's IP, or set both)`,
       `warning: consul: upstream odd: instance odd-port is not a usable peer: address "10.0.0.1:8080" carries a port: Consul's Address takes the IP alone (the port goes in Port)`,
     ]);
 

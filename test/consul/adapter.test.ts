@@ -167,7 +167,10 @@ describe("peer rules (the runtime's) and the dump format", () => {
     expect(peerAddressProblem("10.0.0.1")).toBeUndefined();
     expect(peerAddressProblem("2001:db8::1")).toBeUndefined();
     expect(peerAddressProblem("::ffff:10.0.0.1")).toBeUndefined();
-    expect(peerAddressProblem("web.internal")).toMatch(/^is a host name: /);
+    expect(peerAddressProblem("web.internal")).toMatch(/^is a host name, which the runtime resolves only on target openresty/);
+    // On OpenResty with nginx.http.resolver the runtime resolves the name (gen_lb.resolve): check must not call it unusable there.
+    expect(peerAddressProblem("web.internal", { resolvesNames: true })).toBeUndefined();
+    expect(peerAddressProblem("web.internal:80", { resolvesNames: true })).toMatch(/^is a host name with a port/);
     expect(peerAddressProblem("10.0.0.1:8080")).toMatch(/^carries a port/);
     expect(peerAddressProblem("[2001:db8::1]:80")).toMatch(/^carries a port/);
     expect(peerAddressProblem("web.internal:80")).toMatch(/^is a host name with a port/);
@@ -187,10 +190,16 @@ describe("peer rules (the runtime's) and the dump format", () => {
     ]);
     expect(parsed.peers).toEqual([{ host: "10.0.0.5", port: 80, weight: 5 }]);
     expect(parsed.rejected.map((r) => `${r.id}: ${r.why}`)).toEqual([
-      'c: address "db.internal" is a host name: the runtime balances over IP literals only (register the instance\'s IP)',
+      'c: address "db.internal" is a host name, which the runtime resolves only on target openresty with nginx.http.resolver set (register the instance\'s IP, or set both)',
       "d: Port is number 0",
       "e: no Service.Address and no Node.Address",
     ]);
+    const spelled = parseHealthEntries(
+      ["::1", "0:0:0:0:0:0:0:1", "::ffff:127.0.0.1", "::FFFF:7F00:1", "127.0.0.1"].map((a, i) => ({ Node: {}, Service: { ID: `s${i}`, Address: a, Port: 80 } })),
+    );
+    expect(spelled.peers).toEqual([{ host: "::1", port: 80, weight: 1 }, { host: "127.0.0.1", port: 80, weight: 1 }]);
+    const named = parseHealthEntries([{ Node: { Address: "10.0.0.9" }, Service: { ID: "c", Address: "db.internal", Port: 80 } }], { resolvesNames: true });
+    expect(named).toMatchObject({ peers: [{ host: "db.internal", port: 80, weight: 1 }], rejected: [] });
     expect(parseHealthEntries({ a: 1 }).rejected[0]!.why).toBe("answer is a object, not a JSON array");
   });
 

@@ -88,6 +88,17 @@ describe("Consul DNS stand-in", () => {
     await expect(resolver.resolve4("nothing.example")).rejects.toMatchObject({ code: "ENOTFOUND" });
   });
 
+  it("answers a test's own host names (setHost) with their TTL, and NXDOMAIN once deleted", async () => {
+    dns.setHost("fallback.gen-lb.test", ["127.0.0.1", "::1"], 7);
+    try {
+      expect(await resolver.resolve4("fallback.gen-lb.test", { ttl: true })).toEqual([{ address: "127.0.0.1", ttl: 7 }]);
+      expect(await resolver.resolve6("FALLBACK.gen-lb.test", { ttl: true })).toEqual([{ address: "::1", ttl: 7 }]);
+    } finally {
+      dns.deleteHost("fallback.gen-lb.test");
+    }
+    await expect(resolver.resolve4("fallback.gen-lb.test")).rejects.toMatchObject({ code: "ENOTFOUND" });
+  });
+
   it("can stop answering, or answer SERVFAIL", async () => {
     dns.mode = "silent";
     try {

@@ -11,6 +11,10 @@ describe("peer addresses (src/spec/address.ts)", () => {
     expect(normalisePeerAddress("unix:/run/app.sock")).toBe("unix:/run/app.sock");
     expect(normaliseIPv4("010.0.0.1")).toBe("10.0.0.1"); // decimal, as nginx reads it, not octal
     expect(normaliseIPv6("::ffff:127.0.0.1")).toBe("::ffff:7f00:1");
+    // An IPv4-mapped IPv6 address reaches the IPv4 backend: it is that peer.
+    expect(normalisePeerAddress("[::ffff:127.0.0.1]:80")).toBe("127.0.0.1:80");
+    expect(normalisePeerAddress("[::FFFF:7F00:1]:80")).toBe("127.0.0.1:80");
+    expect(normalisePeerAddress("[::ffff:0:7f00:1]:80")).toBe("[::ffff:0:7f00:1]:80"); // IPv4-translated, not mapped
   });
 
   it("tells IPv4, IPv6, names and sockets apart", () => {

@@ -67,6 +67,9 @@ describe("static upstreams: validation", () => {
     expect(errorsOf('upstreams:\n  app:\n    servers: ["127.0.0.1:80", "127.000.000.001:80"]\n')).toEqual([
       expect.stringMatching(/^upstreams\.app\.servers\[1\] \(gen-lb\.yaml:3:31\): 127\.0\.0\.1:80 is already servers\[0\].*raise its weight/),
     ]);
+    expect(errorsOf('upstreams:\n  app:\n    servers: ["127.0.0.1:80", "[::ffff:127.0.0.1]:80"]\n')).toEqual([
+      expect.stringMatching(/^upstreams\.app\.servers\[1\] \(gen-lb\.yaml:3:31\): 127\.0\.0\.1:80 is already servers\[0\]/),
+    ]);
   });
 
   it("refuses backup with hash or random, and an upstream with no serving server", () => {
@@ -136,14 +139,37 @@ describe("static upstreams: no gen-lb log phase", () => {
 });
 
 describe("fallback peers: validation and normalisation", () => {
-  it("refuses a host name, with or without nginx.http.resolver (the runtime does not resolve names), and says how to fix it", () => {
-    expect(errorsOf('upstreams:\n  web:\n    service: web\n    fallback: ["localhost:8080"]\n')).toEqual([
-      expect.stringMatching(/^upstreams\.web\.fallback\[0\] \(gen-lb\.yaml:4:16\): fallback peer "localhost:8080" is a host name.*"127\.0\.0\.1:8080".*static/),
+  it("refuses a host name on target nginx (no lua-resty-dns), even with nginx.http.resolver, and says why and how to fix it", () => {
+    expect(errorsOf('target: nginx\nupstreams:\n  web:\n    service: web\n    fallback: ["localhost:8080"]\n')).toEqual([
+      expect.stringMatching(
+        /^upstreams\.web\.fallback\[0\] \(gen-lb\.yaml:5:16\): fallback peer "localhost:8080" is a host name, and target "nginx" has no lua-resty-dns .*takes only IP addresses: write its IP \("127\.0\.0\.1:8080" for localhost\), or make the upstream static/,
+      ),
     ]);
-    expect(errorsOf('upstreams:\n  web:\n    service: web\n    fallback: [{address: "db.internal:80"}]\n')[0]).toMatch(/^upstreams\.web\.fallback\[0\]\.address /);
-    expect(errorsOf('nginx: {http: {resolver: ["127.0.0.53"]}}\nupstreams:\n  web:\n    service: web\n    fallback: ["localhost:8080"]\n')).toEqual([
-      expect.stringMatching(/^upstreams\.web\.fallback\[0\] .*does not resolve names/),
+    expect(errorsOf('target: nginx\nupstreams:\n  web:\n    service: web\n    fallback: [{address: "db.internal:80"}]\n')[0]).toMatch(/^upstreams\.web\.fallback\[0\]\.address \(gen-lb\.yaml:5:\d+\): .*no lua-resty-dns/);
+    expect(errorsOf('target: nginx\nnginx: {http: {resolver: ["127.0.0.53"]}}\nupstreams:\n  web:\n    service: web\n    fallback: ["localhost:8080"]\n')).toEqual([
+      expect.stringMatching(/^upstreams\.web\.fallback\[0\] \(gen-lb\.yaml:6:16\): .*target "nginx" has no lua-resty-dns \(Debian's nginx packages ship none; OpenResty does\).*write its IP/),
     ]);
+  });
+
+  it("refuses a host name on target openresty without nginx.http.resolver, saying to set one", () => {
+    expect(errorsOf('target: openresty\nupstreams:\n  web:\n    service: web\n    fallback: ["10.0.0.1:80", {address: "localhost:8080", weight: 2}]\n')).toEqual([
+      expect.stringMatching(
+        /^upstreams\.web\.fallback\[1\]\.address \(gen-lb\.yaml:5:\d+\): fallback peer "localhost:8080" is a host name, .*only through nginx\.http\.resolver, which is not set: set nginx\.http\.resolver \(e\.g\. \["127\.0\.0\.53"\]\), write its IP/,
+      ),
+    ]);
+  });
+
+  it("accepts a host name on target openresty with nginx.http.resolver: the runtime resolves it, and holds requests until it has", () => {
+    const spec = ok('target: openresty\nnginx: {http: {resolver: ["127.0.0.53"]}}\nupstreams:\n  web:\n    service: web\n    fallback: ["localhost:8080", "10.0.0.1:80"]\n  ips:\n    service: ips\n    fallback: ["10.0.0.1:80"]\nservers:\n  - listen: 8000\n    locations: [{path: /, upstream: web}, {path: /ips, upstream: ips}]\n');
+    const built = planBuild(spec, { specFile: "gen-lb.yaml", generator: "test" });
+    const lua = built.luaConfig as { upstreams: Record<string, { fallback: unknown }>; resolver: unknown };
+    expect(lua.upstreams.web!.fallback).toEqual([
+      { host: "localhost", port: 8080, weight: 1 },
+      { host: "10.0.0.1", port: 80, weight: 1 },
+    ]);
+    expect(lua.resolver).toEqual([{ host: "127.0.0.53", port: 53 }]);
+    const holds = JSON.stringify(built).match(/discovery_hold[^)]*\)\.wait\([^)]*\)/g) ?? [];
+    expect(holds.map((h) => h.replace(/\\/g, ""))).toEqual(['discovery_hold").wait("web")']);
   });
 
   it("refuses an IPv6 literal without brackets, a unix socket, and a peer listed twice after normalising", () => {

@@ -12,6 +12,7 @@ import { Backend } from "../support/backends.js";
 import { request, runLoad } from "../support/load.js";
 import { buildPrefix, Nginx, tempDir } from "../support/nginx.js";
 import { freePort, waitFor } from "../support/ports.js";
+import { ConsulDns } from "../support/consul-dns.js";
 
 const OPENRESTY = process.env.GEN_LB_TEST_OPENRESTY ?? "/opt/openresty/bin/openresty";
 
@@ -125,6 +126,40 @@ describe("static upstreams on OpenResty", () => {
       expect(r).toBe(true);
     } finally {
       await started.stop();
+    }
+  });
+
+  it("resolve: true follows the name: nginx's resolver turns it into the backend's address and the upstream serves there", async () => {
+    // A name server on loopback that knows one node: app.node.dc1.consul -> 127.0.0.1.
+    const dns = new ConsulDns({ datacenter: "dc1", healthEntries: () => undefined, nodeAddress: (n) => (n === "app" ? "127.0.0.1" : undefined) });
+    await dns.start();
+    const dir = tempDir("gen-lb-static-resolved-");
+    dirs.push(dir);
+    chmodSync(dir, 0o755);
+    const p = await freePort();
+    await buildPrefix(
+      {
+        target: "openresty",
+        nginx: { worker_processes: 1, http: { access_log: "off", resolver: [dns.address] } },
+        upstreams: { app: { servers: [`app.node.dc1.consul:${alive.port}`], resolve: true } },
+        servers: [{ listen: `127.0.0.1:${p}`, locations: [{ path: "/", upstream: "app" }] }],
+        status: { enabled: false },
+      },
+      dir,
+      "openresty",
+    );
+    const started = await Nginx.start(dir, {}, OPENRESTY);
+    try {
+      const before = alive.requests;
+      await waitFor(async () => (await request(`http://127.0.0.1:${p}/x`)).headers["x-backend"] === "alive", "a response through the resolved name", 10_000);
+      const r = await runLoad({ url: `http://127.0.0.1:${p}/x`, requests: 20, concurrency: 2 });
+      expect(r.failures).toEqual([]);
+      expect(r.byBackend).toEqual({ alive: 20 });
+      expect(alive.requests - before).toBeGreaterThanOrEqual(21);
+      expect(dns.countQueries((q) => q.name.toLowerCase() === "app.node.dc1.consul")).toBeGreaterThan(0);
+    } finally {
+      await started.stop();
+      await dns.stop();
     }
   });
 });

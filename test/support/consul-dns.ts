@@ -21,6 +21,10 @@
  *
  * Faults: `mode = "silent"` drops every query (a dead agent), `"servfail"`
  * answers SERVFAIL.
+ *
+ * Beside Consul's zone, host names of a test's own (`setHost`): A/AAAA
+ * records with a TTL of the test's choosing, so that the stand-in can serve
+ * as nginx.http.resolver for names gen-lb resolves (fallback peers).
  */
 import dgram from "node:dgram";
 import net from "node:net";
@@ -64,6 +68,8 @@ interface Record_ {
   name: string;
   type: number;
   data: Buffer;
+  /** Seconds; Consul's 0 unless given. */
+  ttl?: number;
 }
 
 interface Target {
@@ -159,6 +165,7 @@ export class ConsulDns {
   readonly queries: LoggedQuery[] = [];
   private socket: dgram.Socket | undefined;
   private listenPort = 0;
+  private readonly hosts = new Map<string, { addresses: string[]; ttl: number }>();
 
   constructor(
     private readonly source: DnsSource,
@@ -191,6 +198,17 @@ export class ConsulDns {
     const s = this.socket;
     this.socket = undefined;
     if (s) await new Promise<void>((resolve) => s.close(() => resolve()));
+  }
+
+  /** Answer A/AAAA for host name `name` (outside Consul's zone) with `addresses`, each with `ttl` seconds. */
+  setHost(name: string, addresses: string[], ttl = 0): void {
+    for (const a of addresses) if (!net.isIP(a)) throw new Error(`setHost ${name}: ${a} is not an IP address`);
+    this.hosts.set(name.toLowerCase().replace(/\.$/, ""), { addresses, ttl });
+  }
+
+  /** Stop answering for `name` (NXDOMAIN from then on). */
+  deleteHost(name: string): void {
+    this.hosts.delete(name.toLowerCase().replace(/\.$/, ""));
   }
 
   countQueries(filter?: (q: LoggedQuery) => boolean): number {
@@ -241,6 +259,11 @@ export class ConsulDns {
 
   /** Records for a question, or undefined when the name matches nothing (NXDOMAIN). */
   private resolve(q: Question): Resolved | undefined {
+    const host = this.hosts.get(q.name.toLowerCase().replace(/\.$/, ""));
+    if (host !== undefined) {
+      const wanted = host.addresses.filter((ip) => (net.isIPv4(ip) ? q.type === TYPE.A : q.type === TYPE.AAAA) || q.type === TYPE.ANY);
+      return { answers: wanted.map((ip) => ({ ...addressRecord(q.name, ip), ttl: host.ttl })), additional: [] };
+    }
     const labels = q.name.toLowerCase().replace(/\.$/, "").split(".");
     if (labels.at(-1) !== this.domain) return undefined;
     const rest = labels.slice(0, -1);
@@ -343,8 +366,8 @@ export class ConsulDns {
       ? Buffer.concat([encodeName(q.name), Buffer.from([q.type >> 8, q.type & 0xff, q.class >> 8, q.class & 0xff])])
       : Buffer.alloc(0);
     const authority = withSoa ? [encodeRecord(this.soa(), 0)] : [];
-    let answers = found.answers.map((r) => encodeRecord(r, 0));
-    let additional = found.additional.map((r) => encodeRecord(r, 0));
+    let answers = found.answers.map((r) => encodeRecord(r, r.ttl ?? 0));
+    let additional = found.additional.map((r) => encodeRecord(r, r.ttl ?? 0));
     const size = (): number =>
       12 + question.length + [...answers, ...authority, ...additional].reduce((n, b) => n + b.length, 0);
     // Consul cuts UDP answers to fit without setting TC: drop additional

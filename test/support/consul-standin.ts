@@ -38,7 +38,8 @@ export type FaultKind =
   | "slowTrickle"
   | "hugeBody"
   | "wrongTypes"
-  | "missingFields";
+  | "missingFields"
+  | "edit";
 
 export interface FaultSpec {
   kind: FaultKind;
@@ -55,6 +56,8 @@ export interface FaultSpec {
   intervalMs?: number;
   /** wrongTypes / missingFields: keep the real entries and append the bad ones. */
   mixed?: boolean;
+  /** edit: the body sent instead of the answer, made from a copy of its real entries (a hostile or odd Consul). */
+  edit?: (entries: Array<Record<string, unknown>>) => unknown;
 }
 
 export interface LoggedRequest {
@@ -319,7 +322,7 @@ interface ActiveFault extends FaultSpec {
   remaining: number | undefined;
 }
 
-const BODY_FAULTS: readonly FaultKind[] = ["garbage", "indexBackwards", "slowTrickle", "hugeBody", "wrongTypes", "missingFields"];
+const BODY_FAULTS: readonly FaultKind[] = ["garbage", "indexBackwards", "slowTrickle", "hugeBody", "wrongTypes", "missingFields", "edit"];
 
 export class ConsulStandin {
   /** Every request received, in arrival order. */
@@ -963,6 +966,9 @@ export class ConsulStandin {
       case "wrongTypes":
       case "missingFields":
         sendJson(res, 200, spoil(q, fault.kind, fault.mixed === true), headers);
+        return;
+      case "edit":
+        sendJson(res, 200, fault.edit ? fault.edit(structuredClone(q.result()) as Array<Record<string, unknown>>) : q.result(), headers);
         return;
       default:
         this.answer(res, q);

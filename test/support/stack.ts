@@ -18,6 +18,7 @@ import { luaEngineOnly, statusDocumentSchema, type LuaStatusDocument, type PeerS
 import { ConsulStandin, type ServiceDefinition, type StandinOptions } from "./consul-standin.js";
 import { request } from "./load.js";
 import { buildPrefix, Nginx } from "./nginx.js";
+import type { TestTarget } from "./target.js";
 import { freePort, sleep, waitFor } from "./ports.js";
 
 export type { LuaStatusDocument, PeerStatus, UpstreamStatus } from "../../src/contract/status.js";
@@ -100,6 +101,9 @@ export interface StackOptions {
   standin?: ConsulStandin;
   /** Build into this prefix (reusing a dump file there). */
   prefix?: string;
+  /** Render for this target and run `bin`, whatever the test matrix says (a test about one binary); both or neither. */
+  target?: TestTarget;
+  bin?: string;
 }
 
 /** A location whose content is one Lua chunk (data passed as the nginx argument, never spliced). */
@@ -169,11 +173,12 @@ export class Stack {
     if (own) await standin.start();
     const port = await freePort();
     const statusPort = (options.profile ?? "balancer") === "balancer" ? await freePort() : 0;
-    const { dir, buildId } = await buildPrefix(Stack.spec(options, [standin.url], port, statusPort || undefined) as never, options.prefix);
+    if ((options.target === undefined) !== (options.bin === undefined)) throw new Error("Stack.start: give target and bin together");
+    const { dir, buildId } = await buildPrefix(Stack.spec(options, [standin.url], port, statusPort || undefined) as never, options.prefix, options.target);
     // mkdtemp makes 0700 directories; workers run as nobody and must reach the dump directory.
     chmodSync(dir, 0o755);
     copyLua(dir, options);
-    const nginx = await Nginx.start(dir, options.env ?? {});
+    const nginx = await Nginx.start(dir, options.env ?? {}, options.bin);
     await Stack.allWorkers(nginx, options.workers ?? 2);
     return new Stack(standin, nginx, dir, buildId, port, statusPort, options, own);
   }
@@ -185,8 +190,8 @@ export class Stack {
 
   /** Rebuilds the prefix from new options (same profile, ports and stand-in) and reloads nginx (HUP). */
   async reconfigure(options: StackOptions): Promise<void> {
-    const next = { ...options, profile: this.options.profile };
-    await buildPrefix(Stack.spec(next, [this.standin.url], this.port, this.statusPort || undefined) as never, this.prefix);
+    const next = { ...options, profile: this.options.profile, target: this.options.target, bin: this.options.bin };
+    await buildPrefix(Stack.spec(next, [this.standin.url], this.port, this.statusPort || undefined) as never, this.prefix, next.target);
     copyLua(this.prefix, next);
     await this.nginx.reload();
   }
