@@ -20,8 +20,8 @@
 --   run it too), with a pooled per-request state (gen_lb.balancer_tries);
 -- - lean (everything else; gen_lb.balancer_lean): no log phase, only tries
 --   sent are counted.
--- Both pick through gen_lb.balancer_try; counters live in
--- gen_lb.balancer_counters.
+-- Both finish a pick, and count a failed try, through gen_lb.balancer_try;
+-- counters live in gen_lb.balancer_counters.
 --
 -- Owns the per-upstream state u (the paths and the counters touch the
 -- fields their modules name); reads the peers and health dicts.

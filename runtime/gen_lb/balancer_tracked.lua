@@ -12,7 +12,8 @@
 --
 -- Touches, in the upstream's balancer state u, the counters inflight and
 -- reqs (a try starts) and, through gen_lb.balancer_try, reqs and fails;
--- owns nothing of its own beyond the note of a refused try.
+-- in the request's tries state (owned by gen_lb.balancer_tries), its body
+-- field. Owns nothing else.
 local tries = require "gen_lb.balancer_tries"
 local try = require "gen_lb.balancer_try"
 local base = require "resty.core.base"

@@ -1,7 +1,9 @@
 -- gen_lb.balancer_try: one try of a proxied request, shared by the balancer's
 -- two paths (gen_lb.balancer_tracked, gen_lb.balancer_lean): nginx's state of
--- the previous try, the pick of a peer with set_current_peer (moving on when
--- nginx refuses one), and how a try that ended badly is counted.
+-- the previous try, the rest of a pick once the path's own first look (one
+-- find and set_current_peer, inline for its cost) did not set a peer: all
+-- tried, none listed, or a peer nginx refused (counted as failed, and the
+-- request moves on), and how a try that ended badly is counted.
 --
 -- Touches, in the upstream's balancer state u, only the counters reqs and
 -- fails (a refused or failed try) and quiet_until (its rate-limited log);
