@@ -152,7 +152,8 @@ Exit codes: 0 ok, 1 spec or config rejected, 2 usage error or crash.`,
     .option("--lua-path <dir>", "where to look for Lua modules (repeatable)", collect, [])
     .option("--report <file>", "write the migration report here instead of stdout")
     .option("--verify [kind]", "build the new spec and compare its directive tree with the old config; --verify=traffic also runs both side by side on scratch loopback ports and compares their answers")
-    .option("--bin <path>", "nginx binary used by --verify for nginx -t")
+    .option("--bin <path>", "the binary the new config will run on: its -V decides the target and which modules and HTTP/2 it has; --verify runs it")
+    .option("--prefix <dir>", "the old nginx's prefix, which relative paths in the old config (load_module modules/x.so, lua_package_path $prefix) meant (default: a plain nginx --bin's own; else the parent of the config's conf/ directory)")
     .option("--force", "overwrite --out or --report files that gen-lb did not write")
     .action(lazy("migrate"));
 

@@ -13,6 +13,7 @@ import { runInstall } from "../install/run.js";
 import { seedFromConsul } from "../install/seed.js";
 import { formatDiagnostic } from "../pipeline/load.js";
 import { detectTarget, targetMismatch } from "../target/index.js";
+import { binaryRefusal } from "../pipeline/binary-check.js";
 import { systemRunner } from "../util/proc.js";
 import { report, type Io } from "./io.js";
 
@@ -58,6 +59,8 @@ export default async function install(opts: InstallOptions, io: Io): Promise<voi
       specTarget: prepared.target,
     });
   }
+  const lacking = binaryRefusal(prepared, bin, seen, "; nothing was installed");
+  if (lacking) throw lacking;
   if (!io.json) for (const w of prepared.warnings) io.err(`warning: ${formatDiagnostic(w)}\n`);
 
   const result = await runInstall(

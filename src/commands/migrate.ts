@@ -37,6 +37,8 @@ interface MigrateOpts {
   /** true: the directive-tree comparison; "traffic": that, then both configs run and compared by traffic. */
   verify?: boolean | string;
   bin?: string;
+  /** The old nginx's prefix (what its relative paths meant). */
+  prefix?: string;
   force?: boolean;
 }
 
@@ -73,14 +75,20 @@ export default async function run(opts: MigrateOpts, io: Io, args: string[]): Pr
   const outAbs = path.resolve(io.cwd, out);
   if (outAbs === abs) throw new UsageError("--out would overwrite the config being migrated");
 
-  // The binary the new config will run on decides the target (and what relative load_module paths meant).
+  // The binary the new config will run on decides the target, and which of the old modules (and HTTP/2) it has.
   const binPath = resolveBin(opts.bin, io.env);
   const v = await systemRunner.run(binVersionCommand(binPath));
   const bin = v.spawnError === undefined && v.exitCode === 0 ? parseBinInfo(binPath, v.stderr + v.stdout) : undefined;
 
   let m: Migration;
   try {
-    m = migrate(file, { loader: fsLoader(io.cwd), cwd: io.cwd, luaPath: (opts.luaPath ?? []).map((p) => path.resolve(io.cwd, p)), ...(bin ? { bin } : {}) });
+    m = migrate(file, {
+      loader: fsLoader(io.cwd),
+      cwd: io.cwd,
+      luaPath: (opts.luaPath ?? []).map((p) => path.resolve(io.cwd, p)),
+      ...(bin ? { bin } : {}),
+      ...(opts.prefix !== undefined ? { prefix: path.resolve(io.cwd, opts.prefix) } : {}),
+    });
   } catch (e) {
     if (e instanceof MigrateError) throw new RejectedError(e.message, e.details);
     throw e;
@@ -97,7 +105,15 @@ export default async function run(opts: MigrateOpts, io: Io, args: string[]): Pr
   let verified: VerifyResult | undefined;
   if (opts.verify) verified = await verifyMigration(m, JSON.stringify(m.spec), out, binPath, systemRunner);
   let traffic: TrafficResult | undefined;
-  if (opts.verify === "traffic") traffic = await verifyTraffic(m, { mainFile: abs, bin: binPath, ...(bin ? { binInfo: bin } : {}), runner: systemRunner });
+  if (opts.verify === "traffic") {
+    traffic = await verifyTraffic(m, {
+      mainFile: abs,
+      bin: binPath,
+      ...(bin ? { binInfo: bin } : {}),
+      ...(opts.prefix !== undefined ? { oldPrefix: path.resolve(io.cwd, opts.prefix) } : {}),
+      runner: systemRunner,
+    });
+  }
 
   const text = formatReport(m.findings, file, out);
   const verifyText = (verified ? formatVerify(verified, out, file) : "") + (traffic ? formatTraffic(traffic) : "");
@@ -125,7 +141,7 @@ export default async function run(opts: MigrateOpts, io: Io, args: string[]): Pr
   const blocking = m.findings.filter((f) => f.blocking);
   if (blocking.length > 0) {
     throw new RejectedError(
-      `migrate: ${blocking.length} server(s), location(s) or upstream(s) were left out and must be rewritten by hand (the spec was written without them)`,
+      `migrate: ${blocking.length} server(s), location(s), upstream(s) or module(s) were left out and must be rewritten by hand (the spec was written without them)`,
       blocking.map((f) => `${f.file}:${f.line}: ${f.message}`),
     );
   }

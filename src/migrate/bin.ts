@@ -3,6 +3,7 @@
  * will run the new one, read from its `-V` (parsing is pure; the command runs
  * the binary). testinfra's src/target/ can replace readBinInfo later.
  */
+import { configureArguments } from "../target/modules.js";
 import type { Command } from "../util/proc.js";
 
 export interface BinInfo {
@@ -14,6 +15,13 @@ export interface BinInfo {
   modulesPath?: string;
   /** nginx core version ("1.22.1"; OpenResty 1.31.1.1 is nginx 1.31.1). */
   version?: string;
+  /** The configure arguments -V prints: which modules the binary has (src/target/modules.ts). */
+  configure?: string[];
+}
+
+/** Its modules directory: --modules-path, else PREFIX/modules. */
+export function modulesDirOf(bin: BinInfo): string | undefined {
+  return bin.modulesPath ?? (bin.prefix !== undefined ? `${bin.prefix}/modules` : undefined);
 }
 
 export function binVersionCommand(bin: string): Command {
@@ -29,5 +37,6 @@ export function parseBinInfo(bin: string, output: string): BinInfo {
   if (version) info.version = version[1]!;
   const modules = /--modules-path=(\S+)/.exec(output);
   if (modules) info.modulesPath = modules[1]!;
+  if (/configure arguments:/.test(output)) info.configure = configureArguments(output);
   return info;
 }

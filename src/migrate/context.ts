@@ -7,6 +7,7 @@
  */
 import type { Directive } from "../nginx/types.js";
 import type { BinInfo } from "./bin.js";
+import type { ModuleContext } from "./modules.js";
 import { TlsConverter } from "./convert-tls.js";
 import { Ledger } from "./ledger.js";
 import type { LuaSource } from "./lua.js";
@@ -28,6 +29,8 @@ export interface ConvertInput {
   prefix?: string;
   /** The nginx binary that will run the config (its -V), when known. */
   bin?: BinInfo;
+  /** What the binary's modules directory holds and what the old prefix was (src/migrate/modules.ts); with bin. */
+  modules?: ModuleContext;
 }
 
 /** What the upstream and location converters learn about each upstream, for its retries and the report. */

@@ -10,6 +10,7 @@ import type { Directive } from "../nginx/types.js";
 import { LISTEN_OPTION_RE } from "../spec/schema.js";
 import { pos, text, UNSAFE_RE } from "./args.js";
 import type { ConvertContext } from "./context.js";
+import { lackingModule } from "./modules.js";
 import { confPath, type HttpLevel } from "./convert-http.js";
 import { convertLocation } from "./convert-location.js";
 import { convertAccessLogs } from "./convert-logs.js";
@@ -190,14 +191,20 @@ function parseListen(ctx: ConvertContext, c: Directive): Listen | undefined {
   }
   const flags = { ssl: false, http2: false, def: false, reuseport: false, options: [] as string[] };
   const lost: string[] = [];
+  const noHttp2 = lackingModule("http2", ctx.input.bin);
   for (const p of params) {
     if (p === "ssl") flags.ssl = true;
+    else if (p === "http2" && noHttp2) continue;
     else if (p === "http2") flags.http2 = true;
     else if (p === "default_server" || p === "default") flags.def = true;
     else if (p === "reuseport") flags.reuseport = true;
     else if (LISTEN_OPTION_RE.test(p)) flags.options.push(p);
     else lost.push(p);
   }
-  ctx.ledger.add(lost.length ? "lost" : "converted", c, `${text(c)}${lost.length ? `: ${lost.join(" ")} cannot be expressed (the listen itself is kept)` : ""}`, "servers[].listen");
+  const why = [
+    ...(lost.length ? [`${lost.join(" ")} cannot be expressed (the listen itself is kept)`] : []),
+    ...(noHttp2 && params.includes("http2") ? [`http2 is left out: ${noHttp2}, so clients get HTTP/1.1 (the listen itself is kept)`] : []),
+  ].join("; ");
+  ctx.ledger.add(why ? "lost" : "converted", c, `${text(c)}${why ? `: ${why}` : ""}`, "servers[].listen");
   return { addr, ...flags, d: c };
 }

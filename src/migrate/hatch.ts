@@ -2,8 +2,9 @@
  * The escape hatch: an old directive carried into a spec `directives` list
  * with its arguments exactly as they were, or reported lost with the reason
  * the spec cannot take it. The one place that knows which directives gen-lb
- * writes itself (never carried twice) and which paths nginx read against its
- * old prefix (made absolute).
+ * writes itself (never carried twice), which paths nginx read against its
+ * old prefix (made absolute), and what the target was built without
+ * (src/migrate/modules.ts: lost with that reason).
  */
 import path from "node:path";
 import type { Directive } from "../nginx/types.js";
@@ -11,6 +12,8 @@ import { pos, text, UNSAFE_RE } from "./args.js";
 import type { ConvertContext } from "./context.js";
 import { emittedDirectives, type EmitContext } from "./emitted.js";
 import type { HatchDirective } from "./spec-input.js";
+import type { BinInfo } from "./bin.js";
+import { lackingModule } from "./modules.js";
 
 const NAME_RE = /^[a-z_][a-z0-9_]*$/;
 const PREFIX_RELATIVE = /^((proxy|fastcgi|uwsgi|scgi)_(cache|temp)_path|client_body_temp_path)$/;
@@ -24,12 +27,14 @@ const EMIT_CONTEXT: Partial<Record<HatchAt, EmitContext>> = {
   "nginx.http.directives": "http",
 };
 
-/** The escape hatch's form of `d`, or why it cannot take it. */
-export function hatch(d: Directive): { ok: HatchDirective } | { why: string; at: Directive } {
+/** The escape hatch's form of `d`, or why it cannot take it (`bin`: the target, when its -V is known). */
+export function hatch(d: Directive, bin?: BinInfo): { ok: HatchDirective } | { why: string; at: Directive } {
   if (d.directive.endsWith("_by_lua_block") || /_by_lua(_file)?$/.test(d.directive)) {
     return { why: "Lua code cannot be carried by the spec (it has no place for custom Lua)", at: d };
   }
   if (!NAME_RE.test(d.directive)) return { why: `the escape hatch takes only lower-case directive names, not "${d.directive}"`, at: d };
+  const lacking = lackingModule(d.directive, bin);
+  if (lacking !== undefined) return { why: lacking, at: d };
   let args = [...d.args];
   if (d.directive === "if" && args.length > 0) {
     // nginx wants the condition in parentheses; they may be glued to the words.
@@ -44,7 +49,7 @@ export function hatch(d: Directive): { ok: HatchDirective } | { why: string; at:
     out.block = [];
     for (const c of d.block) {
       if (c.directive === "#") continue;
-      const r = hatch(c);
+      const r = hatch(c, bin);
       if ("why" in r) return r;
       out.block.push(r.ok);
     }
@@ -67,7 +72,7 @@ export function carry(ctx: ConvertContext, d: Directive, list: HatchDirective[],
     ledger.add("lost", d, `${d.directive}: gen-lb runs its own log_by_lua in every server that proxies to an upstream (balancer accounting, passive health checks), and nginx keeps only one`);
     return;
   }
-  const r = hatch(d);
+  const r = hatch(d, ctx.input.bin);
   // nginx reads cache and temp directories against its prefix, which the new prefix is not.
   const prefix = ctx.input.prefix;
   const rel = PREFIX_RELATIVE.test(d.directive) && d.args[0] && !path.isAbsolute(d.args[0]) && !d.args[0].includes("$") && prefix ? path.join(prefix, d.args[0]) : undefined;

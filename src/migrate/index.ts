@@ -14,6 +14,7 @@ import { flatten, isMimeTypesInclude, walk } from "./flatten.js";
 import { gatherLua } from "./lua.js";
 import { MigrateError, type Finding } from "./types.js";
 import type { BinInfo } from "./bin.js";
+import { moduleContext } from "./modules.js";
 
 export { MigrateError, type Finding } from "./types.js";
 
@@ -21,7 +22,12 @@ export interface MigrateOptions {
   loader: Loader;
   /** Extra directories holding Lua modules (--lua-path). */
   luaPath?: readonly string[];
-  /** The old nginx prefix ($prefix); default: the parent of a "conf" directory holding the main file, else its directory. */
+  /**
+   * The old nginx prefix ($prefix, --prefix): what relative paths of the old
+   * config meant. Default: for load_module, a plain nginx binary's own
+   * compiled-in prefix; for the rest, the parent of a "conf" directory
+   * holding the main file, else its directory.
+   */
   prefix?: string;
   /** What relative paths (the main file's) are relative to; default process.cwd(). */
   cwd?: string;
@@ -71,7 +77,9 @@ export function migrate(mainFile: string, opts: MigrateOptions): Migration {
     });
   }
   const prefix = path.resolve(opts.cwd ?? process.cwd(), opts.prefix ?? defaultPrefix(mainFile));
-  const result = convert({ tree, sources, comments, mimeTypes, mainFile, cwd: opts.cwd ?? process.cwd(), prefix, ...(opts.bin ? { bin: opts.bin } : {}) });
+  const explicitPrefix = opts.prefix !== undefined ? path.resolve(opts.cwd ?? process.cwd(), opts.prefix) : undefined;
+  const modules = opts.bin ? moduleContext(opts.bin, opts.loader, tree, explicitPrefix) : undefined;
+  const result = convert({ tree, sources, comments, mimeTypes, mainFile, cwd: opts.cwd ?? process.cwd(), prefix, ...(opts.bin ? { bin: opts.bin, modules } : {}) });
   const findings: Finding[] = [
     ...inlined.map(({ node, files }): Finding => ({
       kind: "converted",

@@ -25,6 +25,7 @@ import { writeFileSet } from "../util/files.js";
 import type { Command, ProcessRunner } from "../util/proc.js";
 import { defaultPrefix, type Migration } from "./index.js";
 import type { BinInfo } from "./bin.js";
+import { adaptForTarget } from "./modules.js";
 import {
   collectEndpoints,
   compareAnswers,
@@ -153,9 +154,13 @@ function send(r: TrafficRequest, port: number): Promise<Answer> {
   });
 }
 
-/** `BIN -p PREFIX -c CONF`: a master that daemonizes. */
-function startCommand(bin: string, prefix: string, conf: string): Command {
-  return { command: bin, args: ["-p", prefix.endsWith("/") ? prefix : `${prefix}/`, "-c", conf], timeoutMs: 30_000, fileStdio: true };
+/**
+ * `BIN -p PREFIX -e LOG -c CONF`: a master that daemonizes. -e: the
+ * compiled-in error log (OpenResty's PREFIX/logs/error.log) may not exist
+ * under the old prefix, and nginx opens it before reading the config.
+ */
+function startCommand(bin: string, prefix: string, conf: string, errorLog: string): Command {
+  return { command: bin, args: ["-p", prefix.endsWith("/") ? prefix : `${prefix}/`, "-e", errorLog, "-c", conf], timeoutMs: 30_000, fileStdio: true };
 }
 
 async function waitFor<T>(probe: () => T | undefined, ms: number): Promise<T | undefined> {
@@ -172,7 +177,7 @@ interface Running {
 }
 
 async function startNginx(runner: ProcessRunner, bin: string, prefix: string, conf: string, logDir: string, what: string): Promise<Running> {
-  const r = await runner.run(startCommand(bin, prefix, conf));
+  const r = await runner.run(startCommand(bin, prefix, conf, path.join(logDir, "error.log")));
   const log = () => {
     try {
       return readFileSync(path.join(logDir, "error.log"), "utf8").trim().split("\n").slice(-5).join("\n");
@@ -180,7 +185,11 @@ async function startNginx(runner: ProcessRunner, bin: string, prefix: string, co
       return "";
     }
   };
-  if (r.spawnError || r.exitCode !== 0) throw new Error(`${what} did not start: ${(r.spawnError ?? `${r.stderr}${r.stdout}`).trim()}${log() ? `\n${log()}` : ""}`);
+  if (r.spawnError || r.exitCode !== 0) {
+    // nginx prints the reason (a distro nginx whose error log is stderr), or only logs it (-e).
+    const printed = (r.spawnError ?? `${r.stderr}${r.stdout}`).trim();
+    throw new Error(`${what} did not start: ${[printed, log()].filter((x) => x !== "").join("\n")}`);
+  }
   const pid = await waitFor(() => {
     try {
       const n = Number(readFileSync(path.join(logDir, "nginx.pid"), "utf8").trim());
@@ -204,6 +213,8 @@ export interface TrafficOptions {
   mainFile: string;
   bin: string;
   binInfo?: BinInfo;
+  /** The old nginx's prefix (--prefix), which the old config runs with; default: as migrate guesses it. */
+  oldPrefix?: string;
   runner: ProcessRunner;
 }
 
@@ -248,8 +259,8 @@ export async function verifyTraffic(m: Migration, opts: TrafficOptions): Promise
     for (const key of new Set([...oldEp.listens, ...collectEndpoints(newTree).listens])) newListens.set(key, await freePort());
 
     const mainAbs = path.resolve(opts.mainFile);
-    const oldPrefix = defaultPrefix(mainAbs);
-    const oldTree = rewriteTree(m.tree, { listens: oldListens, backends }, { logDir: path.join(oldDir, "logs"), confDir: path.dirname(mainAbs), keepLuaUpstreams: false, ...(opts.binInfo?.prefix ? { modulePrefix: opts.binInfo.prefix } : {}) });
+    const oldPrefix = opts.oldPrefix ?? defaultPrefix(mainAbs);
+    const oldTree = rewriteTree(adaptForTarget(m.tree, m.findings, opts.binInfo), { listens: oldListens, backends }, { logDir: path.join(oldDir, "logs"), confDir: path.dirname(mainAbs), keepLuaUpstreams: false, ...(opts.binInfo?.prefix ? { modulePrefix: opts.binInfo.prefix } : {}) });
     const oldConf = path.join(oldDir, "nginx.conf");
     await fs.writeFile(oldConf, print(withLuaModule(withoutPatternLua(oldTree, m), opts.binInfo)));
     await fs.writeFile(newConf, print(rewriteTree(newTree, { listens: newListens, backends }, { logDir: path.join(newDir, "logs"), confDir: path.dirname(newConf), keepLuaUpstreams: true })));

@@ -46,6 +46,11 @@ export function directiveTables(): string[] {
     .sort();
 }
 
+/** Every committed table (what migrate and -V reading know of modules). */
+export function allDirectiveTables(): DirectiveTable[] {
+  return directiveTables().map((n) => loadDirectiveTable(n.slice(0, n.indexOf("-")), n.slice(n.indexOf("-") + 1)));
+}
+
 /** The table of `target` at `version`, or the newest committed one of that target. */
 export function loadDirectiveTable(target: string, version?: string): DirectiveTable {
   const names = directiveTables().filter((n) => n.startsWith(`${target}-`));

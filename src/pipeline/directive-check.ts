@@ -86,9 +86,10 @@ export function checkDirectives(spec: Spec, model: RenderModel, report: PathDiag
     const seen = new Map<string, NginxDirective>();
     for (const d of list) {
       const specPath = fromSpec.get(d);
-      const own = OWN_SOURCES[`${ctx} ${d.name}`];
+      // gen-lb's `http2 on;` comes from the server's http2 key.
+      const own = OWN_SOURCES[`${ctx} ${d.name}`] ?? (ctx === "server" && d.name === "http2" && owner[0] === "servers" ? [...owner, "http2"] : undefined);
       const at = specPath ?? own ?? owner;
-      const where = specPath ? "" : own ? "" : ` (gen-lb emits "${d.name}" here)`;
+      const where = specPath ? "" : own ? (d.name === "http2" ? ' (http2: true renders "http2 on;" from nginx 1.25.1)' : "") : ` (gen-lb emits "${d.name}" here)`;
       const defs = t.directives[d.name];
       if (!defs) {
         report(specPath ? [...specPath, "name"] : at, `unknown directive "${d.name}": ${label} has no such directive${where}`);

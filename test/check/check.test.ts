@@ -8,6 +8,7 @@ import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { runCli } from "../support/cli.js";
 import { NGINX_BIN, tempDir } from "../support/nginx.js";
+import { testBinaryInfo } from "../support/target.js";
 import { FIXTURES, makePrefix, ports, snapshot, specObject, writeSpec } from "../install/helpers.js";
 
 function scratchEnv(): { env: Record<string, string>; dir: string } {
@@ -59,6 +60,27 @@ describe("gen-lb check", () => {
     expect(r.stderr).toMatch(/\[emerg\] host not found in "999\.1\.1\.1:8080" of the "listen" directive \(nginx\.conf:\d+, from servers\[0\]\.listen at bad-listen\.json:\d+:\d+\)/);
     expect(r.stderr).toContain("not run: nginx -t failed");
     expect(readdirSync(tmp)).toEqual([]);
+  });
+
+  it("HTTP/2 on a binary whose -V lacks http_v2_module is refused at servers[N].http2 and its spec line, before nginx -t; with it, checked and passed", async () => {
+    const dir = tempDir();
+    const p = await ports();
+    const tls = await ports();
+    const spec = specObject(p, "h2");
+    const certs = path.join(FIXTURES, "certs");
+    (spec.servers as unknown[]).push({ listen: `127.0.0.1:${tls.http}`, http2: true, ssl: { certificate: path.join(certs, "lb.crt"), certificate_key: path.join(certs, "lb.key") }, locations: [{ path: "/", return: { code: 204 } }] });
+    const file = writeSpec(dir, "h2.json", spec);
+    const r = runCli(["check", "--spec", file, "--bin", NGINX_BIN, "--no-consul"], { cwd: dir });
+    if (testBinaryInfo().http2) {
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.stdout).toMatch(/^ok {4}nginx -t +\d+ ms$/m);
+    } else {
+      expect(r.status).toBe(1);
+      expect(r.stderr).toContain(`gen-lb: h2.json: 1 setting ${NGINX_BIN} cannot run\n`);
+      expect(r.stderr).toMatch(/^ {2}servers\[1\]\.http2 \(h2\.json:\d+:\d+\): .* built without ngx_http_v2_module .*: remove http2: true, or run a binary built with it$/m);
+      // No step ran: no "FAIL  nginx -t" / "ok    nginx -t" line.
+      expect(r.stdout + r.stderr).not.toMatch(/^\s*(FAIL|ok) +nginx -t/m);
+    }
   });
 
   it("an init_by_lua failure passes nginx -t and is caught by the smoke start", async () => {

@@ -3,16 +3,43 @@
  * atomic writes (no temp files left, nothing written on failure).
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { runCli } from "../support/cli.js";
+import { NGINX_BIN } from "../support/nginx.js";
 import { fixtures, root } from "./helpers.js";
 
 const dir = mkdtempSync(path.join(os.tmpdir(), "gen-lb-migrate-cli-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const fx = (rel: string) => path.join(fixtures, rel);
+
+describe("gen-lb migrate: modules on the --bin binary", () => {
+  it("a module the binary does not have, that nothing tells migrate about, is LEFT OUT and migrate exits 1 (the spec is written)", () => {
+    const conf = path.join(dir, "nothere.conf");
+    writeFileSync(conf, "load_module modules/ngx_http_nothere_module.so;\nevents {}\nhttp { server { listen 127.0.0.1:8097; location / { return 204; } } }\n");
+    const out = path.join(dir, "nothere.yaml");
+    const r = runCli(["migrate", conf, "--out", out, "--bin", NGINX_BIN]);
+    expect(r.status).toBe(1);
+    expect(r.stdout).toMatch(/^ {2}LEFT OUT .*nothere\.conf:1:1: load_module modules\/ngx_http_nothere_module\.so: .* does not have ngx_http_nothere_module /m);
+    expect(r.stderr).toMatch(/^gen-lb: migrate: 1 server\(s\), location\(s\), upstream\(s\) or module\(s\) were left out/m);
+    expect(readFileSync(out, "utf8")).not.toContain("load_module");
+  });
+
+  it("--prefix is the old nginx's prefix: a relative load_module means a file there (Debian's nginx, which loads modules from anywhere)", () => {
+    const old = mkdtempSync(path.join(dir, "old-prefix-"));
+    mkdirSync(path.join(old, "modules"));
+    writeFileSync(path.join(old, "modules/ngx_http_nothere_module.so"), "");
+    const conf = path.join(dir, "prefixed.conf");
+    writeFileSync(conf, "load_module modules/ngx_http_nothere_module.so;\nevents {}\nhttp { server { listen 127.0.0.1:8097; } }\n");
+    const out = path.join(dir, "prefixed.yaml");
+    const r = runCli(["migrate", conf, "--out", out, "--bin", "/usr/sbin/nginx", "--prefix", old]);
+    expect(r.stdout).toContain(`load_module modules/ngx_http_nothere_module.so (relative to the old prefix ${old}, made absolute: ${old}/modules/ngx_http_nothere_module.so)`);
+    expect(readFileSync(out, "utf8")).toContain(`${old}/modules/ngx_http_nothere_module.so`);
+    expect(r.status, r.stderr).toBe(0);
+  });
+});
 
 describe("gen-lb migrate", () => {
   it("writes the spec, prints the report, and --verify passes for the Consul + Lua setup", () => {

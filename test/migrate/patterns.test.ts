@@ -6,6 +6,7 @@
 import { execFileSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
 import { parseBinInfo } from "../../src/migrate/bin.js";
+import { moduleLink } from "../../src/target/modules.js";
 import { migrate, type Migration } from "../../src/migrate/index.js";
 import { fsLoader } from "../../src/nginx/load.js";
 import { validateSpecText } from "../../src/pipeline/validate.js";
@@ -17,17 +18,20 @@ import path from "node:path";
 
 const real = path.join(fixtures, "real");
 // nginx -V writes to stderr.
-const vText = (() => {
+function binInfoOf(bin: string) {
   try {
-    return execFileSync("sh", ["-c", `"$0" -V 2>&1`, NGINX_BIN], { encoding: "utf8" });
+    return parseBinInfo(bin, execFileSync("sh", ["-c", `"$0" -V 2>&1`, bin], { encoding: "utf8" }));
   } catch (e) {
-    throw new Error(`${NGINX_BIN} -V failed: install Debian's nginx (or set GEN_LB_TEST_NGINX): ${(e as Error).message}`);
+    throw new Error(`${bin} -V failed: install Debian's nginx (or set GEN_LB_TEST_BIN): ${(e as Error).message}`);
   }
-})();
-const binInfo = parseBinInfo(NGINX_BIN, vText);
+}
+/** The matrix binary (test/support/target.ts): what the new config runs on. */
+const binInfo = binInfoOf(NGINX_BIN);
+/** Debian's nginx, for tests whose subject is its layout. */
+const DEBIAN_NGINX = "/usr/sbin/nginx";
 
-export function migrateReal(name: string, luaPath: string[] = []): Migration {
-  return migrate(`${name}/nginx.conf`, { loader: fsLoader(real), cwd: real, bin: binInfo, luaPath: luaPath.map((p) => path.join(real, p)) });
+export function migrateReal(name: string, luaPath: string[] = [], bin = binInfo): Migration {
+  return migrate(`${name}/nginx.conf`, { loader: fsLoader(real), cwd: real, bin, luaPath: luaPath.map((p) => path.join(real, p)) });
 }
 
 /** Validate, build for target nginx, and run the real nginx -t. */
@@ -146,10 +150,21 @@ describe("static upstreams (fixtures/migrate/real/static-peers)", () => {
 
 describe("relative load_module (fixtures/migrate/real/relative-modules)", () => {
   const m = migrateReal("relative-modules");
-  it("is resolved against the binary's --prefix, and the target comes from -V", () => {
+  it("on Debian's nginx, is resolved against its --prefix and taken from its modules directory, and the target comes from -V", () => {
+    const debian = binInfoOf(DEBIAN_NGINX);
+    const d = migrateReal("relative-modules", [], debian);
+    expect(d.spec.target).toBe("nginx");
+    expect(debian.modulesPath).toBe("/usr/lib/nginx/modules");
+    expect((d.spec.nginx as { directives: unknown }).directives).toEqual([{ name: "load_module", args: ["/usr/lib/nginx/modules/ngx_stream_module.so"] }]);
+    expect(find(d, "carried", /^load_module modules\/ngx_stream_module.so \(relative to the old prefix \/usr\/share\/nginx, the target's own module: /)).toHaveLength(1);
+  });
+  it("on the matrix binary, no relative path is copied and nothing is lost: each module is what that binary has", () => {
     expect(m.spec.target).toBe(binInfo.target);
-    expect(binInfo.prefix).toBeDefined();
-    expect((m.spec.nginx as { directives: unknown }).directives).toEqual([{ name: "load_module", args: [path.join(binInfo.prefix!, "modules/ngx_stream_module.so")] }]);
+    const loads = ((m.spec.nginx as { directives?: Array<{ args: string[] }> }).directives ?? []).map((d) => d.args[0]!);
+    expect(loads.filter((f) => !path.isAbsolute(f))).toEqual([]);
+    const findings = m.findings.filter((f) => f.directive === "load_module");
+    expect(findings.map((f) => f.kind).filter((k) => k !== "dropped" && k !== "carried")).toEqual([]);
+    expect(findings).toHaveLength(3);
   });
   it("without the binary it is reported, not copied", () => {
     const bare = migrate("relative-modules/nginx.conf", { loader: fsLoader(real), cwd: real });
@@ -206,6 +221,14 @@ describe("consul-template's own nginx example, rendered (fixtures/migrate/real/c
     });
     expect((m.spec.upstreams as Record<string, { fallback?: unknown }>).billing!.fallback).toBeUndefined();
     expect(m.findings.some((f) => f.kind === "todo" && f.to === "consul.addresses")).toBe(true);
+  });
+  it("stub_status is carried where the binary has it, and reported with the reason where it was built without it", () => {
+    const f = m.findings.find((x) => x.directive === "stub_status")!;
+    if (moduleLink(binInfo.configure ?? [], "ngx_http_stub_status_module") === "absent") {
+      expect(f).toMatchObject({ kind: "lost", message: expect.stringMatching(/is built without ngx_http_stub_status_module/) });
+    } else {
+      expect(f).toMatchObject({ kind: "carried" });
+    }
   });
   it("builds and passes nginx -t", async () => {
     const r = await buildAndTest(m);

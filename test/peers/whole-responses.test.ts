@@ -13,7 +13,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { Backend } from "../support/backends.js";
 import { runLoad } from "../support/load.js";
 import { waitFor } from "../support/ports.js";
-import { Lb, backends } from "../balancer/harness.js";
+import { Stack, startBackends } from "../support/stack.js";
 
 const CHUNKED_HEAD = "HTTP/1.1 200 OK\r\nX-Backend: cut\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
 
@@ -70,7 +70,7 @@ class CutPeer {
 }
 
 describe("a backend that resets mid-body", () => {
-  let lb: Lb | undefined;
+  let lb: Stack | undefined;
   let good: Backend | undefined;
   let cut: CutPeer | undefined;
 
@@ -84,9 +84,9 @@ describe("a backend that resets mid-body", () => {
     const INTERVAL = 0.5;
     const TIMEOUT = 0.4;
     const FALL = 2;
-    [good] = (await backends(["good"])) as [Backend];
+    [good] = (await startBackends(["good"])) as [Backend];
     cut = await new CutPeer().start();
-    lb = await Lb.start({
+    lb = await Stack.start({
       upstreams: {
         web: { retries: 0, healthcheck: { active: { path: "/health", interval: `${INTERVAL}s`, timeout: `${TIMEOUT}s`, fall: FALL, rise: 2 } } },
       },
@@ -120,7 +120,7 @@ describe("a backend that resets mid-body", () => {
     whole.mode = wholeMode;
     cut = await new CutPeer().start();
     cut.mode = cutMode;
-    lb = await Lb.start({
+    lb = await Stack.start({
       upstreams: { web: { retries: 0, healthcheck: { passive: { max_fails: MAX_FAILS, fail_timeout: "30s" } } } },
       workers: 1,
     });
@@ -154,7 +154,7 @@ describe("a backend that resets mid-body", () => {
     const ABORTS = 5;
     cut = await new CutPeer().start();
     cut.mode = "chunked-slow";
-    lb = await Lb.start({
+    lb = await Stack.start({
       upstreams: { web: { retries: 0, healthcheck: { passive: { max_fails: MAX_FAILS, fail_timeout: "30s" } } } },
       workers: 1,
     });

@@ -1,6 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { buildFileSet } from "../../src/pipeline/index.js";
 import { specSchema } from "../../src/spec/schema.js";
+import { binaryLacks } from "../../src/pipeline/binary-check.js";
+import { validateSpecText } from "../../src/pipeline/validate.js";
+import { formatDiagnostic } from "../../src/pipeline/load.js";
 import { BASELINE_VERSION, compareVersions, describeTarget, parseVersionOutput, targetMismatch } from "../../src/target/index.js";
 
 // `-V` as the two binaries of the test matrix print it (configure lines cut to what matters).
@@ -82,6 +85,22 @@ describe("version-aware output", () => {
     }
     // The spec's own target_version wins over what a binary shows.
     expect(conf(spec({ target_version: "1.22.1" }), "1.31.1")).toMatch(/ssl http2;/);
+  });
+
+  it("build judges HTTP/2 by the target's directive table: `http2 on;` it lacks is refused at servers[N].http2 and its line", () => {
+    const text = JSON.stringify({ target: "openresty", target_version: "1.31.1", servers: [{ listen: "127.0.0.1:8443", http2: true, ssl: { certificate: "/c.pem", certificate_key: "/k.pem" }, locations: [{ path: "/", return: { code: 204 } }] }] }, null, 1);
+    const r = validateSpecText(text, "h2.json");
+    expect(r.errors.map(formatDiagnostic)).toEqual([
+      'servers[0].http2 (h2.json:7:4): unknown directive "http2": openresty 1.31.1.1 has no such directive (http2: true renders "http2 on;" from nginx 1.25.1)',
+    ]);
+  });
+
+  it("check and install judge it by -V: a binary built without http_v2_module cannot run servers[N].http2", () => {
+    const s = spec({});
+    expect(binaryLacks(s, "/x/openresty", parseVersionOutput(OPENRESTY, () => false))).toEqual([
+      ["servers[0].http2", expect.stringMatching(/^\/x\/openresty is openresty 1\.31\.1\.1 .*, built without ngx_http_v2_module \(its -V has no --with-http_v2_module\)/)],
+    ]);
+    expect(binaryLacks(s, "/usr/sbin/nginx", parseVersionOutput(DEBIAN, () => true))).toEqual([]);
   });
 
   it("target_version must be a version", () => {
