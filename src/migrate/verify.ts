@@ -81,6 +81,8 @@ function generated(scope: string, d: Directive): boolean {
     if (/^(proxy_pass|proxy_http_version|proxy_set_header|proxy_next_upstream|proxy_next_upstream_tries)$/.test(n)) return true;
     if (n === "set" && d.args[0] === "$gen_lb_hash_key") return true;
     if (n === "access_by_lua_block" && /^require\("gen_lb\.(discovery_hold|balancer)"\)/.test(d.args[0]?.trim() ?? "")) return true;
+    // The passive checks' body filter (a peer that cuts a response short counts as failed).
+    if (/^(body|header)_filter_by_lua_block$/.test(n) && /^require\("gen_lb\.balancer"\)\.\w+\(\)$/.test(d.args[0]?.trim() ?? "")) return true;
   }
   return false;
 }
