@@ -93,7 +93,9 @@ describe("seedPeerDump", () => {
     expect(r!.lines[0]).toBe(
       "upstream a: 1 passing peer(s) of service sa from http://fake:8500, seeded into state/gen_lb_peers.json; 1 host name(s) not seeded, resolved by the runtime after the start: a.internal",
     );
-    expect(parseDump(readFileSync(path.join(prefix, "state/gen_lb_peers.json"), "utf8")).upstreams.a!.peers).toEqual([{ host: "10.0.1.1", port: 81, weight: 1 }]);
+    expect(parseDump(readFileSync(path.join(prefix, "state/gen_lb_peers.json"), "utf8"))).toEqual({
+      upstreams: { a: { key: "sa||", index: 5, peers: [{ host: "10.0.1.1", port: 81, weight: 1 }] } },
+    });
   });
 
   it("asks nothing and writes nothing for a spec without Consul upstreams; leaves the file alone when Consul gave nothing", async () => {
