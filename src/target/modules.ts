@@ -106,12 +106,10 @@ export function moduleLink(configure: readonly string[], module: string): Module
  * to another (grpc with http_v2, from nginx 1.25) is known by those.
  */
 export function lackOf(configure: readonly string[], module: string, needs?: string): string | undefined {
-  const link = moduleLink(configure, module);
   const flag = nginxModuleFlag(module);
-  if (link === "absent" && flag !== undefined) {
-    return configure.includes(`--without-${flag}`) ? `built without ${module} (its -V has --without-${flag})` : `built without ${module} (its -V has no --with-${flag})`;
-  }
+  if (flag !== undefined && configure.includes(`--without-${flag}`)) return `built without ${module} (its -V has --without-${flag})`;
   const missing = (needs?.split(" ") ?? []).filter((f) => !configure.includes(f) && !configure.includes(`${f}=dynamic`));
+  if (moduleLink(configure, module) === "absent" && flag !== undefined && !missing.includes(`--with-${flag}`)) missing.push(`--with-${flag}`);
   if (missing.length === 0) return undefined;
-  return `built without ${module} (its -V has no ${missing.join(" or ")})`;
+  return `built without ${module} (its -V has no ${missing.join(", no ")})`;
 }
