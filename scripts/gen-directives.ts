@@ -14,7 +14,13 @@
  *
  * (`apt-get source nginx libnginx-mod-http-lua libnginx-mod-http-ndk` for the
  * second; on bookworm the Lua and NDK modules are their own source packages,
- * not nginx's debian/modules/.)
+ * not nginx's debian/modules/. Without deb-src lines in the system's
+ * sources, give apt a list of its own: `-o Dir::Etc::SourceList=FILE -o
+ * Dir::Etc::SourceParts=/nonexistent -o Dir::State::Lists=DIR` on both
+ * `apt-get update` and `apt-get source`. The committed table was generated
+ * from 1.22.1-9+deb12u9, the newest source in the archive then; the
+ * installed binary's -V gives the configure flags. The same inputs give
+ * the same file, byte for byte.)
  *
  * Which modules a build has is decided the way nginx's configure decides it:
  * auto/options gives each variable's default and the flag that changes it,
@@ -23,6 +29,24 @@
  * contribute every ngx_module_t their sources define. A module linked
  * DYNAMIC (or inside a DYNAMIC group such as --with-stream=dynamic) is marked
  * with the .so that load_module must name.
+ *
+ * Modules the build leaves out: a module of nginx's own source tree that
+ * the configure flags given do not link is not dropped. Its directives are
+ * listed all the same, each with `needs`: the configure flag(s) that would
+ * link it, found the same way (the `if [ ... ]` tests of auto/modules it
+ * sits under that fail, and its `ngx_module_link=$VAR`, each turned into
+ * the auto/options arm that sets the variable; several flags are
+ * space-separated, "--with-mail --with-mail_ssl_module"). The module gets
+ * `link: "absent"` and the same `needs`. An entry under an `#if` the build
+ * leaves off (NGX_HTTP_V2...) is kept the same way when turning on the
+ * macros' flags makes the condition hold. What no flag builds (another OS's
+ * event module, say) is left out, as are add-on directories not given.
+ * So an OpenResty table generated from a minimal build still knows
+ * `http2`, marked `"needs": "--with-http_v2_module"`: the official packages
+ * (openresty-packaging's rpm spec and deb rules) build with
+ * --with-http_v2_module, --with-http_stub_status_module,
+ * --with-http_realip_module, --with-http_gzip_static_module, --with-threads
+ * and more. Readers: src/nginx/directives.ts (`needs` on a definition).
  *
  * Repeat rule: nginx itself has no "may repeat" bit. A second occurrence in
  * the same block is refused when the directive's handler refuses it, which
