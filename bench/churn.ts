@@ -18,7 +18,7 @@ import "./support/binary.js";
 import http from "node:http";
 import { Backend } from "../test/support/backends.js";
 import { freePort, sleep } from "../test/support/ports.js";
-import { Lb, backends } from "../test/balancer/harness.js";
+import { Stack, startBackends } from "../test/support/stack.js";
 
 const SECONDS = Number(process.env.SECONDS ?? 8);
 const CLIENTS = Number(process.env.CLIENTS ?? 4);
@@ -62,7 +62,7 @@ async function load(url: string, ms: number): Promise<Run> {
   return run;
 }
 
-async function churn(lb: Lb, ms: number): Promise<number> {
+async function churn(lb: Stack, ms: number): Promise<number> {
   const deadline = Date.now() + ms;
   const pending: Array<Promise<void>> = [];
   let n = 0;
@@ -97,8 +97,8 @@ function line(name: string, r: Run, extra = ""): string {
 }
 
 async function main(): Promise<void> {
-  const steady = await backends(["a", "b"]);
-  const lb = await Lb.start({
+  const steady = await startBackends(["a", "b"]);
+  const lb = await Stack.start({
     upstreams: {
       web: { retries: 0, healthcheck: { active: { path: "/health", interval: "500ms", timeout: "300ms", fall: 2, rise: 2, probe_new: PROBE_NEW } } },
     },

@@ -14,7 +14,7 @@ import { chmodSync } from "node:fs";
 import { ConsulStandin } from "../test/support/consul-standin.js";
 import { buildPrefix, Nginx } from "../test/support/nginx.js";
 import { freePort, sleep } from "../test/support/ports.js";
-import { Stack } from "../test/discovery/harness.js";
+import { Stack } from "../test/support/stack.js";
 import { parseDuration } from "../src/spec/units.js";
 
 const WORKERS = Number(process.env.WORKERS ?? 4);
@@ -31,7 +31,7 @@ async function main(): Promise<void> {
     standin.registerService({ ID: `svc${i}-1`, Name: `svc${i}`, Address: "127.0.0.1", Port: 20000 + i });
   }
   const port = await freePort();
-  const spec = Stack.spec({ workers: WORKERS, upstreams, consul: { wait: WAIT } }, [standin.url], port) as { nginx: Record<string, unknown> };
+  const spec = Stack.spec({ profile: "discovery", workers: WORKERS, upstreams, consul: { wait: WAIT } }, [standin.url], port) as { nginx: Record<string, unknown> };
   spec.nginx.error_log = { path: "logs/error.log", level: "warn" };
   const { dir } = await buildPrefix(spec as never);
   chmodSync(dir, 0o755);

@@ -7,11 +7,11 @@
  */
 import "./support/binary.js";
 import { fileURLToPath } from "node:url";
-import { Lb, luaLocation } from "../test/balancer/harness.js";
+import { Stack, luaLocation } from "../test/support/stack.js";
 import { request } from "../test/support/load.js";
 import { binaryUnderTest } from "./support/lb.js";
 
-const lb = await Lb.start({
+const lb = await Stack.start({
   upstreams: { web: {} },
   workers: 1,
   luaFiles: { "gen_lb_test/algorithms.lua": fileURLToPath(new URL("../test/balancer/lua/algorithms.lua", import.meta.url)) },

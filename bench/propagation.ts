@@ -29,7 +29,7 @@ import { ConsulStandin } from "../test/support/consul-standin.js";
 import { request } from "../test/support/load.js";
 import { buildPrefix, Nginx } from "../test/support/nginx.js";
 import { freePort, sleep, waitFor } from "../test/support/ports.js";
-import { Stack } from "../test/discovery/harness.js";
+import { Stack } from "../test/support/stack.js";
 import { ConsulDns, dnsSourceOf } from "../test/support/consul-dns.js";
 
 const ENGINE = process.env.ENGINE ?? "blocking";
@@ -79,6 +79,7 @@ async function main(): Promise<void> {
   const port = await freePort();
   const spec = Stack.spec(
     {
+      profile: "discovery",
       workers: WORKERS,
       consul: { wait: "30s", ...(ENGINE === "dns" ? { dns: dns.address, dns_valid: DNS_VALID } : {}) },
       ...(ENGINE === "dns" ? { upstreams: { web: { service: "web", discovery: "dns" } } } : {}),

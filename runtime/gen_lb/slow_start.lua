@@ -45,7 +45,7 @@ function _M.apply(picker, name, list, n, mask, slow_start)
         ramping = true
       end
     end
-    local x = floor((p.weight or 1) * SCALE * f)
+    local x = floor(p.weight * SCALE * f)
     w[i] = x >= 1 and x or 1
   end
   picker:set_weights(ramping and w or nil)

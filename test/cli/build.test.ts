@@ -4,20 +4,13 @@ import { describe, expect, it } from "vitest";
 import { runCli, ROOT } from "../support/cli.js";
 import { nginxTest, tempDir } from "../support/nginx.js";
 import { TEST_TARGET } from "../support/target.js";
+import { walkTree } from "../support/tree.js";
 
 const BASIC = path.join(ROOT, "fixtures/examples/basic.yaml");
 
 function snapshot(dir: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (d: string) => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      const p = path.join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else out[path.relative(dir, p)] = readFileSync(p, "utf8");
-    }
-  };
-  if (existsSync(dir)) walk(dir);
-  return out;
+  if (!existsSync(dir)) return {};
+  return Object.fromEntries(walkTree(dir).filter((e) => !e.dir).map((e) => [e.rel, readFileSync(e.path, "utf8")]));
 }
 
 describe("gen-lb CLI", () => {

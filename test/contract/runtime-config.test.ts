@@ -3,7 +3,10 @@
  * zod schema (src/contract/runtime-config.ts), the Lua runtime's own check
  * (runtime/gen_lb/config_check.lua, run by LuaJIT) accepts what render
  * writes, names every field the schema requires when it is missing, and
- * declares no field the schema does not have.
+ * declares no field the schema does not have, with the same fields
+ * optional on both sides; and the runtime's modules
+ * read no field the check does not declare (a typo there would read nil,
+ * which no check at init can see).
  */
 import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -18,7 +21,8 @@ import { luaLiteral } from "../../src/render/quote.js";
 import { validateSpecText } from "../../src/pipeline/validate.js";
 
 const examplesDir = new URL("../../fixtures/examples/", import.meta.url);
-const checkSource = fileURLToPath(new URL("../../runtime/gen_lb/config_check.lua", import.meta.url));
+const runtimeDir = fileURLToPath(new URL("../../runtime/gen_lb/", import.meta.url));
+const checkSource = path.join(runtimeDir, "config_check.lua");
 const examples = readdirSync(examplesDir).filter((f) => /\.ya?ml$/.test(f)).sort();
 
 if (spawnSync("luajit", ["-v"]).error) throw new Error("luajit is not installed (apt-get install luajit)");
@@ -62,6 +66,41 @@ function requiredPaths(schema: z.ZodType, value: unknown, at: string): string[] 
   return [];
 }
 
+/** Every leaf of the Lua SHAPE, as dotted paths ("*" for map values, "[]" for array items). */
+function shapeLeaves(): string[] {
+  const out = runLua(
+    {},
+    `local function walk(s, at, out) for k, v in pairs(s) do if k ~= "_optional" then
+       local p = (k == "_each" and at .. "[]") or (k == "_values" and at .. ".*") or (at == "" and k or at .. "." .. k)
+       if type(v) == "table" then walk(v, p, out) else out[#out + 1] = p end end end end
+     local out = {} walk(check.SHAPE, "", out) table.sort(out) io.write(table.concat(out, "\\n"))`,
+  );
+  return out.split("\n").map((l) => l.replace(/\.\*\.\*/g, ".*"));
+}
+
+/** The paths the Lua SHAPE lets be absent (a "?" leaf, an _optional table). */
+function luaOptionalPaths(): string[] {
+  const out = runLua(
+    {},
+    `local function walk(s, at, out) for k, v in pairs(s) do if k ~= "_optional" then
+       local p = (k == "_each" and at .. "[]") or (k == "_values" and at .. ".*") or (at == "" and k or at .. "." .. k)
+       if type(v) == "table" then if v._optional then out[#out + 1] = p end walk(v, p, out)
+       elseif v:sub(-1) == "?" then out[#out + 1] = p end end end end
+     local out = {} walk(check.SHAPE, "", out) table.sort(out) io.write(table.concat(out, "\\n"))`,
+  );
+  return out.split("\n").map((l) => l.replace(/\.\*\.\*/g, ".*"));
+}
+
+/** The paths the zod schema lets be absent. */
+function zodOptionalPaths(schema: z.ZodType, at: string): string[] {
+  const def = (schema as unknown as { def: { type: string; shape?: Record<string, z.ZodType>; element?: z.ZodType; valueType?: z.ZodType; innerType?: z.ZodType } }).def;
+  if (def.type === "optional") return [at, ...zodOptionalPaths(def.innerType!, at)];
+  if (def.type === "object") return Object.entries(def.shape!).flatMap(([k, s]) => zodOptionalPaths(s, at === "" ? k : `${at}.${k}`));
+  if (def.type === "array") return zodOptionalPaths(def.element!, `${at}[]`);
+  if (def.type === "record") return zodOptionalPaths(def.valueType!, `${at}.*`);
+  return [];
+}
+
 function without(config: unknown, dotted: string): unknown {
   const copy = structuredClone(config) as Record<string, unknown>;
   const keys = dotted.split(/\.|\[(\d+)\]/).filter((k) => k !== undefined && k !== "");
@@ -97,14 +136,7 @@ describe("runtime config contract", () => {
   });
 
   it("the Lua check declares no field the schema does not have", () => {
-    // Every key of the Lua SHAPE, as dotted paths ("*" for map values, "[]" for array items).
-    const out = runLua(
-      {},
-      `local function walk(s, at, out) for k, v in pairs(s) do if k ~= "_optional" then
-         local p = (k == "_each" and at .. "[]") or (k == "_values" and at .. ".*") or (at == "" and k or at .. "." .. k)
-         if type(v) == "table" then walk(v, p, out) else out[#out + 1] = p end end end end
-       local out = {} walk(check.SHAPE, "", out) table.sort(out) io.write(table.concat(out, "\\n"))`,
-    );
+    const luaLeaves = shapeLeaves();
     const zodLeaves = (schema: z.ZodType, at: string): string[] => {
       const def = (schema as unknown as { def: { type: string; shape?: Record<string, z.ZodType>; element?: z.ZodType; valueType?: z.ZodType; innerType?: z.ZodType } }).def;
       if (def.type === "optional") return zodLeaves(def.innerType!, at);
@@ -114,8 +146,52 @@ describe("runtime config contract", () => {
       return [at];
     };
     const schemaLeaves = new Set([...zodLeaves(runtimeConfigSchema, ""), "build_id", "generator"]);
-    const luaLeaves = out.split("\n").map((l) => l.replace(/\.\*\.\*/g, ".*"));
     expect(luaLeaves.filter((l) => !schemaLeaves.has(l))).toEqual([]);
     expect([...schemaLeaves].filter((l) => !luaLeaves.includes(l))).toEqual([]);
+  });
+
+  it("a field is optional on both sides or on neither", () => {
+    // A field the schema lets be absent but the Lua check requires would pass
+    // every example as long as plan happens to emit it.
+    expect(luaOptionalPaths()).toEqual(zodOptionalPaths(runtimeConfigSchema, "").sort());
+  });
+
+  it("the runtime reads no config field the check does not declare (config.X.Y chains, and `up.X` of an upstream's config)", () => {
+    const leaves = shapeLeaves();
+    // What a direct chain may name: a leaf or a table on the way to one.
+    const declared = new Set(leaves.flatMap((l) => l.replace(/\[\]/g, "").split(".").map((_, i, parts) => parts.slice(0, i + 1).join("."))));
+    // `up` is the runtime's name for one upstream's config, of any kind.
+    const upstreamFields = new Set(leaves.filter((l) => /^(upstreams|static_upstreams|dns_upstreams)\.\*\./.test(l)).map((l) => l.split(".")[2]!.replace(/\[\]$/, "")));
+    const undeclared: string[] = [];
+    for (const file of readdirSync(runtimeDir).filter((f) => f.endsWith(".lua"))) {
+      const code = readFileSync(path.join(runtimeDir, file), "utf8").replace(/--.*$/gm, "");
+      for (const m of code.matchAll(/(?<![./\w])config((?:\.[a-z_]+)+)/g)) {
+        const chain = m[1]!.slice(1);
+        if (!declared.has(chain)) undeclared.push(`${file}: config.${chain}`);
+      }
+      for (const m of code.matchAll(/(?<![.\w])up\.([a-z_]+)/g)) {
+        if (!upstreamFields.has(m[1]!)) undeclared.push(`${file}: up.${m[1]} (rename the local if it is not an upstream's config)`);
+      }
+    }
+    expect(undeclared).toEqual([]);
+  });
+
+  it("the runtime gives no required config field an `or` fallback (defaults live in the spec schema)", () => {
+    const optional = new Set(luaOptionalPaths());
+    // `up.X` is an upstream's config of any kind: optional in one kind is enough.
+    const upOptional = new Set([...optional].flatMap((p) => /^(?:upstreams|static_upstreams|dns_upstreams)\.\*\.([a-z_]+)$/.exec(p)?.[1] ?? []));
+    const fallbacks: string[] = [];
+    // `a == config.x or b` is logic, not a fallback: a comparison's operand is left out.
+    const compared = (code: string, at: number) => /(?:[=~<>]=|[<>]|\bnot)\s*$/.test(code.slice(Math.max(0, at - 8), at));
+    for (const file of readdirSync(runtimeDir).filter((f) => f.endsWith(".lua"))) {
+      const code = readFileSync(path.join(runtimeDir, file), "utf8").replace(/--.*$/gm, "");
+      for (const m of code.matchAll(/(?<![./\w])config((?:\.[a-z_]+)+)\s+or\b/g)) {
+        if (!optional.has(m[1]!.slice(1)) && !compared(code, m.index)) fallbacks.push(`${file}: config${m[1]} or ...`);
+      }
+      for (const m of code.matchAll(/(?<![.\w])up\.([a-z_]+)\s+or\b/g)) {
+        if (!upOptional.has(m[1]!) && !compared(code, m.index)) fallbacks.push(`${file}: up.${m[1]} or ...`);
+      }
+    }
+    expect(fallbacks).toEqual([]);
   });
 });

@@ -5,7 +5,7 @@
  */
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { chmodSync, readdirSync, readFileSync } from "node:fs";
+import { chmodSync, readFileSync } from "node:fs";
 import http from "node:http";
 import net from "node:net";
 import path from "node:path";
@@ -17,18 +17,9 @@ import { request, sample } from "../support/load.js";
 import { tempDir } from "../support/nginx.js";
 import { freePort, sleep, waitFor } from "../support/ports.js";
 import { instance, Stack } from "../support/stack.js";
+import { walkTree } from "../support/tree.js";
 
 const TOKEN_ENV = "GEN_LB_TEST_CONSUL_TOKEN";
-
-function filesUnder(dir: string): string[] {
-  const out: string[] = [];
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) out.push(...filesUnder(p));
-    else out.push(p);
-  }
-  return out;
-}
 
 describe("discovery: ACL token", () => {
   const token = `tok-${randomBytes(12).toString("hex")}`;
@@ -70,7 +61,7 @@ describe("discovery: ACL token", () => {
     // nginx passes the variable through by name; the value is nowhere on disk (logs included).
     const conf = readFileSync(path.join(stack.prefix, "conf/nginx.conf"), "utf8");
     expect(conf).toMatch(new RegExp(`^env ${TOKEN_ENV};$`, "m"));
-    const files = filesUnder(stack.prefix);
+    const files = walkTree(stack.prefix).filter((e) => !e.dir).map((e) => e.path);
     expect(files.length).toBeGreaterThan(5);
     for (const f of files) expect(readFileSync(f, "latin1").includes(token), f).toBe(false);
   });

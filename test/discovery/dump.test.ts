@@ -3,14 +3,12 @@
  * answers. Issue 3's scenario 4, plus what the file looks like, who may write
  * it, and what a damaged one does.
  */
-import { execa } from "execa";
-import { chownSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { chownSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startBackends, type Backend } from "../support/backends.js";
-import { buildPrefix, isAlive, NGINX_BIN, tempDir } from "../support/nginx.js";
-import { freePort, sleep, waitFor } from "../support/ports.js";
-import { ConsulStandin } from "../support/consul-standin.js";
+import { sleep, waitFor } from "../support/ports.js";
+import { walkTree } from "../support/tree.js";
 import { instance, Stack } from "../support/stack.js";
 import { pacedLoad, sample } from "../support/load.js";
 
@@ -99,44 +97,28 @@ describe("discovery: the dump file", () => {
 });
 
 describe("discovery: dump file with a non-root master", () => {
-  let pid: number | undefined;
-  let standin: ConsulStandin;
-  let backend: Backend;
+  let stack: Stack | undefined;
   afterEach(async () => {
-    if (pid !== undefined && isAlive(pid)) {
-      process.kill(pid, "SIGTERM");
-      await waitFor(() => !isAlive(pid!), "nginx to stop").catch(() => process.kill(pid!, "SIGKILL"));
-    }
-    await standin?.stop();
-    await backend?.stop();
+    await stack?.stop();
+    stack = undefined;
   });
 
   it("the master creates the dump directory for its own workers", async () => {
-    standin = new ConsulStandin();
-    await standin.start();
-    [backend] = (await startBackends(["a"])) as [Backend];
-    standin.registerService(instance("web", backend.port));
-    const port = await freePort();
-    const dir = tempDir();
-    await buildPrefix(Stack.spec({ profile: "discovery", nginx: { http: { access_log: "off" } } }, [standin.url], port) as never, dir);
-    // Everything the master needs, owned by nobody; then run it as nobody.
-    for (const p of walk(dir)) chownSync(p, NOBODY_UID, NOBODY_UID);
-    const r = await execa("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", NGINX_BIN, "-p", `${dir}/`, "-c", "conf/nginx.conf"], { reject: false });
-    expect(r.exitCode, r.stderr).toBe(0);
-    pid = Number(await waitFor(() => existsSync(path.join(dir, "logs/nginx.pid")) && Number(readFileSync(path.join(dir, "logs/nginx.pid"), "utf8")), "pid file"));
-    const dump = path.join(dir, "state/gen_lb_peers.json");
-    await waitFor(() => existsSync(dump) && readFileSync(dump, "utf8").includes(String(backend.port)), "the dump", 10_000);
-    expect(statSync(path.dirname(dump)).uid).toBe(NOBODY_UID);
-    expect(readFileSync(path.join(dir, "logs/error.log"), "utf8")).not.toMatch(/cannot write the dump|may not be writable/);
+    stack = await Stack.start({
+      profile: "discovery",
+      nginx: { http: { access_log: "off" } },
+      backends: ["a"],
+      // Everything the master needs, owned by nobody; then run it as nobody.
+      beforeStart: ({ prefix }) => {
+        for (const p of [prefix, ...walkTree(prefix).map((e) => e.path)]) chownSync(p, NOBODY_UID, NOBODY_UID);
+      },
+      launch: { uid: NOBODY_UID },
+    });
+    expect(readFileSync(`/proc/${stack.nginx.masterPid}/status`, "utf8")).toMatch(new RegExp(`^Uid:\\s+${NOBODY_UID}\\s`, "m"));
+    const [backend] = stack.backends as [Backend];
+    stack.register("web", backend);
+    await waitFor(() => readFileSync(stack!.dumpPath(), "utf8").includes(String(backend.port)), "the dump", 10_000);
+    expect(statSync(path.dirname(stack.dumpPath())).uid).toBe(NOBODY_UID);
+    expect(stack.errorLog()).not.toMatch(/cannot write the dump|may not be writable/);
   });
 });
-
-function walk(dir: string): string[] {
-  const out = [dir];
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) out.push(...walk(p));
-    else out.push(p);
-  }
-  return out;
-}

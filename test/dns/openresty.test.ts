@@ -21,27 +21,12 @@ import { ConsulStandin } from "../support/consul-standin.js";
 import { request, runLoad } from "../support/load.js";
 import { buildPrefix, Nginx, tempDir } from "../support/nginx.js";
 import { freePort, sleep, waitFor } from "../support/ports.js";
+import { expectStatusContract, readStatus } from "../support/status-contract.js";
+import type { DnsUpstreamStatus, StatusDocument } from "../../src/contract/status.js";
 
 const OPENRESTY = process.env.GEN_LB_TEST_OPENRESTY ?? "/opt/openresty/bin/openresty";
 const VALID_S = 1;
 const BOUND_MS = VALID_S * 1000 + 1500;
-
-interface DnsPeer {
-  address: string;
-  weight: number;
-  healthy: boolean;
-  state: string;
-  fails: number;
-  max_fails: number;
-}
-interface DnsStatus {
-  source: string;
-  service: string;
-  dns_name: string;
-  total: number;
-  healthy: number;
-  peers: DnsPeer[];
-}
 
 describe("discovery: dns on OpenResty", () => {
   const standin = new ConsulStandin({ datacenter: "dc1", nodeName: "lb1", nodeAddress: "127.0.0.1" });
@@ -79,8 +64,13 @@ describe("discovery: dns on OpenResty", () => {
       await sleep(15);
     }
   };
-  const status = async (): Promise<DnsStatus> =>
-    (JSON.parse((await request(`http://127.0.0.1:${statusPort}/status`)).body) as { upstreams: Record<string, DnsStatus> }).upstreams.web!;
+  /** upstream web's status: a `discovery: dns` one. */
+  const dnsOnly = (doc: StatusDocument): DnsUpstreamStatus => {
+    const web = doc.upstreams.web!;
+    if (web.source !== "dns") throw new Error(`upstream web has source ${web.source}, not dns`);
+    return web;
+  };
+  const status = async (): Promise<DnsUpstreamStatus> => dnsOnly(await readStatus(`http://127.0.0.1:${statusPort}/status`));
   const only = (...names: string[]) => (run: string[]) => run.every((s) => names.includes(s));
   const sees = (name: string) => (run: string[]) => run.some((s) => s === name) && run.every((s) => !s.startsWith("error") && !/^\d+$/.test(s));
 
@@ -140,14 +130,16 @@ describe("discovery: dns on OpenResty", () => {
   it("status lists nginx's current peers with source dns, the same from every worker (the zone is shared)", async () => {
     register(b, 5);
     await settle(sees("b"), "b registered");
+    // A DNS upstream and a Lua engine one side by side, both within the contract.
+    const { doc } = await expectStatusContract(`http://127.0.0.1:${statusPort}/status`, { staticUpstreams: false, ngxUpstream: true });
+    expect(Object.fromEntries(Object.entries(doc.upstreams).map(([n, u]) => [n, u.source]))).toEqual({ web: "dns", lua: "consul" });
     const seen = new Map<string, string>();
     for (let i = 0; i < 40 && seen.size < 2; i++) {
       // A new connection each time, so that both workers answer.
       const agent = new http.Agent({ keepAlive: false });
-      const r = await request(`http://127.0.0.1:${statusPort}/status?upstream=web`, { agent });
+      const body = await readStatus(`http://127.0.0.1:${statusPort}/status?upstream=web`, { agent });
       agent.destroy();
-      const body = JSON.parse(r.body) as { pid: number; upstreams: Record<string, DnsStatus> };
-      const web = body.upstreams.web!;
+      const web = dnsOnly(body);
       seen.set(String(body.pid), JSON.stringify(web.peers.map((p) => [p.address, p.weight]).sort()));
       expect(web).toMatchObject({ source: "dns", service: "web", dns_name: "_web._tcp.service.consul", total: 2, healthy: 2 });
     }
@@ -223,7 +215,7 @@ describe("discovery: dns on OpenResty", () => {
     const lua = await waitFor(async () => (await request(`http://127.0.0.1:${port}/lua/`)).headers["x-backend"] === "a", "the Lua engine's upstream");
     expect(lua).toBe(true);
     expect(load.failures).toEqual([]);
-    const s = (JSON.parse((await request(`http://127.0.0.1:${statusPort}/status`)).body) as { upstreams: Record<string, { source: string }> }).upstreams;
+    const s = (await readStatus(`http://127.0.0.1:${statusPort}/status`)).upstreams;
     expect(s.web!.source).toBe("dns");
     expect(s.lua!.source).toBe("consul");
     expect(nginx!.errorLog()).not.toMatch(/lua entry thread aborted|runtime error|log_by_lua/);

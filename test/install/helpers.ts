@@ -5,13 +5,15 @@
  * blocking (so a load can run beside it), and tmpfs mounts.
  */
 import { spawn, execFileSync } from "node:child_process";
-import { chmodSync, cpSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, cpSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { createHash } from "node:crypto";
 import path from "node:path";
 import { CLI, MATRIX_PATH, ROOT, type CliResult } from "../support/cli.js";
 import { NGINX_BIN, tempDir } from "../support/nginx.js";
 import { TEST_TARGET } from "../support/target.js";
 import { freePort } from "../support/ports.js";
+import { request } from "../support/load.js";
+import { walkTree } from "../support/tree.js";
 
 /** worker_processes of every spec specObject() writes. */
 export const SPEC_WORKERS = 2;
@@ -29,6 +31,17 @@ export function makePrefix(dir = tempDir("gen-lb-prefix-")): string {
 export interface Ports {
   http: number;
   status: number;
+}
+
+/**
+ * A fresh connection each time: Node's global agent keeps connections alive,
+ * and one to a worker retired by a reload is closed under the next request.
+ */
+export const fresh = { headers: { connection: "close" } };
+
+/** What the spec's server answers at / (each test backend answers with its name), on a fresh connection. */
+export async function body(p: Ports): Promise<string> {
+  return (await request(`http://127.0.0.1:${p.http}/`, fresh)).body;
 }
 
 export async function ports(): Promise<Ports> {
@@ -57,21 +70,10 @@ export function writeSpec(dir: string, name: string, spec: unknown): string {
 /** path -> sha256 and mode of every file, and every directory, under `dir` (minus `skip` top-level names). */
 export function snapshot(dir: string, skip: string[] = ["logs"]): Record<string, string> {
   const out: Record<string, string> = {};
-  const walk = (d: string) => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      const p = path.join(d, e.name);
-      const rel = path.relative(dir, p);
-      if (d === dir && skip.includes(e.name)) continue;
-      if (e.isDirectory()) {
-        out[`${rel}/`] = "dir";
-        walk(p);
-      } else {
-        const mode = (statSync(p).mode & 0o7777).toString(8);
-        out[rel] = `${createHash("sha256").update(readFileSync(p)).digest("hex")} ${mode}`;
-      }
-    }
-  };
-  walk(dir);
+  for (const e of walkTree(dir, skip)) {
+    if (e.dir) out[`${e.rel}/`] = "dir";
+    else out[e.rel] = `${createHash("sha256").update(readFileSync(e.path)).digest("hex")} ${(statSync(e.path).mode & 0o7777).toString(8)}`;
+  }
   return out;
 }
 

@@ -9,10 +9,11 @@ import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statf
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { runCli } from "../support/cli.js";
-import { runLoad, request } from "../support/load.js";
+import { runLoad } from "../support/load.js";
 import { Nginx, NGINX_BIN, tempDir } from "../support/nginx.js";
 import { sleep } from "../support/ports.js";
-import { FIXTURES, liveFiles, makePrefix, mountTmpfs, ports, remountReadOnly, runCliAsync, snapshot, specObject, wrapperBin, writeSpec, type Ports } from "./helpers.js";
+import { readStatus } from "../support/status-contract.js";
+import { body, FIXTURES, fresh, liveFiles, makePrefix, mountTmpfs, ports, type Ports, remountReadOnly, runCliAsync, snapshot, specObject, wrapperBin, writeSpec } from "./helpers.js";
 
 const BIN = ["--bin", NGINX_BIN];
 const started: Nginx[] = [];
@@ -28,17 +29,11 @@ async function startNginx(prefix: string): Promise<Nginx> {
   return n;
 }
 
-// A fresh connection each time: Node's global agent keeps connections alive,
-// and one to a worker retired by a reload is closed under the next request.
-const fresh = { headers: { connection: "close" } };
 
 async function status(p: Ports): Promise<string> {
-  return JSON.parse((await request(`http://127.0.0.1:${p.status}/status`, fresh)).body).build_id;
+  return (await readStatus(`http://127.0.0.1:${p.status}/status`, fresh)).build_id;
 }
 
-async function body(p: Ports): Promise<string> {
-  return (await request(`http://127.0.0.1:${p.http}/`, fresh)).body;
-}
 
 function install(prefix: string, spec: string, ...more: string[]) {
   return runCli(["install", "--prefix", prefix, "--spec", spec, ...BIN, ...more]);

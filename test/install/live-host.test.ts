@@ -8,10 +8,9 @@ import { existsSync, lstatSync, readFileSync, readlinkSync, symlinkSync, writeFi
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { runCli } from "../support/cli.js";
-import { request } from "../support/load.js";
 import { Nginx, NGINX_BIN, tempDir } from "../support/nginx.js";
 import { sleep, waitFor } from "../support/ports.js";
-import { liveFiles, makePrefix, ports, snapshot, specObject, SPEC_WORKERS as WORKERS, writeSpec, type Ports } from "./helpers.js";
+import { body, liveFiles, makePrefix, ports, type Ports, snapshot, SPEC_WORKERS as WORKERS, specObject, writeSpec } from "./helpers.js";
 
 const BIN = ["--bin", NGINX_BIN];
 const started: Nginx[] = [];
@@ -25,8 +24,6 @@ async function startNginx(prefix: string): Promise<Nginx> {
   return n;
 }
 
-const fresh = { headers: { connection: "close" } };
-const body = async (p: Ports) => (await request(`http://127.0.0.1:${p.http}/`, fresh)).body;
 
 function install(prefix: string, spec: string, ...more: string[]) {
   return runCli(["install", "--prefix", prefix, "--spec", spec, ...BIN, ...more]);

@@ -14,7 +14,7 @@ import { ConsulStandin } from "../support/consul-standin.js";
 import { request, runLoad } from "../support/load.js";
 import { tempDir } from "../support/nginx.js";
 import { freePort, sleep, waitFor } from "../support/ports.js";
-import { liveFiles, runCliAsync, writeSpec } from "./helpers.js";
+import { fresh, liveFiles, runCliAsync, writeSpec } from "./helpers.js";
 
 const OPENRESTY = "/opt/openresty";
 const masters: number[] = [];
@@ -30,7 +30,6 @@ afterAll(async () => {
   for (const c of cleanups) await c();
 });
 
-const fresh = { headers: { connection: "close" } };
 
 describe("install into OpenResty's own layout", () => {
   it("the stock OpenResty page before; --prefix ROOT (said: ROOT/nginx) routes to the Consul instances after, under traffic; rollback restores it byte for byte", async () => {

@@ -10,17 +10,15 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSy
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { runCli } from "../support/cli.js";
-import { request } from "../support/load.js";
 import { Nginx, NGINX_BIN, tempDir } from "../support/nginx.js";
 import { waitFor } from "../support/ports.js";
 import { TEST_TARGET } from "../support/target.js";
-import { liveFiles, makePrefix, NGINX_TEMP_DIRS, ports, snapshot, specObject, writeSpec, type Ports } from "./helpers.js";
+import { body, liveFiles, makePrefix, NGINX_TEMP_DIRS, ports, type Ports, snapshot, specObject, writeSpec } from "./helpers.js";
 
 const started: Nginx[] = [];
 afterAll(async () => {
   for (const n of started) await n.stop();
 });
-const body = async (p: Ports) => (await request(`http://127.0.0.1:${p.http}/`, { headers: { connection: "close" } })).body;
 
 /** Each temp directory: its owner and mode, and every file under it. */
 function tempState(prefix: string): Record<string, unknown> {

@@ -14,11 +14,10 @@ import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { CLI, MATRIX_PATH } from "../support/cli.js";
-import { request } from "../support/load.js";
 import { NGINX_BIN, tempDir } from "../support/nginx.js";
 import { waitFor } from "../support/ports.js";
 import { TEST_TARGET } from "../support/target.js";
-import { makePrefix, ports, specObject, writeSpec, type Ports } from "./helpers.js";
+import { body, makePrefix, ports, type Ports, specObject, writeSpec } from "./helpers.js";
 
 const masters: number[] = [];
 afterAll(() => {
@@ -60,7 +59,6 @@ function inNamespace(steps: string): { status: number; out: string } {
   return { status: r.status ?? -1, out };
 }
 
-const body = async (p: Ports) => (await request(`http://127.0.0.1:${p.http}/`, { headers: { connection: "close" } })).body;
 
 describe("install --reload with a live config that sets no pid", () => {
   it("finds the master through the binary's compiled-in pid path and reloads it; a master of another prefix there is refused, unsignalled", async () => {

@@ -8,17 +8,15 @@ import { appendFileSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { runCli } from "../support/cli.js";
-import { request } from "../support/load.js";
 import { Nginx, NGINX_BIN, tempDir } from "../support/nginx.js";
 import { waitFor } from "../support/ports.js";
-import { liveFiles, makePrefix, ports, snapshot, specObject, writeSpec, type Ports } from "./helpers.js";
+import { body, liveFiles, makePrefix, ports, type Ports, snapshot, specObject, writeSpec } from "./helpers.js";
 
 const started: Nginx[] = [];
 afterAll(async () => {
   for (const n of started) await n.stop();
 });
 
-const body = async (p: Ports) => (await request(`http://127.0.0.1:${p.http}/`, { headers: { connection: "close" } })).body;
 
 describe("rollback: files changed by hand since the last install", () => {
   it("refused without --force, listing them, nothing changed; --force rolls back, keeps the edited copies, and the reloaded master serves the previous build", async () => {

@@ -14,15 +14,13 @@ import { readPrefixState } from "../../src/install/state.js";
 import { buildFileSet } from "../../src/pipeline/index.js";
 import { specSchema } from "../../src/spec/schema.js";
 import { runCli } from "../support/cli.js";
-import { request } from "../support/load.js";
 import { Nginx, NGINX_BIN, tempDir } from "../support/nginx.js";
-import { makePrefix, ports, specObject, writeSpec, type Ports } from "./helpers.js";
+import { body, makePrefix, ports, type Ports, specObject, writeSpec } from "./helpers.js";
 
 const started: Nginx[] = [];
 afterAll(async () => {
   for (const n of started) await n.stop();
 });
-const body = async (p: Ports) => (await request(`http://127.0.0.1:${p.http}/`, { headers: { connection: "close" } })).body;
 
 /** What an older gen-lb left: a module this version does not generate, kept by config management elsewhere and linked in. */
 function linkedLegacyModule(prefix: string): { link: string; target: string; bytes: Buffer } {

@@ -8,18 +8,18 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Backend } from "../support/backends.js";
 import { request, runLoad } from "../support/load.js";
 import { sleep } from "../support/ports.js";
-import { Lb, backends, luaLocation } from "../balancer/harness.js";
+import { Stack, startBackends, luaLocation } from "../support/stack.js";
 
 describe("peer addresses from Consul", () => {
-  let lb: Lb;
+  let lb: Stack;
   let v4: Backend;
   let v6: Backend;
   let ported: Backend;
 
   beforeAll(async () => {
-    [v4, ported] = (await backends(["v4", "ported"])) as [Backend, Backend];
+    [v4, ported] = (await startBackends(["v4", "ported"])) as [Backend, Backend];
     v6 = await new Backend({ name: "v6", host: "::1" }).start();
-    lb = await Lb.start({
+    lb = await Stack.start({
       upstreams: {
         web: {
           retries: 0,
@@ -72,7 +72,7 @@ describe("peer addresses from Consul", () => {
   });
 
   it("127.000.000.001 and 127.0.0.1 are one peer (one share, not two)", async () => {
-    const [a, b] = (await backends(["a", "b"])) as [Backend, Backend];
+    const [a, b] = (await startBackends(["a", "b"])) as [Backend, Backend];
     try {
       lb.standin.registerService({ ID: "dup-a", Name: "dup", Address: "127.0.0.1", Port: a.port });
       lb.standin.registerService({ ID: "dup-a-zeros", Name: "dup", Address: "127.000.000.001", Port: a.port });
@@ -101,12 +101,12 @@ const INJECT_LUA = [
 
 // With passive checks the upstream runs the log phase (the tracked path); without, the lean path.
 describe.each([true, false])("a peer set_current_peer refuses (log phase: %s)", (tracked) => {
-  let lb: Lb;
+  let lb: Stack;
   let good: Backend;
 
   beforeAll(async () => {
-    [good] = (await backends(["good"])) as [Backend];
-    lb = await Lb.start({
+    [good] = (await startBackends(["good"])) as [Backend];
+    lb = await Stack.start({
       upstreams: { web: { retries: 0, ...(tracked ? { healthcheck: { passive: { max_fails: 1000, fail_timeout: "30s" } } } : {}) } },
       locations: [luaLocation("/_inject", INJECT_LUA)],
       workers: 1,

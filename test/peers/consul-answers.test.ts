@@ -13,7 +13,7 @@ import { Backend } from "../support/backends.js";
 import { ConsulStandin } from "../support/consul-standin.js";
 import { runLoad } from "../support/load.js";
 import { freePort, sleep, waitFor } from "../support/ports.js";
-import { Lb, backends } from "../balancer/harness.js";
+import { Stack, startBackends } from "../support/stack.js";
 
 const NODE_ADDRESS = "127.0.0.3";
 const HOSTILE = /^\/v1\/health\/service\/hostile$/;
@@ -31,7 +31,7 @@ function copies(entries: Entry[], n: number, service: (i: number) => Record<stri
 
 describe("Consul answers about peers", () => {
   let standin: ConsulStandin;
-  let lb: Lb;
+  let lb: Stack;
   let v4: Backend;
   let v6: Backend;
   let onNode: Backend;
@@ -41,11 +41,11 @@ describe("Consul answers about peers", () => {
   beforeAll(async () => {
     standin = new ConsulStandin({ nodeAddress: NODE_ADDRESS });
     await standin.start();
-    [v4, good] = (await backends(["v4", "good"])) as [Backend, Backend];
+    [v4, good] = (await startBackends(["v4", "good"])) as [Backend, Backend];
     v6 = await new Backend({ name: "v6", host: "::1" }).start();
     onNode = await new Backend({ name: "on-node", host: NODE_ADDRESS }).start();
     fb6 = await new Backend({ name: "fb6", host: "::1" }).start();
-    lb = await Lb.start({
+    lb = await Stack.start({
       standin,
       // wait=1s: a new fault reaches the watcher within about a second.
       consul: { wait: "1s" },

@@ -11,17 +11,17 @@ import { ConsulDns, dnsSourceOf } from "../support/consul-dns.js";
 import { runLoad } from "../support/load.js";
 import { sleep } from "../support/ports.js";
 import { TEST_TARGET } from "../support/target.js";
-import { Lb, backends } from "../balancer/harness.js";
+import { Stack, startBackends } from "../support/stack.js";
 
 describe("a Consul Address that is a host name", () => {
-  let lb: Lb;
+  let lb: Stack;
   let dns: ConsulDns;
   let ip: Backend;
   let named: Backend;
 
   beforeAll(async () => {
-    [ip, named] = (await backends(["ip", "named"])) as [Backend, Backend];
-    lb = await Lb.start({ upstreams: { web: { retries: 0 } }, http: { resolver: ["127.0.0.1:1"] } });
+    [ip, named] = (await startBackends(["ip", "named"])) as [Backend, Backend];
+    lb = await Stack.start({ upstreams: { web: { retries: 0 } }, http: { resolver: ["127.0.0.1:1"] } });
     dns = new ConsulDns(dnsSourceOf(lb.standin as never));
     await dns.start();
     // The resolver's port is only known now: rebuild with it (same stand-in, same ports).

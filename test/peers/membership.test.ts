@@ -10,19 +10,19 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Backend } from "../support/backends.js";
 import { runLoad } from "../support/load.js";
 import { sleep } from "../support/ports.js";
-import { Lb, backends } from "../balancer/harness.js";
+import { Stack, startBackends } from "../support/stack.js";
 
 describe("health state across a membership change", () => {
-  let lb: Lb;
+  let lb: Stack;
   let a: Backend;
   let b: Backend;
   let sick: Backend;
   const joiners: Backend[] = [];
 
   beforeAll(async () => {
-    [a, b, sick] = (await backends(["a", "b", "sick"])) as [Backend, Backend, Backend];
+    [a, b, sick] = (await startBackends(["a", "b", "sick"])) as [Backend, Backend, Backend];
     sick.healthStatus = 500;
-    lb = await Lb.start({
+    lb = await Stack.start({
       upstreams: {
         web: {
           retries: 0,
@@ -51,7 +51,7 @@ describe("health state across a membership change", () => {
     const load = runLoad({ url: lb.url("web"), durationMs: 3500, requests: 50_000, concurrency: 4 });
     await sleep(300);
     // Three membership changes: one joins, another joins, the first leaves.
-    const [j1, j2] = (await backends(["j1", "j2"])) as [Backend, Backend];
+    const [j1, j2] = (await startBackends(["j1", "j2"])) as [Backend, Backend];
     joiners.push(j1, j2);
     lb.register("web", j1);
     await lb.waitForPeers("web", [a.address, b.address, sick.address, j1.address]);

@@ -8,19 +8,19 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Backend } from "../support/backends.js";
 import { runLoad } from "../support/load.js";
 import { freePort, sleep } from "../support/ports.js";
-import { Lb, backends } from "../balancer/harness.js";
+import { Stack, startBackends } from "../support/stack.js";
 
 const INTERVAL = 0.5;
 const FALL = 2;
 
 describe("probe before traffic", () => {
-  let lb: Lb;
+  let lb: Stack;
   let a: Backend;
   const extra: Backend[] = [];
 
   beforeAll(async () => {
-    [a] = (await backends(["a"])) as [Backend];
-    lb = await Lb.start({
+    [a] = (await startBackends(["a"])) as [Backend];
+    lb = await Stack.start({
       upstreams: {
         web: {
           retries: 0,

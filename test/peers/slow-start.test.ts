@@ -9,20 +9,20 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Backend } from "../support/backends.js";
 import { runLoad } from "../support/load.js";
-import { Lb, backends, share } from "../balancer/harness.js";
+import { Stack, startBackends, share } from "../support/stack.js";
 
 const WINDOW_S = 4;
 const BUCKETS = 4;
 const TOLERANCE = 0.12;
 
 describe("slow_start", () => {
-  let lb: Lb;
+  let lb: Stack;
   let a: Backend;
   let b: Backend;
 
   beforeAll(async () => {
-    [a, b] = (await backends(["a", "b"])) as [Backend, Backend];
-    lb = await Lb.start({ upstreams: { web: { retries: 1, slow_start: `${WINDOW_S}s` } } });
+    [a, b] = (await startBackends(["a", "b"])) as [Backend, Backend];
+    lb = await Stack.start({ upstreams: { web: { retries: 1, slow_start: `${WINDOW_S}s` } } });
     lb.register("web", a);
     lb.register("web", b);
     await lb.waitForPeers("web", [a.address, b.address]);

@@ -9,7 +9,7 @@ import net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { Backend } from "../support/backends.js";
 import { runLoad } from "../support/load.js";
-import { Lb, backends } from "../balancer/harness.js";
+import { Stack, startBackends } from "../support/stack.js";
 
 /** Answers every request whole ("ok") or with 10 of 1000 body bytes and then a reset ("cut"). */
 class CutPeer {
@@ -51,7 +51,7 @@ class CutPeer {
 }
 
 describe("a backend that resets mid-body", () => {
-  let lb: Lb | undefined;
+  let lb: Stack | undefined;
   let good: Backend | undefined;
   let cut: CutPeer | undefined;
 
@@ -65,9 +65,9 @@ describe("a backend that resets mid-body", () => {
     const INTERVAL = 0.5;
     const TIMEOUT = 0.4;
     const FALL = 2;
-    [good] = (await backends(["good"])) as [Backend];
+    [good] = (await startBackends(["good"])) as [Backend];
     cut = await new CutPeer().start();
-    lb = await Lb.start({
+    lb = await Stack.start({
       upstreams: {
         web: { retries: 0, healthcheck: { active: { path: "/health", interval: `${INTERVAL}s`, timeout: `${TIMEOUT}s`, fall: FALL, rise: 2 } } },
       },
@@ -93,10 +93,10 @@ describe("a backend that resets mid-body", () => {
 
   it("passive checks take it out within max_fails tries; afterwards 0 truncated responses", async () => {
     const MAX_FAILS = 3;
-    [good] = (await backends(["good"])) as [Backend];
+    [good] = (await startBackends(["good"])) as [Backend];
     cut = await new CutPeer().start();
     cut.mode = "cut";
-    lb = await Lb.start({
+    lb = await Stack.start({
       upstreams: { web: { retries: 0, healthcheck: { passive: { max_fails: MAX_FAILS, fail_timeout: "30s" } } } },
       workers: 1,
     });

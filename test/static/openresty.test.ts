@@ -12,24 +12,10 @@ import { Backend } from "../support/backends.js";
 import { request, runLoad } from "../support/load.js";
 import { buildPrefix, Nginx, tempDir } from "../support/nginx.js";
 import { freePort, waitFor } from "../support/ports.js";
+import { expectStatusContract, readStatus } from "../support/status-contract.js";
 import { ConsulDns } from "../support/consul-dns.js";
 
 const OPENRESTY = process.env.GEN_LB_TEST_OPENRESTY ?? "/opt/openresty/bin/openresty";
-
-interface StaticPeer {
-  address: string;
-  backup: boolean;
-  healthy: boolean | null;
-  fails: number;
-  max_fails: number;
-  down: boolean;
-}
-interface StaticStatus {
-  state_source: string;
-  total: number;
-  healthy: number | null;
-  peers: StaticPeer[];
-}
 
 describe("static upstreams on OpenResty", () => {
   const dirs: string[] = [];
@@ -70,9 +56,10 @@ describe("static upstreams on OpenResty", () => {
     for (const d of dirs) rmSync(d, { recursive: true, force: true });
   });
 
-  const status = async () => JSON.parse((await request(`http://127.0.0.1:${statusPort}/status`)).body) as { static_upstreams: Record<string, StaticStatus> };
+  const status = () => readStatus(`http://127.0.0.1:${statusPort}/status`);
 
   it("status shows each static peer's state as nginx sees it: a refused peer is out, a down one is down", async () => {
+    await expectStatusContract(`http://127.0.0.1:${statusPort}/status`, { staticUpstreams: true, ngxUpstream: true });
     const before = (await status()).static_upstreams.app!;
     expect(before.state_source).toBe("worker");
     expect(before.peers.map((p) => [p.address, p.healthy, p.down])).toEqual([

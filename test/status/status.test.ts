@@ -3,78 +3,12 @@
  * (peers, weights, health, counters, Consul index, dump file), follow it as
  * it changes, and only the allow list may read them.
  */
-import http from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Backend } from "../support/backends.js";
 import { request, runLoad } from "../support/load.js";
 import { waitFor } from "../support/ports.js";
 import { Stack, startBackends } from "../support/stack.js";
-import { PROMETHEUS_METRICS, statusDocumentSchema } from "../../src/contract/status.js";
-
-interface Sample {
-  name: string;
-  labels: Record<string, string>;
-  value: number;
-}
-
-/** A strict reader of the text exposition format: throws on any malformed line. */
-function parsePrometheus(text: string): { samples: Sample[]; types: Map<string, string> } {
-  const samples: Sample[] = [];
-  const types = new Map<string, string>();
-  const helps = new Set<string>();
-  const seenFamilies: string[] = [];
-  expect(text.endsWith("\n")).toBe(true);
-  for (const line of text.slice(0, -1).split("\n")) {
-    let m = /^# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) \S.*$/.exec(line);
-    if (m) {
-      expect(helps.has(m[1]!), `HELP twice for ${m[1]}`).toBe(false);
-      helps.add(m[1]!);
-      continue;
-    }
-    m = /^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (gauge|counter)$/.exec(line);
-    if (m) {
-      expect(types.has(m[1]!), `TYPE twice for ${m[1]}`).toBe(false);
-      types.set(m[1]!, m[2]!);
-      seenFamilies.push(m[1]!);
-      continue;
-    }
-    m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (-?[0-9.e+]+)$/.exec(line);
-    if (!m) throw new Error(`not a sample line: ${JSON.stringify(line)}`);
-    const labels: Record<string, string> = {};
-    if (m[2]) {
-      const re = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(,|$)/gy;
-      let lm: RegExpExecArray | null;
-      let consumed = 0;
-      while ((lm = re.exec(m[2])) !== null) {
-        labels[lm[1]!] = lm[2]!;
-        consumed = re.lastIndex;
-      }
-      expect(consumed, `labels of ${line}`).toBe(m[2].length);
-    }
-    // Samples follow their own family's TYPE line, families are not interleaved.
-    expect(seenFamilies[seenFamilies.length - 1], line).toBe(m[1]);
-    samples.push({ name: m[1]!, labels, value: Number(m[3]) });
-  }
-  return { samples, types };
-}
-
-function value(samples: Sample[], name: string, labels: Record<string, string> = {}): number | undefined {
-  return samples.find((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))?.value;
-}
-
-function fromAddress(url: string, localAddress: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(url, { localAddress, agent: false, timeout: 5000 }, (res) => {
-      let body = "";
-      res.setEncoding("utf8");
-      res.on("data", (c: string) => (body += c));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on("timeout", () => req.destroy(new Error("timeout")));
-    req.on("error", reject);
-    req.end();
-  });
-}
+import { expectStatusContract, parsePrometheus, readStatus, sampleValue as value } from "../support/status-contract.js";
 
 describe("status endpoint", () => {
   let lb: Stack;
@@ -106,21 +40,9 @@ describe("status endpoint", () => {
   });
 
   it("the live JSON and the Prometheus families are what src/contract/status.ts says", async () => {
-    const res = await request(lb.statusUrl());
-    expect(res.status).toBe(200);
-    const parsed = statusDocumentSchema.safeParse(JSON.parse(res.body));
-    expect(parsed.success ? [] : parsed.error.issues).toEqual([]);
-    expect(Object.keys(parsed.data!.upstreams).sort()).toEqual(["idle", "web"]);
-
-    const { samples, types } = parsePrometheus((await request(lb.statusUrl("?format=prometheus"))).body);
     // This spec has no static upstream: every family but those that need one.
-    const always = Object.entries(PROMETHEUS_METRICS).filter(([, m]) => !("requires" in m));
-    expect(Object.fromEntries(types)).toEqual(Object.fromEntries(always.map(([n, m]) => [n, m.type])));
-    for (const sample of samples) {
-      const want = PROMETHEUS_METRICS[sample.name as keyof typeof PROMETHEUS_METRICS];
-      expect(want, sample.name).toBeDefined();
-      expect(Object.keys(sample.labels).sort(), sample.name).toEqual([...want.labels].sort());
-    }
+    const { doc } = await expectStatusContract(lb.statusUrl(), { staticUpstreams: false, ngxUpstream: false });
+    expect(Object.keys(doc.upstreams).sort()).toEqual(["idle", "web"]);
   });
 
   it("JSON: build, every upstream with its peers, weights, health, counters, Consul index and dump state", async () => {
@@ -228,7 +150,7 @@ describe("status endpoint", () => {
   });
 
   it("one upstream with ?upstream=, 404 for an unknown one, 400 for an unknown format", async () => {
-    const one = JSON.parse((await request(lb.statusUrl("?upstream=idle"))).body);
+    const one = await readStatus(lb.statusUrl("?upstream=idle"));
     expect(Object.keys(one.upstreams)).toEqual(["idle"]);
     expect(one.build_id).toBe(lb.buildId);
     expect((await request(lb.statusUrl("?upstream=nope"))).status).toBe(404);
@@ -241,12 +163,12 @@ describe("status endpoint", () => {
   });
 
   it("refuses a client outside the allow list (127.0.0.2) with 403", async () => {
-    const inside = await fromAddress(lb.statusUrl(), "127.0.0.1");
+    const inside = await request(lb.statusUrl(), { localAddress: "127.0.0.1" });
     expect(inside.status).toBe(200);
-    const outside = await fromAddress(lb.statusUrl(), "127.0.0.2");
+    const outside = await request(lb.statusUrl(), { localAddress: "127.0.0.2" });
     expect(outside.status).toBe(403);
     expect(outside.body).not.toMatch(/build_id|gen_lb_/);
-    const outsideProm = await fromAddress(lb.statusUrl("?format=prometheus"), "127.0.0.2");
+    const outsideProm = await request(lb.statusUrl("?format=prometheus"), { localAddress: "127.0.0.2" });
     expect(outsideProm.status).toBe(403);
   });
 });

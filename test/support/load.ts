@@ -27,9 +27,19 @@ export interface LoadResult {
   statuses: Record<number, number>;
 }
 
-export function request(url: string, opts: { headers?: Record<string, string>; agent?: http.Agent; timeoutMs?: number; method?: string } = {}): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
+export interface RequestOptions {
+  headers?: Record<string, string>;
+  agent?: http.Agent;
+  timeoutMs?: number;
+  method?: string;
+  /** The loopback address to send from (127.0.0.2 to be outside an allow list); a fresh connection. */
+  localAddress?: string;
+}
+
+export function request(url: string, opts: RequestOptions = {}): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = http.request(url, { headers: opts.headers, agent: opts.agent, method: opts.method ?? "GET", timeout: opts.timeoutMs ?? 10_000 }, (res) => {
+    const from = opts.localAddress === undefined ? { agent: opts.agent } : { agent: false as const, localAddress: opts.localAddress };
+    const req = http.request(url, { headers: opts.headers, ...from, method: opts.method ?? "GET", timeout: opts.timeoutMs ?? 10_000 }, (res) => {
       let body = "";
       res.setEncoding("utf8");
       res.on("data", (c: string) => (body += c));

@@ -48,15 +48,26 @@ export async function buildPrefix(spec: SpecInput, dir = tempDir(), target: Test
   return { dir, buildId: set.buildId };
 }
 
+/** How a master is started: from which directory (then `-p` is relative to it), as which user. */
+export interface Launch {
+  /** Start nginx from there, with `-p` relative to it (as a user who types `nginx -p dist/`). */
+  cwd?: string;
+  /** Run the master as this uid (and the same gid) through setpriv: a non-root master. */
+  uid?: number;
+}
+
 export class Nginx {
   private constructor(
     readonly prefix: string,
     public masterPid: number,
   ) {}
 
-  static async start(prefix: string, env: Record<string, string> = {}, bin = NGINX_BIN): Promise<Nginx> {
+  static async start(prefix: string, env: Record<string, string> = {}, bin = NGINX_BIN, launch: Launch = {}): Promise<Nginx> {
     const pidFile = path.join(prefix, "logs/nginx.pid");
-    const r = await execa(bin, ["-p", `${prefix}/`, "-c", "conf/nginx.conf"], { reject: false, env, extendEnv: true });
+    const prefixArg = launch.cwd === undefined ? prefix : path.relative(launch.cwd, prefix);
+    const args = ["-p", `${prefixArg}/`, "-c", "conf/nginx.conf"];
+    const [command, argv] = launch.uid === undefined ? [bin, args] : ["setpriv", [`--reuid=${launch.uid}`, `--regid=${launch.uid}`, "--clear-groups", bin, ...args]];
+    const r = await execa(command, argv, { reject: false, env, extendEnv: true, ...(launch.cwd === undefined ? {} : { cwd: launch.cwd }) });
     if (r.exitCode !== 0) throw new Error(`nginx failed to start (${r.exitCode}): ${r.stderr}\n${readLog(prefix)}`);
     const pid: number = await waitFor(() => (existsSync(pidFile) ? Number(readFileSync(pidFile, "utf8").trim()) : 0), "nginx pid file");
     running.add(pid);

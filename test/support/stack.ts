@@ -15,9 +15,10 @@
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { luaEngineOnly, statusDocumentSchema, type LuaStatusDocument, type PeerStatus, type UpstreamStatus } from "../../src/contract/status.js";
+import { startBackends, type Backend } from "./backends.js";
 import { ConsulStandin, type ServiceDefinition, type StandinOptions } from "./consul-standin.js";
 import { request } from "./load.js";
-import { buildPrefix, Nginx } from "./nginx.js";
+import { buildPrefix, Nginx, type Launch } from "./nginx.js";
 import type { TestTarget } from "./target.js";
 import { freePort, sleep, waitFor } from "./ports.js";
 
@@ -82,6 +83,8 @@ export interface StackOptions {
   nginx?: Record<string, unknown>;
   /** Extra nginx.http fields (resolver, ...), merged into the profile's. */
   http?: Record<string, unknown>;
+  /** Extra runtime fields (hold_for_peers, ...), merged into the profile's. */
+  runtime?: Record<string, unknown>;
   /** Extra fields for the main server (error_pages, ...). */
   server?: Record<string, unknown>;
   /** Extra locations for the main server (after one per upstream). */
@@ -104,6 +107,12 @@ export interface StackOptions {
   /** Render for this target and run `bin`, whatever the test matrix says (a test about one binary); both or neither. */
   target?: TestTarget;
   bin?: string;
+  /** How nginx is started: from another directory (a relative `-p`), as a non-root user. */
+  launch?: Launch;
+  /** Backends started on 127.0.0.1 before nginx (`stack.backends`, in this order), stopped by stop(); not registered. */
+  backends?: string[];
+  /** Runs between the build and nginx's start: edit the prefix, set stand-in faults or registrations. */
+  beforeStart?: (built: { prefix: string; standin: ConsulStandin; backends: Backend[] }) => void | Promise<void>;
 }
 
 /** A location whose content is one Lua chunk (data passed as the nginx argument, never spliced). */
@@ -128,6 +137,8 @@ export class Stack {
     readonly statusPort: number,
     readonly options: StackOptions,
     private readonly ownStandin: boolean,
+    /** The `backends` option's, in its order. */
+    readonly backends: Backend[],
   ) {}
 
   /** The spec a stack builds; `statusPort` is needed by the balancer profile only. */
@@ -146,7 +157,7 @@ export class Stack {
         ...(balancer || options.http ? { http: { ...(balancer ? { access_log: "off" } : {}), ...options.http } } : {}),
         ...options.nginx,
       },
-      ...(balancer ? {} : { runtime: { log_level: "notice" } }),
+      ...(balancer && !options.runtime ? {} : { runtime: { ...(balancer ? {} : { log_level: "notice" }), ...options.runtime } }),
       status: balancer ? { listen: `127.0.0.1:${statusPort}`, path: "/status", allow: options.allow ?? ["127.0.0.1"] } : { enabled: false },
       upstreams: Object.fromEntries(
         Object.entries(upstreams).map(([n, u]) => [n, { service: n, ...upstreamDefaults, connect_timeout: "1s", read_timeout: "5s", ...u }]),
@@ -174,13 +185,22 @@ export class Stack {
     const port = await freePort();
     const statusPort = (options.profile ?? "balancer") === "balancer" ? await freePort() : 0;
     if ((options.target === undefined) !== (options.bin === undefined)) throw new Error("Stack.start: give target and bin together");
-    const { dir, buildId } = await buildPrefix(Stack.spec(options, [standin.url], port, statusPort || undefined) as never, options.prefix, options.target);
-    // mkdtemp makes 0700 directories; workers run as nobody and must reach the dump directory.
-    chmodSync(dir, 0o755);
-    copyLua(dir, options);
-    const nginx = await Nginx.start(dir, options.env ?? {}, options.bin);
-    await Stack.allWorkers(nginx, options.workers ?? 2);
-    return new Stack(standin, nginx, dir, buildId, port, statusPort, options, own);
+    const backends: Backend[] = [];
+    try {
+      backends.push(...(await startBackends(options.backends ?? [])));
+      const { dir, buildId } = await buildPrefix(Stack.spec(options, [standin.url], port, statusPort || undefined) as never, options.prefix, options.target);
+      // mkdtemp makes 0700 directories; workers run as nobody and must reach the dump directory.
+      chmodSync(dir, 0o755);
+      copyLua(dir, options);
+      await options.beforeStart?.({ prefix: dir, standin, backends });
+      const nginx = await Nginx.start(dir, options.env ?? {}, options.bin, options.launch);
+      await Stack.allWorkers(nginx, options.workers ?? 2);
+      return new Stack(standin, nginx, dir, buildId, port, statusPort, options, own, backends);
+    } catch (e) {
+      await Promise.all(backends.map((b) => b.stop()));
+      if (own) await standin.stop();
+      throw e;
+    }
   }
 
   /** Nginx.start returns once the first worker is up; tests that count workers need all of them. */
@@ -375,13 +395,14 @@ export class Stack {
   async restart(env = this.options.env ?? {}): Promise<void> {
     await this.nginx.stop();
     await sleep(50);
-    this.nginx = await Nginx.start(this.prefix, env);
+    this.nginx = await Nginx.start(this.prefix, env, this.options.bin, this.options.launch);
     await Stack.allWorkers(this.nginx, this.options.workers ?? 2);
   }
 
   async stop(): Promise<void> {
     await this.nginx.stop();
     if (this.ownStandin) await this.standin.stop();
+    await Promise.all(this.backends.map((b) => b.stop()));
   }
 }
 
