@@ -86,7 +86,7 @@ describe("gen-lb check", () => {
   it("target openresty: build accepts http2 and stub_status with one warning per configure flag; check --bin /opt/openresty/bin/openresty (built without both) refuses each at its spec key and line", async () => {
     const OPENRESTY = "/opt/openresty/bin/openresty";
     const dir = tempDir();
-    const spec = { ...specObject(await ports(), "h2"), target: "openresty", target_version: "1.31.1" };
+    const spec: Record<string, unknown> = { ...specObject(await ports(), "h2"), target: "openresty", target_version: "1.31.1" };
     const certs = path.join(FIXTURES, "certs");
     (spec.servers as unknown[]).push({
       listen: `127.0.0.1:${(await ports()).http}`,
