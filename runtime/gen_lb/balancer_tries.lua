@@ -41,7 +41,9 @@ function _M.lookup(addr)
   return live[addr]
 end
 
---- A state for the request at `addr`: {u, gen, n, tried, ids, key, weak, holder}.
+--- A state for the request at `addr`: {u, gen, n, tried, ids, key, weak,
+--- holder, body} (body: how far the answer's body got, see
+--- gen_lb.balancer_tracked).
 function _M.acquire(addr)
   local st
   if npool > 0 then
@@ -50,7 +52,7 @@ function _M.acquire(addr)
     npool = npool - 1
   else
     st = { busy = false, addr = false, u = false, gen = 0, n = 0, key = false, tried = {}, ids = {},
-      weak = false, holder = setmetatable({}, WEAK_VALUES) }
+      weak = false, holder = setmetatable({}, WEAK_VALUES), body = 0 }
     nstates = nstates + 1
     states[nstates] = st
   end
@@ -69,7 +71,7 @@ local function release(st)
   end
   st.busy, st.addr, st.weak = false, false, false
   st.holder[1] = nil
-  st.u, st.key, st.n = false, false, 0
+  st.u, st.key, st.n, st.body = false, false, 0, 0
   npool = npool + 1
   pool[npool] = st
 end

@@ -184,25 +184,6 @@ function _M.report_failure(name, id, why)
   end
 end
 
-local var = ngx.var
-local tonumber_ = tonumber
-
---- Whether the last try's answer was cut short: fewer body bytes came from
---- the upstream than its Content-Length said ("upstream prematurely closed
---- connection", a reset mid-body). nginx keeps $upstream_status at 200 then,
---- and neither lua-nginx-module 0.10.23 nor 0.10.31 exposes the upstream's
---- own error past the balancer phase; a chunked answer cut short is not
---- seen here (its length is unknown), only by active checks. The log phase
---- of upstreams with passive checks calls it (two variable reads).
-function _M.cut_short()
-  local want = tonumber_(var.upstream_http_content_length)
-  if not want or want == 0 or var.request_method == "HEAD" then
-    return false
-  end
-  local got = tonumber_(var.upstream_response_length)
-  return got ~= nil and got < want
-end
-
 local KINDS = { "st", "ok", "ko", "pf", "at", "why", "chk", "last", "req", "fail" }
 
 --- Delete every key of one peer; returns whether it was down.

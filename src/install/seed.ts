@@ -14,7 +14,9 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { consulTargetOf, createConsulAdapter, type ConsulAdapter } from "../consul/client.js";
 import { dumpPath, parseDump, renderDump, serviceKey, type DumpUpstream } from "../consul/dump.js";
+import { isIP } from "node:net";
 import { parseHealthEntries } from "../consul/peers.js";
+import { runtimeResolvesNames } from "../spec/features.js";
 import type { Spec } from "../spec/schema.js";
 import { writeFileAtomic } from "../util/files.js";
 import { consulUpstreamEntries } from "../spec/upstream-checks.js";
@@ -81,8 +83,13 @@ export async function seedPeerDump(input: { prefix: string; spec: Spec; buildId:
     const key = serviceKey(up, spec);
     let problem: string;
     if (a.ok) {
-      const parsed = parseHealthEntries(a.value);
-      const bad = parsed.rejected.length > 0 ? `; ${parsed.rejected.length} instance(s) left out: ${parsed.rejected.map((r) => `${r.id}: ${r.why}`).join("; ")}` : "";
+      const parsed = parseHealthEntries(a.value, { resolvesNames: runtimeResolvesNames(spec) });
+      // The dump holds IP literals only (dump.lua): a host name the runtime resolves is left to it.
+      const names = parsed.peers.filter((p) => isIP(p.host) === 0);
+      parsed.peers = parsed.peers.filter((p) => isIP(p.host) !== 0);
+      const bad =
+        (parsed.rejected.length > 0 ? `; ${parsed.rejected.length} instance(s) left out: ${parsed.rejected.map((r) => `${r.id}: ${r.why}`).join("; ")}` : "") +
+        (names.length > 0 ? `; ${names.length} host name(s) not seeded, resolved by the runtime after the start: ${names.map((p) => p.host).join(", ")}` : "");
       if (parsed.peers.length > 0) {
         next[name] = { key, index: a.index, peers: parsed.peers };
         fromConsul++;

@@ -76,7 +76,7 @@ export function convertConsul(ctx: ConvertContext, nginx: NginxInput, main: Hatc
   const luaUpstreams = lua.luaUpstreams;
   const needsConsul = Object.values(upstreams).some((u) => u.service !== undefined);
   if (consulFacts(ctx.input.sources).length === 0 && luaUpstreams.size === 0 && !needsConsul) return undefined;
-  const pattern = readConsulPattern({ sources: ctx.input.sources, patternSources: lua.sources, luaUpstreams });
+  const pattern = readConsulPattern({ sources: ctx.input.sources, patternSources: lua.sources, luaUpstreams, tree: ctx.input.tree });
   ledger.push(...pattern.findings);
   const consul: ConsulInput = {};
   if (pattern.addresses.length) consul.addresses = pattern.addresses;
@@ -96,6 +96,11 @@ export function convertConsul(ctx: ConvertContext, nginx: NginxInput, main: Hatc
     const up = upstreams[name];
     if (!up) continue;
     const svc = pattern.services.get(name);
+    const balance = pattern.balances.get(name);
+    if (balance) {
+      up.balance = balance.balance;
+      if (balance.hash_key !== undefined) up.hash_key = balance.hash_key;
+    }
     if (svc) {
       up.service = svc.service;
       if (svc.tags.length) up.tags = svc.tags;

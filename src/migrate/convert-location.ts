@@ -38,7 +38,10 @@ export function convertLocation(ctx: ConvertContext, l: Directive, inherited: Re
   const directives: HatchDirective[] = [];
   const proxy = block.find((c) => c.directive === "proxy_pass");
   const upstream = proxy && /^http:\/\/([A-Za-z0-9_.-]+)$/.exec(proxy.args[0] ?? "")?.[1];
-  const typed = upstream !== undefined && upstream in ctx.upstreams ? upstream : undefined;
+  // A location-level return answers in the rewrite phase, before any proxying: then proxy_pass and its
+  // headers are carried as they are (a header map for an upstream the location never reaches would be left unused).
+  const returns = block.some((c) => c.directive === "return");
+  const typed = upstream !== undefined && upstream in ctx.upstreams && !returns ? upstream : undefined;
   const headers: Array<[string, string, Directive]> = [];
   let content = false; // one of upstream, root, alias, return
 
@@ -84,7 +87,9 @@ export function convertLocation(ctx: ConvertContext, l: Directive, inherited: Re
         break;
       case "root":
       case "alias":
-        if (!content && a.length === 1) {
+        // With a proxy_pass to a converted upstream, that is the content (nginx proxies; root or alias only set
+        // $document_root for what is nested): carried, so the headers converted for the upstream are not left unused.
+        if (!content && typed === undefined && a.length === 1) {
           if (c.directive === "root") loc.root = a[0];
           else loc.alias = a[0];
           content = true;

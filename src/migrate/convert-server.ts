@@ -16,6 +16,7 @@ import { convertLocation } from "./convert-location.js";
 import { convertAccessLogs } from "./convert-logs.js";
 import { carry } from "./hatch.js";
 import type { HatchDirective, LocationInput, ServerInput, SslInput } from "./spec-input.js";
+import { cloneCarried } from "./target-fit.js";
 
 /** One listen directive of an old server, as the spec can say it. */
 interface Listen {
@@ -118,7 +119,7 @@ export function convertServer(ctx: ConvertContext, s: Directive, servers: Server
   const label = ledger.add("converted", s, "server", `servers[${index}]`);
   const anySsl = listens.some((l) => l.ssl);
   for (const group of groups.values()) {
-    const server: ServerInput = { listen: group.length === 1 ? group[0]!.addr : group.map((l) => l.addr), ...structuredClone(base) };
+    const server: ServerInput = { listen: group.length === 1 ? group[0]!.addr : group.map((l) => l.addr), ...cloneCarried(base) };
     const first = group[0]!;
     if (anySsl && !first.ssl && server.directives) {
       // ssl_* settings mean nothing to the plain-HTTP half of a split server.

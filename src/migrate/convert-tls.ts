@@ -96,7 +96,8 @@ export class TlsConverter {
     if (own === undefined) return false;
     this.oldSession.add(c.directive);
     if (c.args.join(" ") === own) {
-      this.ledger.add("dropped", c, `${text(c)}: gen-lb sets the same in every ssl server`);
+      // Set at http level, the old one is not where gen-lb writes its own: --verify must not call that one new.
+      this.ledger.add("dropped", c, `${text(c)}: gen-lb sets the same in every ssl server`).explains = [[c.directive, own]];
       return true;
     }
     this.ledger.add("changed", c, `${text(c)}: gen-lb sets ${c.directive} ${own} in every ssl server; the old value is not kept`).explains = [[c.directive, own]];

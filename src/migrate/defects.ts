@@ -56,8 +56,10 @@ export function detectDefects(input: DefectInput): Finding[] {
     }
   }
   for (const s of sources) {
-    const hit = findSeq(s.tokens, [".", "Address"])[0];
-    if (hit !== undefined && facts.length > 0) {
+    // `e.Service.Address ~= "" and e.Service.Address or e.Node.Address` (or ServiceAddress) is the right fallback, not this defect.
+    const own = findSeq(s.tokens, ["Service", ".", "Address"]).length > 0 || s.tokens.some((t) => t.value === "ServiceAddress");
+    const hit = findSeq(s.tokens, [".", "Address"]).find((i) => s.tokens[i - 1]?.value !== "Service");
+    if (hit !== undefined && !own && facts.length > 0) {
       out.push(defect(3, s, s.tokens[hit + 1]!, "the node's `Address` is used as the peer address instead of the service's own `ServiceAddress` (gen-lb uses Service.Address, falling back to Node.Address)"));
     }
   }

@@ -12,6 +12,7 @@ import { pos, text, UNSAFE_RE } from "./args.js";
 import type { ConvertContext } from "./context.js";
 import { emittedDirectives, type EmitContext } from "./emitted.js";
 import type { HatchDirective } from "./spec-input.js";
+import { carriedFrom } from "./target-fit.js";
 import type { BinInfo } from "./bin.js";
 import { lackingModule } from "./modules.js";
 
@@ -37,9 +38,13 @@ export function hatch(d: Directive, bin?: BinInfo): { ok: HatchDirective } | { w
   if (lacking !== undefined) return { why: lacking, at: d };
   let args = [...d.args];
   if (d.directive === "if" && args.length > 0) {
-    // nginx wants the condition in parentheses; they may be glued to the words.
-    args = [`(${args[0]}`, ...args.slice(1)];
-    args[args.length - 1] = `${args[args.length - 1]})`;
+    // nginx wants the condition in parentheses; they may be glued to the
+    // words, but not to an empty one: `")"` would lose the operand
+    // (`if ($http_host != "")` became `if ($http_host != )`, which nginx refuses).
+    const open = args[0] === "" ? ["(", ""] : [`(${args[0]}`];
+    const last = args[args.length - 1]!;
+    const close = args.length === 1 ? [] : last === "" ? ["", ")"] : [`${last})`];
+    args = args.length === 1 ? (last === "" ? ["(", "", ")"] : [`(${last})`]) : [...open, ...args.slice(1, -1), ...close];
   }
   for (const a of args) {
     if (UNSAFE_RE.test(a)) return { why: `the argument ${JSON.stringify(a)} holds a control character, "\${" or "]]", which the spec rejects`, at: d };
@@ -79,10 +84,15 @@ export function carry(ctx: ConvertContext, d: Directive, list: HatchDirective[],
   if ("ok" in r && rel !== undefined) {
     r.ok.args[0] = rel;
     list.push(r.ok);
-    ledger.add("carried", d, `${text(d)} (relative to the old prefix, made absolute: ${rel})`, to).newArgs = [rel, ...d.args.slice(1)];
+    const f = ledger.add("carried", d, `${text(d)} (relative to the old prefix, made absolute: ${rel})`, to);
+    f.newArgs = [rel, ...d.args.slice(1)];
+    carriedFrom.set(r.ok, f);
   } else if ("ok" in r) {
     list.push(r.ok);
-    ledger.add("carried", d, text(d), to);
+    carriedFrom.set(r.ok, ledger.add("carried", d, text(d), to));
+  } else if (d.directive === "location") {
+    // A location left out changes where requests go: the user must rewrite it (migrate exits 1).
+    ledger.mustRewrite(d, `${text(d).slice(0, 120)}: left out: ${r.why}${r.at !== d ? ` (at ${pos(r.at)})` : ""}`);
   } else {
     ledger.add("lost", d, `${text(d).slice(0, 120)}: ${r.why}${r.at !== d ? ` (at ${pos(r.at)})` : ""}`);
   }

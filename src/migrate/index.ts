@@ -9,9 +9,11 @@ import { lintParsed } from "../lint/lint.js";
 import { parseConfig } from "../nginx/parse.js";
 import type { Directive, Loader } from "../nginx/types.js";
 import type { SpecInput } from "../spec/schema.js";
+import { unbraceTree } from "./braces.js";
 import { convert } from "./convert.js";
 import { flatten, isMimeTypesInclude, walk } from "./flatten.js";
 import { gatherLua } from "./lua.js";
+import { fitToTarget } from "./target-fit.js";
 import { MigrateError, type Finding } from "./types.js";
 import type { BinInfo } from "./bin.js";
 import { moduleContext } from "./modules.js";
@@ -79,7 +81,11 @@ export function migrate(mainFile: string, opts: MigrateOptions): Migration {
   const prefix = path.resolve(opts.cwd ?? process.cwd(), opts.prefix ?? defaultPrefix(mainFile));
   const explicitPrefix = opts.prefix !== undefined ? path.resolve(opts.cwd ?? process.cwd(), opts.prefix) : undefined;
   const modules = opts.bin ? moduleContext(opts.bin, opts.loader, tree, explicitPrefix) : undefined;
-  const result = convert({ tree, sources, comments, mimeTypes, mainFile, cwd: opts.cwd ?? process.cwd(), prefix, ...(opts.bin ? { bin: opts.bin, modules } : {}) });
+  // The converters read `${name}` as `$name` where that is the same variable (the spec refuses "${").
+  const unbraced = unbraceTree(tree);
+  const result = convert({ tree: unbraced.tree, sources, comments, mimeTypes, mainFile, cwd: opts.cwd ?? process.cwd(), prefix, ...(opts.bin ? { bin: opts.bin, modules } : {}) });
+  // What the target's nginx still refuses among the carried directives (its directive table) is reported lost, not left to fail validation.
+  fitToTarget(result.spec as unknown as Record<string, unknown>, result.findings);
   const findings: Finding[] = [
     ...inlined.map(({ node, files }): Finding => ({
       kind: "converted",
@@ -95,6 +101,13 @@ export function migrate(mainFile: string, opts: MigrateOptions): Migration {
       line: r.token.line,
       column: r.token.column,
       message: `require "${r.name}": module not found (tried ${tried.length ? tried.join(", ") : "no paths: no lua_package_path"}), so its code was not read; what migrate inferred from the rest may miss what it does (pass --lua-path DIR to include it)`,
+    })),
+    ...unbraced.changed.map((d): Finding => ({
+      kind: "converted",
+      file: d.file,
+      line: d.line,
+      directive: d.directive,
+      message: `${d.directive} ${d.args.join(" ")}: \${name} written $name (the same variable to nginx; the spec does not take "\${")`,
     })),
     ...result.findings,
     // What `gen-lb lint` says of the old config: the user sees what the old setup got wrong, beside what changed.

@@ -174,20 +174,41 @@ export interface ConsulFacts {
 const ENDPOINT_RE = /\/v1\/(catalog|health)\/service\/([A-Za-z0-9_.-]*)/;
 const BASE_RE = /^(https?:\/\/[A-Za-z0-9.[\]:-]+)\/?$/;
 
+/** lua-resty-consul's paths leave out the /v1 the library adds: consul:get("/health/service/" .. name, {...}). */
+const LIBRARY_ENDPOINT_RE = /^\/?(?:v1\/)?(catalog|health)\/service\/([A-Za-z0-9_.-]*)/;
+
+/** `key = <token>` fields anywhere in a source (the library takes its settings as tables). */
+function field(t: readonly LuaToken[], key: string, kinds: readonly LuaToken["kind"][]): LuaToken | undefined {
+  for (let i = 0; i + 2 < t.length; i++) {
+    if (t[i]!.kind === "name" && t[i]!.value === key && t[i + 1]!.value === "=" && kinds.includes(t[i + 2]!.kind)) return t[i + 2];
+  }
+  return undefined;
+}
+
 /** Where the code asks Consul for a service, with the pieces resolved where they are constants. */
 export function consulFacts(sources: readonly LuaSource[]): ConsulFacts[] {
   const out: ConsulFacts[] = [];
   for (const s of sources) {
     const t = s.tokens;
-    const tokenSeen = t.some((x) => x.kind === "string" && /X-Consul-Token|[?&]token=/i.test(x.value));
+    // lua-resty-consul: resty_consul:new({ host =, port =, ssl =, default_args = { token = ... } }), get(path, { dc =, ... }).
+    const library = findRequires(s).some((r) => r.name === "resty.consul");
+    const tokenSeen = t.some((x) => x.kind === "string" && /X-Consul-Token|[?&]token=/i.test(x.value)) || (library && field(t, "token", ["name", "string"]) !== undefined);
     for (let i = 0; i < t.length; i++) {
       const tok = t[i]!;
       if (tok.kind !== "string") continue;
-      const m = ENDPOINT_RE.exec(tok.value);
+      const m = ENDPOINT_RE.exec(tok.value) ?? (library ? LIBRARY_ENDPOINT_RE.exec(tok.value) : null);
       if (!m) continue;
       const facts: ConsulFacts = { url: at(tok.value, s, tok), endpoint: m[1] as "catalog" | "health", tokenSeen };
       const dc = /[?&]dc=([A-Za-z0-9_.-]+)/.exec(tok.value);
       if (dc) facts.datacenter = dc[1];
+      if (library) {
+        const host = field(t, "host", ["string"]);
+        const port = field(t, "port", ["number", "string"]);
+        const ssl = field(t, "ssl", ["keyword"]);
+        if (host && /^[A-Za-z0-9.[\]:-]+$/.test(host.value)) facts.address = at(`${ssl?.value === "true" ? "https" : "http"}://${host.value}:${port?.value ?? "8500"}`, s, host);
+        const libDc = field(t, "dc", ["string"]);
+        if (libDc && !facts.datacenter) facts.datacenter = libDc.value;
+      }
       // The address: in the same string, or a constant concatenated before it.
       const inline = /^(https?:\/\/[^/]+)\/v1\//.exec(tok.value);
       if (inline) {

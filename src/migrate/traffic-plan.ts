@@ -290,6 +290,18 @@ function compareMaps(what: string, a: Record<string, unknown>, b: Record<string,
   return out;
 }
 
+/** The headers a proxy forwards as they are, compared exactly. */
+const EXACT_AT_BACKEND = new Set(["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-real-ip"]);
+
+/**
+ * The other X-* headers the backend saw with their numbers masked: a
+ * request-start time (`t=$msec`), a request id or the scratch port differs
+ * between the two runs and is no difference; the header's presence and shape is.
+ */
+function customHeadersMasked(seen: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(seen).map(([k, v]) => [k, k.startsWith("x-") && !EXACT_AT_BACKEND.has(k) && typeof v === "string" ? v.replace(/[0-9a-f]*[0-9][0-9a-f]*/g, "#") : v]));
+}
+
 /** Every way the new answer differs from the old one, in words. */
 export function compareAnswers(old: Answer, neu: Answer): string[] {
   if (old.error || neu.error) return old.error === neu.error ? [] : [`the request ${old.error ? `failed on the old config (${old.error})` : "succeeded on the old config"} and ${neu.error ? `failed on the new one (${neu.error})` : "succeeded on the new one"}`];
@@ -299,7 +311,7 @@ export function compareAnswers(old: Answer, neu: Answer): string[] {
   out.push(...compareMaps("response header", pick(old.headers), pick(neu.headers)));
   if (old.backend || neu.backend) {
     if (!old.backend || !neu.backend) out.push(old.backend ? "the old config's answer came from the backend, the new one's did not" : "the new config's answer came from a backend, the old one's did not");
-    else out.push(...compareMaps("at the backend:", old.backend, neu.backend));
+    else out.push(...compareMaps("at the backend:", customHeadersMasked(old.backend), customHeadersMasked(neu.backend)));
   } else if (old.body !== neu.body) {
     const cut = (s: string) => JSON.stringify(s.length > 80 ? `${s.slice(0, 80)}...` : s);
     out.push(`body ${cut(old.body)} became ${cut(neu.body)}`);

@@ -23,7 +23,8 @@ import { buildFileSet, formatDiagnostic } from "../pipeline/index.js";
 import { validateSpecText } from "../pipeline/validate.js";
 import { writeFileSet } from "../util/files.js";
 import type { Command, ProcessRunner } from "../util/proc.js";
-import { defaultPrefix, type Migration } from "./index.js";
+import { defaultPrefix, type Finding, type Migration } from "./index.js";
+import { REFUSED_BY_TARGET } from "./target-fit.js";
 import type { BinInfo } from "./bin.js";
 import { adaptForTarget } from "./modules.js";
 import {
@@ -59,6 +60,8 @@ const FORWARDED = ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "
 function seen(label: string, req: http.IncomingMessage, body: string): Record<string, unknown> {
   const out: Record<string, unknown> = { upstream: label, method: req.method, path: req.url, host: req.headers.host };
   for (const h of FORWARDED) if (req.headers[h] !== undefined) out[h] = req.headers[h];
+  // Headers a config adds of its own (X-Request-Start, X-Accel-Mapping...): compared with their numbers masked (traffic-plan).
+  for (const [h, v] of Object.entries(req.headers)) if (h.startsWith("x-") && out[h] === undefined) out[h] = v;
   if (body !== "") out.body = body;
   return out;
 }
@@ -155,9 +158,10 @@ function send(r: TrafficRequest, port: number): Promise<Answer> {
 }
 
 /**
- * `BIN -p PREFIX -e LOG -c CONF`: a master that daemonizes. -e: the
- * compiled-in error log (OpenResty's PREFIX/logs/error.log) may not exist
- * under the old prefix, and nginx opens it before reading the config.
+ * `BIN -p PREFIX -e LOG -c CONF`: a master that daemonizes. `-e` points the
+ * log nginx opens before it reads the config (its compiled-in path, relative
+ * to the prefix on OpenResty) at the scratch logs: the old prefix has no
+ * logs/ directory of its own when it was only a directory of config files.
  */
 function startCommand(bin: string, prefix: string, conf: string, errorLog: string): Command {
   return { command: bin, args: ["-p", prefix.endsWith("/") ? prefix : `${prefix}/`, "-e", errorLog, "-c", conf], timeoutMs: 30_000, fileStdio: true };
@@ -296,9 +300,12 @@ export async function verifyTraffic(m: Migration, opts: TrafficOptions): Promise
  * The old config without the Lua that the report says gen-lb replaces (the
  * Consul polling and checkers of the pattern): its upstreams now point at the
  * echo backends, and a poller talking to a real Consul would only add noise.
+ * Nor with the directives the binary refuses, which the report names lost.
  */
 function withoutPatternLua(tree: Directive[], m: Migration): Directive[] {
-  const dropped = new Set(m.findings.filter((f) => f.kind === "dropped" && f.column !== undefined && /^init(_worker)?_by_lua/.test(f.directive ?? "")).map((f) => `${f.file}:${f.line}:${f.column}`));
+  // Also what the binary refuses (a module it was built without): the old config could not start on it, and the report names each.
+  const gone = (f: Finding) => (f.kind === "dropped" && /^init(_worker)?_by_lua/.test(f.directive ?? "")) || (f.kind === "lost" && f.message.includes(REFUSED_BY_TARGET));
+  const dropped = new Set(m.findings.filter((f) => f.column !== undefined && gone(f)).map((f) => `${f.file}:${f.line}:${f.column}`));
   const strip = (nodes: Directive[]): Directive[] =>
     nodes.filter((d) => !dropped.has(`${d.file}:${d.line}:${d.column}`)).map((d) => (d.block ? { ...d, block: strip(d.block) } : d));
   return strip(tree);

@@ -9,6 +9,7 @@
  */
 import type { Directive } from "../nginx/types.js";
 import type { Finding } from "./types.js";
+import { unbrace } from "./braces.js";
 
 export interface Difference {
   kind: "missing" | "changed" | "added";
@@ -41,7 +42,8 @@ function norm(d: Directive): string {
   if (d.directive === "access_log" && args.length === 1 && args[0] !== "off") args = [...args, "combined"];
   // listen parameters mean the same in any order; "default" is the old spelling of default_server.
   if (d.directive === "listen") args = [normListen(args[0] ?? ""), ...args.slice(1).map((a) => (a === "default" ? "default_server" : a)).sort()];
-  return [d.directive, ...args.map(normArg)].join("\u0000");
+  // `${name}` is `$name` to nginx where no name character follows (migrate writes the latter).
+  return [d.directive, ...args.map((a) => normArg(unbrace(a)))].join("\u0000");
 }
 
 const show = (d: Directive) => [d.directive, ...d.args.map((a) => (a.includes("\n") ? "{...}" : a))].join(" ");
@@ -79,6 +81,8 @@ function generated(scope: string, d: Directive): boolean {
     if (/^(proxy_pass|proxy_http_version|proxy_set_header|proxy_next_upstream|proxy_next_upstream_tries)$/.test(n)) return true;
     if (n === "set" && d.args[0] === "$gen_lb_hash_key") return true;
     if (n === "access_by_lua_block" && /^require\("gen_lb\.(discovery_hold|balancer)"\)/.test(d.args[0]?.trim() ?? "")) return true;
+    // The passive checks' body filter (a peer that cuts a response short counts as failed).
+    if (/^(body|header)_filter_by_lua_block$/.test(n) && /^require\("gen_lb\.balancer"\)\.\w+\(\)$/.test(d.args[0]?.trim() ?? "")) return true;
   }
   return false;
 }

@@ -68,6 +68,24 @@ const CONTEXT_WORDS: Record<DirectiveContext, string> = {
   stream_upstream: "upstream {} in stream",
 };
 
+/**
+ * Handlers whose "is duplicate" refuses only some repeats (the generated
+ * table marks them as refusing every one, see scripts/gen-directives.ts):
+ * when a later occurrence `b` is refused after an earlier `a` in one block.
+ * limit_req and limit_conn refuse the same zone twice; proxy_redirect, the
+ * proxy_cookie_* ones and mirror refuse `off` beside anything else.
+ */
+const zoneArg = (args: readonly (string | number | boolean)[]) => String(args.find((a) => String(a).startsWith("zone=")) ?? args[0]).replace(/^zone=/, "");
+const offBeside = (a: readonly (string | number | boolean)[], b: readonly (string | number | boolean)[]) => String(a[0]) === "off" || String(b[0]) === "off" || a[0] === false || b[0] === false;
+const PARTIAL_REPEAT: Record<string, (a: readonly (string | number | boolean)[], b: readonly (string | number | boolean)[]) => boolean> = {
+  limit_req: (a, b) => zoneArg(a) === zoneArg(b),
+  limit_conn: (a, b) => String(a[0]) === String(b[0]),
+  proxy_redirect: offBeside,
+  proxy_cookie_domain: offBeside,
+  proxy_cookie_path: offBeside,
+  mirror: (a, b) => offBeside(a, b) || String(a[0]) === String(b[0]),
+};
+
 /** "servers[0].locations[1]" -> ["servers", 0, "locations", 1] */
 function parseSpecPath(p: string): PropertyKey[] {
   return (p.match(/[^.[\]]+/g) ?? []).map((s) => (/^\d+$/.test(s) ? Number(s) : s));
@@ -139,7 +157,8 @@ export function checkDirectives(spec: Spec, model: RenderModel, report: PathDiag
         report(specPath ? [...specPath, "name"] : at, `"${d.name}" comes from ${def.module}, which ${label} builds as a dynamic module: add load_module ${def.loadModule} (nginx.directives) first`);
       }
       if (fits.every((x) => !x.repeatable)) {
-        const first = seen.get(d.name);
+        const partial = PARTIAL_REPEAT[d.name];
+        const first = partial ? list.slice(0, list.indexOf(d)).find((e) => e.name === d.name && partial(e.args, d.args)) : seen.get(d.name);
         if (first) {
           // name the spec's copy: gen-lb's own is the one the user cannot remove
           const firstSpec = fromSpec.get(first);

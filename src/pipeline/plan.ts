@@ -357,7 +357,16 @@ function planProxy(spec: Spec, up: Upstream, loc: Location): NginxDirective[] {
   if (holdsRequests(spec, up)) access.push(`require("gen_lb.discovery_hold").wait(${JSON.stringify(name)})`);
   if (consul && !up.fail_open) access.push(`require("gen_lb.balancer").access(${JSON.stringify(name)})`);
   if (access.length > 0) out.push(lua("access_by_lua_block", access.join(" ")));
+  // Passive checks see an answer the upstream cut short (a reset or close
+  // mid-body, chunked or not) by its last buffer never going through the
+  // body filter: nothing else tells it apart once the status went out.
+  if (ownsBodyFilter(up)) out.push(lua("body_filter_by_lua_block", 'require("gen_lb.balancer").body()'));
   return out;
+}
+
+/** Whether gen-lb puts its own body_filter_by_lua in a location proxying to `up`: passive checks on the Lua engine. */
+export function ownsBodyFilter(up: Upstream): boolean {
+  return luaEngine(up) && up.healthcheck.passive !== undefined;
 }
 
 /**

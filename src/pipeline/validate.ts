@@ -4,10 +4,10 @@
  */
 import type { z } from "zod";
 import { formatPath, loadSpecText, type LoadedSpec, type SpecDiagnostic } from "./load.js";
-import { proxiesToUpstream, runsLogPhase, specSchema, type Directive, type Spec } from "../spec/schema.js";
+import { proxiesToUpstream, runsLogPhase, specSchema, type Directive, type Spec, type Upstream } from "../spec/schema.js";
 import { checkDnsSettings, checkUpstream, isStaticUpstream } from "../spec/upstream-checks.js";
 import { nginxSideChecks } from "./directive-check.js";
-import { ownsAccessPhase } from "./plan.js";
+import { ownsAccessPhase, ownsBodyFilter } from "./plan.js";
 
 export interface ValidationResult {
   spec?: Spec;
@@ -195,30 +195,44 @@ function crossCheck(spec: Spec, diag: Diag, raw: Record<string, Record<string, u
     server.locations.forEach((loc, li) => ownLogPhase(loc.directives, ["servers", si, "locations", li, "directives"]));
   });
 
-  // Likewise access_by_lua in a location gen-lb holds or fails closed in:
-  // its own would replace the user's (or the user's would be a duplicate).
+  // Likewise access_by_lua in a location gen-lb holds or fails closed in,
+  // and body_filter_by_lua where passive checks watch the answer's body:
+  // gen-lb's own would replace the user's (or the user's would be a duplicate).
   const reported = new Set<string>();
-  const ownAccessPhase = (list: readonly Directive[], path: PropertyKey[], upstream: string) => {
+  const ownPhase = (phase: string, list: readonly Directive[], path: PropertyKey[], upstream: string, why: string, instead: string) => {
+    const pattern = new RegExp(`^${phase}_by_lua(_block|_file)?$`);
     list.forEach((dir, i) => {
       const at = formatPath([...path, i]);
-      if (/^access_by_lua(_block|_file)?$/.test(dir.name) && !reported.has(at)) {
+      if (pattern.test(dir.name) && !reported.has(at)) {
         reported.add(at);
-        errors.push(
-          diag(
-            [...path, i, "name"],
-            `${dir.name} cannot be used where gen-lb proxies to upstream "${upstream}": gen-lb runs its own access_by_lua there (to hold requests until its first peers, or to answer 503 with fail_open: false; nginx keeps only one); drop this directive, or leave gen-lb no access phase there (fail_open: true, and fallback peers that are IP addresses, or runtime.hold_for_peers: 0)`,
-          ),
-        );
+        errors.push(diag([...path, i, "name"], `${dir.name} cannot be used where gen-lb proxies to upstream "${upstream}": gen-lb runs its own ${phase}_by_lua there (${why}; nginx keeps only one); drop this directive, or ${instead}`));
       }
     });
   };
+  const phases = [
+    {
+      phase: "access",
+      owns: (up: Upstream) => ownsAccessPhase(spec, up),
+      why: "to hold requests until its first peers, or to answer 503 with fail_open: false",
+      instead: "leave gen-lb no access phase there (fail_open: true, and fallback peers that are IP addresses, or runtime.hold_for_peers: 0)",
+    },
+    {
+      phase: "body_filter",
+      owns: ownsBodyFilter,
+      why: "passive checks see an answer the upstream cut short by its body's end never coming",
+      instead: "leave gen-lb no body filter there (no healthcheck.passive on this upstream)",
+    },
+  ];
   spec.servers.forEach((server, si) => {
     server.locations.forEach((loc, li) => {
       const up = loc.upstream === undefined ? undefined : spec.upstreams[loc.upstream];
-      if (up === undefined || !ownsAccessPhase(spec, up)) return;
-      ownAccessPhase(loc.directives, ["servers", si, "locations", li, "directives"], loc.upstream!);
-      ownAccessPhase(server.directives, ["servers", si, "directives"], loc.upstream!);
-      ownAccessPhase(spec.nginx.http.directives, ["nginx", "http", "directives"], loc.upstream!);
+      if (up === undefined) return;
+      for (const { phase, owns, why, instead } of phases) {
+        if (!owns(up)) continue;
+        ownPhase(phase, loc.directives, ["servers", si, "locations", li, "directives"], loc.upstream!, why, instead);
+        ownPhase(phase, server.directives, ["servers", si, "directives"], loc.upstream!, why, instead);
+        ownPhase(phase, spec.nginx.http.directives, ["nginx", "http", "directives"], loc.upstream!, why, instead);
+      }
     });
   });
 

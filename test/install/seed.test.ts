@@ -68,7 +68,7 @@ describe("seedPeerDump", () => {
     expect(r!.written).toBe(true);
     expect(r!.upstreams.map((u) => `${u.name}:${u.source}:${u.peers}`)).toEqual(["a:consul:2", "b:dump:1", "c:fallback:1", "d:dump:1", "e:none:0"]);
     expect(r!.lines[0]).toBe(
-      `upstream a: 2 passing peer(s) of service sa from http://fake:8500, seeded into state/gen_lb_peers.json; 1 instance(s) left out: a3: address "a.internal" is a host name: the runtime balances over IP literals only (register the instance's IP)`,
+      `upstream a: 2 passing peer(s) of service sa from http://fake:8500, seeded into state/gen_lb_peers.json; 1 instance(s) left out: a3: address "a.internal" is a host name, which the runtime resolves only on target openresty with nginx.http.resolver set (register the instance's IP, or set both)`,
     );
     expect(r!.lines[1]).toBe("upstream b: Consul cannot be reached (fake: no answer); it starts with the 1 peer(s) already in state/gen_lb_peers.json");
     expect(r!.lines[3]).toBe("upstream d: Consul (http://fake:8500) lists no usable passing instance of service sd; it starts with the 1 peer(s) already in state/gen_lb_peers.json");
@@ -83,6 +83,17 @@ describe("seedPeerDump", () => {
         e: { key: "other||", index: 3, peers: [{ host: "10.0.0.5", port: 80, weight: 1 }] },
       },
     });
+  });
+
+  it("where the runtime resolves host names (openresty + resolver), seeds the IPs and says the names are left to the runtime (the dump holds IPs only)", async () => {
+    const prefix = tempDir();
+    const spec = specOf({ target: "openresty", nginx: { http: { resolver: ["127.0.0.53"] } }, upstreams: { a: { service: "sa" } } });
+    const consul = fakeConsul({ sa: ok([entry("a1", "10.0.1.1", 81), entry("a3", "a.internal", 83)], 5) });
+    const r = await seedPeerDump({ prefix, spec, buildId: "new" }, { consul });
+    expect(r!.lines[0]).toBe(
+      "upstream a: 1 passing peer(s) of service sa from http://fake:8500, seeded into state/gen_lb_peers.json; 1 host name(s) not seeded, resolved by the runtime after the start: a.internal",
+    );
+    expect(parseDump(readFileSync(path.join(prefix, "state/gen_lb_peers.json"), "utf8")).upstreams.a!.peers).toEqual([{ host: "10.0.1.1", port: 81, weight: 1 }]);
   });
 
   it("asks nothing and writes nothing for a spec without Consul upstreams; leaves the file alone when Consul gave nothing", async () => {

@@ -271,13 +271,18 @@ describe("bad input", () => {
     }
   });
 
-  it("unknown directives are carried, not dropped", () => {
+  it("directives gen-lb has no converter for are carried; those the target's nginx does not know are reported lost, not dropped silently", () => {
     const m = migrate("n.conf", {
       loader: memoryLoader({ "n.conf": "some_module_directive a b;\nevents {}\nhttp { more_set_headers \"X-A: b\"; server { listen 8080; frobnicate on; } }\n" }),
     });
-    expect((m.spec.nginx as Record<string, unknown>).directives).toEqual([{ name: "some_module_directive", args: ["a", "b"] }]);
+    // OpenResty (the target without --bin) bundles headers-more.
     expect((m.spec.nginx as { http: Record<string, unknown> }).http.directives).toEqual([{ name: "more_set_headers", args: ["X-A: b"] }]);
-    expect((m.spec.servers as Array<Record<string, unknown>>)[0]!.directives).toEqual([{ name: "frobnicate", args: ["on"] }]);
+    expect((m.spec.nginx as Record<string, unknown>).directives).toEqual([]);
+    expect((m.spec.servers as Array<Record<string, unknown>>)[0]!.directives).toEqual([]);
+    expect(m.findings.filter((f) => f.kind === "lost" && f.directive !== undefined).map((f) => `${f.line} ${f.message}`)).toEqual([
+      '1 some_module_directive a b: the target\'s nginx refuses it (unknown directive "some_module_directive": openresty 1.31.1.1 has no such directive)',
+      '3 frobnicate on: the target\'s nginx refuses it (unknown directive "frobnicate": openresty 1.31.1.1 has no such directive)',
+    ]);
   });
 
   it("Lua that is not the discovery pattern is reported as not carried, and its dict is kept", () => {
@@ -400,4 +405,34 @@ describe("bad input", () => {
     expect(m.findings.find((f) => f.directive === "server" && f.line === 3 && f.column === 49)).toMatchObject({ kind: "converted", to: "upstreams.app.servers" });
   });
 
+});
+
+describe("the balance a Lua balancer used", () => {
+  const conf = (balancer: string) => `events {}
+http {
+    init_worker_by_lua_block { require("sync").start() }
+    upstream app {
+        server 0.0.0.1;
+        balancer_by_lua_block { ${balancer} }
+    }
+    server { listen 8080; location / { proxy_pass http://app; } }
+}
+`;
+  const sync = 'local http = require "resty.http"\nlocal M = {}\nfunction M.start() local c = http.new(); c:request_uri("http://127.0.0.1:8500/v1/health/service/app?passing") end\nreturn M\n';
+  const run = (balancer: string) =>
+    migrate("conf/nginx.conf", { loader: memoryLoader({ "conf/nginx.conf": conf(balancer), "lua/sync.lua": sync }), luaPath: ["lua"] });
+  it("lua-resty-balancer's resty.roundrobin is round_robin, math.random is random; the report says which code showed it", () => {
+    const rr = run('local rr = require("resty.roundrobin"):new({ ["127.0.0.1:1"] = 1 }); require("ngx.balancer").set_current_peer(rr:find())');
+    expect((rr.spec.upstreams as Record<string, { balance: string }>).app!.balance).toBe("round_robin");
+    expect(rr.findings.find((f) => f.to === "upstreams.app.balance" && f.kind === "converted")!.message).toMatch(/balance round_robin, as its old Lua balancer picks \(require "resty.roundrobin"\)/);
+    const random = run('local p = peers[math.random(#peers)]; require("ngx.balancer").set_current_peer(p.host, p.port)');
+    expect((random.spec.upstreams as Record<string, { balance: string }>).app!.balance).toBe("random");
+  });
+  it("resty.chash on ngx.var.NAME is chash on $NAME; on a key migrate cannot read, a to-do (the stickiness would be lost)", () => {
+    const ch = run('local c = require("resty.chash"):new({ ["127.0.0.1:1"] = 1 }); require("ngx.balancer").set_current_peer(c:find(ngx.var.remote_addr))');
+    expect((ch.spec.upstreams as Record<string, Record<string, unknown>>).app).toMatchObject({ balance: "chash", hash_key: "$remote_addr" });
+    expect(validateSpecText(JSON.stringify(ch.spec), "spec.json").errors).toEqual([]);
+    const unknown = run('local c = require("resty.chash"):new({ ["127.0.0.1:1"] = 1 }); require("ngx.balancer").set_current_peer(c:find(key_of(ngx)))');
+    expect(unknown.findings.filter((f) => f.kind === "todo" && f.to === "upstreams.app.hash_key").map((f) => f.message)).toEqual([expect.stringMatching(/hashed \(require "resty.chash"\) on a key migrate cannot read/)]);
+  });
 });

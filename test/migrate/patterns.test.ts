@@ -42,6 +42,15 @@ export async function buildAndTest(m: Migration): Promise<{ dir: string; ok: boo
   return { dir, ...nginxTest(dir) };
 }
 
+/** The migrated spec validates, builds for the matrix target and passes the real binary's -t with no warning. */
+function itBuildsAndPasses(m: () => Migration): void {
+  it("builds and passes nginx -t", async () => {
+    const r = await buildAndTest(m());
+    expect(r.output).not.toMatch(/\[(emerg|warn|alert)\]/);
+    expect(r.ok).toBe(true);
+  });
+}
+
 const find = (m: Migration, kind: string, re: RegExp) => m.findings.filter((f) => f.kind === kind && re.test(f.message));
 
 describe("sizes, empty arguments, duplicates (fixtures/migrate/real/values)", () => {
@@ -67,11 +76,7 @@ describe("sizes, empty arguments, duplicates (fixtures/migrate/real/values)", ()
   it("each server has its own label in the report", () => {
     expect(m.findings.filter((f) => f.directive === "server" && f.to?.startsWith("servers[")).map((f) => f.to)).toEqual(["servers[0]", "servers[1]"]);
   });
-  it("builds and passes nginx -t", async () => {
-    const r = await buildAndTest(m);
-    expect(r.output).not.toMatch(/\[(emerg|warn|alert)\]/);
-    expect(r.ok).toBe(true);
-  });
+  itBuildsAndPasses(() => m);
 });
 
 describe("TLS set at http level (fixtures/migrate/real/http-tls)", () => {
@@ -99,11 +104,7 @@ describe("TLS set at http level (fixtures/migrate/real/http-tls)", () => {
     }
     expect(m.findings.filter((f) => f.blocking)).toEqual([]);
   });
-  it("builds and passes nginx -t", async () => {
-    const r = await buildAndTest(m);
-    expect(r.output).not.toMatch(/\[(emerg|warn|alert)\]/);
-    expect(r.ok).toBe(true);
-  });
+  itBuildsAndPasses(() => m);
 });
 
 describe("a server that cannot be kept is named and blocks", () => {
@@ -141,11 +142,7 @@ describe("static upstreams (fixtures/migrate/real/static-peers)", () => {
     expect(ups.puma!.service).toBeUndefined();
     expect(m.findings.filter((f) => f.kind === "todo")).toEqual([]);
   });
-  it("builds and passes nginx -t", async () => {
-    const r = await buildAndTest(m);
-    expect(r.output).not.toMatch(/\[(emerg|warn|alert)\]/);
-    expect(r.ok).toBe(true);
-  });
+  itBuildsAndPasses(() => m);
 });
 
 describe("relative load_module (fixtures/migrate/real/relative-modules)", () => {
@@ -170,11 +167,7 @@ describe("relative load_module (fixtures/migrate/real/relative-modules)", () => 
     const bare = migrate("relative-modules/nginx.conf", { loader: fsLoader(real), cwd: real });
     expect(find(bare, "lost", /^load_module modules\/ngx_stream_module.so: a path relative to the old nginx's prefix/)).toHaveLength(1);
   });
-  it("builds and passes nginx -t", async () => {
-    const r = await buildAndTest(m);
-    expect(r.output).not.toMatch(/\[(emerg|warn|alert)\]/);
-    expect(r.ok).toBe(true);
-  });
+  itBuildsAndPasses(() => m);
 });
 
 describe("Consul over https with a token and a module that is not installed (fixtures/migrate/real/consul-https)", () => {
@@ -188,11 +181,7 @@ describe("Consul over https with a token and a module that is not installed (fix
     // gen-lb writes `env CONSUL_HTTP_TOKEN;` itself for token_env.
     expect((m.spec.nginx as { directives?: unknown }).directives).toBeUndefined();
   });
-  it("builds and passes nginx -t", async () => {
-    const r = await buildAndTest(m);
-    expect(r.output).not.toMatch(/\[(emerg|warn|alert)\]/);
-    expect(r.ok).toBe(true);
-  });
+  itBuildsAndPasses(() => m);
 });
 
 describe("a library's watch(address, services) (fixtures/migrate/real/watch-lib)", () => {
@@ -205,11 +194,7 @@ describe("a library's watch(address, services) (fixtures/migrate/real/watch-lib)
     });
     expect(m.findings.filter((f) => f.kind === "todo").map((f) => f.to)).toEqual(["consul.token_env"]);
   });
-  it("builds and passes nginx -t", async () => {
-    const r = await buildAndTest(m);
-    expect(r.output).not.toMatch(/\[(emerg|warn|alert)\]/);
-    expect(r.ok).toBe(true);
-  });
+  itBuildsAndPasses(() => m);
 });
 
 describe("consul-template's own nginx example, rendered (fixtures/migrate/real/ct-example)", () => {
@@ -230,11 +215,7 @@ describe("consul-template's own nginx example, rendered (fixtures/migrate/real/c
       expect(f).toMatchObject({ kind: "carried" });
     }
   });
-  it("builds and passes nginx -t", async () => {
-    const r = await buildAndTest(m);
-    expect(r.output).not.toMatch(/\[(emerg|warn|alert)\]/);
-    expect(r.ok).toBe(true);
-  });
+  itBuildsAndPasses(() => m);
 });
 
 describe("spawn_checker on a static upstream (fixtures/migrate/real/checker-static)", () => {
@@ -252,11 +233,7 @@ describe("spawn_checker on a static upstream (fixtures/migrate/real/checker-stat
     expect(todo[0]!.message).toMatch(/max_fails=3 fail_timeout=6s/);
     expect(todo[0]!.message).toMatch(/Consul service/);
   });
-  it("builds and passes nginx -t", async () => {
-    const r = await buildAndTest(m);
-    expect(r.output).not.toMatch(/\[(emerg|warn|alert)\]/);
-    expect(r.ok).toBe(true);
-  });
+  itBuildsAndPasses(() => m);
 });
 
 describe("--verify false alarms (fixtures/migrate/real/verify-alarms)", () => {
@@ -281,11 +258,7 @@ describe("the old setup's own mime.types (fixtures/migrate/real/mime-own)", () =
     const todo = m.findings.filter((f) => f.kind === "todo" && f.message.startsWith("mime.types:"));
     expect(todo.map((f) => f.message)).toEqual([expect.stringContaining(".xml: application/xml -> text/xml")]);
   });
-  it("builds and passes nginx -t", async () => {
-    const r = await buildAndTest(m);
-    expect(r.output).not.toMatch(/\[(emerg|warn|alert)\]/);
-    expect(r.ok).toBe(true);
-  });
+  itBuildsAndPasses(() => m);
 });
 
 describe("migrate --verify on every pattern fixture", async () => {
@@ -317,4 +290,125 @@ describe("prefix-relative cache and temp directories", () => {
     ]);
     expect(m.findings.find((f) => f.directive === "proxy_cache_path")).toMatchObject({ kind: "carried", newArgs: ["/srv/old/cache/app", "keys_zone=C:1m"] });
   });
+});
+
+describe("a GitLab omnibus front (fixtures/migrate/real/gitlab)", () => {
+  const m = migrateReal("gitlab");
+  it("workhorse's unix socket stays a static upstream; the server-level proxy settings reach every proxied location", () => {
+    expect(m.spec.upstreams).toMatchObject({ "gitlab-workhorse": { servers: [{ address: "unix:/var/opt/gitlab/gitlab-workhorse/sockets/socket", fail_timeout: 0 }] } });
+    const locs = (m.spec.servers as Array<{ locations: Array<Record<string, unknown>> }>)[0]!.locations;
+    for (const l of locs.filter((x) => x.upstream !== undefined)) {
+      expect(l).toMatchObject({ upstream: "gitlab-workhorse", websocket: true, proxy_set_header: { Host: "$http_host_with_default", "X-Forwarded-Proto": "http" } });
+    }
+    // This OpenResty is built without http_gzip_static_module: the one directive its nginx refuses, named with the reason.
+    const lost = m.findings.filter((f) => f.kind === "lost" && f.directive !== undefined).map((f) => f.message);
+    expect(lost).toEqual(binInfo.target === "openresty" ? [expect.stringMatching(/^gzip_static on: .* is built without ngx_http_gzip_static_module/)] : []);
+  });
+  it('if ($http_host != "") keeps its empty operand (it was printed as `if ($http_host != )`, which nginx refuses)', () => {
+    const server = (m.spec.servers as Array<{ directives: Array<{ name: string; args: string[] }> }>)[0]!;
+    expect(server.directives.find((d) => d.name === "if")).toMatchObject({ args: ["($http_host", "!=", "", ")"] });
+  });
+  itBuildsAndPasses(() => m);
+});
+
+describe("a Discourse front (fixtures/migrate/real/discourse)", () => {
+  const m = migrateReal("discourse");
+  const locs = () => (m.spec.servers as Array<{ locations: Array<Record<string, unknown>> }>)[0]!.locations;
+  it("the named location keeps X-Request-Start t=${msec} (as t=$msec), the emptied X-Accel headers and both limit_req zones", () => {
+    const named = locs().find((l) => l.path === "@discourse")!;
+    expect(named).toMatchObject({
+      upstream: "discourse",
+      proxy_set_header: { "X-Request-Start": "t=$msec", "X-Sendfile-Type": "", "X-Accel-Mapping": "", "X-Forwarded-Proto": "$thescheme" },
+    });
+    expect(named.directives).toEqual([
+      { name: "limit_conn", args: ["connperip", "20"] },
+      { name: "limit_req", args: ["zone=flood", "burst=12", "nodelay"] },
+      { name: "limit_req", args: ["zone=bot", "burst=100", "nodelay"] },
+    ]);
+    expect(locs().find((l) => l.path === "/")).toMatchObject({ root: "$public", try_files: ["$uri", "@discourse"] });
+  });
+  it("a location with root before its proxy_pass proxies to the upstream with its own headers; root is carried for what is nested", () => {
+    const secure = locs().find((l) => l.path === "^/secure-uploads/")!;
+    expect(secure).toMatchObject({ upstream: "discourse", proxy_set_header: { Host: "$http_host" } });
+    expect(secure.root).toBeUndefined();
+    expect((secure.directives as Array<{ name: string }>).map((d) => d.name)).toEqual(["root", "location", "break"]);
+  });
+  it("nothing is lost but the comments; the upstream stays a static unix socket", () => {
+    expect(m.findings.filter((f) => f.kind === "lost" && f.directive !== undefined)).toEqual([]);
+    expect(m.findings.filter((f) => f.blocking)).toEqual([]);
+    expect(m.spec.upstreams).toMatchObject({ discourse: { servers: ["unix:/var/www/discourse/tmp/sockets/nginx.http.sock"] } });
+  });
+  itBuildsAndPasses(() => m);
+});
+
+describe("the ASP.NET Core docs' Kestrel front (fixtures/migrate/real/aspnetcore)", () => {
+  const m = migrateReal("aspnetcore");
+  const servers = () => m.spec.servers as Array<{ ssl?: Record<string, unknown>; locations?: Array<Record<string, unknown>>; directives?: Array<{ name: string; args: string[] }> }>;
+  it("a location with proxy_set_header of its own inherits none of proxy.conf's, as nginx does: Host is $proxy_host there", () => {
+    const root = servers()[1]!.locations!.find((l) => l.path === "/")!;
+    expect(root).toMatchObject({ upstream: "helloapp", websocket: true, proxy_set_header: { Host: "$proxy_host" } });
+    expect(root.directives).toEqual([
+      { name: "limit_req", args: ["zone=one", "burst=10", "nodelay"] },
+      { name: "proxy_cache_bypass", args: ["$http_upgrade"] },
+    ]);
+  });
+  it("http-level TLS reaches the ssl server; ssl_session_timeout 1d and tickets off are gen-lb's own, and say so", () => {
+    expect(servers()[1]!.ssl).toMatchObject({ protocols: ["TLSv1.2", "TLSv1.3"], prefer_server_ciphers: false, certificate: path.join(real, "aspnetcore/certs/site.crt") });
+    const dropped = m.findings.filter((f) => f.kind === "dropped" && /^ssl_session_(timeout|tickets)/.test(f.directive ?? ""));
+    expect(dropped.map((f) => f.explains)).toEqual([[["ssl_session_timeout", "1d"]], [["ssl_session_tickets", "off"]]]);
+  });
+  itBuildsAndPasses(() => m);
+});
+
+describe("consul-template rendering every service (fixtures/migrate/real/ct-services)", () => {
+  const m = migrateReal("ct-services");
+  it("each zone upstream-NAME upstream follows service NAME, least_conn and the per-server weights kept; the 65535 placeholder dropped", () => {
+    expect(m.spec.upstreams).toEqual({
+      api: expect.objectContaining({ service: "api", balance: "least_conn", fallback: ["127.0.0.1:9311", "127.0.0.1:9312", "127.0.0.1:9313"], healthcheck: { passive: { max_fails: 3, fail_timeout: 60 } } }),
+      search: expect.objectContaining({ service: "search", balance: "least_conn" }),
+      "static-assets": expect.objectContaining({ service: "static-assets", fallback: [{ address: "127.0.0.1:9321", weight: 2 }, "127.0.0.1:9322"] }),
+    });
+    expect((m.spec.upstreams as Record<string, { fallback?: unknown }>).search!.fallback).toBeUndefined();
+    expect(m.findings.filter((f) => f.kind === "todo").map((f) => f.to)).toEqual(["upstreams.api.service", "upstreams.search.service", "upstreams.static-assets.service", "consul.addresses"]);
+  });
+  itBuildsAndPasses(() => m);
+});
+
+describe("a Lua balancer over a shared dict filled by blocking queries (fixtures/migrate/real/lua-dict)", () => {
+  const m = migrateReal("lua-dict");
+  it("each upstream follows the service its balancer names, round robin as the old balancer picked", () => {
+    expect(m.spec.consul).toEqual({ addresses: ["http://127.0.0.1:8500"] });
+    expect(m.spec.upstreams).toMatchObject({
+      orders_backend: { service: "orders", balance: "round_robin", keepalive: 16 },
+      billing_backend: { service: "billing", balance: "round_robin", retry_statuses: [502] },
+    });
+  });
+  it("Service.Address with the node's as fallback is not reported as the node-address defect; the defects it has are", () => {
+    const defects = m.findings.filter((f) => f.kind === "defect").map((f) => f.defect);
+    expect(defects).not.toContain(3);
+    expect(defects).toEqual(expect.arrayContaining([8, 9]));
+  });
+  itBuildsAndPasses(() => m);
+});
+
+describe("a balancer on the lua-resty-consul client (fixtures/migrate/real/resty-consul)", () => {
+  const m = migrateReal("resty-consul");
+  it("reads host, port and ssl given apart, the datacenter and the token's variable from the library's tables, and the service its balancer names", () => {
+    expect(m.spec.consul).toEqual({ addresses: ["https://consul.service.internal.test:8501"], datacenter: "west", token_env: "CONSUL_HTTP_TOKEN" });
+    expect(m.spec.upstreams).toMatchObject({ catalog: { service: "catalog-api", balance: "random" } });
+    // The poller is the pattern (replaced by gen-lb's runtime), not Lua the spec cannot carry.
+    expect(m.findings.filter((f) => f.kind === "lost" && f.directive !== undefined)).toEqual([]);
+    expect(m.findings.filter((f) => f.kind === "todo")).toEqual([]);
+  });
+  itBuildsAndPasses(() => m);
+});
+
+describe("Consul asked through a subrequest (fixtures/migrate/real/lua-capture)", () => {
+  const m = migrateReal("lua-capture");
+  it("the address is the internal location's proxy_pass target, the datacenter the query's", () => {
+    expect(m.spec.consul).toEqual({ addresses: ["http://10.0.0.5:8500"], datacenter: "dc1" });
+    expect(m.spec.upstreams).toMatchObject({ inventory: { service: "inventory", balance: "random" } });
+    expect(m.findings.filter((f) => f.kind === "todo").map((f) => f.to)).toEqual(["consul.token_env"]);
+  });
+  itBuildsAndPasses(() => m);
 });

@@ -115,6 +115,14 @@ describe("comparing two answers", () => {
       'at the backend: x-forwarded-for: "127.0.0.1" became (none)',
     ]);
   });
+  it("a header the config adds of its own is compared by shape: a request-start time differs, a missing one is a difference", () => {
+    const a = { ...ok, backend: { path: "/", "x-request-start": "t=1764690000.123", "x-accel-mapping": "/srv/public/=/downloads/" } };
+    expect(compareAnswers(a, { ...ok, backend: { path: "/", "x-request-start": "t=1764690001.457", "x-accel-mapping": "/srv/public/=/downloads/" } })).toEqual([]);
+    expect(compareAnswers(a, { ...ok, backend: { path: "/" } })).toEqual([
+      'at the backend: x-accel-mapping: "/srv/public/=/downloads/" became (none)',
+      'at the backend: x-request-start: "t=#.#" became (none)',
+    ]);
+  });
   it("a difference is explained by a lost/todo/changed finding inside its location, not by one elsewhere", () => {
     const r = requestSet(tree).find((x) => x.path === "/healthz")!;
     const inside: Finding = { kind: "lost", file: "conf/nginx.conf", line: 12, message: "x" };

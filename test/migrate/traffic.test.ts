@@ -59,6 +59,22 @@ describe("--verify=traffic catches what the tree comparison cannot see", () => {
     expect(lines).toContain('GET app.example.test/: at the backend: host: "app.example.test" became "app"');
   });
 
+  it("OpenResty's compiled-in error log (logs/ under the old prefix) is not written: both sides log to the scratch directory", async () => {
+    const { cpSync, existsSync, mkdirSync, readdirSync } = await import("node:fs");
+    const openresty = "/opt/openresty/bin/openresty";
+    expect(existsSync(openresty), `${openresty} is missing (the test OpenResty, built by .ci/run)`).toBe(true);
+    const info = parseBinInfo(openresty, execFileSync("sh", ["-c", `"$0" -V 2>&1`, openresty], { encoding: "utf8" }));
+    const old = mkdtempSync(path.join(os.tmpdir(), "gen-lb-old-prefix-"));
+    cpSync(path.join(real, "values"), old, { recursive: true });
+    mkdirSync(path.join(old, "logs"));
+    const mainFile = path.join(old, "nginx.conf");
+    const m = migrate(mainFile, { loader: fsLoader("/"), cwd: "/", bin: info });
+    const t = await verifyTraffic(m, { mainFile, bin: openresty, binInfo: info, runner: systemRunner });
+    expect(t.failure).toBeUndefined();
+    expect(t.differences).toEqual([]);
+    expect(readdirSync(path.join(old, "logs"))).toEqual([]);
+  });
+
   it("a config the old nginx cannot start is a failure, not a pass", async () => {
     const mainFile = path.join(real, "values/nginx.conf");
     const m = migrate(mainFile, { loader: fsLoader("/"), cwd: "/", bin: binInfo });

@@ -74,6 +74,19 @@ describe("plan", () => {
     expect(servers.map((s) => s.includes(LOG))).toEqual([false, true, false]);
   });
 
+  it("a body filter only in locations proxying to an upstream with passive checks (Lua engine)", () => {
+    const BODY = 'body_filter_by_lua_block { require("gen_lb.balancer").body() }';
+    for (const extra of [{}, { counters: true }, { balance: "least_conn" }, { healthcheck: { active: { path: "/h" } } }] as const) {
+      expect(conf({ ...web, upstreams: { web: { service: "web", ...extra } } }).nginx, JSON.stringify(extra)).not.toContain("body_filter_by_lua");
+    }
+    const c = conf({
+      upstreams: { watched: { service: "a", healthcheck: { passive: {} } }, plain: { service: "b" } },
+      servers: [{ listen: 8080, locations: [{ path: "/a", upstream: "watched" }, { path: "/b", upstream: "plain" }, { path: "/c", upstream: "watched" }] }],
+    }).nginx;
+    const locations = c.split(/\n\s*location /).slice(1, 4); // the status server follows
+    expect(locations.map((l) => l.includes(BODY))).toEqual([true, false, true]);
+  });
+
   it("keepalive follows balancer_by_lua inside the upstream, and 0 leaves it out", () => {
     const { nginx } = conf(web);
     expect(nginx).toMatch(/balancer_by_lua_block \{ require\("gen_lb.balancer"\).balance\("web"\) \}\n\s+keepalive 32;/);

@@ -102,6 +102,7 @@ describe("discovery: dns: plan", () => {
     expect(conf).toMatch(/^    resolver 127\.0\.0\.53;$/m);
     expect(conf).not.toContain("balancer_by_lua");
     expect(conf).not.toContain("log_by_lua");
+    expect(conf).not.toContain("body_filter_by_lua");
     // Nor the access phase: the runtime never fills a DNS upstream, so a hold there would wait out every request.
     expect(conf).not.toContain("access_by_lua");
     expect(conf).not.toContain("set $gen_lb_hash_key");

@@ -77,6 +77,16 @@ for (const target of ["nginx", "openresty"] as const) {
       expect(real.output).toMatch(/"client_max_body_size" directive is duplicate/);
     });
 
+    it("limit_req with the same zone twice (nginx refuses only the same zone)", async () => {
+      const zones = { nginx: { http: { directives: [{ name: "limit_req_zone", args: ["$binary_remote_addr", "zone=flood:1m", "rate=10r/s"] }] } } };
+      const spec = { ...withLocationDirectives(target, [
+        { name: "limit_req", args: ["zone=flood", "burst=5"] },
+        { name: "limit_req", args: ["zone=flood", "burst=9", "nodelay"] },
+      ]), ...zones };
+      expect(errorsOf(spec)[0]).toMatch(/^servers\[0\]\.locations\[0\]\.directives\[1\]\.name .*"limit_req" directive is duplicate/);
+      expect((await realBinaryOutput(spec, target)).output).toMatch(/"limit_req" directive is duplicate/);
+    });
+
     it("one gen-lb emits itself, given again (lua_socket_log_errors at http level)", async () => {
       const spec = base(target, { nginx: { http: { directives: [{ name: "lua_socket_log_errors", args: ["on"] }] } } });
       const [e] = errorsOf(spec);
@@ -163,6 +173,34 @@ describe("accepted and emitted", () => {
       expect(conf).toMatch(/add_header "X-Empty" "";|add_header X-Empty "";|add_header X-Empty '';/);
       const real = await realBinaryOutput(spec, target);
       expect(real.output).toMatch(/test is successful/);
+    }
+  });
+});
+
+describe("repeats nginx takes although the table marks the directive unrepeatable", () => {
+  it("limit_req and limit_conn with two zones in one location (Discourse's flood and bot limits)", async () => {
+    for (const target of ["nginx", "openresty"] as const) {
+      const spec = {
+        ...withLocationDirectives(target, [
+          { name: "limit_conn", args: ["perip", "20"] },
+          { name: "limit_conn", args: ["perserver", "100"] },
+          { name: "limit_req", args: ["zone=flood", "burst=12", "nodelay"] },
+          { name: "limit_req", args: ["zone=bot", "burst=100", "nodelay"] },
+        ]),
+        nginx: {
+          http: {
+            directives: [
+              { name: "limit_req_zone", args: ["$binary_remote_addr", "zone=flood:1m", "rate=12r/s"] },
+              { name: "limit_req_zone", args: ["$binary_remote_addr", "zone=bot:1m", "rate=200r/m"] },
+              { name: "limit_conn_zone", args: ["$binary_remote_addr", "zone=perip:1m"] },
+              { name: "limit_conn_zone", args: ["$server_name", "zone=perserver:1m"] },
+            ],
+          },
+        },
+      };
+      const r = validateSpecText(stringify(spec), "gen-lb.yaml");
+      expect(r.errors.map(formatDiagnostic)).toEqual([]);
+      expect((await realBinaryOutput(spec, target)).output).toMatch(/test is successful/);
     }
   });
 });

@@ -94,6 +94,15 @@ describe("spec validation", () => {
     }
   });
 
+  it("rejects a body_filter_by_lua of the user's where passive checks run gen-lb's own, and only there", () => {
+    const text = (extra: string) =>
+      `upstreams: {web: {service: web${extra}}}\nservers: [{listen: 8080, directives: [{name: body_filter_by_lua, args: [f()]}], locations: [{path: /, upstream: web}]}]\n`;
+    for (const extra of ["", ", counters: true", ", balance: least_conn"]) expect(validateSpecText(text(extra), "gen-lb.yaml").errors, extra).toEqual([]);
+    expect(errorsOf(text(", healthcheck: {passive: {}}"))).toEqual([
+      expect.stringMatching(/^servers\[0\]\.directives\[0\]\.name \(gen-lb\.yaml:2:\d+\): body_filter_by_lua cannot be used where gen-lb proxies to upstream "web": gen-lb runs its own body_filter_by_lua there/),
+    ]);
+  });
+
   it("rejects a log_by_lua of the user's where gen-lb runs its own, and only there", () => {
     const errors = errorsOf(
       [
