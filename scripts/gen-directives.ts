@@ -14,7 +14,13 @@
  *
  * (`apt-get source nginx libnginx-mod-http-lua libnginx-mod-http-ndk` for the
  * second; on bookworm the Lua and NDK modules are their own source packages,
- * not nginx's debian/modules/.)
+ * not nginx's debian/modules/. Without deb-src lines in the system's
+ * sources, give apt a list of its own: `-o Dir::Etc::SourceList=FILE -o
+ * Dir::Etc::SourceParts=/nonexistent -o Dir::State::Lists=DIR` on both
+ * `apt-get update` and `apt-get source`. The committed table was generated
+ * from 1.22.1-9+deb12u9, the newest source in the archive then; the
+ * installed binary's -V gives the configure flags. The same inputs give
+ * the same file, byte for byte.)
  *
  * Which modules a build has is decided the way nginx's configure decides it:
  * auto/options gives each variable's default and the flag that changes it,
@@ -23,6 +29,24 @@
  * contribute every ngx_module_t their sources define. A module linked
  * DYNAMIC (or inside a DYNAMIC group such as --with-stream=dynamic) is marked
  * with the .so that load_module must name.
+ *
+ * Modules the build leaves out: a module of nginx's own source tree that
+ * the configure flags given do not link is not dropped. Its directives are
+ * listed all the same, each with `needs`: the configure flag(s) that would
+ * link it, found the same way (the `if [ ... ]` tests of auto/modules it
+ * sits under that fail, and its `ngx_module_link=$VAR`, each turned into
+ * the auto/options arm that sets the variable; several flags are
+ * space-separated, "--with-mail --with-mail_ssl_module"). The module gets
+ * `link: "absent"` and the same `needs`. An entry under an `#if` the build
+ * leaves off (NGX_HTTP_V2...) is kept the same way when turning on the
+ * macros' flags makes the condition hold. What no flag builds (another OS's
+ * event module, say) is left out, as are add-on directories not given.
+ * So an OpenResty table generated from a minimal build still knows
+ * `http2`, marked `"needs": "--with-http_v2_module"`: the official packages
+ * (openresty-packaging's rpm spec and deb rules) build with
+ * --with-http_v2_module, --with-http_stub_status_module,
+ * --with-http_realip_module, --with-http_gzip_static_module, --with-threads
+ * and more. Readers: src/nginx/directives.ts (`needs` on a definition).
  *
  * Repeat rule: nginx itself has no "may repeat" bit. A second occurrence in
  * the same block is refused when the directive's handler refuses it, which
@@ -49,6 +73,12 @@ interface Definition {
   loadModule?: string;
   /** preprocessor condition the entry sits under, as written */
   condition?: string;
+  /**
+   * configure flag(s) the directive needs, space-separated, when the sources
+   * have it but the reference build does not (its module, or the #if it
+   * sits under, is off without them): "--with-http_v2_module"
+   */
+  needs?: string;
   source: string;
 }
 
@@ -89,7 +119,53 @@ function stripComments(c: string): string {
 }
 
 /** ---- which modules the build links ---- */
-interface ModuleLink { link: 'static' | 'dynamic' | 'no'; so?: string }
+interface ModuleLink {
+  link: 'static' | 'dynamic' | 'no';
+  so?: string;
+  /** for `no`: the configure flags that would link it, when configure's own scripts say */
+  needs?: string[];
+}
+
+/** configure's variables, and which flag sets each to which value (auto/options). */
+interface Configure {
+  vars: Map<string, string>;
+  /** `--with-http_v2_module` -> [[HTTP_V2, YES]] */
+  arms: Map<string, Array<[string, string]>>;
+}
+
+/** Variables auto/modules derives from others, as the flag that sets them. */
+const DERIVED_FLAG: Record<string, string> = { USE_OPENSSL: '--with-http_ssl_module' };
+
+/**
+ * The flag that makes `$name op value` hold (op `=` or `!=`), from
+ * auto/options' arms; a static arm over a =dynamic one. Undefined when no flag does.
+ */
+function flagFor(cfg: Configure, name: string, op: string, value: string): string | undefined {
+  if (DERIVED_FLAG[name] && op === '=' && value === 'YES') return DERIVED_FLAG[name];
+  let found: string | undefined;
+  for (const [arg, sets] of cfg.arms) {
+    if (!arg.startsWith('--with') || arg.endsWith('=dynamic')) continue;
+    if (sets.some(([k, v]) => k === name && (op === '=' ? v === value : v !== value))) found ??= arg;
+  }
+  return found;
+}
+
+/** The flags that make a failing `[ test ]` of auto/modules pass, or undefined if none do. */
+function flagsFor(expr: string, cfg: Configure): string[] | undefined {
+  for (const conj of expr.split(/\s-o\s/)) {
+    const flags: string[] = [];
+    let ok = true;
+    for (const t of conj.split(/\s-a\s/)) {
+      if (evalTest(t, cfg.vars)) continue;
+      const m = /\$(\w+)\s*(!?=)\s*"?(\w*)"?/.exec(t.trim());
+      const flag = m ? flagFor(cfg, m[1], m[2], m[3]) : undefined;
+      if (flag === undefined) { ok = false; break; }
+      flags.push(flag);
+    }
+    if (ok) return flags;
+  }
+  return undefined;
+}
 
 function evalTest(expr: string, vars: Map<string, string>): boolean {
   // `$A = YES -o $B != NO -a ...`: -a binds tighter than -o, as in test(1)
@@ -103,7 +179,7 @@ function evalTest(expr: string, vars: Map<string, string>): boolean {
   );
 }
 
-function configureVars(src: string, configure: string[]): Map<string, string> {
+function configureVars(src: string, configure: string[]): Configure {
   const options = readFileSync(join(src, 'auto/options'), 'utf8');
   const vars = new Map<string, string>();
   for (const m of options.matchAll(/^([A-Z][A-Z0-9_]*)=(YES|NO|NONE|DYNAMIC)\s*$/gm)) {
@@ -119,13 +195,17 @@ function configureVars(src: string, configure: string[]): Map<string, string> {
   }
   // derived in auto/options / auto/modules, needed by module conditions
   if (vars.get('HTTP_SSL') === 'YES' || vars.get('STREAM_SSL') === 'YES' || vars.get('MAIL_SSL') === 'YES') vars.set('USE_OPENSSL', 'YES');
-  return vars;
+  return { vars, arms };
 }
 
-function moduleLinks(src: string, vars: Map<string, string>): Map<string, ModuleLink> {
+function moduleLinks(src: string, cfg: Configure): Map<string, ModuleLink> {
+  const { vars } = cfg;
   const text = readFileSync(join(src, 'auto/modules'), 'utf8').split('\n');
   const links = new Map<string, ModuleLink>();
   const stack: boolean[] = [];
+  // the test of each if-level, as written; null in an elif/else arm (its flags are not read)
+  const tests: Array<string | null> = [];
+  let linkVar: string | undefined;
   const groups: Array<string | null> = []; // DYNAMIC group var per if-level
   let names: string[] = [];
   let collecting = false;
@@ -136,13 +216,14 @@ function moduleLinks(src: string, vars: Map<string, string>): Map<string, Module
     const elifm = /^elif \[ (.*) \]; then/.exec(line);
     if (ifm) {
       stack.push(evalTest(ifm[1], vars));
+      tests.push(ifm[1]);
       const g = /^\$(HTTP|MAIL|STREAM) != NO$/.exec(ifm[1]);
       groups.push(g && vars.get(g[1]) === 'DYNAMIC' ? g[1] : null);
       continue;
     }
-    if (elifm) { stack[stack.length - 1] = !stack[stack.length - 1] && evalTest(elifm[1], vars); continue; }
-    if (line === 'else') { stack[stack.length - 1] = !stack[stack.length - 1]; continue; }
-    if (line === 'fi') { stack.pop(); groups.pop(); continue; }
+    if (elifm) { stack[stack.length - 1] = !stack[stack.length - 1] && evalTest(elifm[1], vars); tests[tests.length - 1] = null; continue; }
+    if (line === 'else') { stack[stack.length - 1] = !stack[stack.length - 1]; tests[tests.length - 1] = null; continue; }
+    if (line === 'fi') { stack.pop(); tests.pop(); groups.pop(); continue; }
     const nm = /^ngx_module_name="?([^"\\]*)(\\?)"?$/.exec(line);
     if (nm) { names = nm[1].split(/\s+/).filter(Boolean); collecting = nm[2] === '\\'; continue; }
     if (collecting) {
@@ -154,7 +235,7 @@ function moduleLinks(src: string, vars: Map<string, string>): Map<string, Module
     const assign = /^([A-Z][A-Z0-9_]*)=(YES|NO|DYNAMIC)$/.exec(line);
     if (assign && stack.every(Boolean)) { vars.set(assign[1], assign[2]); continue; }
     const lm = /^ngx_module_link=(\$?)(\w+)$/.exec(line);
-    if (lm) { linkValue = lm[1] ? vars.get(lm[2]) ?? 'NO' : lm[2]; continue; }
+    if (lm) { linkValue = lm[1] ? vars.get(lm[2]) ?? 'NO' : lm[2]; linkVar = lm[1] ? lm[2] : undefined; continue; }
     // a module takes whatever ngx_module_link was set last, as auto/module reads it
     if (line === '. auto/module' && names.length && !names[0].startsWith('$')) {
       const active = stack.every(Boolean);
@@ -165,6 +246,9 @@ function moduleLinks(src: string, vars: Map<string, string>): Map<string, Module
           link = group ? { link: 'dynamic', so: `ngx_${group.toLowerCase()}_module.so` } : { link: 'static' };
         } else if (active && linkValue === 'DYNAMIC') {
           link = { link: 'dynamic', so: `${names[0]}.so` };
+        } else {
+          const needs = linkNeeds(stack, tests, linkValue, linkVar, cfg);
+          if (needs) link = { link: 'no', needs };
         }
         if (!links.has(n) || links.get(n)!.link === 'no') links.set(n, link);
       }
@@ -173,10 +257,33 @@ function moduleLinks(src: string, vars: Map<string, string>): Map<string, Module
   return links;
 }
 
+/** The flags that would link a module auto/modules leaves out: those of each failing if, and of its link variable. */
+function linkNeeds(stack: boolean[], tests: Array<string | null>, linkValue: string, linkVar: string | undefined, cfg: Configure): string[] | undefined {
+  const flags: string[] = [];
+  for (let i = 0; i < stack.length; i++) {
+    if (stack[i]) continue;
+    const f = tests[i] === null ? undefined : flagsFor(tests[i]!, cfg);
+    if (f === undefined) return undefined;
+    flags.push(...f);
+  }
+  if (linkValue === 'NO') {
+    const f = linkVar ? flagFor(cfg, linkVar, '=', 'YES') : undefined;
+    if (f === undefined) return undefined;
+    flags.push(f);
+  }
+  return flags.length ? [...new Set(flags)] : undefined;
+}
+
 /** Modules configure adds outside auto/modules (auto/sources, auto/os/linux). */
-function coreModuleLink(file: string, name: string, vars: Map<string, string>): ModuleLink {
-  if (name === 'ngx_thread_pool_module') return { link: vars.get('USE_THREADS') === 'YES' ? 'static' : 'no' };
-  if (name === 'ngx_google_perftools_module') return { link: vars.get('NGX_GOOGLE_PERFTOOLS') === 'YES' ? 'static' : 'no' };
+function coreModuleLink(file: string, name: string, cfg: Configure): ModuleLink {
+  const { vars } = cfg;
+  const byFlag = (v: string): ModuleLink => {
+    if (vars.get(v) === 'YES') return { link: 'static' };
+    const flag = flagFor(cfg, v, '=', 'YES');
+    return flag ? { link: 'no', needs: [flag] } : { link: 'no' };
+  };
+  if (name === 'ngx_thread_pool_module') return byFlag('USE_THREADS');
+  if (name === 'ngx_google_perftools_module') return byFlag('NGX_GOOGLE_PERFTOOLS');
   if (/src\/event\/modules\//.test(file)) return { link: /ngx_epoll_module\.c$/.test(file) ? 'static' : 'no' };
   if (/src\/(core|event|os\/unix)\//.test(file)) return { link: 'static' };
   return { link: 'no' };
@@ -292,25 +399,47 @@ function splitTop(s: string): string[] {
   return out;
 }
 
+/** Macros configure defines when a variable is YES (auto/have under its if). */
+const MACRO_VARS: Record<string, string> = {
+  NGX_HTTP_SSL: 'HTTP_SSL',
+  NGX_SSL: 'USE_OPENSSL',
+  NGX_STREAM_SSL: 'STREAM_SSL',
+  NGX_MAIL_SSL: 'MAIL_SSL',
+  NGX_HTTP_V2: 'HTTP_V2',
+  NGX_HTTP_V3: 'HTTP_V3',
+  NGX_QUIC: 'HTTP_V3',
+  NGX_HTTP_REALIP: 'HTTP_REALIP',
+  NGX_HTTP_DAV: 'HTTP_DAV',
+  NGX_HTTP_DEGRADATION: 'HTTP_DEGRADATION',
+  NGX_THREADS: 'USE_THREADS',
+  NGX_PCRE: 'USE_PCRE',
+  NGX_HAVE_FILE_AIO: 'NGX_FILE_AIO',
+  NGX_DEBUG: 'NGX_DEBUG',
+};
+
+/**
+ * The flags under which a failing #if condition holds: those of its macros
+ * the build leaves off, all turned on; undefined when that is not enough.
+ */
+function conditionNeeds(cond: string, cfg: Configure, defined: Set<string>, nginxVersionNumber: number): string[] | undefined {
+  const vars = new Map(cfg.vars);
+  const flags: string[] = [];
+  for (const [macro, v] of Object.entries(MACRO_VARS)) {
+    if (!new RegExp(`\\b${macro}\\b`).test(cond) || vars.get(v) === 'YES') continue;
+    const flag = flagFor(cfg, v, '=', 'YES');
+    if (flag === undefined) continue;
+    vars.set(v, 'YES');
+    flags.push(flag);
+  }
+  return flags.length && conditionHolds(cond, vars, defined, nginxVersionNumber) ? [...new Set(flags)] : undefined;
+}
+
 /** Preprocessor macros a build defines, from its configure variables. */
 function conditionHolds(cond: string, vars: Map<string, string>, defined: Set<string>, nginxVersionNumber: number): boolean {
   const macro: Record<string, boolean> = {
-    NGX_HTTP_SSL: vars.get('HTTP_SSL') === 'YES',
-    NGX_SSL: vars.get('USE_OPENSSL') === 'YES',
-    NGX_STREAM_SSL: vars.get('STREAM_SSL') === 'YES',
-    NGX_MAIL_SSL: vars.get('MAIL_SSL') === 'YES',
-    NGX_HTTP_V2: vars.get('HTTP_V2') === 'YES',
-    NGX_HTTP_V3: vars.get('HTTP_V3') === 'YES',
-    NGX_QUIC: vars.get('HTTP_V3') === 'YES',
+    ...Object.fromEntries(Object.entries(MACRO_VARS).map(([m, v]) => [m, vars.get(v) === 'YES'])),
     NGX_HTTP_CACHE: vars.get('HTTP_CACHE') !== 'NO',
     NGX_HTTP_GZIP: true,
-    NGX_HTTP_REALIP: vars.get('HTTP_REALIP') === 'YES',
-    NGX_HTTP_DAV: vars.get('HTTP_DAV') === 'YES',
-    NGX_HTTP_DEGRADATION: vars.get('HTTP_DEGRADATION') === 'YES',
-    NGX_THREADS: vars.get('USE_THREADS') === 'YES',
-    NGX_PCRE: vars.get('USE_PCRE') === 'YES',
-    NGX_HAVE_FILE_AIO: vars.get('NGX_FILE_AIO') === 'YES',
-    NGX_DEBUG: vars.get('NGX_DEBUG') === 'YES',
     NGX_HTTP_X_FORWARDED_FOR: true,
     NGX_HTTP_HEADERS: true,
     NGX_HAVE_INET6: true,
@@ -378,8 +507,9 @@ function main(): void {
   }
   const src = resolve(values.src);
   const configure = (values.configure.match(/(?:[^\s']+|'[^']*')+/g) ?? []).map((a) => a.replace(/'/g, ''));
-  const vars = configureVars(src, configure);
-  const links = moduleLinks(src, vars);
+  const cfg = configureVars(src, configure);
+  const { vars } = cfg;
+  const links = moduleLinks(src, cfg);
   const addons: Array<{ dir: string; dynamic: boolean }> = [];
   for (const a of configure) {
     const m = /^--add(-dynamic)?-module=(.*)$/.exec(a);
@@ -397,7 +527,7 @@ function main(): void {
   // the NDK's config adds -DNDK to every module's CFLAGS
   if (addons.some((a) => /devel_kit|ndk/.test(basename(a.dir)))) definedMacros.add('NDK');
   const directives: Record<string, Definition[]> = {};
-  const modules: Record<string, { link: string; loadModule?: string; from: string }> = {};
+  const modules: Record<string, { link: string; loadModule?: string; needs?: string; from: string }> = {};
 
   const addonSo = (dir: string): string | undefined => {
     try {
@@ -418,11 +548,15 @@ function main(): void {
       const [, modName, , cmdsName, modType] = mm;
       let link: ModuleLink;
       if (addon) link = addon.dynamic ? { link: 'dynamic', so: addonSo(addon.dir) } : { link: 'static' };
-      else link = links.get(modName) ?? coreModuleLink(relative(src, file), modName, vars);
-      if (link.link === 'no') continue;
+      else link = links.get(modName) ?? coreModuleLink(relative(src, file), modName, cfg);
+      // a module of nginx's own tree this build leaves out is kept, marked
+      // with the flags that would build it; one no flag builds is dropped
+      if (link.link === 'no' && !link.needs) continue;
+      const moduleNeeds = link.link === 'no' ? link.needs!.join(' ') : undefined;
       modules[modName] = {
-        link: link.link,
+        link: moduleNeeds ? 'absent' : link.link,
         loadModule: link.so ? `modules/${link.so}` : undefined,
+        needs: moduleNeeds,
         from: addon ? basename(addon.dir) : `nginx-${nginxVersion}`,
       };
       if (cmdsName.trim() === 'NULL') continue;
@@ -437,7 +571,12 @@ function main(): void {
       for (const { fields, condition } of commandEntries(body)) {
         const nameM = /ngx_string\s*\(\s*"([^"]+)"\s*\)/.exec(fields[0] ?? '');
         if (!nameM || fields.length < 3) continue;
-        if (condition && !conditionHolds(condition, vars, definedMacros, nginxVersionNumber)) continue;
+        let needs = moduleNeeds;
+        if (condition && !conditionHolds(condition, vars, definedMacros, nginxVersionNumber)) {
+          const more = conditionNeeds(condition, cfg, definedMacros, nginxVersionNumber);
+          if (!more) continue;
+          needs = [...new Set([...(needs?.split(' ') ?? []), ...more])].join(' ');
+        }
         const mask = expandMask(fields[1], sources.defines);
         let contexts: string[] = [];
         if (mask.includes('NGX_ANY_CONF')) contexts = [...ANY_CONTEXTS];
@@ -457,6 +596,7 @@ function main(): void {
         if (o) def.opens = o;
         if (link.so) def.loadModule = `modules/${link.so}`;
         if (condition) def.condition = condition;
+        if (needs) def.needs = needs;
         (directives[nameM[1]] ??= []).push(def);
       }
     }

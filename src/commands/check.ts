@@ -12,7 +12,7 @@ import { consulTargetOf, createConsulAdapter } from "../consul/client.js";
 import { runConsulPreflight, skippedPreflight, type PreflightReport } from "../consul/preflight.js";
 import { prefixProblem } from "../install/prefix.js";
 import { formatDiagnostic } from "../pipeline/load.js";
-import { binaryRefusal } from "../pipeline/binary-check.js";
+import { binaryRefusal, warningsFor } from "../pipeline/binary-check.js";
 import { describeTarget, detectTarget, targetMismatch } from "../target/index.js";
 import { systemRunner } from "../util/proc.js";
 import { report, type Io } from "./io.js";
@@ -50,7 +50,7 @@ export default async function check(opts: CheckOptions, io: Io): Promise<void> {
   const seen = await detectTarget(bin, systemRunner).catch(() => undefined);
   const prepared = await prepareSpec(opts.spec, io.cwd, opts.target, seen?.version);
   const mismatch = seen ? targetMismatch(prepared.target, bin, seen) : undefined;
-  if (!io.json) for (const w of prepared.warnings) io.err(`warning: ${formatDiagnostic(w)}\n`);
+  if (!io.json) for (const w of warningsFor(prepared.warnings, seen)) io.err(`warning: ${formatDiagnostic(w)}\n`);
   // What -V says the binary cannot do is refused here, by spec key and line, not left to nginx -t.
   const lacking = mismatch ? undefined : binaryRefusal(prepared, bin, seen);
   if (lacking) throw lacking;

@@ -13,7 +13,7 @@ import { runInstall } from "../install/run.js";
 import { seedFromConsul } from "../install/seed.js";
 import { formatDiagnostic } from "../pipeline/load.js";
 import { detectTarget, targetMismatch } from "../target/index.js";
-import { binaryRefusal } from "../pipeline/binary-check.js";
+import { binaryRefusal, warningsFor } from "../pipeline/binary-check.js";
 import { systemRunner } from "../util/proc.js";
 import { report, type Io } from "./io.js";
 
@@ -61,7 +61,7 @@ export default async function install(opts: InstallOptions, io: Io): Promise<voi
   }
   const lacking = binaryRefusal(prepared, bin, seen, "; nothing was installed");
   if (lacking) throw lacking;
-  if (!io.json) for (const w of prepared.warnings) io.err(`warning: ${formatDiagnostic(w)}\n`);
+  if (!io.json) for (const w of warningsFor(prepared.warnings, seen)) io.err(`warning: ${formatDiagnostic(w)}\n`);
 
   const result = await runInstall(
     {

@@ -22,6 +22,14 @@ export interface DirectiveDefinition {
   /** the .so load_module must name first, for modules built as dynamic */
   loadModule?: string;
   condition?: string;
+  /**
+   * The configure flag(s), space-separated, without which the directive does
+   * not exist: its module is in nginx's source tree but the reference build
+   * (the table's `configure`) leaves it out ("--with-http_v2_module").
+   * Absent when the reference build has it; tables generated before this
+   * field existed have no such entries.
+   */
+  needs?: string;
   source: string;
 }
 
@@ -30,7 +38,8 @@ export interface DirectiveTable {
   version: string;
   nginx: string;
   configure: string[];
-  modules: Record<string, { link: string; loadModule?: string; from: string }>;
+  /** link: "static", "dynamic", or "absent" (left out of the reference build; `needs` says by which flag) */
+  modules: Record<string, { link: string; loadModule?: string; needs?: string; from: string }>;
   directives: Record<string, DirectiveDefinition[]>;
 }
 
@@ -62,6 +71,20 @@ export function loadDirectiveTable(target: string, version?: string): DirectiveT
     cache.set(name, t);
   }
   return t;
+}
+
+/** The definitions the reference build has (no `needs`): what a table without the field listed. */
+export function builtDefinitions(defs: readonly DirectiveDefinition[] | undefined): DirectiveDefinition[] {
+  return (defs ?? []).filter((d) => d.needs === undefined);
+}
+
+/**
+ * The definitions of `name` in `context`, those the reference build has
+ * first; empty when the sources have none there.
+ */
+export function definitionsIn(table: DirectiveTable, name: string, context: DirectiveContext): DirectiveDefinition[] {
+  const here = (table.directives[name] ?? []).filter((d) => d.contexts.includes(context));
+  return [...builtDefinitions(here), ...here.filter((d) => d.needs !== undefined)];
 }
 
 /** nginx's own argument-count rule (ngx_conf_handler): does `n` arguments fit `bits`? */

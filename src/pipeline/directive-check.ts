@@ -5,7 +5,10 @@
  * unknown directive, not allowed in this context, wrong number of arguments,
  * a block where none is taken (or none where one is), a directive that
  * refuses a repeat given twice in one block, a dynamic module's directive
- * without its load_module.
+ * without its load_module. A directive of a module nginx's sources have but
+ * the table's reference build leaves out (its `needs`: the configure flag)
+ * is no refusal: without a binary, build warns once per flag; with one,
+ * binary-check.ts asks its -V (through `visit`).
  */
 import path from "node:path";
 import { planBuild, type RenderModel } from "./plan.js";
@@ -21,6 +24,21 @@ import {
 import type { Directive, Spec } from "../spec/schema.js";
 
 export type PathDiag = (path: readonly PropertyKey[], message: string) => void;
+
+/** A directive the table accepts where it is: the spec key it comes from, and the definitions that fit it. */
+export interface CheckedDirective {
+  directive: NginxDirective;
+  at: readonly PropertyKey[];
+  /** true when `at` is the spec's own escape-hatch entry (nginx.directives...), false for what gen-lb emits */
+  fromSpec: boolean;
+  fits: readonly DirectiveDefinition[];
+}
+
+export interface CheckOptions {
+  table?: DirectiveTable;
+  /** called once for every directive the table has in its context with that many arguments (and block or none) */
+  visit?: (c: CheckedDirective) => void;
+}
 
 /** gen-lb's own directives that come straight from one spec key, so a refusal can name it. */
 const OWN_SOURCES: Record<string, readonly PropertyKey[]> = {
@@ -91,8 +109,8 @@ function specDirectiveSources(spec: Spec): Map<object, PropertyKey[]> {
 }
 
 /** Checks `model` (planned from `spec`) against `spec.target`'s table; reports through `report`. */
-export function checkDirectives(spec: Spec, model: RenderModel, report: PathDiag, table?: DirectiveTable): void {
-  const t = table ?? loadDirectiveTable(spec.target);
+export function checkDirectives(spec: Spec, model: RenderModel, report: PathDiag, opts: CheckOptions = {}): void {
+  const t = opts.table ?? loadDirectiveTable(spec.target);
   const fromSpec = specDirectiveSources(spec);
   const loaded = new Set(model.modules.map((m) => path.basename(m)));
   const label = `${t.target} ${t.version}`;
@@ -121,7 +139,8 @@ export function checkDirectives(spec: Spec, model: RenderModel, report: PathDiag
       }
       const hasBlock = d.block !== undefined || d.lua !== undefined;
       const n = d.args.length;
-      const fits = here.filter((def) => def.block === hasBlock && argCountFits(def.args, n));
+      // what the reference build has first: its definition is the one judged
+      const fits = [...here.filter((def) => def.needs === undefined), ...here.filter((def) => def.needs !== undefined)].filter((def) => def.block === hasBlock && argCountFits(def.args, n));
       if (fits.length === 0) {
         const def = here[0]!;
         const argPath = specPath ? [...specPath, "args"] : at;
@@ -133,6 +152,7 @@ export function checkDirectives(spec: Spec, model: RenderModel, report: PathDiag
         continue;
       }
       const def: DirectiveDefinition = fits[0]!;
+      opts.visit?.({ directive: d, at: specPath ? [...specPath, "name"] : at, fromSpec: specPath !== undefined, fits });
       if (def.loadModule && !loaded.has(path.basename(def.loadModule))) {
         report(specPath ? [...specPath, "name"] : at, `"${d.name}" comes from ${def.module}, which ${label} builds as a dynamic module: add load_module ${def.loadModule} (nginx.directives) first`);
       }
@@ -185,7 +205,7 @@ export function checkUpstreamNames(spec: Spec, report: PathDiag): void {
  * puts `--target` there before calling this, or `build --target nginx` of an
  * OpenResty spec would be judged by OpenResty's table.
  */
-export function nginxSideChecks(spec: Spec, report: PathDiag): void {
+export function nginxSideChecks(spec: Spec, report: PathDiag, warn: PathDiag = () => {}): void {
   checkUpstreamNames(spec, report);
   let model: RenderModel;
   try {
@@ -193,5 +213,20 @@ export function nginxSideChecks(spec: Spec, report: PathDiag): void {
   } catch {
     return; // render reports what plan cannot do
   }
-  checkDirectives(spec, model, report);
+  const needed = new Map<string, { at: readonly PropertyKey[]; names: Set<string>; modules: Set<string> }>();
+  checkDirectives(spec, model, report, {
+    visit: ({ directive, at, fits }) => {
+      if (fits.some((f) => f.needs === undefined)) return;
+      const flag = fits[0]!.needs!;
+      const n = needed.get(flag) ?? needed.set(flag, { at, names: new Set(), modules: new Set() }).get(flag)!;
+      n.names.add(directive.name);
+      for (const f of fits) n.modules.add(f.module);
+    },
+  });
+  const t = loadDirectiveTable(spec.target);
+  for (const [flag, { at, names, modules }] of needed) {
+    const list = [...names].map((x) => `"${x}"`).join(", ");
+    const packages = t.target === "openresty" ? " (openresty.org's packages are)" : "";
+    warn(at, `${list} ${names.size === 1 ? "comes" : "come"} from ${[...modules].join(" and ")}, which ${t.target} has only when built with ${flag}${packages}: \`gen-lb check --bin BINARY\` tells whether your own binary has it`);
+  }
 }

@@ -15,6 +15,12 @@ export interface SpecDiagnostic {
   path: string;
   position: SourcePosition;
   message: string;
+  /**
+   * A warning that the directive-table's reference build lacks a module the
+   * spec uses (src/pipeline/directive-check.ts): moot once a binary's -V is
+   * read, which check and install then judge instead (binary-check.ts).
+   */
+  needsBuildFlag?: true;
 }
 
 export interface LoadedSpec {

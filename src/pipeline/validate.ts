@@ -44,7 +44,13 @@ export function validateLoaded(loaded: LoadedSpec, opts: ValidateOptions = {}): 
   }
   const spec = opts.target === undefined ? parsed.data : { ...parsed.data, target: opts.target };
   const { errors, warnings } = crossCheck(spec, diag, rawUpstreams(loaded.data));
-  if (errors.length === 0) nginxSideChecks(spec, (path, message) => errors.push(diag(path, message)));
+  if (errors.length === 0) {
+    nginxSideChecks(
+      spec,
+      (path, message) => errors.push(diag(path, message)),
+      (path, message) => warnings.push({ ...diag(path, message), needsBuildFlag: true }),
+    );
+  }
   return errors.length > 0 ? { warnings, errors: byPosition(errors) } : { spec, warnings: byPosition(warnings), errors };
 }
 

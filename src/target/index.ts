@@ -13,6 +13,7 @@
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { versionOutputCommand, type ProcessRunner } from "../util/proc.js";
+import { configureArguments } from "./modules.js";
 
 export type TargetKind = "openresty" | "nginx";
 
@@ -31,6 +32,8 @@ export interface TargetInfo {
   modulesDir?: string;
   /** Built with the HTTP/2 module (--with-http_v2_module). */
   http2: boolean;
+  /** The arguments of -V's "configure arguments:" line (what src/target/modules.ts reads). */
+  configure: string[];
 }
 
 /**
@@ -79,6 +82,7 @@ export function parseVersionOutput(text: string, exists: (file: string) => boole
     ...(loadable ? { luaModulePath } : {}),
     ...(modulesDir !== undefined ? { modulesDir } : {}),
     http2: /--with-http_v2_module/.test(configure),
+    configure: configureArguments(text),
   };
 }
 

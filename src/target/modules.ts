@@ -97,3 +97,19 @@ export function moduleLink(configure: readonly string[], module: string): Module
   }
   return undefined;
 }
+
+/**
+ * Why a binary configured with `configure` lacks `module`, or undefined when
+ * it has it or its -V does not say. `needs`: the flags the directive table
+ * records for a module its reference build left out ("--with-mail
+ * --with-mail_ssl_module"); a module nginx builds by default but only next
+ * to another (grpc with http_v2, from nginx 1.25) is known by those.
+ */
+export function lackOf(configure: readonly string[], module: string, needs?: string): string | undefined {
+  const flag = nginxModuleFlag(module);
+  if (flag !== undefined && configure.includes(`--without-${flag}`)) return `built without ${module} (its -V has --without-${flag})`;
+  const missing = (needs?.split(" ") ?? []).filter((f) => !configure.includes(f) && !configure.includes(`${f}=dynamic`));
+  if (moduleLink(configure, module) === "absent" && flag !== undefined && !missing.includes(`--with-${flag}`)) missing.push(`--with-${flag}`);
+  if (missing.length === 0) return undefined;
+  return `built without ${module} (its -V has no ${missing.join(", no ")})`;
+}

@@ -3,7 +3,7 @@
  * module, a clean env. Each scratch prefix goes to a TMPDIR of the test's
  * own, so "the scratch is removed" is checked, not assumed.
  */
-import { mkdirSync, readdirSync, writeFileSync, cpSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync, cpSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { runCli } from "../support/cli.js";
@@ -81,6 +81,40 @@ describe("gen-lb check", () => {
       // No step ran: no "FAIL  nginx -t" / "ok    nginx -t" line.
       expect(r.stdout + r.stderr).not.toMatch(/^\s*(FAIL|ok) +nginx -t/m);
     }
+  });
+
+  it("target openresty: build accepts http2 and stub_status with one warning per configure flag; check --bin /opt/openresty/bin/openresty (built without both) refuses each at its spec key and line", async () => {
+    const OPENRESTY = "/opt/openresty/bin/openresty";
+    const dir = tempDir();
+    const spec: Record<string, unknown> = { ...specObject(await ports(), "h2"), target: "openresty", target_version: "1.31.1" };
+    const certs = path.join(FIXTURES, "certs");
+    (spec.servers as unknown[]).push({
+      listen: `127.0.0.1:${(await ports()).http}`,
+      http2: true,
+      ssl: { certificate: path.join(certs, "lb.crt"), certificate_key: path.join(certs, "lb.key") },
+      locations: [{ path: "/", return: { code: 204 } }, { path: "/stub", directives: [{ name: "stub_status", args: [] }] }],
+    });
+    const file = writeSpec(dir, "h2.json", spec);
+    const lineOf = (needle: string) => readFileSync(file, "utf8").split("\n").findIndex((l) => l.includes(needle)) + 1;
+
+    // build renders for OpenResty's nginx (1.31.1, so "http2 on;") and only warns
+    const b = runCli(["build", "--spec", file, "--out", path.join(dir, "dist")], { cwd: dir });
+    expect(b.status, b.stderr).toBe(0);
+    // (lint also warns about an open status location: not what this test is about)
+    const warnings = b.stderr.split("\n").filter((l) => l.startsWith("warning: ") && !l.startsWith("warning: lint:"));
+    expect(warnings).toEqual([
+      expect.stringMatching(new RegExp(`^warning: servers\\[1\\]\\.http2 \\(h2\\.json:${lineOf('"http2"')}:\\d+\\): "http2" comes from ngx_http_v2_module, which openresty has only when built with --with-http_v2_module .*\`gen-lb check --bin BINARY\``)),
+      expect.stringMatching(new RegExp(`^warning: servers\\[1\\]\\.locations\\[1\\]\\.directives\\[0\\]\\.name \\(h2\\.json:${lineOf('"stub_status"')}:\\d+\\): "stub_status" .* --with-http_stub_status_module`)),
+    ]);
+
+    const r = runCli(["check", "--spec", file, "--bin", OPENRESTY, "--no-consul"], { cwd: dir });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain(`gen-lb: h2.json: 2 settings ${OPENRESTY} cannot run\n`);
+    expect(r.stderr).toMatch(new RegExp(`^ {2}servers\\[1\\]\\.http2 \\(h2\\.json:${lineOf('"http2"')}:\\d+\\): .* built without ngx_http_v2_module .*: remove http2: true, or run a binary built with it$`, "m"));
+    expect(r.stderr).toMatch(new RegExp(`^ {2}servers\\[1\\]\\.locations\\[1\\]\\.directives\\[0\\] \\(h2\\.json:${lineOf('"stub_status"') - 1}:\\d+\\): .* built without ngx_http_stub_status_module \\(its -V has no --with-http_stub_status_module\\), so nginx -t refuses "stub_status"`, "m"));
+    // the binary is known: build's warning about the table's reference build is not repeated
+    expect(r.stderr).not.toMatch(/^warning: .*gen-lb check --bin/m);
+    expect(r.stdout + r.stderr).not.toMatch(/^\s*(FAIL|ok) +nginx -t/m);
   });
 
   it("an init_by_lua failure passes nginx -t and is caught by the smoke start", async () => {

@@ -8,6 +8,7 @@ import { migrate } from "../../src/migrate/index.js";
 import { memoryLoader } from "../../src/nginx/load.js";
 import { validateSpecText } from "../../src/pipeline/validate.js";
 import { formatDiagnostic } from "../../src/pipeline/load.js";
+import { loadDirectiveTable } from "../../src/nginx/directives.js";
 
 const conf = `events {}
 http {
@@ -33,7 +34,8 @@ http {
     }
 }
 `;
-const openresty = { bin: "/opt/openresty/bin/openresty", target: "openresty", version: "1.31.1" } as const;
+// the -V configure arguments of the OpenResty build here (its directive table's reference build): no gzip_static
+const openresty = { bin: "/opt/openresty/bin/openresty", target: "openresty", version: "1.31.1", configure: loadDirectiveTable("openresty").configure } as const;
 
 describe("carried directives the target refuses", () => {
   const m = migrate("n.conf", { loader: memoryLoader({ "n.conf": conf }), bin: openresty });
@@ -46,10 +48,17 @@ describe("carried directives the target refuses", () => {
   it("each is reported lost with nginx's reason; a location left out blocks", () => {
     const lost = m.findings.filter((f) => f.kind === "lost" && f.directive !== undefined).map((f) => `${f.line} ${f.directive} ${f.blocking ? "blocking" : ""}: ${f.message}`);
     expect(lost).toEqual([
-      expect.stringMatching(/^8 gzip_static : gzip_static on: the target's nginx refuses it \(unknown directive "gzip_static": openresty 1\.31\.1\.1 has no such directive\)$/),
-      expect.stringMatching(/^13 location blocking: location \/nested\/: the target's nginx refuses it \(unknown directive "gzip_static".*; rewrite it by hand$/),
-      expect.stringMatching(/^21 gzip_static : gzip_static on: the target's nginx refuses it/),
+      // the directive table lists gzip_static (needing --with-http_gzip_static_module), so what refuses it is the binary's -V
+      "8 gzip_static : gzip_static on: /opt/openresty/bin/openresty (OpenResty, nginx 1.31.1) is built without ngx_http_gzip_static_module (not in its -V)",
+      expect.stringMatching(/^13 location blocking: location \/nested\/: left out: .* is built without ngx_http_gzip_static_module \(not in its -V\) \(at n\.conf:13\); rewrite it by hand$/),
+      expect.stringMatching(/^21 gzip_static : gzip_static on: .* is built without ngx_http_gzip_static_module/),
     ]);
+  });
+  it("without the binary's configure arguments, gzip_static is carried as build accepts it (a module OpenResty's packages build)", () => {
+    const { configure: _, ...noConfigure } = openresty;
+    const d = migrate("n.conf", { loader: memoryLoader({ "n.conf": conf }), bin: noConfigure });
+    expect(d.findings.filter((f) => f.kind === "carried" && f.directive === "gzip_static")).toHaveLength(2);
+    expect(validateSpecText(JSON.stringify(d.spec), "spec.json").errors).toEqual([]);
   });
   it("for Debian's nginx, which has the module, it is carried", () => {
     const d = migrate("n.conf", { loader: memoryLoader({ "n.conf": conf }), bin: { bin: "/usr/sbin/nginx", target: "nginx", version: "1.22.1" } });

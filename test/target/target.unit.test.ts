@@ -27,6 +27,7 @@ describe("target detection from -V", () => {
       luaModulePath: "/usr/lib/nginx/modules/ngx_http_lua_module.so",
       modulesDir: "/usr/lib/nginx/modules",
       http2: true,
+      configure: expect.arrayContaining(["--with-http_v2_module", "--with-stream=dynamic"]),
     });
     expect(parseVersionOutput(DEBIAN, () => false).lua).toBe("none");
   });
@@ -40,6 +41,7 @@ describe("target detection from -V", () => {
       lua: "builtin",
       modulesDir: "/opt/openresty/nginx/modules",
       http2: false,
+      configure: expect.arrayContaining(["--with-http_ssl_module", "--add-module=../ngx_lua-0.10.31rc5"]),
     });
     expect(describeTarget(info)).toBe("openresty 1.31.1.1 (nginx 1.31.1, Lua built in)");
   });
@@ -87,12 +89,33 @@ describe("version-aware output", () => {
     expect(conf(spec({ target_version: "1.22.1" }), "1.31.1")).toMatch(/ssl http2;/);
   });
 
-  it("build judges HTTP/2 by the target's directive table: `http2 on;` it lacks is refused at servers[N].http2 and its line", () => {
-    const text = JSON.stringify({ target: "openresty", target_version: "1.31.1", servers: [{ listen: "127.0.0.1:8443", http2: true, ssl: { certificate: "/c.pem", certificate_key: "/k.pem" }, locations: [{ path: "/", return: { code: 204 } }] }] }, null, 1);
+  it("build judges HTTP/2 by the target's directive table: `http2 on;`, whose module OpenResty's packages build and the table's reference build does not, is accepted with one warning at servers[N].http2 naming the flag", () => {
+    const server = { listen: "127.0.0.1:8443", http2: true, ssl: { certificate: "/c.pem", certificate_key: "/k.pem" }, locations: [{ path: "/", return: { code: 204 } }] };
+    const text = JSON.stringify({ target: "openresty", target_version: "1.31.1", servers: [server, { ...server, listen: "127.0.0.1:8444" }] }, null, 1);
     const r = validateSpecText(text, "h2.json");
-    expect(r.errors.map(formatDiagnostic)).toEqual([
-      'servers[0].http2 (h2.json:7:4): unknown directive "http2": openresty 1.31.1.1 has no such directive (http2: true renders "http2 on;" from nginx 1.25.1)',
+    expect(r.errors.map(formatDiagnostic)).toEqual([]);
+    // one warning for the flag, at the first server that needs it
+    expect(r.warnings.map(formatDiagnostic)).toEqual([
+      "servers[0].http2 (h2.json:7:4): \"http2\" comes from ngx_http_v2_module, which openresty has only when built with --with-http_v2_module (openresty.org's packages are): `gen-lb check --bin BINARY` tells whether your own binary has it",
     ]);
+    expect(r.warnings[0]!.needsBuildFlag).toBe(true);
+  });
+
+  it("check and install judge any directive gen-lb emits or carries by -V: one whose module the binary lacks is refused at its spec key", () => {
+    const text = JSON.stringify({
+      target: "openresty",
+      target_version: "1.31.1",
+      servers: [{ listen: "127.0.0.1:8080", locations: [{ path: "/s", return: { code: 204 }, directives: [{ name: "stub_status", args: [] }, { name: "grpc_pass", args: ["127.0.0.1:9"] }] }] }],
+    });
+    const s = validateSpecText(text, "s.json").spec!;
+    const lacks = binaryLacks(s, "/x/openresty", parseVersionOutput(OPENRESTY, () => false));
+    expect(lacks).toEqual([
+      ["servers[0].locations[0].directives[0]", expect.stringMatching(/^\/x\/openresty is openresty 1\.31\.1\.1 .*, built without ngx_http_stub_status_module \(its -V has no --with-http_stub_status_module\), so nginx -t refuses "stub_status": remove it, or run a binary built with it$/)],
+      // grpc is on by default, but from nginx 1.25 only next to http_v2 (the table's needs says so)
+      ["servers[0].locations[0].directives[1]", expect.stringMatching(/built without ngx_http_grpc_module \(its -V has no --with-http_v2_module\), so nginx -t refuses "grpc_pass"/)],
+    ]);
+    const withBoth = OPENRESTY.replace("--with-http_ssl_module", "--with-http_ssl_module --with-http_v2_module --with-http_stub_status_module");
+    expect(binaryLacks(s, "/x/openresty", parseVersionOutput(withBoth, () => false))).toEqual([]);
   });
 
   it("check and install judge it by -V: a binary built without http_v2_module cannot run servers[N].http2", () => {
