@@ -11,7 +11,7 @@
 import path from "node:path";
 import { allDirectiveTables, type DirectiveContext } from "../nginx/directives.js";
 import type { Directive, Loader } from "../nginx/types.js";
-import { moduleLink } from "../target/modules.js";
+import { lackOf, moduleLink } from "../target/modules.js";
 import { modulesDirOf, type BinInfo } from "./bin.js";
 import { walk } from "./flatten.js";
 import type { Finding } from "./types.js";
@@ -106,10 +106,16 @@ function contextOf(parents: readonly Directive[]): DirectiveContext {
  * (listen: http's, stream's and mail's; http2 on, which 1.25.1 added, by
  * its name); empty when no table knows it.
  */
-function modulesOf(directive: string): string[] {
-  if (/^http2(_|$)/.test(directive)) return ["ngx_http_v2_module"];
-  if (/^(http3|quic)(_|$)/.test(directive)) return ["ngx_http_v3_module"];
-  return [...new Set(allDirectiveTables().flatMap((t) => (t.directives[directive] ?? []).map((d) => d.module)))];
+function modulesOf(directive: string, bin: BinInfo): Array<{ module: string; needs?: string }> {
+  if (/^http2(_|$)/.test(directive)) return [{ module: "ngx_http_v2_module" }];
+  if (/^(http3|quic)(_|$)/.test(directive)) return [{ module: "ngx_http_v3_module" }];
+  const seen = new Map<string, { module: string; needs?: string }>();
+  // The binary's own kind of nginx first (which modules build beside which changes between versions), else every table.
+  const own = allDirectiveTables().filter((t) => t.target === bin.target && (t.directives[directive] ?? []).length > 0);
+  for (const d of (own.length > 0 ? own : allDirectiveTables()).flatMap((t) => t.directives[directive] ?? [])) {
+    if (!seen.has(d.module)) seen.set(d.module, { module: d.module, ...(d.needs ? { needs: d.needs } : {}) });
+  }
+  return [...seen.values()];
 }
 
 const lacking = new WeakMap<BinInfo, Map<string, string | undefined>>();
@@ -119,9 +125,10 @@ export function lackingModule(directive: string, bin: BinInfo | undefined): stri
   const seen = lacking.get(bin) ?? lacking.set(bin, new Map()).get(bin)!;
   if (seen.has(directive)) return seen.get(directive);
   // Unknown to the target only when every module that defines it was left out of the build.
-  const modules = modulesOf(directive);
-  const absent = modules.length > 0 && modules.every((m) => moduleLink(bin.configure!, m) === "absent");
-  const why = absent ? `${label(bin)} is built without ${modules.join(" and ")} (not in its -V)` : undefined;
+  const modules = modulesOf(directive, bin);
+  // lackOf also knows a module built by default only beside another (grpc needs http_v2 from nginx 1.25).
+  const absent = modules.length > 0 && modules.every((m) => lackOf(bin.configure!, m.module, m.needs) !== undefined);
+  const why = absent ? `${label(bin)} is built without ${modules.map((m) => m.module).join(" and ")} (not in its -V)` : undefined;
   seen.set(directive, why);
   return why;
 }

@@ -126,6 +126,11 @@ describe("HTTP/2 and other nginx modules the target was built without", () => {
     expect(about(m, "stub_status")[0]).toMatchObject({ kind: "lost", message: expect.stringMatching(/built without ngx_http_stub_status_module/) });
     expect(JSON.stringify(m.spec)).not.toMatch(/http2|stub_status/);
   });
+  it("grpc_pass, which nginx 1.31 builds only beside http_v2_module, is lost on a binary without it (not carried into a config -t refuses)", () => {
+    const m = run("events {}\nhttp { server { listen 8080; location /g { grpc_pass grpc://127.0.0.1:9000; } } }\n");
+    expect(about(m, "grpc_pass")[0]).toMatchObject({ kind: "lost", message: expect.stringMatching(/built without ngx_http_grpc_module/) });
+    expect(JSON.stringify(m.spec)).not.toMatch(/grpc_pass/);
+  });
   it("onto a binary with http_v2_module (and stub_status), both are kept", () => {
     const m = run(conf("8443 ssl http2"), debian);
     expect((m.spec.servers as Array<Record<string, unknown>>)[0]!.http2).toBe(true);
