@@ -82,32 +82,40 @@ describe("discovery: registrations move traffic without a reload", () => {
 
   it("follows register, deregister and re-address, with the same worker processes", async () => {
     const [a, b, c] = backends as [Backend, Backend, Backend];
+    // waitForPeers sees one worker's list. The balancer re-reads the shared
+    // list at most every 4 requests or 2 ms (balancer.lua, REFRESH_*), so the
+    // other worker may serve up to 3 requests within 2 ms of its last read
+    // on the old list: past 10 ms every worker serves the new one.
+    const waitForPeers = async (want: string[]) => {
+      await stack.waitForPeers("web", want);
+      await sleep(10);
+    };
     const master = stack.nginx.masterPid;
     const workers = stack.nginx.workerPids();
     expect(workers).toHaveLength(2);
 
     stack.register(instance("web", a.port));
     stack.register(instance("web", b.port));
-    await stack.waitForPeers("web", [a.address, b.address]);
+    await waitForPeers([a.address, b.address]);
     let s = await sample(stack.url("/"), 20);
     expect(s.failures).toBe(0);
     expect(s.byBackend.a).toBeGreaterThan(0);
     expect(s.byBackend.b).toBeGreaterThan(0);
 
     expect(stack.standin.deregisterService(`web-${a.port}`)).toBe(true);
-    await stack.waitForPeers("web", [b.address]);
+    await waitForPeers([b.address]);
     s = await sample(stack.url("/"), 20);
     expect(s).toMatchObject({ failures: 0, byBackend: { b: 20 } });
 
     stack.register(instance("web", c.port, { ID: "web-c", Address: "127.0.0.2" }));
-    await stack.waitForPeers("web", [b.address, c.address]);
+    await waitForPeers([b.address, c.address]);
     s = await sample(stack.url("/"), 20);
     expect(s.failures).toBe(0);
     expect(Object.keys(s.byBackend).sort()).toEqual(["b", "c"]);
 
     // Re-address an instance: same ID, new Service.Address (a listens on 127.0.0.1).
     stack.register(instance("web", a.port, { ID: "web-c", Address: "127.0.0.1" }));
-    await stack.waitForPeers("web", [b.address, a.address]);
+    await waitForPeers([b.address, a.address]);
     s = await sample(stack.url("/"), 20);
     expect(s.failures).toBe(0);
     expect(Object.keys(s.byBackend).sort()).toEqual(["a", "b"]);
