@@ -11,7 +11,7 @@
 import path from "node:path";
 import { allDirectiveTables, type DirectiveContext } from "../nginx/directives.js";
 import type { Directive, Loader } from "../nginx/types.js";
-import { lackOf, moduleLink } from "../target/modules.js";
+import { lacksEvery, moduleLink } from "../target/modules.js";
 import { modulesDirOf, type BinInfo } from "./bin.js";
 import { walk } from "./flatten.js";
 import type { Finding } from "./types.js";
@@ -126,9 +126,8 @@ export function lackingModule(directive: string, bin: BinInfo | undefined): stri
   if (seen.has(directive)) return seen.get(directive);
   // Unknown to the target only when every module that defines it was left out of the build.
   const modules = modulesOf(directive, bin);
-  // lackOf also knows a module built by default only beside another (grpc needs http_v2 from nginx 1.25).
-  const absent = modules.length > 0 && modules.every((m) => lackOf(bin.configure!, m.module, m.needs) !== undefined);
-  const why = absent ? `${label(bin)} is built without ${modules.map((m) => m.module).join(" and ")} (not in its -V)` : undefined;
+  // lacksEvery also knows a module built by default only beside another (grpc needs http_v2 from nginx 1.25).
+  const why = lacksEvery(bin.configure, modules) ? `${label(bin)} is built without ${modules.map((m) => m.module).join(" and ")} (not in its -V)` : undefined;
   seen.set(directive, why);
   return why;
 }

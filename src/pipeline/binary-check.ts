@@ -13,7 +13,7 @@
 import { RejectedError } from "../errors.js";
 import { loadDirectiveTable } from "../nginx/directives.js";
 import { describeTarget, type TargetInfo } from "../target/index.js";
-import { lackOf } from "../target/modules.js";
+import { lacksEvery } from "../target/modules.js";
 import { checkDirectives } from "./directive-check.js";
 import { formatPath } from "./load.js";
 import { planBuild } from "./plan.js";
@@ -40,11 +40,11 @@ export function binaryLacks(spec: PreparedSpec["spec"], bin: string, info: Targe
     visit: ({ directive, at, fromSpec, fits }) => {
       const p = formatPath(at.at(-1) === "name" ? at.slice(0, -1) : at);
       if (seen.has(p)) return;
-      const why = fits.map((f) => lackOf(info.configure, f.module, table.modules[f.module]?.needs));
-      if (why.some((w) => w === undefined)) return;
+      const why = lacksEvery(info.configure, fits.map((f) => ({ module: f.module, needs: f.needs ?? table.modules[f.module]?.needs })));
+      if (!why) return;
       seen.add(p);
       const fix = fromSpec ? "remove it" : "remove the setting that makes gen-lb emit it";
-      out.push([p, `${bin} is ${describeTarget(info)}, ${[...new Set(why)].join(" and ")}, so nginx -t refuses "${directive.name}": ${fix}, or run a binary built with it`]);
+      out.push([p, `${bin} is ${describeTarget(info)}, ${why.join(" and ")}, so nginx -t refuses "${directive.name}": ${fix}, or run a binary built with it`]);
     },
   });
   return out;

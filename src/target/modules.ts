@@ -113,3 +113,16 @@ export function lackOf(configure: readonly string[], module: string, needs?: str
   if (missing.length === 0) return undefined;
   return `built without ${module} (its -V has no ${missing.join(", no ")})`;
 }
+
+/**
+ * Why a binary configured with `configure` can take none of `defs` (a
+ * directive's definitions: each its module, and the flags the table records
+ * for a module its reference build left out), or undefined when it has one
+ * of them, or `defs` is empty. The one rule check/install (the spec) and
+ * migrate (the old config) judge a directive by.
+ */
+export function lacksEvery(configure: readonly string[], defs: ReadonlyArray<{ module: string; needs?: string }>): string[] | undefined {
+  if (defs.length === 0) return undefined;
+  const why = defs.map((d) => lackOf(configure, d.module, d.needs));
+  return why.every((w): w is string => w !== undefined) ? [...new Set(why)] : undefined;
+}
