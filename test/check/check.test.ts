@@ -65,10 +65,11 @@ describe("gen-lb check", () => {
   it("HTTP/2 on a binary whose -V lacks http_v2_module is refused at servers[N].http2 and its spec line, before nginx -t; with it, checked and passed", async () => {
     const dir = tempDir();
     const p = await ports();
+    // Its own loopback address: a second ports() may hand back a port the first one gave.
     const tls = await ports();
     const spec = specObject(p, "h2");
     const certs = path.join(FIXTURES, "certs");
-    (spec.servers as unknown[]).push({ listen: `127.0.0.1:${tls.http}`, http2: true, ssl: { certificate: path.join(certs, "lb.crt"), certificate_key: path.join(certs, "lb.key") }, locations: [{ path: "/", return: { code: 204 } }] });
+    (spec.servers as unknown[]).push({ listen: `127.0.0.2:${tls.http}`, http2: true, ssl: { certificate: path.join(certs, "lb.crt"), certificate_key: path.join(certs, "lb.key") }, locations: [{ path: "/", return: { code: 204 } }] });
     const file = writeSpec(dir, "h2.json", spec);
     const r = runCli(["check", "--spec", file, "--bin", NGINX_BIN, "--no-consul"], { cwd: dir });
     if (testBinaryInfo().http2) {
@@ -88,8 +89,9 @@ describe("gen-lb check", () => {
     const dir = tempDir();
     const spec: Record<string, unknown> = { ...specObject(await ports(), "h2"), target: "openresty", target_version: "1.31.1" };
     const certs = path.join(FIXTURES, "certs");
+    // Its own loopback address: a second ports() may hand back a port the first one gave.
     (spec.servers as unknown[]).push({
-      listen: `127.0.0.1:${(await ports()).http}`,
+      listen: `127.0.0.2:${(await ports()).http}`,
       http2: true,
       ssl: { certificate: path.join(certs, "lb.crt"), certificate_key: path.join(certs, "lb.key") },
       locations: [{ path: "/", return: { code: 204 } }, { path: "/stub", directives: [{ name: "stub_status", args: [] }] }],
